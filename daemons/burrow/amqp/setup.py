@@ -1,0 +1,221 @@
+"""``RabbitMQSetup``: one AMQP connection and channel, kept open with backoff, topology declared.
+
+The producer and the consumer each own one or two of these on a shared pika ``IOLoop``. The
+lifecycle follows pika's asynchronous examples as named steps: ``connect`` ->
+``on_connection_open`` -> ``on_channel_open`` -> topology declared -> the owner's ``on_ready``.
+Any loss (failed connect, closed connection, closed channel) reports ``on_lost`` and schedules a
+reconnect after a capped, jittered exponential backoff, until ``stop`` is called.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import ssl
+from typing import Callable
+
+import pika
+from pika.adapters.select_connection import IOLoop
+from pika.channel import Channel
+
+from burrow.config import RabbitMQConfig, TopologyConfig
+from burrow.topology import declare_topology
+
+logger = logging.getLogger(__name__)
+
+
+def connection_parameters(config: RabbitMQConfig, connection_name: str) -> pika.ConnectionParameters:
+    """Translate the config into pika's parameters (credentials, TLS, heartbeat, timeouts)."""
+    ssl_options = None
+    if config.tls.enabled:
+        context = ssl.create_default_context(cafile=config.tls.ca_file or None)
+        if config.tls.cert_file:
+            context.load_cert_chain(config.tls.cert_file, config.tls.key_file)
+        if not config.tls.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        ssl_options = pika.SSLOptions(context, server_hostname=config.tls.server_hostname or config.host)
+    return pika.ConnectionParameters(
+        host=config.host,
+        port=config.port,
+        virtual_host=config.virtual_host,
+        credentials=pika.PlainCredentials(config.username, config.password, erase_on_connect=False),
+        heartbeat=config.heartbeat,
+        connection_attempts=config.connection_attempts,
+        socket_timeout=config.socket_timeout,
+        blocked_connection_timeout=config.blocked_connection_timeout,
+        ssl_options=ssl_options,
+        client_properties={"connection_name": config.connection_name or connection_name},
+    )
+
+
+def default_connection_name(role: str) -> str:
+    return f"burrow-{role}@{socket.gethostname()}"
+
+
+def call_every(ioloop: IOLoop, interval: float, fn: Callable[[], None]) -> Callable[[], None]:
+    """Call ``fn`` on the I/O loop every ``interval`` seconds; return a function that stops it.
+
+    Used for deadlines, status reports and the systemd watchdog: if the loop hangs, these stop.
+    """
+    state: dict[str, object] = {"handle": None, "stopped": False}
+
+    def tick() -> None:
+        if state["stopped"]:
+            return
+        try:
+            fn()
+        finally:
+            if not state["stopped"]:
+                state["handle"] = ioloop.call_later(interval, tick)
+
+    def cancel() -> None:
+        state["stopped"] = True
+        if state["handle"] is not None:
+            ioloop.remove_timeout(state["handle"])
+
+    state["handle"] = ioloop.call_later(interval, tick)
+    return cancel
+
+
+class RabbitMQSetup:
+    """Keeps one connection with one channel open and the topology declared, on ``ioloop``.
+
+    ``on_ready(channel)`` runs on the I/O thread each time a fresh channel is ready (first connect
+    and every reconnect); ``on_lost(reason)`` runs each time it is lost. Both run on the I/O loop.
+    """
+
+    def __init__(
+        self,
+        rabbitmq: RabbitMQConfig,
+        topology: TopologyConfig,
+        ioloop: IOLoop,
+        *,
+        role: str,
+        on_ready: Callable[[Channel], None],
+        on_lost: Callable[[str], None],
+        reply_queue: str | None = None,
+        declare: bool = True,
+    ) -> None:
+        self._rabbitmq = rabbitmq
+        self._topology = topology
+        self._ioloop = ioloop
+        self._role = role
+        self._on_ready = on_ready
+        self._on_lost = on_lost
+        self._reply_queue = reply_queue
+        self._declare = declare
+        self._parameters = connection_parameters(rabbitmq, default_connection_name(role))
+        self._connection: pika.SelectConnection | None = None
+        self._channel: Channel | None = None
+        self._stopping = False
+        self._on_stopped: Callable[[], None] | None = None
+        self._reconnect_handle: object | None = None
+        self._failures = 0
+        self.reconnects = 0
+        self.ready = False
+
+    @property
+    def connection(self) -> pika.SelectConnection | None:
+        return self._connection
+
+    def start(self) -> None:
+        """Open the connection now; call only on the I/O thread (or before the loop starts)."""
+        self._connect()
+
+    def _connect(self) -> None:
+        self._reconnect_handle = None
+        logger.debug("Connecting %s to %s:%d", self._role, self._rabbitmq.host, self._rabbitmq.port)
+        self._connection = pika.SelectConnection(
+            parameters=self._parameters,
+            on_open_callback=self.on_connection_open,
+            on_open_error_callback=self.on_connection_open_error,
+            on_close_callback=self.on_connection_closed,
+            custom_ioloop=self._ioloop,
+        )
+
+    def on_connection_open(self, connection: pika.SelectConnection) -> None:
+        logger.debug("Connection of %s open; opening a channel", self._role)
+        connection.channel(on_open_callback=self.on_channel_open)
+
+    def on_connection_open_error(self, _connection: pika.SelectConnection, error: BaseException) -> None:
+        self._lost(f"cannot connect to {self._rabbitmq.host}:{self._rabbitmq.port}: {error or type(error).__name__}")
+
+    def on_connection_closed(self, _connection: pika.SelectConnection, reason: BaseException) -> None:
+        self._channel = None
+        if self._stopping:
+            logger.debug("Connection of %s closed as asked", self._role)
+            self._finish_stop()
+            return
+        self._lost(f"connection lost: {reason}")
+
+    def on_channel_open(self, channel: Channel) -> None:
+        self._channel = channel
+        channel.add_on_close_callback(self.on_channel_closed)
+        if self._declare:
+            declare_topology(channel, self._topology, self._reply_queue, lambda: self.on_topology_declared(channel))
+        else:
+            self.on_topology_declared(channel)
+
+    def on_topology_declared(self, channel: Channel) -> None:
+        if self._was_down():
+            logger.info("%s connected to %s:%d%s", self._role.capitalize(), self._rabbitmq.host, self._rabbitmq.port,
+                        f" after {self._failures} failed attempts" if self._failures else "")
+        self._failures = 0
+        self.ready = True
+        self._on_ready(channel)
+
+    def _was_down(self) -> bool:
+        return not self.ready
+
+    def on_channel_closed(self, channel: Channel, reason: BaseException) -> None:
+        """A channel closed under us (broker error, e.g. a refused declaration): start over."""
+        self._channel = None
+        if self._stopping:
+            return
+        logger.warning("%s channel closed by the broker: %s", self._role.capitalize(), reason)
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close()
+
+    def _lost(self, reason: str) -> None:
+        was_ready = self.ready
+        self.ready = False
+        self._connection = None
+        if self._stopping:
+            self._finish_stop()
+            return
+        self._failures += 1
+        delay = self._backoff_delay()
+        log = logger.warning if was_ready or self._failures in (1, 10) or self._failures % 50 == 0 else logger.debug
+        log("%s: %s; retrying in %.1fs (attempt %d)", self._role.capitalize(), reason, delay, self._failures)
+        self.reconnects += 1 if was_ready else 0
+        self._on_lost(reason)
+        self._reconnect_handle = self._ioloop.call_later(delay, self._connect)
+
+    def _backoff_delay(self) -> float:
+        """Exponential backoff with equal jitter, capped at ``reconnect_max_delay``."""
+        ceiling = min(
+            self._rabbitmq.reconnect_max_delay,
+            self._rabbitmq.reconnect_initial_delay * (2 ** min(self._failures - 1, 30)),
+        )
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def stop(self, on_stopped: Callable[[], None]) -> None:
+        """Close the connection (no reconnect) and call ``on_stopped`` once it is closed."""
+        self._stopping = True
+        self._on_stopped = on_stopped
+        self.ready = False
+        if self._reconnect_handle is not None:
+            self._ioloop.remove_timeout(self._reconnect_handle)
+            self._reconnect_handle = None
+        connection = self._connection
+        if connection is None or connection.is_closed:
+            self._finish_stop()
+        elif not connection.is_closing:
+            connection.close()
+
+    def _finish_stop(self) -> None:
+        callback, self._on_stopped = self._on_stopped, None
+        if callback is not None:
+            callback()

@@ -1,0 +1,362 @@
+"""burrow's typed configuration: one frozen object per TOML file, built once and passed in.
+
+``load_config(path)`` reads the file, checks every section, key, type and value, resolves
+``password_file`` and returns a :class:`BurrowConfig`. Any problem raises :class:`ConfigError` whose
+message names the file, the key and what is wrong, so ``burrow check-config`` can print one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import string
+import sys
+import typing
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+from burrow.errors import ConfigError
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """TLS towards the broker; ``verify`` checks the broker's certificate and host name."""
+
+    enabled: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    server_hostname: str = ""
+    verify: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RabbitMQConfig:
+    """How to reach and log in to the broker. The password never appears in ``repr()``."""
+
+    host: str = "localhost"
+    port: int = 5672
+    virtual_host: str = "/"
+    username: str = "guest"
+    password: str = field(default="", repr=False)
+    password_file: str = ""
+    heartbeat: int = 30
+    connection_attempts: int = 1
+    socket_timeout: float = 10.0
+    blocked_connection_timeout: float = 60.0
+    reconnect_initial_delay: float = 0.5
+    reconnect_max_delay: float = 30.0
+    connection_name: str = ""
+    tls: TLSConfig = field(default_factory=TLSConfig)
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> "RabbitMQConfig":
+        """Build a config from an ``amqp://user:pass@host:port/vhost`` URL (tests, ``AMQP_URL``)."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("amqp", "amqps"):
+            raise ValueError(f"not an AMQP URL: scheme {parts.scheme!r}")
+        vhost = urllib.parse.unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+        values: dict[str, Any] = {
+            "host": parts.hostname or "localhost",
+            "port": parts.port or (5671 if parts.scheme == "amqps" else 5672),
+            "virtual_host": vhost,
+            "username": urllib.parse.unquote(parts.username or "guest"),
+            "password": urllib.parse.unquote(parts.password or "guest"),
+        }
+        if parts.scheme == "amqps":
+            values["tls"] = TLSConfig(enabled=True)
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class TopologyConfig:
+    """Names and arguments of the exchanges and queues both sides declare."""
+
+    request_exchange: str = "burrow.x.requests"
+    request_queue: str = "burrow.requests"
+    queue_type: str = "quorum"
+    delivery_limit: int = 5
+    reply_exchange: str = "burrow.x.replies"
+    reply_queue_prefix: str = "burrow.replies"
+    reply_queue_expires: int = 3600
+    dead_letter_exchange: str = "burrow.x.dead"
+    dead_letter_queue: str = "burrow.dead"
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerConfig:
+    """The producer library's and daemon's settings."""
+
+    instance_id: str = ""
+    reply_mode: str = "queue"
+    request_timeout: float = 30.0
+    max_in_flight: int = 1024
+    max_message_bytes: int = 1048576
+    shutdown_timeout: float = 30.0
+    socket: str = "/run/burrow/producer.sock"
+    socket_mode: int = 0o660
+
+    def resolved_instance_id(self) -> str:
+        """The reply queue's stable suffix: ``instance_id`` or, by default, this host's name."""
+        return self.instance_id or socket.gethostname()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    """The consumer daemon's settings."""
+
+    handler: str = "burrow.handlers:echo"
+    concurrency: int = 8
+    prefetch: int = 0
+    max_message_bytes: int = 1048576
+    content_types: tuple[str, ...] = ("application/octet-stream", "text/plain")
+    include_traceback: bool = False
+    shutdown_timeout: float = 30.0
+
+    @property
+    def effective_prefetch(self) -> int:
+        """Unacked requests to hold: ``prefetch`` or, when 0, twice the worker count."""
+        return self.prefetch or 2 * self.concurrency
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9419
+
+
+@dataclass(frozen=True, slots=True)
+class BurrowConfig:
+    """One daemon's whole configuration; ``path`` is the file it came from (or ``<defaults>``)."""
+
+    rabbitmq: RabbitMQConfig = field(default_factory=RabbitMQConfig)
+    topology: TopologyConfig = field(default_factory=TopologyConfig)
+    producer: ProducerConfig = field(default_factory=ProducerConfig)
+    consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    path: str = "<defaults>"
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _port(value: int) -> str | None:
+    return None if 1 <= value <= 65535 else "must be a TCP port between 1 and 65535"
+
+
+def _one_of(*choices: str) -> typing.Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(repr(c) for c in choices)}"
+
+    return check
+
+
+def _not_empty(value: str) -> str | None:
+    return None if value else "must not be empty"
+
+
+def _handler_spec(value: str) -> str | None:
+    module, sep, attr = value.partition(":")
+    return None if sep and module and attr else "must look like 'module:function'"
+
+
+def _level(value: str) -> str | None:
+    return None if value.upper() in LOG_LEVELS else f"must be one of {', '.join(LOG_LEVELS)}"
+
+
+_CHECKS: dict[str, typing.Callable[[Any], str | None]] = {
+    "rabbitmq.host": _not_empty,
+    "rabbitmq.port": _port,
+    "rabbitmq.username": _not_empty,
+    "rabbitmq.heartbeat": _non_negative,
+    "rabbitmq.connection_attempts": _positive,
+    "rabbitmq.socket_timeout": _positive,
+    "rabbitmq.blocked_connection_timeout": _positive,
+    "rabbitmq.reconnect_initial_delay": _positive,
+    "rabbitmq.reconnect_max_delay": _positive,
+    "topology.request_exchange": _not_empty,
+    "topology.request_queue": _not_empty,
+    "topology.queue_type": _one_of("quorum", "classic"),
+    "topology.delivery_limit": _positive,
+    "topology.reply_exchange": _not_empty,
+    "topology.reply_queue_prefix": _not_empty,
+    "topology.reply_queue_expires": _positive,
+    "topology.dead_letter_exchange": _not_empty,
+    "topology.dead_letter_queue": _not_empty,
+    "producer.reply_mode": _one_of("queue", "direct"),
+    "producer.request_timeout": _positive,
+    "producer.max_in_flight": _positive,
+    "producer.max_message_bytes": _positive,
+    "producer.shutdown_timeout": _non_negative,
+    "producer.socket": _not_empty,
+    "consumer.handler": _handler_spec,
+    "consumer.concurrency": _positive,
+    "consumer.prefetch": _non_negative,
+    "consumer.max_message_bytes": _positive,
+    "consumer.shutdown_timeout": _non_negative,
+    "logging.level": _level,
+    "metrics.port": _port,
+}
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "table"}
+    return f"{kind.get(type(value), type(value).__name__)} {value!r}" if not isinstance(value, dict) else "a table"
+
+
+def _convert(path: str, key: str, expected: Any, value: Any) -> Any:
+    """Check ``value`` against the field type ``expected``; return it in the field's own type."""
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+    elif expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif expected is str:
+        if isinstance(value, str):
+            return value
+    elif typing.get_origin(expected) is tuple:
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return tuple(value)
+        raise ConfigError(path, key, f"expected an array of strings, got {_describe(value)}")
+    else:  # pragma: no cover - a new field type without a converter is a programming error
+        raise TypeError(f"no converter for {expected!r}")
+    raise ConfigError(path, key, f"expected {_TYPE_NAMES[expected]}, got {_describe(value)}")
+
+
+def _build(path: str, prefix: str, cls: type, table: Any) -> Any:
+    """Turn one TOML table into the dataclass ``cls``, rejecting unknown keys and wrong types."""
+    if not isinstance(table, dict):
+        raise ConfigError(path, prefix, f"expected a table, got {_describe(table)}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}.{key}"
+        if key not in known:
+            raise ConfigError(path, dotted, f"unknown key (known keys: {', '.join(sorted(known))})")
+        expected = hints[key]
+        if dataclasses.is_dataclass(expected):
+            values[key] = _build(path, dotted, expected, value)
+            continue
+        converted = _convert(path, dotted, expected, value)
+        check = _CHECKS.get(dotted)
+        problem = check(converted) if check else None
+        if problem:
+            raise ConfigError(path, dotted, f"{problem}, got {converted!r}")
+        values[key] = converted
+    return cls(**values)
+
+
+def _expand(path: str, key: str, value: str) -> str:
+    """Expand ``${VAR}`` (e.g. ``${CREDENTIALS_DIRECTORY}``) from the environment, strictly."""
+    try:
+        return string.Template(value).substitute(os.environ)
+    except KeyError as exc:
+        raise ConfigError(path, key, f"environment variable {exc.args[0]} is not set") from None
+    except ValueError as exc:
+        raise ConfigError(path, key, f"bad ${{...}} reference: {exc}") from None
+
+
+def _resolve_password(path: str, rabbitmq: RabbitMQConfig, raw: dict[str, Any]) -> RabbitMQConfig:
+    """Enforce "``password`` or ``password_file``, not both" and read the file's first line."""
+    has_password = "password" in raw
+    if has_password and rabbitmq.password_file:
+        raise ConfigError(path, "rabbitmq.password_file", "set either password or password_file, not both")
+    if not rabbitmq.password_file:
+        return rabbitmq if has_password else dataclasses.replace(rabbitmq, password="guest")
+    secret_path = _expand(path, "rabbitmq.password_file", rabbitmq.password_file)
+    try:
+        secret = Path(secret_path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, "rabbitmq.password_file", f"{secret_path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(path, "rabbitmq.password_file", f"{secret_path} is not readable by this user") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "rabbitmq.password_file", f"cannot read {secret_path}: {exc}") from None
+    secret = secret.rstrip("\r\n")
+    if not secret:
+        raise ConfigError(path, "rabbitmq.password_file", f"{secret_path} is empty")
+    return dataclasses.replace(rabbitmq, password=secret, password_file=secret_path)
+
+
+def parse_config(data: dict[str, Any], path: str = "<string>") -> BurrowConfig:
+    """Validate an already-parsed TOML document and build the config from it."""
+    sections = {f.name: f for f in dataclasses.fields(BurrowConfig) if f.name != "path"}
+    hints = typing.get_type_hints(BurrowConfig)
+    built: dict[str, Any] = {}
+    for name, table in data.items():
+        if name not in sections:
+            raise ConfigError(path, name, f"unknown section (known sections: {', '.join(sorted(sections))})")
+        built[name] = _build(path, name, hints[name], table)
+    rabbitmq = built.get("rabbitmq", RabbitMQConfig())
+    built["rabbitmq"] = _resolve_password(path, rabbitmq, data.get("rabbitmq", {}))
+    tls = built["rabbitmq"].tls
+    if tls.enabled and bool(tls.cert_file) != bool(tls.key_file):
+        raise ConfigError(path, "rabbitmq.tls", "cert_file and key_file go together")
+    for key in ("ca_file", "cert_file", "key_file"):
+        file_name = getattr(tls, key)
+        if tls.enabled and file_name and not os.access(file_name, os.R_OK):
+            raise ConfigError(path, f"rabbitmq.tls.{key}", f"{file_name} does not exist or is not readable")
+    return BurrowConfig(**built, path=path)
+
+
+def load_config(path: str | os.PathLike[str]) -> BurrowConfig:
+    """Read and validate the TOML file at ``path``; raise :class:`ConfigError` naming what is wrong."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(name, None, "file does not exist") from None
+    except PermissionError:
+        raise ConfigError(name, None, "file is not readable by this user") from None
+    except IsADirectoryError:
+        raise ConfigError(name, None, "is a directory, not a file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(name, None, f"not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(name, None, f"cannot read: {exc.strerror}") from None
+    return parse_config(data, name)
+
+
+__all__ = [
+    "BurrowConfig",
+    "ConsumerConfig",
+    "LoggingConfig",
+    "MetricsConfig",
+    "ProducerConfig",
+    "RabbitMQConfig",
+    "TLSConfig",
+    "TopologyConfig",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,419 @@
+"""The consumer: runs the handler on requests in a worker pool and answers each one exactly once
+per delivery, acknowledging a request only after the broker confirmed its reply.
+
+Two connections share one I/O loop and thread: one consumes requests (prefetch bounded by config),
+one publishes replies with publisher confirms. Handlers run in a thread pool, so a handler that runs
+for minutes never starves heartbeats; workers hand results back with ``add_callback_threadsafe``
+and never touch a channel. Malformed or stale requests are rejected to the dead-letter queue with a
+logged reason. If the consuming channel is lost after a handler ran, the request is redelivered
+(flagged ``redelivered``) and the producer drops the duplicate reply: at least once, nothing lost.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pika
+import pika.spec
+from pika.adapters.select_connection import IOLoop
+from pika.channel import Channel
+
+from burrow.amqp.setup import RabbitMQSetup, call_every
+from burrow.config import BurrowConfig
+from burrow.handlers import Handler, RequestContext, load_handler
+from burrow.protocol import (
+    HEADER_ERROR_TYPE,
+    HEADER_STATUS,
+    HEADER_TRACEBACK,
+    STATUS_ERROR,
+    STATUS_OK,
+    request_deadline,
+)
+from burrow.topology import DIRECT_REPLY_TO
+
+logger = logging.getLogger(__name__)
+
+REPLY_RETRY_DELAY = 1.0
+
+
+@dataclass(eq=False, slots=True)
+class _Delivery:
+    """One request between its delivery and its ack, with the reply once the handler ran."""
+
+    delivery_tag: int
+    generation: int  # which consuming channel delivered it; acks go only to that channel
+    correlation_id: str
+    reply_to: str
+    context: RequestContext
+    body: bytes
+    reply: bytes = b""
+    reply_headers: dict[str, Any] | None = None
+    returned: str | None = None
+
+
+@dataclass(slots=True)
+class ConsumerStats:
+    received: int = 0
+    processed: int = 0
+    handler_errors: int = 0
+    dead_lettered: int = 0
+    stale: int = 0
+    redelivered: int = 0
+
+
+class Consumer:
+    """Consume requests, run ``consumer.handler`` on them, publish replies, then ack.
+
+    :meth:`start` loads the handler (raising :class:`~burrow.errors.HandlerLoadError` at once
+    when it is wrong) and starts the I/O thread; :meth:`stop` drains.
+    """
+
+    def __init__(self, config: BurrowConfig, *, handler: Handler | None = None, name: str = "consumer") -> None:
+        self._config = config
+        self._settings = config.consumer
+        self._handler = handler or load_handler(self._settings.handler)
+        self._name = name
+        self._ioloop = IOLoop()
+        self._consume = RabbitMQSetup(
+            config.rabbitmq, config.topology, self._ioloop,
+            role=f"{name}-consume", on_ready=self.on_consume_channel_ready, on_lost=self.on_consume_lost,
+        )
+        self._publish = RabbitMQSetup(
+            config.rabbitmq, config.topology, self._ioloop,
+            role=f"{name}-publish", on_ready=self.on_publish_channel_ready, on_lost=self.on_publish_lost,
+            declare=False,
+        )
+        self._pool = self._new_pool(self._settings.concurrency)
+        self._concurrency = self._settings.concurrency
+        self._thread = threading.Thread(target=self._run, name=f"burrow-{name}-io", daemon=True)
+        # I/O-thread state.
+        self._consume_channel: Channel | None = None
+        self._consumer_tag: str | None = None
+        self._generation = 0
+        self._publish_channel: Channel | None = None
+        self._next_publish_tag = 1
+        self._unconfirmed: dict[int, _Delivery] = {}
+        self._replies_waiting: collections.deque[_Delivery] = collections.deque()
+        self._in_flight = 0
+        self._draining = False
+        self._periodic: list[Callable[[], None]] = []
+        self._ready = threading.Event()
+        self._drained = threading.Event()
+        self._stopped = threading.Event()
+        self.stats = ConsumerStats()
+
+    @staticmethod
+    def _new_pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
+        return concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="burrow-handler")
+
+    # ----------------------------------------------------------------- public API (any thread)
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def concurrency(self) -> int:
+        return self._concurrency
+
+    @property
+    def reconnects(self) -> int:
+        return self._consume.reconnects + self._publish.reconnects
+
+    def start(self) -> "Consumer":
+        self._thread.start()
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until both connections are up and the consumer is registered on the queue."""
+        return self._ready.wait(timeout)
+
+    def add_periodic(self, interval: float, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` on the I/O thread every ``interval`` seconds (watchdog pings, status)."""
+        self._ioloop.add_callback_threadsafe(lambda: self._periodic.append(call_every(self._ioloop, interval, fn)))
+
+    def set_concurrency(self, workers: int) -> None:
+        """Resize the worker pool and the prefetch window (SIGHUP reload); running handlers finish."""
+        if workers < 1:
+            raise ValueError("concurrency must be at least 1")
+
+        def apply() -> None:
+            old, self._pool = self._pool, self._new_pool(workers)
+            self._concurrency = workers
+            old.shutdown(wait=False)
+            if self._consume_channel is not None and self._consume_channel.is_open:
+                self._consume_channel.basic_qos(prefetch_count=self._prefetch())
+            logger.info("Consumer concurrency is now %d (prefetch %d)", workers, self._prefetch())
+
+        self._ioloop.add_callback_threadsafe(apply)
+
+    def _prefetch(self) -> int:
+        return self._settings.prefetch or 2 * self._concurrency
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Drain and disconnect: cancel the consumer, let in-flight handlers finish, publish their
+        replies and ack, then close both connections. Returns False if the drain hit ``timeout``
+        (unacked requests then go back to the queue when the connection closes)."""
+        if self._stopped.is_set():
+            return True
+        seconds = self._settings.shutdown_timeout if timeout is None else timeout
+        drained = True
+        if self._thread.is_alive():
+            self._ioloop.add_callback_threadsafe(self._begin_drain)
+            drained = self._drained.wait(seconds)
+            if not drained:
+                logger.warning("Drain timed out after %.1fs with %d requests in flight; they will be redelivered",
+                               seconds, self._in_flight)
+            self._ioloop.add_callback_threadsafe(self._close_connections)
+            self._thread.join(timeout=10)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._stopped.set()
+        return drained
+
+    # ----------------------------------------------------------------- I/O thread: lifecycle
+
+    def _run(self) -> None:
+        self._publish.start()
+        self._consume.start()
+        self._ioloop.start()
+        self._ioloop.close()
+
+    def on_publish_channel_ready(self, channel: Channel) -> None:
+        channel.add_on_return_callback(self.on_reply_returned)
+        channel.confirm_delivery(ack_nack_callback=self.on_reply_confirm, callback=lambda _f: self.on_confirms_enabled(channel))
+
+    def on_confirms_enabled(self, channel: Channel) -> None:
+        self._publish_channel = channel
+        self._next_publish_tag = 1
+        resend = list(self._unconfirmed.values())
+        self._unconfirmed.clear()
+        self._replies_waiting.extendleft(reversed(resend))
+        self._publish_waiting()
+        self._maybe_start_consuming()
+
+    def on_publish_lost(self, _reason: str) -> None:
+        self._publish_channel = None
+        self._ready.clear()
+
+    def on_consume_channel_ready(self, channel: Channel) -> None:
+        self._generation += 1
+        self._consume_channel = channel
+        channel.basic_qos(prefetch_count=self._prefetch(), callback=lambda _f: self._maybe_start_consuming())
+
+    def _maybe_start_consuming(self) -> None:
+        """Register on the request queue once both channels are usable (and not draining)."""
+        channel = self._consume_channel
+        if channel is None or not channel.is_open or self._publish_channel is None or self._draining:
+            return
+        if self._consumer_tag is not None:
+            self._ready.set()
+            return
+        self._consumer_tag = channel.basic_consume(
+            queue=self._config.topology.request_queue,
+            on_message_callback=self.on_request,
+            callback=lambda _f: self.on_consume_ok(),
+        )
+
+    def on_consume_ok(self) -> None:
+        logger.info("Consumer ready: %d workers, prefetch %d, queue %s, handler %s",
+                    self._concurrency, self._prefetch(), self._config.topology.request_queue, self._settings.handler)
+        self._ready.set()
+
+    def on_consume_lost(self, _reason: str) -> None:
+        self._consume_channel = None
+        self._consumer_tag = None
+        self._ready.clear()
+
+    # ----------------------------------------------------------------- I/O thread: requests
+
+    def on_request(self, channel: Channel, method: pika.spec.Basic.Deliver, properties: pika.BasicProperties, body: bytes) -> None:
+        """Validate one request and hand it to the worker pool, or dead-letter it with a reason."""
+        self.stats.received += 1
+        if method.redelivered:
+            self.stats.redelivered += 1
+        problem = self._malformed(properties, body)
+        if problem is not None:
+            self._dead_letter(channel, method.delivery_tag, properties, problem)
+            return
+        deadline = request_deadline(properties)
+        if deadline is not None and time.time() > deadline:
+            self.stats.stale += 1
+            self._dead_letter(channel, method.delivery_tag, properties, "expired before processing (deadline passed)")
+            return
+        context = RequestContext(
+            correlation_id=properties.correlation_id,
+            message_id=properties.message_id,
+            redelivered=bool(method.redelivered),
+            headers=dict(properties.headers or {}),
+            content_type=properties.content_type,
+        )
+        delivery = _Delivery(method.delivery_tag, self._generation, properties.correlation_id, properties.reply_to, context, body)
+        self._in_flight += 1
+        self._pool.submit(self._work, delivery)
+
+    def _malformed(self, properties: pika.BasicProperties, body: bytes) -> str | None:
+        settings = self._settings
+        if not properties.reply_to:
+            return "no reply_to"
+        if not properties.correlation_id:
+            return "no correlation_id"
+        if len(body) > settings.max_message_bytes:
+            return f"body of {len(body)} bytes exceeds consumer.max_message_bytes ({settings.max_message_bytes})"
+        content_type = properties.content_type
+        if content_type is not None:
+            base = content_type.split(";", 1)[0].strip().lower()
+            if base not in settings.content_types:
+                return f"content type {content_type!r} not in consumer.content_types"
+            if base.startswith("text/"):
+                try:
+                    body.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    return f"declared {base} but the body is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        return None
+
+    def _dead_letter(self, channel: Channel, delivery_tag: int, properties: pika.BasicProperties, reason: str) -> None:
+        self.stats.dead_lettered += 1
+        logger.warning(
+            "Dead-lettering request: %s", reason,
+            extra={"CORRELATION_ID": properties.correlation_id or "-", "MESSAGE_ID": properties.message_id or "-",
+                   "QUEUE": self._config.topology.request_queue},
+        )
+        if channel.is_open:
+            channel.basic_reject(delivery_tag, requeue=False)
+
+    # ----------------------------------------------------------------- worker threads
+
+    def _work(self, delivery: _Delivery) -> None:
+        """Run the handler (worker thread) and hand the reply to the I/O thread."""
+        try:
+            reply = self._handler(delivery.body, delivery.context)
+            if isinstance(reply, (bytearray, memoryview)):
+                reply = bytes(reply)
+            if not isinstance(reply, bytes):
+                raise TypeError(f"handler returned {type(reply).__name__}, expected bytes")
+            delivery.reply = reply
+            delivery.reply_headers = {HEADER_STATUS: STATUS_OK}
+        except Exception as exc:
+            logger.warning("Handler %s raised %s: %s", self._settings.handler, type(exc).__name__, exc,
+                           extra={"CORRELATION_ID": delivery.correlation_id, "HANDLER": self._settings.handler})
+            headers: dict[str, Any] = {HEADER_STATUS: STATUS_ERROR, HEADER_ERROR_TYPE: type(exc).__name__}
+            if self._settings.include_traceback:
+                headers[HEADER_TRACEBACK] = traceback.format_exc()
+            delivery.reply = str(exc).encode("utf-8", "replace")
+            delivery.reply_headers = headers
+        self._ioloop.add_callback_threadsafe(lambda: self._reply_ready(delivery))
+
+    # ----------------------------------------------------------------- I/O thread: replies
+
+    def _reply_ready(self, delivery: _Delivery) -> None:
+        if delivery.reply_headers is not None and delivery.reply_headers.get(HEADER_STATUS) == STATUS_ERROR:
+            self.stats.handler_errors += 1
+        self._replies_waiting.append(delivery)
+        self._publish_waiting()
+
+    def _publish_waiting(self) -> None:
+        channel = self._publish_channel
+        if channel is None or not channel.is_open:
+            return
+        reply_exchange = self._config.topology.reply_exchange
+        while self._replies_waiting:
+            delivery = self._replies_waiting.popleft()
+            direct = delivery.reply_to.startswith(DIRECT_REPLY_TO)
+            properties = pika.BasicProperties(
+                content_type="application/octet-stream",
+                delivery_mode=pika.DeliveryMode.Transient if direct else pika.DeliveryMode.Persistent,
+                correlation_id=delivery.correlation_id,
+                headers=delivery.reply_headers,
+            )
+            try:
+                channel.basic_publish("" if direct else reply_exchange, delivery.reply_to, delivery.reply, properties, mandatory=True)
+            except Exception as exc:
+                logger.warning("Reply publish failed (%s); retrying after reconnect", exc)
+                self._replies_waiting.appendleft(delivery)
+                return
+            self._unconfirmed[self._next_publish_tag] = delivery
+            self._next_publish_tag += 1
+
+    def on_reply_returned(self, _channel: Channel, method: pika.spec.Basic.Return, properties: pika.BasicProperties, _body: bytes) -> None:
+        """The reply had nowhere to go (reply queue deleted or never existed): mark it for the DLQ."""
+        for delivery in self._unconfirmed.values():
+            if delivery.correlation_id == properties.correlation_id:
+                delivery.returned = f"reply unroutable: no queue {method.routing_key!r} ({method.reply_text})"
+
+    def on_reply_confirm(self, frame: pika.frame.Method) -> None:
+        method = frame.method
+        if method.multiple:
+            tags = [tag for tag in self._unconfirmed if tag <= method.delivery_tag]
+        else:
+            tags = [method.delivery_tag] if method.delivery_tag in self._unconfirmed else []
+        nacked = isinstance(method, pika.spec.Basic.Nack)
+        for tag in tags:
+            delivery = self._unconfirmed.pop(tag)
+            if nacked:
+                logger.warning("Broker refused a reply (nack); retrying in %.0fs", REPLY_RETRY_DELAY,
+                               extra={"CORRELATION_ID": delivery.correlation_id})
+                self._ioloop.call_later(REPLY_RETRY_DELAY, lambda d=delivery: self._reply_ready_again(d))
+                continue
+            self._settle(delivery)
+
+    def _reply_ready_again(self, delivery: _Delivery) -> None:
+        self._replies_waiting.append(delivery)
+        self._publish_waiting()
+
+    def _settle(self, delivery: _Delivery) -> None:
+        """The reply is safe at the broker: ack the request (or dead-letter it if the reply bounced)."""
+        self._in_flight -= 1
+        channel = self._consume_channel
+        if channel is None or not channel.is_open or delivery.generation != self._generation:
+            logger.debug("Request's channel is gone; the broker redelivers it and the duplicate reply is dropped",
+                         extra={"CORRELATION_ID": delivery.correlation_id})
+        elif delivery.returned:
+            self.stats.dead_lettered += 1
+            logger.warning("Dead-lettering request: %s", delivery.returned,
+                           extra={"CORRELATION_ID": delivery.correlation_id, "QUEUE": self._config.topology.request_queue})
+            channel.basic_reject(delivery.delivery_tag, requeue=False)
+        else:
+            self.stats.processed += 1
+            channel.basic_ack(delivery.delivery_tag)
+        self._check_drained()
+
+    # ----------------------------------------------------------------- I/O thread: shutdown
+
+    def _begin_drain(self) -> None:
+        """Step 1 of shutdown: stop new deliveries; requests already received still get answered."""
+        self._draining = True
+        self._ready.clear()
+        channel = self._consume_channel
+        if channel is not None and channel.is_open and self._consumer_tag is not None:
+            channel.basic_cancel(self._consumer_tag)
+        self._consumer_tag = None
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self._draining and self._in_flight == 0:
+            self._drained.set()
+
+    def _close_connections(self) -> None:
+        """Step 2 of shutdown: close both connections, then stop the I/O loop."""
+        for cancel in self._periodic:
+            cancel()
+        remaining = {"count": 2}
+
+        def closed() -> None:
+            remaining["count"] -= 1
+            if remaining["count"] == 0:
+                self._ioloop.stop()
+
+        self._consume.stop(closed)
+        self._publish.stop(closed)

@@ -1,0 +1,59 @@
+"""Exceptions that burrow's public API raises.
+
+Callers catch these from ``Producer.call`` or ``Future.result``; the HTTP API maps each one to a
+status code, so every failure a caller can see has exactly one class here.
+"""
+
+from __future__ import annotations
+
+
+class BurrowError(Exception):
+    """Base class of every error burrow raises on purpose."""
+
+
+class ConfigError(BurrowError):
+    """A configuration file is missing, unreadable or wrong.
+
+    ``str()`` is one line naming the file, the key and what is wrong, fit for an operator's terminal.
+    """
+
+    def __init__(self, path: str, key: str | None, problem: str) -> None:
+        self.path = path
+        self.key = key
+        self.problem = problem
+        where = f"{path}: {key}" if key else path
+        super().__init__(f"{where}: {problem}")
+
+
+class HandlerLoadError(BurrowError):
+    """``consumer.handler`` does not name an importable callable with a usable signature."""
+
+
+class RequestTimeout(BurrowError, TimeoutError):
+    """No reply arrived before the request's deadline; the request will not be processed later."""
+
+
+class RemoteError(BurrowError):
+    """The consumer's handler raised; ``type_name`` and ``message`` describe the remote exception."""
+
+    def __init__(self, type_name: str, message: str, remote_traceback: str | None = None) -> None:
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+        super().__init__(f"{type_name}: {message}")
+
+
+class PublishError(BurrowError):
+    """The broker refused the request (nack, unroutable or an error reply from the broker)."""
+
+
+class UnroutableError(PublishError):
+    """The request exchange routed the request to no queue (``mandatory`` returned it)."""
+
+
+class BrokerUnavailable(BurrowError):
+    """The producer is closed or cannot accept work."""
+
+
+class Backpressure(BurrowError):
+    """``submit(block=False)`` found the in-flight window full."""

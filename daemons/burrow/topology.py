@@ -1,0 +1,101 @@
+"""The exchanges and queues burrow needs, declared idempotently by both sides.
+
+Requests go to a direct exchange bound to one durable request queue (quorum by default) that
+dead-letters, at least once, to a durable dead-letter queue after ``delivery_limit`` deliveries or
+on rejection. Replies go through a direct exchange to per-producer durable reply queues that the
+broker deletes after ``reply_queue_expires`` seconds without a consumer. Exchange and queue names
+differ so that broker permissions (regexes over names) can tell them apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from pika.channel import Channel
+
+from burrow.config import TopologyConfig
+
+logger = logging.getLogger(__name__)
+
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+
+
+def reply_queue_name(topology: TopologyConfig, instance_id: str) -> str:
+    """The durable reply queue of the producer instance ``instance_id``."""
+    return f"{topology.reply_queue_prefix}.{instance_id}"
+
+
+def request_queue_arguments(topology: TopologyConfig) -> dict[str, Any]:
+    """Arguments of the request queue; quorum queues get a delivery limit and at-least-once DLX."""
+    arguments: dict[str, Any] = {
+        "x-queue-type": topology.queue_type,
+        "x-dead-letter-exchange": topology.dead_letter_exchange,
+    }
+    if topology.queue_type == "quorum":
+        arguments["x-delivery-limit"] = topology.delivery_limit
+        # At-least-once dead-lettering needs reject-publish overflow: a full queue nacks the
+        # publisher instead of dropping its oldest messages.
+        arguments["x-dead-letter-strategy"] = "at-least-once"
+        arguments["x-overflow"] = "reject-publish"
+    return arguments
+
+
+def declaration_steps(topology: TopologyConfig, reply_queue: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """The ordered ``(channel method, keyword arguments)`` calls that declare the topology."""
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("exchange_declare", {"exchange": topology.request_exchange, "exchange_type": "direct", "durable": True}),
+        ("exchange_declare", {"exchange": topology.reply_exchange, "exchange_type": "direct", "durable": True}),
+        ("exchange_declare", {"exchange": topology.dead_letter_exchange, "exchange_type": "fanout", "durable": True}),
+        (
+            "queue_declare",
+            {
+                "queue": topology.dead_letter_queue,
+                "durable": True,
+                "arguments": {"x-queue-type": topology.queue_type},
+            },
+        ),
+        ("queue_bind", {"queue": topology.dead_letter_queue, "exchange": topology.dead_letter_exchange, "routing_key": ""}),
+        (
+            "queue_declare",
+            {"queue": topology.request_queue, "durable": True, "arguments": request_queue_arguments(topology)},
+        ),
+        (
+            "queue_bind",
+            {"queue": topology.request_queue, "exchange": topology.request_exchange, "routing_key": topology.request_queue},
+        ),
+    ]
+    if reply_queue is not None:
+        steps += [
+            (
+                "queue_declare",
+                {
+                    "queue": reply_queue,
+                    "durable": True,
+                    "arguments": {"x-queue-type": "classic", "x-expires": topology.reply_queue_expires * 1000},
+                },
+            ),
+            ("queue_bind", {"queue": reply_queue, "exchange": topology.reply_exchange, "routing_key": reply_queue}),
+        ]
+    return steps
+
+
+def declare_topology(
+    channel: Channel, topology: TopologyConfig, reply_queue: str | None, on_done: Callable[[], None]
+) -> None:
+    """Run the declaration steps one after another on ``channel``, then call ``on_done``.
+
+    A declaration the broker refuses (e.g. a queue that exists with other arguments) closes the
+    channel; the channel's close callback reports the broker's reason and the connection retries.
+    """
+    steps = declaration_steps(topology, reply_queue)
+
+    def run(index: int) -> None:
+        if index == len(steps):
+            logger.debug("Topology declared on channel %s", channel.channel_number)
+            on_done()
+            return
+        method, kwargs = steps[index]
+        getattr(channel, method)(callback=lambda _frame: run(index + 1), **kwargs)
+
+    run(0)
