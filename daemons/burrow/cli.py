@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -59,7 +60,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     setup_logging(args.log_level or "WARNING")
-    instance_id = args.instance_id or f"{config.producer.resolved_instance_id()}-call-{__import__('os').getpid()}"
+    instance_id = args.instance_id or f"{config.producer.resolved_instance_id()}-call-{os.getpid()}"
     with Producer(config, instance_id=instance_id, name="call") as producer:
         if args.count is None:
             failed = 0
@@ -71,15 +72,21 @@ def cmd_call(args: argparse.Namespace) -> int:
                     print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1 if failed else 0
         bodies = [m.encode() for m in args.message] or [b"hello"]
-        summary = run_burst(
+        result = run_burst(
             lambda body: producer.call(body, timeout=args.timeout),
             bodies,
             count=args.count,
             concurrency=args.concurrency,
             show_progress=not args.quiet,
         )
-        print(summary.line())
-        return 1 if summary.failed else 0
+        print(result.line())
+        return 1 if result.failed else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from burrow.demo import run
+
+    return run(args.count, args.concurrency)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--quiet", action="store_true", help="no progress bar")
     call.add_argument("--log-level", help="default WARNING")
     call.set_defaults(func=cmd_call)
+
+    demo = sub.add_parser("demo", help="start a throwaway broker and a consumer, send a burst, show the replies")
+    demo.add_argument("--count", type=int, default=2000, help="requests in the burst (default 2000)")
+    demo.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

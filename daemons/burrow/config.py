@@ -348,6 +348,49 @@ def load_config(path: str | os.PathLike[str]) -> BurrowConfig:
     return parse_config(data, name)
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def to_toml(config: BurrowConfig) -> str:
+    """Write ``config`` back as a TOML document that :func:`load_config` reads as the same config.
+
+    The password is written only when it did not come from ``password_file``; callers writing the
+    result to disk must give the file owner-only permissions.
+    """
+    lines: list[str] = []
+
+    def section(name: str, obj: Any) -> None:
+        lines.append(f"[{name}]")
+        nested = []
+        for item in dataclasses.fields(obj):
+            value = getattr(obj, item.name)
+            if dataclasses.is_dataclass(value):
+                nested.append((f"{name}.{item.name}", value))
+            elif name == "rabbitmq" and item.name == "password" and obj.password_file:
+                continue
+            elif name == "rabbitmq" and item.name == "password_file" and not value:
+                continue
+            else:
+                lines.append(f"{item.name} = {_toml_value(value)}")
+        lines.append("")
+        for nested_name, nested_obj in nested:
+            section(nested_name, nested_obj)
+
+    for item in dataclasses.fields(config):
+        if item.name != "path":
+            section(item.name, getattr(config, item.name))
+    return "\n".join(lines)
+
+
 __all__ = [
     "BurrowConfig",
     "ConsumerConfig",
@@ -359,4 +402,5 @@ __all__ = [
     "TopologyConfig",
     "load_config",
     "parse_config",
+    "to_toml",
 ]

@@ -1,0 +1,25 @@
+# burrow: the two commands of the README, and the rest.
+#
+#   make demo    start a throwaway broker and a consumer, send a burst, show replies and a summary
+#   make test    run the whole test suite (unit, integration on a real broker, system on nspawn hosts)
+#
+# Both install what they need first (apt-get packages, a cached virtualenv): scripts/bootstrap-dev.sh.
+
+SHELL := /bin/bash
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast venv
+
+venv:
+	@scripts/bootstrap-dev.sh >/dev/null
+
+demo:
+	@venv=$$(scripts/bootstrap-dev.sh) && "$$venv/bin/burrow" demo
+
+test:
+	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m pytest -ra $(PYTEST_ARGS)
+
+test-fast:
+	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m pytest -ra -m "not system and not faults" $(PYTEST_ARGS)
+
+-include mk/*.mk

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install what `make demo` and `make test` need on a fresh Debian 12 machine, then print the path
+# of a Python virtualenv that has burrow (editable, from this checkout) and its test extras.
+#
+# The venv is cached under $BURROW_CACHE (default /var/cache/burrow-ci) keyed by a hash of
+# pyproject.toml, so a later run (or CI in a fresh clone) only re-points the editable install.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cache=${BURROW_CACHE:-/var/cache/burrow-ci}
+apt_packages=(rabbitmq-server python3-venv python3-dev build-essential)
+
+missing=()
+for package in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "bootstrap: apt-get install ${missing[*]}" >&2
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >&2
+fi
+
+key=$(cat "$here/pyproject.toml" /usr/bin/python3 2>/dev/null | sha256sum | cut -c1-16)
+venv="$cache/venv-$key"
+log="$cache/bootstrap.log"
+mkdir -p "$cache"
+exec 9>"$cache/venv.lock"
+flock 9
+if [ ! -e "$venv/.complete" ]; then
+    echo "bootstrap: building $venv (log: $log)" >&2
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv"
+    if ! { "$venv/bin/pip" install --upgrade pip && "$venv/bin/pip" install -e "$here[test,bench]"; } >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        exit 1
+    fi
+    touch "$venv/.complete"
+fi
+# Point the editable install at this checkout (CI clones into a new folder every run).
+if ! "$venv/bin/pip" install --no-deps -e "$here" >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    exit 1
+fi
+echo "$venv"

@@ -1,0 +1,252 @@
+"""Shared fixtures: a real RabbitMQ broker, per-test topology names, configs and consumer processes.
+
+The broker comes from ``AMQP_URL`` when set; otherwise a throwaway node of Debian's
+``rabbitmq-server`` on free loopback ports (stopped at the end of the session); otherwise
+testcontainers' RabbitMQ where a Docker engine answers. Each test gets its own exchange and queue
+names (deleted afterwards) and connections named after it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pika
+import pytest
+
+from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, TopologyConfig, to_toml
+from burrow.localbroker import RABBITMQ_SERVER, LocalBroker
+
+TESTS_DIR = Path(__file__).resolve().parent
+SUPPORT_DIR = TESTS_DIR / "support"
+sys.path.insert(0, str(SUPPORT_DIR))
+
+
+@dataclasses.dataclass
+class Broker:
+    """The broker under test; ``local`` is set when this suite started (and can restart) it."""
+
+    amqp_url: str
+    local: LocalBroker | None = None
+
+
+def _docker_broker() -> Iterator[Broker] | None:
+    try:
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        container = RabbitMqContainer("rabbitmq:3.13")
+        container.start()
+    except Exception:
+        return None
+
+    def gen() -> Iterator[Broker]:
+        try:
+            params = container.get_connection_params()
+            yield Broker(f"amqp://guest:guest@{params.host}:{params.port}/%2F")
+        finally:
+            container.stop()
+
+    return gen()
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker]:
+    if os.environ.get("AMQP_URL"):
+        yield Broker(os.environ["AMQP_URL"])
+        return
+    if Path(RABBITMQ_SERVER).exists():
+        with LocalBroker(name=f"burrow-test-{os.getpid()}") as node:
+            yield Broker(node.amqp_url, node)
+        return
+    docker = _docker_broker()
+    if docker is None:
+        pytest.fail("no broker: set AMQP_URL, apt-get install rabbitmq-server, or run a Docker engine")
+    yield from docker
+
+
+@pytest.fixture
+def local_broker(broker: Broker) -> LocalBroker:
+    """The suite's own node, for tests that stop, restart or pause the broker."""
+    if broker.local is None:
+        pytest.skip("restarts the broker: needs the suite's own node, not an external AMQP_URL")
+    return broker.local
+
+
+def _slug(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", nodeid.split("::")[-1]).strip("-")[:40]
+
+
+@pytest.fixture
+def names(request: pytest.FixtureRequest) -> TopologyConfig:
+    """Exchange and queue names unique to this test."""
+    suffix = f"{_slug(request.node.nodeid)}.{uuid.uuid4().hex[:6]}"
+    return TopologyConfig(
+        request_exchange=f"t.x.requests.{suffix}",
+        request_queue=f"t.requests.{suffix}",
+        reply_exchange=f"t.x.replies.{suffix}",
+        reply_queue_prefix=f"t.replies.{suffix}",
+        dead_letter_exchange=f"t.x.dead.{suffix}",
+        dead_letter_queue=f"t.dead.{suffix}",
+        delivery_limit=3,
+        reply_queue_expires=600,
+    )
+
+
+@pytest.fixture
+def amqp(broker: Broker, request: pytest.FixtureRequest) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
+    """A plain blocking channel for inspecting and poking the broker directly."""
+    params = pika.URLParameters(broker.amqp_url)
+    params.client_properties = {"connection_name": f"test-inspect:{request.node.name}"}
+    connection = pika.BlockingConnection(params)
+    try:
+        yield connection.channel()
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def queue_depth(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> int:
+    """Ready messages in ``queue`` (passive declare)."""
+    return channel.queue_declare(queue=queue, passive=True).method.message_count
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``predicate`` until it is true; fail the test naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def make_config(broker: Broker, names: TopologyConfig, request: pytest.FixtureRequest) -> Iterator[Callable[..., BurrowConfig]]:
+    """Build a test config on the test's broker and names; deletes the test's topology afterwards."""
+
+    def build(*, producer: dict | None = None, consumer: dict | None = None, topology: dict | None = None,
+              rabbitmq: dict | None = None) -> BurrowConfig:
+        rabbit_settings = {
+            "connection_name": f"test:{request.node.name}",
+            "reconnect_initial_delay": 0.2,
+            "reconnect_max_delay": 2.0,
+            "heartbeat": 10,
+            **(rabbitmq or {}),
+        }
+        rabbit = RabbitMQConfig.from_url(broker.amqp_url, **rabbit_settings)
+        return BurrowConfig(
+            rabbitmq=rabbit,
+            topology=dataclasses.replace(names, **(topology or {})),
+            producer=ProducerConfig(**{"instance_id": f"p-{uuid.uuid4().hex[:8]}", "request_timeout": 30.0, **(producer or {})}),
+            consumer=ConsumerConfig(**(consumer or {})),
+        )
+
+    yield build
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    except pika.exceptions.AMQPError:
+        return  # a test that left the broker down has its own failure to report
+    try:
+        channel = connection.channel()
+        for queue in (names.request_queue, names.dead_letter_queue):
+            channel.queue_delete(queue=queue)
+        for exchange in (names.request_exchange, names.reply_exchange, names.dead_letter_exchange):
+            channel.exchange_delete(exchange=exchange)
+    finally:
+        connection.close()
+
+
+class ConsumerProcess:
+    """``burrow-consumer --config FILE`` as a real child process."""
+
+    def __init__(self, config: BurrowConfig, tmp_path: Path, name: str = "consumer") -> None:
+        self.config_path = tmp_path / f"{name}.toml"
+        self.config_path.write_text(to_toml(config))
+        self.config_path.chmod(0o600)
+        self.log_path = tmp_path / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "ConsumerProcess":
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT_DIR), env.get("PYTHONPATH")]))
+        executable = shutil.which("burrow-consumer") or str(Path(sys.executable).parent / "burrow-consumer")
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([executable, "--config", str(self.config_path)], stdout=log,
+                                            stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        wait_for(lambda: "Consumer ready" in self.log() or self.process.poll() is not None, timeout, "consumer ready")
+        assert self.process.poll() is None, f"consumer exited early:\n{self.log()}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+
+@pytest.fixture
+def consumer_process(tmp_path: Path) -> Iterator[Callable[..., ConsumerProcess]]:
+    started: list[ConsumerProcess] = []
+
+    def make(config: BurrowConfig, name: str = "consumer") -> ConsumerProcess:
+        proc = ConsumerProcess(config, tmp_path, name)
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        proc.kill()
+
+
+@pytest.fixture
+def start_consumer() -> Iterator[Callable[..., "Consumer"]]:
+    """Start in-process consumers (stopped, drained, at the end of the test)."""
+    from burrow.consumer import Consumer
+
+    running: list[Consumer] = []
+
+    def start(config: BurrowConfig, **kwargs: object) -> Consumer:
+        consumer = Consumer(config, **kwargs).start()
+        running.append(consumer)
+        assert consumer.wait_ready(30), "consumer did not become ready"
+        return consumer
+
+    yield start
+    for consumer in running:
+        consumer.stop(timeout=10)
+
+
+@pytest.fixture
+def start_producer() -> Iterator[Callable[..., "Producer"]]:
+    """Start producers connected to the broker (closed at the end of the test)."""
+    from burrow.producer import Producer
+
+    running: list[Producer] = []
+
+    def start(config: BurrowConfig, **kwargs: object) -> Producer:
+        producer = Producer(config, **kwargs).start()
+        running.append(producer)
+        assert producer.wait_connected(30), "producer did not connect"
+        return producer
+
+    yield start
+    for producer in running:
+        producer.close(timeout=0)

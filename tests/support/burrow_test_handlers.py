@@ -1,0 +1,46 @@
+"""Handlers that tests load by name (``burrow_test_handlers:NAME``), in-process or in a daemon."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from burrow.handlers import RequestContext
+
+SEEN_LOCK = threading.Lock()
+SEEN: list[bytes] = []
+
+
+def record(body: bytes, context: RequestContext) -> bytes:
+    """Remember every body (and whether it was a redelivery), then echo."""
+    with SEEN_LOCK:
+        SEEN.append(body)
+    log = os.environ.get("BURROW_TEST_RECORD")
+    if log:
+        with open(log, "a") as handle:
+            handle.write(f"{body.decode()} {int(context.redelivered)}\n")
+    return b"Consumer processed: " + body
+
+
+def slow(body: bytes) -> bytes:
+    """Sleep for the number of seconds the body names (e.g. b'0.5'), then echo."""
+    time.sleep(float(body.split(b":")[0]))
+    return b"Consumer processed: " + body
+
+
+def fail(body: bytes) -> bytes:
+    raise ValueError(f"cannot handle {body.decode()!r}")
+
+
+def poison(body: bytes, context: RequestContext) -> bytes:
+    """Kill the whole consumer process on b'poison'; record and echo everything else."""
+    if body == b"poison":
+        Path(os.environ["BURROW_TEST_RECORD"]).open("a").write("poison-hit\n")
+        os._exit(3)
+    return record(body, context)
+
+
+def returns_text(body: bytes) -> str:
+    return "not bytes"
