@@ -3,7 +3,8 @@
 #   make demo    start a throwaway broker and a consumer, send a burst, show replies and a summary
 #   make test    run the whole test suite (unit, integration on a real broker, system on nspawn hosts)
 #
-# Both install what they need first (apt-get packages, a cached virtualenv): scripts/bootstrap-dev.sh.
+# Both install what they need first (apt-get packages, a cached virtualenv): scripts/bootstrap-dev.sh,
+# and for the system tests scripts/install-system-test-deps.sh (nspawn, debootstrap, ansible, dh-virtualenv).
 
 SHELL := /bin/bash
 PYTEST_ARGS ?=
@@ -17,6 +18,7 @@ demo:
 	@venv=$$(scripts/bootstrap-dev.sh) && "$$venv/bin/burrow" demo
 
 test:
+	@scripts/install-system-test-deps.sh
 	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m pytest -ra $(PYTEST_ARGS)
 
 test-fast:

@@ -1,0 +1,114 @@
+#!/bin/bash
+# Build (or reuse) a cached Debian bookworm root for the systemd-nspawn test hosts and print its path.
+#
+# Usage: scripts/build-root.sh [EXTRA_PACKAGE...]
+#
+# The root lives in /var/cache/burrow-ci/roots/<key>/rootfs, where <key> is a hash of this script and
+# the package list, so changing either builds a new root and an unchanged pair is reused at once.
+# Concurrent callers take a lock per key; the root is built in a temporary folder next to its final
+# place and renamed into it only when complete, so a crashed build never leaves a half root behind.
+# Extra packages (e.g. rabbitmq-server for the end-to-end test) are part of the key. Their services
+# are left as Debian ships them; a test that wants them stopped masks or stops them itself.
+set -euo pipefail
+
+CACHE_BASE=${BURROW_CI_CACHE:-/var/cache/burrow-ci}/roots
+SUITE=bookworm
+MIRROR=${BURROW_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# What every test host needs: systemd as PID 1, sshd for Ansible, python3 (+ python3-apt for
+# ansible.builtin.apt), sudo for become, adduser for packages that create system users (minbase
+# lacks it), curl for the producer's Unix-socket API, procps for ps/pgrep.
+BASE_PACKAGES=(systemd systemd-sysv dbus python3 python3-apt openssh-server iproute2 sudo ca-certificates
+    adduser curl procps)
+
+log() { printf 'build-root: %s\n' "$*" >&2; }
+
+ensure_tools() {
+    local missing=()
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+    command -v flock >/dev/null || missing+=(util-linux)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}" >&2
+    fi
+}
+
+packages=("${BASE_PACKAGES[@]}" "$@")
+package_list=$(printf '%s\n' "${packages[@]}" | sort -u | paste -sd, -)
+key=$( { cat "${BASH_SOURCE[0]}"; printf '%s\n%s\n' "$SUITE" "$package_list"; } | sha256sum | cut -c1-16)
+final="$CACHE_BASE/$key"
+
+if [[ -e "$final/rootfs/etc/os-release" ]]; then
+    printf '%s\n' "$final/rootfs"
+    exit 0
+fi
+
+ensure_tools
+mkdir -p "$CACHE_BASE"
+exec 9>"$CACHE_BASE/.$key.lock"
+log "waiting for the lock on root $key"
+flock 9
+if [[ -e "$final/rootfs/etc/os-release" ]]; then
+    # Another process built it while we waited for the lock.
+    printf '%s\n' "$final/rootfs"
+    exit 0
+fi
+
+work=$(mktemp -d "$CACHE_BASE/.build-$key.XXXXXX")
+trap 'rm -rf --one-file-system "$work"' EXIT
+start=$(date +%s)
+log "debootstrap $SUITE with $package_list into $work"
+debootstrap --variant=minbase --include="$package_list" "$SUITE" "$work/rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
+    || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
+
+root="$work/rootfs"
+# Every copy must get its own machine id at boot (journald and D-Bus key on it): empty means
+# "generate one", and systemd-firstboot is not run because the file exists.
+: >"$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id"
+# Each copy gets fresh SSH host keys at its first boot, before sshd starts (its own ExecStartPre
+# runs `sshd -t`, which fails without keys), so that no two hosts share a key.
+rm -f "$root"/etc/ssh/ssh_host_*
+cat >"$root/etc/systemd/system/burrow-ssh-host-keys.service" <<'EOF'
+[Unit]
+Description=Generate this host's SSH host keys
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+EOF
+ln -sf ../burrow-ssh-host-keys.service "$root/etc/systemd/system/multi-user.target.wants/burrow-ssh-host-keys.service"
+# Root logs in with the key the harness installs, never with a password.
+cat >"$root/etc/ssh/sshd_config.d/10-burrow-test.conf" <<'EOF'
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UseDNS no
+EOF
+# Units that cannot work in a container without hardware or that only slow the boot down.
+for unit in systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
+    e2scrub_reap.service fstrim.timer; do
+    ln -sf /dev/null "$root/etc/systemd/system/$unit"
+done
+# systemd-networkd is enabled per copy by the harness, and only in private-network mode, where it
+# configures host0 from a .network file the harness writes; in shared-network mode it must never
+# touch the host's own interfaces.
+rm -f "$root/etc/systemd/system/multi-user.target.wants/systemd-networkd.service" \
+    "$root/etc/systemd/system/sockets.target.wants/systemd-networkd.socket" \
+    "$root/etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service"
+printf 'burrow-test\n' >"$root/etc/hostname"
+# The package lists stay so that apt can install local .debs offline inside private networks.
+chroot "$root" apt-get clean
+rm -rf "$root"/var/log/*.log "$root"/var/cache/debconf/*-old
+printf '%s\n' "${packages[@]}" >"$work/packages"
+
+rm -rf --one-file-system "$final"
+mv "$work" "$final"
+trap - EXIT
+log "root $key built in $(($(date +%s) - start)) s ($(du -sh "$final/rootfs" | cut -f1))"
+printf '%s\n' "$final/rootfs"
