@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import itertools
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ import pika.spec
 from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 
+from burrow import metrics
 from burrow.amqp.setup import RabbitMQSetup, call_every
 from burrow.config import BurrowConfig
 from burrow.handlers import Handler, RequestContext, load_handler
@@ -101,6 +103,13 @@ class Consumer:
         self._next_publish_tag = 1
         self._unconfirmed: dict[int, _Delivery] = {}
         self._replies_waiting: collections.deque[_Delivery] = collections.deque()
+        # Delivery tags of the current consuming channel handed to a worker and not yet acked or
+        # rejected, oldest first: every tag below the oldest one can be acked with multiple=True.
+        self._unsettled: dict[int, None] = {}
+        # Workers append finished deliveries here and wake the I/O thread only if no wake-up is
+        # already pending, so a burst of replies costs one wake-up, not one per reply.
+        self._finished: collections.deque[_Delivery] = collections.deque()
+        self._wake_scheduled = False
         self._in_flight = 0
         self._draining = False
         self._periodic: list[Callable[[], None]] = []
@@ -153,7 +162,9 @@ class Consumer:
             self._concurrency = workers
             old.shutdown(wait=False)
             if self._consume_channel is not None and self._consume_channel.is_open:
-                self._consume_channel.basic_qos(prefetch_count=self._prefetch())
+                # global_qos: a per-consumer prefetch would only reach consumers created later; one
+                # consumer per channel, so channel-wide means the same and applies at once.
+                self._consume_channel.basic_qos(prefetch_count=self._prefetch(), global_qos=True)
             logger.info("Consumer concurrency is now %d (prefetch %d)", workers, self._prefetch())
 
         self._ioloop.add_callback_threadsafe(apply)
@@ -209,6 +220,7 @@ class Consumer:
     def on_consume_channel_ready(self, channel: Channel) -> None:
         self._generation += 1
         self._consume_channel = channel
+        self._unsettled.clear()
         channel.basic_qos(prefetch_count=self._prefetch(), callback=lambda _f: self._maybe_start_consuming())
 
     def _maybe_start_consuming(self) -> None:
@@ -240,6 +252,7 @@ class Consumer:
     def on_request(self, channel: Channel, method: pika.spec.Basic.Deliver, properties: pika.BasicProperties, body: bytes) -> None:
         """Validate one request and hand it to the worker pool, or dead-letter it with a reason."""
         self.stats.received += 1
+        metrics.request_received()
         if method.redelivered:
             self.stats.redelivered += 1
         problem = self._malformed(properties, body)
@@ -260,6 +273,7 @@ class Consumer:
         )
         delivery = _Delivery(method.delivery_tag, self._generation, properties.correlation_id, properties.reply_to, context, body)
         self._in_flight += 1
+        self._unsettled[method.delivery_tag] = None
         self._pool.submit(self._work, delivery)
 
     def _malformed(self, properties: pika.BasicProperties, body: bytes) -> str | None:
@@ -284,6 +298,7 @@ class Consumer:
 
     def _dead_letter(self, channel: Channel, delivery_tag: int, properties: pika.BasicProperties, reason: str) -> None:
         self.stats.dead_lettered += 1
+        metrics.dead_lettered()
         logger.warning(
             "Dead-lettering request: %s", reason,
             extra={"CORRELATION_ID": properties.correlation_id or "-", "MESSAGE_ID": properties.message_id or "-",
@@ -296,6 +311,7 @@ class Consumer:
 
     def _work(self, delivery: _Delivery) -> None:
         """Run the handler (worker thread) and hand the reply to the I/O thread."""
+        started = time.monotonic()
         try:
             reply = self._handler(delivery.body, delivery.context)
             if isinstance(reply, (bytearray, memoryview)):
@@ -304,7 +320,10 @@ class Consumer:
                 raise TypeError(f"handler returned {type(reply).__name__}, expected bytes")
             delivery.reply = reply
             delivery.reply_headers = {HEADER_STATUS: STATUS_OK}
+            metrics.reply_received(time.monotonic() - started, "ok")
         except Exception as exc:
+            metrics.reply_received(time.monotonic() - started, "error")
+            metrics.error("handler")
             logger.warning("Handler %s raised %s: %s", self._settings.handler, type(exc).__name__, exc,
                            extra={"CORRELATION_ID": delivery.correlation_id, "HANDLER": self._settings.handler})
             headers: dict[str, Any] = {HEADER_STATUS: STATUS_ERROR, HEADER_ERROR_TYPE: type(exc).__name__}
@@ -312,14 +331,22 @@ class Consumer:
                 headers[HEADER_TRACEBACK] = traceback.format_exc()
             delivery.reply = str(exc).encode("utf-8", "replace")
             delivery.reply_headers = headers
-        self._ioloop.add_callback_threadsafe(lambda: self._reply_ready(delivery))
+        self._finished.append(delivery)
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            self._ioloop.add_callback_threadsafe(self._replies_ready)
 
     # ----------------------------------------------------------------- I/O thread: replies
 
-    def _reply_ready(self, delivery: _Delivery) -> None:
-        if delivery.reply_headers is not None and delivery.reply_headers.get(HEADER_STATUS) == STATUS_ERROR:
-            self.stats.handler_errors += 1
-        self._replies_waiting.append(delivery)
+    def _replies_ready(self) -> None:
+        """Publish the replies of every handler that finished since the last wake-up."""
+        self._wake_scheduled = False
+        finished = self._finished
+        while finished:
+            delivery = finished.popleft()
+            if delivery.reply_headers is not None and delivery.reply_headers.get(HEADER_STATUS) == STATUS_ERROR:
+                self.stats.handler_errors += 1
+            self._replies_waiting.append(delivery)
         self._publish_waiting()
 
     def _publish_waiting(self) -> None:
@@ -337,7 +364,11 @@ class Consumer:
                 headers=delivery.reply_headers,
             )
             try:
-                channel.basic_publish("" if direct else reply_exchange, delivery.reply_to, delivery.reply, properties, mandatory=True)
+                # Not mandatory for direct reply-to: RabbitMQ 3.10 returns every such reply as
+                # NO_ROUTE although it delivers it (the benchmark saw all of them returned, and all
+                # answered), so mandatory would dead-letter every answered request.
+                channel.basic_publish("" if direct else reply_exchange, delivery.reply_to, delivery.reply, properties,
+                                      mandatory=not direct)
             except Exception as exc:
                 logger.warning("Reply publish failed (%s); retrying after reconnect", exc)
                 self._replies_waiting.appendleft(delivery)
@@ -352,12 +383,15 @@ class Consumer:
                 delivery.returned = f"reply unroutable: no queue {method.routing_key!r} ({method.reply_text})"
 
     def on_reply_confirm(self, frame: pika.frame.Method) -> None:
+        """Broker ack/nack of replies: ack (or retry) their requests, the whole batch at once."""
         method = frame.method
         if method.multiple:
-            tags = [tag for tag in self._unconfirmed if tag <= method.delivery_tag]
+            # Tags enter the dict in increasing order, so the confirmed ones are its head.
+            tags = list(itertools.takewhile(lambda tag: tag <= method.delivery_tag, self._unconfirmed))
         else:
             tags = [method.delivery_tag] if method.delivery_tag in self._unconfirmed else []
         nacked = isinstance(method, pika.spec.Basic.Nack)
+        settled = []
         for tag in tags:
             delivery = self._unconfirmed.pop(tag)
             if nacked:
@@ -365,27 +399,51 @@ class Consumer:
                                extra={"CORRELATION_ID": delivery.correlation_id})
                 self._ioloop.call_later(REPLY_RETRY_DELAY, lambda d=delivery: self._reply_ready_again(d))
                 continue
-            self._settle(delivery)
+            settled.append(delivery)
+        if settled:
+            self._settle(settled)
 
     def _reply_ready_again(self, delivery: _Delivery) -> None:
         self._replies_waiting.append(delivery)
         self._publish_waiting()
 
-    def _settle(self, delivery: _Delivery) -> None:
-        """The reply is safe at the broker: ack the request (or dead-letter it if the reply bounced)."""
-        self._in_flight -= 1
+    def _settle(self, deliveries: list[_Delivery]) -> None:
+        """Their replies are safe at the broker: ack the requests (dead-letter those whose reply bounced).
+
+        Bounced ones are rejected first; then one ``basic_ack(multiple=True)`` covers every tag below
+        the oldest request still unsettled on this channel (all of those are settled), and only
+        tags above it are acked one by one. A request from an older channel is left alone: the
+        broker redelivers it and the producer drops the duplicate reply.
+        """
+        self._in_flight -= len(deliveries)
         channel = self._consume_channel
-        if channel is None or not channel.is_open or delivery.generation != self._generation:
-            logger.debug("Request's channel is gone; the broker redelivers it and the duplicate reply is dropped",
-                         extra={"CORRELATION_ID": delivery.correlation_id})
-        elif delivery.returned:
-            self.stats.dead_lettered += 1
-            logger.warning("Dead-lettering request: %s", delivery.returned,
-                           extra={"CORRELATION_ID": delivery.correlation_id, "QUEUE": self._config.topology.request_queue})
-            channel.basic_reject(delivery.delivery_tag, requeue=False)
-        else:
-            self.stats.processed += 1
-            channel.basic_ack(delivery.delivery_tag)
+        usable = channel is not None and channel.is_open
+        acks = []
+        for delivery in deliveries:
+            if not usable or delivery.generation != self._generation:
+                logger.debug("Request's channel is gone; the broker redelivers it and the duplicate reply is dropped",
+                             extra={"CORRELATION_ID": delivery.correlation_id})
+                continue
+            self._unsettled.pop(delivery.delivery_tag, None)
+            if delivery.returned:
+                self.stats.dead_lettered += 1
+                metrics.dead_lettered()
+                logger.warning("Dead-lettering request: %s", delivery.returned,
+                               extra={"CORRELATION_ID": delivery.correlation_id, "QUEUE": self._config.topology.request_queue})
+                channel.basic_reject(delivery.delivery_tag, requeue=False)
+            else:
+                logger.debug("Handled request", extra={"CORRELATION_ID": delivery.correlation_id,
+                                                       "HANDLER": self._settings.handler})
+                acks.append(delivery.delivery_tag)
+        if acks:
+            self.stats.processed += len(acks)
+            oldest = next(iter(self._unsettled), None)
+            below = [tag for tag in acks if oldest is None or tag < oldest]
+            if below:
+                channel.basic_ack(max(below), multiple=True)
+            for tag in acks:
+                if oldest is not None and tag > oldest:
+                    channel.basic_ack(tag)
         self._check_drained()
 
     # ----------------------------------------------------------------- I/O thread: shutdown

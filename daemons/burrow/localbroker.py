@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -29,6 +30,20 @@ RABBITMQCTL = "/usr/sbin/rabbitmqctl"
 
 class LocalBrokerError(RuntimeError):
     """The node did not start or stop; the message says where its log is."""
+
+
+@dataclass(frozen=True)
+class TLSListener:
+    """PEM files for an extra TLS listener on 127.0.0.1 (``LocalBroker.tls_port``).
+
+    The node verifies clients against ``ca_file``; with ``require_client_cert`` it refuses a client
+    that presents no certificate. The files must be readable by the ``rabbitmq`` user.
+    """
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+    require_client_cert: bool = True
 
 
 def free_port() -> int:
@@ -46,12 +61,25 @@ class LocalBroker:
     how tests check that durable queues and persistent messages survive a broker restart.
     """
 
-    def __init__(self, name: str | None = None, base_dir: str | None = None, start_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        base_dir: str | None = None,
+        start_timeout: float = 60.0,
+        *,
+        tls: TLSListener | None = None,
+        extra_listeners: tuple[str, ...] = (),
+        guest_loopback_only: bool = False,
+    ) -> None:
         self.name = name or f"burrow-{uuid.uuid4().hex[:8]}"
         self.nodename = f"{self.name}@localhost"
         self.port = free_port()
         self.dist_port = free_port()
         self.start_timeout = start_timeout
+        self.tls = tls
+        self.tls_port = free_port() if tls is not None else None
+        self.extra_listeners = extra_listeners
+        self.guest_loopback_only = guest_loopback_only
         self._own_dir = base_dir is None
         self.dir = Path(base_dir or tempfile.mkdtemp(prefix=f"{self.name}-"))
         self._process: subprocess.Popen[bytes] | None = None
@@ -69,14 +97,27 @@ class LocalBroker:
         """Lay out mnesia/log/config folders, owned by the user the node will run as."""
         for sub in ("mnesia", "log"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        (self.dir / "rabbitmq.conf").write_text(
-            "loopback_users = none\n"
-            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
-            "log.console = false\n"
-            "log.file.level = info\n"
-            "vm_memory_high_watermark.relative = 0.4\n"
-            "disk_free_limit.absolute = 50MB\n"
-        )
+        lines = [
+            f"listeners.tcp.default = 127.0.0.1:{self.port}",
+            "log.console = false",
+            "log.file.level = info",
+            "vm_memory_high_watermark.relative = 0.4",
+            "disk_free_limit.absolute = 50MB",
+        ]
+        if not self.guest_loopback_only:
+            lines.append("loopback_users = none")
+        for number, address in enumerate(self.extra_listeners, start=2):
+            lines.append(f"listeners.tcp.{number} = {address}")
+        if self.tls is not None:
+            lines += [
+                f"listeners.ssl.default = 127.0.0.1:{self.tls_port}",
+                f"ssl_options.cacertfile = {self.tls.ca_file}",
+                f"ssl_options.certfile = {self.tls.cert_file}",
+                f"ssl_options.keyfile = {self.tls.key_file}",
+                "ssl_options.verify = verify_peer",
+                f"ssl_options.fail_if_no_peer_cert = {'true' if self.tls.require_client_cert else 'false'}",
+            ]
+        (self.dir / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
         (self.dir / "enabled_plugins").write_text("[].\n")
         if os.geteuid() == 0:
             # Debian's wrapper drops root to the rabbitmq user, who must own the node's folders.
@@ -87,10 +128,11 @@ class LocalBroker:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
+        if not self.extra_listeners:
+            # These override every listeners.tcp.* line, so nodes with extra listeners go without.
+            env.update(RABBITMQ_NODE_IP_ADDRESS="127.0.0.1", RABBITMQ_NODE_PORT=str(self.port))
         env.update(
             RABBITMQ_NODENAME=self.nodename,
-            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
-            RABBITMQ_NODE_PORT=str(self.port),
             RABBITMQ_DIST_PORT=str(self.dist_port),
             RABBITMQ_MNESIA_BASE=str(self.dir / "mnesia"),
             RABBITMQ_LOG_BASE=str(self.log_dir),
@@ -139,6 +181,19 @@ class LocalBroker:
         if check and result.returncode != 0:
             raise LocalBrokerError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
         return result
+
+    def set_memory_watermark(self, fraction: float) -> None:
+        """``rabbitmqctl set_vm_memory_high_watermark``: 0 raises the memory alarm at once (every
+        publishing connection is blocked); 0.4 is the default that clears it again."""
+        self.ctl("set_vm_memory_high_watermark", repr(fraction))
+
+    def pause(self) -> None:
+        """SIGSTOP the Erlang VM: the node keeps its sockets but answers nothing, like a hung host."""
+        os.kill(self.os_pid(), signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the Erlang VM after :meth:`pause`."""
+        os.kill(self.os_pid(), signal.SIGCONT)
 
     def os_pid(self) -> int:
         """The Erlang VM's process id (for SIGSTOP/SIGCONT fault tests)."""

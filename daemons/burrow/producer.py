@@ -28,6 +28,7 @@ import pika.spec
 from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 
+from burrow import metrics
 from burrow.amqp.setup import RabbitMQSetup, call_every
 from burrow.config import BurrowConfig
 from burrow.errors import (
@@ -48,7 +49,6 @@ from burrow.topology import DIRECT_REPLY_TO, reply_queue_name
 logger = logging.getLogger(__name__)
 
 DEADLINE_CHECK_INTERVAL = 0.05
-RECENTLY_DONE_LIMIT = 65536
 
 
 class RequestFuture(Future):  # type: ignore[type-arg]
@@ -64,7 +64,7 @@ class _Request:
     body: bytes
     deadline: float  # time.monotonic() at which the request times out
     wall_deadline: float  # the same moment as time.time(), sent to the consumer
-    headers: dict[str, Any]
+    headers: dict[str, Any]  # the caller's headers plus HEADER_DEADLINE, as published
     future: RequestFuture
     submitted: float = field(default_factory=time.monotonic)
     published: bool = False
@@ -113,7 +113,13 @@ class Producer:
         self._next_tag = 1
         self._deadlines: list[tuple[float, int, str]] = []
         self._deadline_seq = itertools.count()
-        self._recently_done: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # Correlation ids are "<random prefix>-<counter>": unique without a uuid4() per request,
+        # and a reply carrying this prefix whose request is no longer pending is a late or
+        # duplicate one (answered, failed or timed out before), with no set of past ids to keep.
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._ids = itertools.count(1)
+        self._reply_ack: tuple[Channel, int] | None = None
+        self._reply_ack_scheduled = False
         self._channel: Channel | None = None
         self._ready = threading.Event()
         self._closing = False
@@ -193,17 +199,18 @@ class Producer:
             self._slots.release()
             raise BrokerUnavailable("producer is closed")
         seconds = self._request_timeout if timeout is None else timeout
-        correlation_id = uuid.uuid4().hex
+        correlation_id = f"{self._id_prefix}-{next(self._ids):x}"
         future = RequestFuture()
         future.correlation_id = correlation_id
         future.message_id = correlation_id
         now = time.monotonic()
+        wall_deadline = time.time() + seconds
         request = _Request(
             correlation_id=correlation_id,
             body=bytes(body),
             deadline=now + seconds,
-            wall_deadline=time.time() + seconds,
-            headers=dict(headers or {}),
+            wall_deadline=wall_deadline,
+            headers={**(headers or {}), HEADER_DEADLINE: int(wall_deadline * 1000)},
             future=future,
             submitted=now,
         )
@@ -276,7 +283,10 @@ class Producer:
         channel.basic_consume(
             queue=self.reply_queue,
             on_message_callback=self.on_reply,
-            auto_ack=True,
+            # Direct reply-to requires auto_ack. The durable reply queue must not use it: the broker
+            # forgets an auto-acked reply once it leaves the queue, so replies still on their way
+            # when the connection drops would be lost; unacked ones are redelivered after reconnect.
+            auto_ack=self.direct,
             exclusive=not self.direct,
             callback=lambda _f: self.on_reply_consumer_ok(channel),
         )
@@ -327,8 +337,6 @@ class Producer:
             if not request.published:
                 request.published = True
                 self._schedule_deadline(request)
-            headers = dict(request.headers)
-            headers[HEADER_DEADLINE] = int(request.wall_deadline * 1000)
             properties = pika.BasicProperties(
                 content_type=CONTENT_TYPE,
                 delivery_mode=pika.DeliveryMode.Persistent,
@@ -337,7 +345,7 @@ class Producer:
                 reply_to=self.reply_queue,
                 expiration=str(remaining_ms),
                 timestamp=int(now_wall),
-                headers=headers,
+                headers=request.headers,
             )
             try:
                 channel.basic_publish(exchange, routing_key, request.body, properties, mandatory=True)
@@ -351,6 +359,7 @@ class Producer:
             self._unconfirmed[self._next_tag] = request
             self._next_tag += 1
             self._stats.published += 1
+            metrics.request_sent()
 
     def _schedule_deadline(self, request: _Request) -> None:
         heapq.heappush(self._deadlines, (request.deadline, next(self._deadline_seq), request.correlation_id))
@@ -370,7 +379,8 @@ class Producer:
     def _confirmed_tags(self, delivery_tag: int, multiple: bool) -> list[int]:
         if not multiple:
             return [delivery_tag] if delivery_tag in self._unconfirmed else []
-        return [tag for tag in self._unconfirmed if tag <= delivery_tag]
+        # Tags enter the dict in increasing order, so the confirmed ones are its head.
+        return list(itertools.takewhile(lambda tag: tag <= delivery_tag, self._unconfirmed))
 
     def on_return(self, _channel: Channel, method: pika.spec.Basic.Return, properties: pika.BasicProperties, _body: bytes) -> None:
         """A ``mandatory`` request no queue took: fail it now with the broker's reason."""
@@ -382,12 +392,20 @@ class Producer:
             ),
         )
 
-    def on_reply(self, _channel: Channel, method: pika.spec.Basic.Deliver, properties: pika.BasicProperties, body: bytes) -> None:
+    def on_reply(self, channel: Channel, method: pika.spec.Basic.Deliver, properties: pika.BasicProperties, body: bytes) -> None:
+        if not self.direct:
+            # Acked on arrival: from here the reply is this process's (the future or the orphan log).
+            # The replies of one socket read are acked together, with one multiple=True ack right
+            # after it (a timer of 0 s runs on the loop's next turn).
+            self._reply_ack = (channel, method.delivery_tag)
+            if not self._reply_ack_scheduled:
+                self._reply_ack_scheduled = True
+                self._ioloop.call_later(0, self._ack_replies)
         correlation_id = properties.correlation_id
         with self._lock:
             request = self._pending.get(correlation_id) if correlation_id else None
         if request is None:
-            if correlation_id in self._recently_done:
+            if correlation_id and correlation_id.startswith(self._id_prefix):
                 self._stats.duplicate_replies += 1
                 logger.info("Dropped a late or duplicate reply", extra={"CORRELATION_ID": correlation_id})
             else:
@@ -402,6 +420,15 @@ class Producer:
             self._finish(correlation_id, result=value)
         else:
             self._finish(correlation_id, error=value)
+
+    def _ack_replies(self) -> None:
+        """Ack every reply received up to the latest one (on its channel, if still open)."""
+        self._reply_ack_scheduled = False
+        if self._reply_ack is None:
+            return
+        (channel, delivery_tag), self._reply_ack = self._reply_ack, None
+        if channel.is_open:
+            channel.basic_ack(delivery_tag, multiple=True)
 
     def _expire_deadlines(self) -> None:
         now = time.monotonic()
@@ -431,20 +458,22 @@ class Producer:
                 self._drained.notify_all()
         if request is None:
             return
-        self._recently_done[correlation_id] = None
-        if len(self._recently_done) > RECENTLY_DONE_LIMIT:
-            self._recently_done.popitem(last=False)
         self._slots.release()
+        elapsed = time.monotonic() - request.submitted
         if error is None:
             self._stats.answered += 1
+            metrics.reply_received(elapsed, "ok")
             request.future.set_result(result)
             return
         if isinstance(error, RemoteError):
             self._stats.remote_errors += 1
+            metrics.reply_received(elapsed, "error")
         elif isinstance(error, RequestTimeout):
             self._stats.timeouts += 1
+            metrics.reply_received(elapsed, "timeout")
         else:
             self._stats.failed += 1
+            metrics.error(type(error).__name__)
         request.future.set_exception(error)
 
     def _fail_all(self, error: BaseException) -> None:
