@@ -145,7 +145,7 @@ def run_burst(
             begin = time.monotonic()
             try:
                 send(body)
-            except Exception as exc:
+            except Exception as exc:  # any failure is one failed request, and the burst goes on
                 with lock:
                     result.sent += 1
                     result.failed += 1

@@ -1,4 +1,5 @@
-"""Command-line entry points: ``burrow`` (check-config, call) and ``burrow-consumer``.
+"""Command-line entry points: ``burrow`` (check-config, call, send, demo), ``burrow-consumer``
+and ``burrow-producer``.
 
 Each ``main`` is thin: parse arguments, set up logging, load the config, call the run function.
 Configuration errors print one line naming the file and key and exit 2, never a traceback.
@@ -90,6 +91,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from burrow import sendclient
+
     parser = argparse.ArgumentParser(prog="burrow", description="Request/response over RabbitMQ.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -114,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--count", type=int, default=2000, help="requests in the burst (default 2000)")
     demo.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
     demo.set_defaults(func=cmd_demo)
+
+    send = sub.add_parser("send", help="send requests to the local burrow-producer's Unix socket")
+    sendclient.add_arguments(send)
+    send.set_defaults(func=sendclient.run)
     return parser
 
 
@@ -125,20 +132,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     return args.func(args)
 
 
-def consumer_main(argv: Sequence[str] | None = None) -> int:
-    """``burrow-consumer --config PATH``: run a consumer in the foreground until SIGTERM/SIGINT."""
-    parser = argparse.ArgumentParser(prog="burrow-consumer", description="Run a burrow consumer.")
+def _daemon_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", required=True, help="TOML configuration file")
-    args = parser.parse_args(argv)
+    parser.add_argument("--daemon", action="store_true", help="detach from the terminal (hosts without systemd)")
+    parser.add_argument("--pidfile", help="with --daemon: write and lock this pid file")
+    return parser
+
+
+def _run_daemon(role: str, argv: Sequence[str] | None) -> int:
+    args = _daemon_parser(f"burrow-{role}", f"Run the burrow {role} daemon.").parse_args(argv)
     config = _load(args.config)
     setup_logging(config.logging.level)
-    from burrow.service import run_consumer
+    from burrow.daemonize import PidFileLocked
+    from burrow.handlers import load_handler
+    from burrow.service import run_daemon
 
     try:
-        return run_consumer(config)
+        if role == "consumer":
+            load_handler(config.consumer.handler)  # fail on the terminal, before any --daemon fork
+        return run_daemon(role, config, detach=args.daemon, pidfile=args.pidfile)
     except HandlerLoadError as exc:
         logger.error("%s: consumer.handler: %s", config.path, exc)
         return EXIT_CONFIG
+    except PidFileLocked as exc:
+        logger.error("%s", exc)
+        return 1
+
+
+def consumer_main(argv: Sequence[str] | None = None) -> int:
+    """``burrow-consumer --config PATH [--daemon [--pidfile PATH]]``: run until SIGTERM/SIGINT."""
+    return _run_daemon("consumer", argv)
+
+
+def producer_main(argv: Sequence[str] | None = None) -> int:
+    """``burrow-producer --config PATH [--daemon [--pidfile PATH]]``: run until SIGTERM/SIGINT."""
+    return _run_daemon("producer", argv)
 
 
 if __name__ == "__main__":

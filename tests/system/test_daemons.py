@@ -1,0 +1,368 @@
+"""burrow-producer and burrow-consumer as real systemd services in a booted Debian container.
+
+One container (own network namespace, so its RabbitMQ and ports never meet the host's) gets the
+.deb, a native RabbitMQ with least-privilege users, the AMQP passwords as root-only credential
+files, and a tiny test handler on PYTHONPATH. The tests then drive it the way an operator would,
+through ``systemctl``, ``journalctl``, ``curl --unix-socket`` and ``burrow send``, in file order:
+readiness only after the broker is up, STATUS text, structured journald fields, SIGHUP reload,
+restarts under load without a failed request, 503 during a broker outage, socket activation, the
+watchdog, the credential and the ``systemd-analyze security`` scores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .nspawn import REPO, Host, Network, ensure_root, require_root_and_tools, wait_until
+
+logger = logging.getLogger(__name__)
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(600)]
+
+VENV_PYTHON = "/opt/venvs/burrow/bin/python"
+SOCKET = "/run/burrow/producer.sock"
+UNITS = ("burrow-consumer.service", "burrow-producer.service")
+#: The handler the consumer runs in these tests: echoes, fails on request, or is slow on request.
+TEST_HANDLER = '''\
+"""Test handler for the system tests: "fail..." raises, "slow..." takes 50 ms, anything else echoes."""
+import time
+
+
+def handle(body: bytes) -> bytes:
+    if body.startswith(b"fail"):
+        raise ValueError("asked to fail")
+    if body.startswith(b"slow"):
+        time.sleep(0.05)
+    return b"ok:" + body
+'''
+CONSUMER_DROPIN = """\
+[Service]
+# The system tests' handler lives outside the package.
+Environment=PYTHONPATH=/usr/local/lib/burrow-test
+"""
+WATCHDOG_DROPIN = """\
+[Service]
+# SIGUSR1 hangs the AMQP I/O loop; a short watchdog notices within seconds.
+Environment=BURROW_TEST_HOOKS=1
+WatchdogSec=4
+"""
+#: Least-privilege broker permissions (configure, write, read) per daemon.
+PERMISSIONS = {
+    "burrow-producer": (
+        r"^burrow\.(x\.(requests|replies|dead)|requests|dead|replies\..+)$",
+        r"^burrow\.(x\.requests|x\.dead|requests|dead|replies\..+)$",
+        r"^burrow\.(x\.(requests|replies|dead)|replies\..+)$",
+    ),
+    "burrow-consumer": (
+        r"^burrow\.(x\.(requests|replies|dead)|requests|dead)$",
+        r"^burrow\.(x\.replies|x\.dead|requests|dead)$",
+        r"^burrow\.(requests|x\.(requests|dead))$",
+    ),
+}
+STATUS_LINE = re.compile(r"^processed \d+, (failed \d+, )?in flight \d+, \d+ req/s, broker \S+ connected$")
+
+
+def show(host: Host, unit: str, prop: str) -> str:
+    """One property of a unit, as ``systemctl show -p PROP --value`` prints it."""
+    return host.run(["systemctl", "show", "-p", prop, "--value", unit]).stdout.strip()
+
+
+def wait_active(host: Host, unit: str, timeout: float = 60.0) -> None:
+    wait_until(lambda: show(host, unit, "ActiveState") == "active", timeout, f"{unit} to become active")
+
+
+def restart(host: Host, unit: str, *extra: str) -> None:
+    """``systemctl restart``, clearing the start-rate counter first (tests restart a lot)."""
+    host.systemctl("reset-failed", unit, check=False)
+    host.systemctl("restart", *extra, unit)
+
+
+def curl_request(host: Host, body: str, *headers: str) -> tuple[int, dict[str, str], str]:
+    """POST ``body`` to the producer's socket with curl; status, headers (lower-case), body."""
+    argv = ["curl", "-sS", "--max-time", "60", "--unix-socket", SOCKET, "-D", "/dev/stderr", "--data-binary", body]
+    for header in headers:
+        argv += ["-H", header]
+    result = host.run([*argv, "http://burrow/v1/requests"])
+    head = result.stderr.replace("\r", "").strip().split("\n\n")[-1].splitlines()
+    status = int(head[0].split()[1])
+    fields = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in head[1:])}
+    return status, fields, result.stdout
+
+
+def burrow_send(host: Host, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return host.run([VENV_PYTHON, "-m", "burrow.sendclient", "--socket", SOCKET, *args], check=False, timeout=timeout)
+
+
+def set_option(host: Host, role: str, key: str, value: str) -> None:
+    """Replace the first ``key = ...`` line of /etc/burrow/<role>.toml (keys are unique in them)."""
+    path = f"/etc/burrow/{role}.toml"
+    text = host.run(["cat", path]).stdout
+    pattern = re.compile(rf"^{key} = .*$", re.MULTILINE)
+    assert pattern.search(text), f"{key} not in {path}"
+    host.write_file(path, pattern.sub(f"{key} = {value}", text, count=1), 0o640, "root:burrow")
+
+
+def set_consumer_option(host: Host, key: str, value: str) -> None:
+    set_option(host, "consumer", key, value)
+
+
+def producer_connected(host: Host) -> bool:
+    health = host.run(["curl", "-sS", "--unix-socket", SOCKET, "http://burrow/v1/health"]).stdout
+    return json.loads(health)["broker_connected"] is True
+
+
+@pytest.fixture(scope="module")
+def box(burrow_deb: Path) -> Iterator[Host]:
+    """The container with RabbitMQ, the package, broker users, credentials and the test handler."""
+    require_root_and_tools()
+    root = ensure_root(["rabbitmq-server"])
+    with Network() as network, Host("daemons", root, network=network, boot_timeout=90) as host:
+        host.copy_in(burrow_deb, "/tmp/burrow.deb")
+        host.run(["dpkg", "-i", "/tmp/burrow.deb"])
+        wait_active(host, "rabbitmq-server.service", 120)
+        host.run(["mkdir", "-p", "-m", "0700", "/etc/burrow/credentials"])
+        for user, (configure, write, read) in PERMISSIONS.items():
+            password = secrets.token_urlsafe(18)
+            # On stdin, not in argv: Debian's wrapper runs rabbitmqctl through su, whose command line
+            # journald would record.
+            host.run(["rabbitmqctl", "add_user", user], input=password + "\n", timeout=60)
+            host.run(["rabbitmqctl", "set_permissions", "-p", "/", user, configure, write, read], timeout=60)
+            role = user.removeprefix("burrow-")
+            host.write_file(f"/etc/burrow/credentials/{role}-amqp-password", password + "\n", 0o600)
+        host.write_file("/usr/local/lib/burrow-test/burrowtest.py", TEST_HANDLER)
+        host.write_file("/etc/systemd/system/burrow-consumer.service.d/10-test-handler.conf", CONSUMER_DROPIN)
+        set_consumer_option(host, "handler", '"burrowtest:handle"')
+        set_consumer_option(host, "concurrency", "4")
+        for role in ("consumer", "producer"):
+            # Back off at most 5 s between reconnects (default 30 s), so outages end quickly here.
+            set_option(host, role, "reconnect_max_delay", "5.0")
+        host.systemctl("daemon-reload")
+        host.systemctl("start", "burrow-producer.socket")
+        for unit in UNITS:
+            restart(host, unit)
+        yield host
+
+
+def test_units_are_hardened(box: Host) -> None:
+    """``systemd-analyze security`` of the installed units (and a template instance) <= 1.2."""
+    box.run(["cp", "/etc/burrow/consumer.toml", "/etc/burrow/consumer-extra.toml"])
+    scores = {}
+    for unit in (*UNITS, "burrow-consumer@extra.service"):
+        output = box.run(["systemd-analyze", "security", "--no-pager", unit]).stdout
+        match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", output)
+        assert match, output
+        scores[unit] = float(match.group(1))
+    logger.info("security scores: %s", scores)
+    assert all(score <= 1.2 for score in scores.values()), scores
+    # The same files as shipped in the repository, checked offline on this machine's systemd.
+    for unit in ("burrow-consumer.service", "burrow-producer.service", "burrow-consumer@.service"):
+        output = subprocess.run(
+            ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(REPO / "systemd" / unit)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", output)
+        assert match and float(match.group(1)) <= 1.2, output
+
+
+def test_ready_only_after_the_broker_is_up(box: Host) -> None:
+    box.systemctl("stop", "burrow-consumer.service")
+    box.systemctl("stop", "rabbitmq-server.service")
+    restarts_before = int(show(box, "burrow-consumer.service", "NRestarts"))
+    box.systemctl("reset-failed", "burrow-consumer.service", check=False)
+    box.systemctl("start", "--no-block", "burrow-consumer.service")
+    wait_until(
+        lambda: "waiting for broker" in show(box, "burrow-consumer.service", "StatusText"), 20, "the waiting STATUS"
+    )
+    # Without a broker the unit must stay "activating" (no READY=1) and must not crash or restart.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        assert show(box, "burrow-consumer.service", "ActiveState") == "activating"
+        time.sleep(0.5)
+    box.systemctl("start", "rabbitmq-server.service")
+    wait_active(box, "burrow-consumer.service", 120)
+    assert int(show(box, "burrow-consumer.service", "NRestarts")) == restarts_before
+    journal = box.journal("burrow-consumer.service")
+    assert "burrow-consumer ready" in journal
+    # The producer was up all along; it reconnects by itself within its backoff.
+    assert show(box, "burrow-producer.service", "ActiveState") == "active"
+    wait_until(lambda: producer_connected(box), 60, "the producer to reconnect")
+
+
+def test_request_and_status_text(box: Host) -> None:
+    status, headers, body = curl_request(box, "hello")
+    assert (status, body) == (200, "ok:hello")
+    assert re.fullmatch(r"[0-9A-Za-z._:-]+", headers["x-burrow-correlation-id"])
+    assert headers["x-burrow-request-id"]
+    health = json.loads(box.run(["curl", "-sS", "--unix-socket", SOCKET, "http://burrow/v1/health"]).stdout)
+    assert health["broker_connected"] is True
+    for unit in UNITS:
+
+        def status_line(unit: str = unit) -> bool:
+            return bool(STATUS_LINE.match(show(box, unit, "StatusText")))
+
+        wait_until(status_line, 15, f"{unit} STATUS line")
+    assert "Status:" in box.systemctl("status", "--no-pager", "burrow-consumer.service").stdout
+
+
+def test_structured_journal_fields_find_one_request(box: Host) -> None:
+    status, headers, body = curl_request(box, "fail please")
+    assert status == 502 and json.loads(body)["type"] == "ValueError"
+    correlation_id = headers["x-burrow-correlation-id"]
+
+    def entries() -> list[dict[str, object]]:
+        return box.journal_json(None, f"CORRELATION_ID={correlation_id}")
+
+    wait_until(lambda: len({e.get("_SYSTEMD_UNIT") for e in entries()}) >= 2, 15, "both daemons' journal entries")
+    by_unit = {entry["_SYSTEMD_UNIT"]: entry for entry in entries()}
+    consumer = by_unit["burrow-consumer.service"]
+    assert consumer["SYSLOG_IDENTIFIER"] == "burrow-consumer"
+    assert consumer["HANDLER"] == "burrowtest:handle"
+    assert consumer["PRIORITY"] == "4"
+    assert str(consumer["CODE_FILE"]).endswith("/burrow/consumer.py")
+    assert consumer["CODE_FUNC"] and consumer["CODE_LINE"] and consumer["LOGGER"] == "burrow.consumer"
+    producer = by_unit["burrow-producer.service"]
+    assert producer["REQUEST_ID"] == headers["x-burrow-request-id"]
+    assert producer["SYSLOG_IDENTIFIER"] == "burrow-producer"
+    # journalctl's own filter by unit and field, as the README tells operators to use it.
+    text = box.run(["journalctl", "--no-pager", "-u", "burrow-consumer", f"CORRELATION_ID={correlation_id}"]).stdout
+    assert "asked to fail" in text
+
+
+def test_reload_applies_concurrency_and_refuses_a_bad_file(box: Host) -> None:
+    unit = "burrow-consumer.service"
+    pid = show(box, unit, "MainPID")
+    set_consumer_option(box, "concurrency", "6")
+    box.systemctl("reload", unit)
+    wait_until(lambda: "Consumer concurrency is now 6" in box.journal(unit), 15, "the new concurrency")
+    assert show(box, unit, "ActiveState") == "active"
+    good = box.run("cat /etc/burrow/consumer.toml").stdout
+    box.write_file("/etc/burrow/consumer.toml", good + "\nnot_a_key = 1\n", 0o640, "root:burrow")
+    try:
+        box.systemctl("reload", unit)
+        wait_until(lambda: "Reload refused" in box.journal(unit), 15, "the refusal in the journal")
+        assert show(box, unit, "ActiveState") == "active"
+        assert show(box, unit, "MainPID") == pid
+        assert curl_request(box, "still here")[2] == "ok:still here"
+    finally:
+        box.write_file("/etc/burrow/consumer.toml", good, 0o640, "root:burrow")
+
+
+def test_restarts_under_load_lose_no_request(box: Host) -> None:
+    """``systemctl restart`` of the consumer, then of the producer, during a steady burst."""
+    result: list[subprocess.CompletedProcess[str]] = []
+    sender = threading.Thread(
+        target=lambda: result.append(
+            burrow_send(box, "--count", "1200", "--concurrency", "8", "--quiet", "--timeout", "60", "slow")
+        )
+    )
+    processed_before = _consumer_processed(box)
+    sender.start()
+    wait_until(lambda: _consumer_processed(box) >= processed_before + 50, 30, "the burst to get going")
+    restart(box, "burrow-consumer.service")
+    assert sender.is_alive(), "the burst ended before the consumer restart: make it longer"
+    wait_active(box, "burrow-consumer.service")
+    restart(box, "burrow-producer.service")
+    assert sender.is_alive(), "the burst ended before the producer restart: make it longer"
+    sender.join(200)
+    assert result, "burrow send did not finish"
+    completed = result[0]
+    logger.info("burst under restarts: %s", completed.stdout.strip())
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert re.match(r"1200 requests, 0 failed,", completed.stdout), completed.stdout
+
+
+def _consumer_processed(box: Host) -> int:
+    match = re.match(r"processed (\d+)", show(box, "burrow-consumer.service", "StatusText"))
+    return int(match.group(1)) if match else 0
+
+
+def test_broker_outage_answers_503_then_recovers(box: Host) -> None:
+    """While RabbitMQ is down the API says 503 at once; nothing restarts; it recovers by itself."""
+    restarts = {unit: show(box, unit, "NRestarts") for unit in UNITS}
+    box.systemctl("stop", "rabbitmq-server.service")
+    try:
+
+        wait_until(lambda: not producer_connected(box), 30, "the producer to notice the outage")
+        status, headers, body = curl_request(box, "during the outage")
+        assert status == 503 and json.loads(body)["error"] == "unavailable"
+        assert headers["retry-after"] == "1"
+        wait_until(
+            lambda: "waiting for broker" in show(box, "burrow-consumer.service", "StatusText"), 15, "the STATUS"
+        )
+    finally:
+        box.systemctl("start", "rabbitmq-server.service")
+    wait_until(lambda: producer_connected(box), 60, "the producer to reconnect")
+    wait_until(lambda: "waiting" not in show(box, "burrow-consumer.service", "StatusText"), 60, "the consumer")
+    assert curl_request(box, "after")[2] == "ok:after"
+    assert {unit: show(box, unit, "NRestarts") for unit in UNITS} == restarts
+    assert all(show(box, unit, "ActiveState") == "active" for unit in UNITS)
+
+
+def test_socket_activation_starts_the_producer_on_demand(box: Host) -> None:
+    box.systemctl("stop", "burrow-producer.service")
+    assert show(box, "burrow-producer.socket", "ActiveState") == "active"
+    assert box.run(["stat", "-c", "%a %U %G", SOCKET]).stdout.split() == ["660", "burrow", "burrow"]
+    # The connection itself starts the service; curl waits in the socket's queue until it answers.
+    status, _, body = curl_request(box, "wake up")
+    assert (status, body) == (200, "ok:wake up")
+    assert show(box, "burrow-producer.service", "ActiveState") == "active"
+    assert "socket activation" in box.journal("burrow-producer.service")
+
+
+def test_hung_io_loop_is_killed_by_the_watchdog(box: Host) -> None:
+    unit = "burrow-consumer.service"
+    box.write_file(f"/etc/systemd/system/{unit}.d/20-watchdog-test.conf", WATCHDOG_DROPIN)
+    try:
+        box.systemctl("daemon-reload")
+        restart(box, unit)
+        wait_active(box, unit)
+        assert show(box, unit, "WatchdogUSec") == "4s"
+        restarts = int(show(box, unit, "NRestarts"))
+        old_pid = show(box, unit, "MainPID")
+        box.systemctl("kill", "--kill-who=main", "--signal=SIGUSR1", unit)
+        wait_until(lambda: int(show(box, unit, "NRestarts")) > restarts, 30, "the watchdog restart")
+        wait_active(box, unit)
+        assert show(box, unit, "MainPID") != old_pid
+        assert "Watchdog timeout" in box.journal(unit)
+    finally:
+        box.run(["rm", "-f", f"/etc/systemd/system/{unit}.d/20-watchdog-test.conf"])
+        box.systemctl("daemon-reload")
+        restart(box, unit)
+        wait_active(box, unit)
+
+
+def test_password_is_readable_only_through_the_credential(box: Host) -> None:
+    for role in ("consumer", "producer"):
+        path = f"/etc/burrow/credentials/{role}-amqp-password"
+        assert box.run(["stat", "-c", "%a %U", path]).stdout.split() == ["600", "root"]
+        denied = box.run(["runuser", "-u", "burrow", "--", "cat", path], check=False)
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr
+        password = box.run(["cat", path]).stdout.strip()
+        unit = f"burrow-{role}.service"
+        pid = show(box, unit, "MainPID")
+        assert box.run(["ps", "-o", "user=", "-p", pid]).stdout.strip() == "burrow"
+        assert password not in box.run(["cat", f"/proc/{pid}/cmdline"]).stdout
+        environ = box.run(["cat", f"/proc/{pid}/environ"]).stdout
+        assert password not in environ and "CREDENTIALS_DIRECTORY=" in environ
+        leaks = [
+            {key: entry.get(key) for key in ("_SYSTEMD_UNIT", "SYSLOG_IDENTIFIER", "_COMM", "MESSAGE")}
+            for entry in box.journal_json()
+            if password in json.dumps(entry)
+        ]
+        assert not leaks, leaks
+        assert f"LoadCredential=amqp-password:{path}" in box.systemctl("cat", unit).stdout
+        # The copy systemd hands the service: read-only, for its user only, gone when it stops.
+        credential = f"/run/credentials/{unit}/amqp-password"
+        assert box.run(["stat", "-c", "%a %U", credential]).stdout.split() == ["400", "burrow"]

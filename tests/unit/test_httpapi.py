@@ -1,0 +1,473 @@
+"""The producer's HTTP API over a real Unix socket, with a small fake producer behind it.
+
+The fake (the one allowed in unit tests) resolves each request from its body, so every status code
+the API can answer is reachable: anything else is echoed as ``reply:<body>``; ``timeout``,
+``remote``, ``publish`` and ``unavailable`` fail that way; ``slow:<seconds>`` answers late.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import inspect
+import itertools
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from burrow import metrics
+from burrow.errors import BrokerUnavailable, PublishError, RemoteError, RequestTimeout
+from burrow.httpapi import HttpApi, bind_socket, inherited_socket
+from burrow.sendclient import SendError, SocketClient, UnixHTTPConnection
+
+class FakeProducer:
+    """Implements burrow.httpapi.ProducerAPI; the request body says what happens."""
+
+    def __init__(self) -> None:
+        self.connected = True
+        self.calls: list[tuple[bytes, float | None, dict[str, Any]]] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def submit(
+        self, body: bytes, *, timeout: float | None = None, headers: dict[str, Any] | None = None, block: bool = True
+    ) -> concurrent.futures.Future[bytes]:
+        self.calls.append((body, timeout, dict(headers or {})))
+        if body == b"unavailable":
+            raise BrokerUnavailable("producer is closed")
+        future: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+        future.correlation_id = f"corr-{next(self._ids)}"  # type: ignore[attr-defined]
+        if body.startswith(b"slow:"):
+            with self._lock:
+                self._in_flight += 1
+
+            def finish() -> None:
+                with self._lock:
+                    self._in_flight -= 1
+                future.set_result(b"done")
+
+            threading.Timer(float(body[5:]), finish).start()
+        elif body == b"timeout":
+            future.set_exception(RequestTimeout("no reply within 0.1 s"))
+        elif body == b"remote":
+            future.set_exception(RemoteError("ValueError", "bad input"))
+        elif body == b"publish":
+            future.set_exception(PublishError("queue full (reject-publish)"))
+        else:
+            future.set_result(b"reply:" + body)
+        return future
+
+
+@pytest.fixture
+def producer() -> FakeProducer:
+    return FakeProducer()
+
+
+@pytest.fixture
+def api(producer: FakeProducer, tmp_path: Path) -> Iterator[HttpApi]:
+    server = HttpApi(
+        producer,
+        socket_path=str(tmp_path / "producer.sock"),
+        max_body=1024,
+        default_timeout=5.0,
+        read_timeout=0.5,
+        max_connections=4,
+        socket_activation=False,
+    )
+    server.start()
+    yield server
+    server.close()
+
+
+def call(
+    api: HttpApi, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    connection = UnixHTTPConnection(api.address, timeout=10)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+def raw(api: HttpApi, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send bytes as they are and read until the server closes the connection."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(api.address)
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_post_returns_the_reply_with_ids(api: HttpApi, producer: FakeProducer) -> None:
+    status, headers, body = call(api, "POST", "/v1/requests", b"hello")
+    assert (status, body) == (200, b"reply:hello")
+    assert headers["content-type"] == "application/octet-stream"
+    assert headers["x-burrow-correlation-id"] == "corr-1"
+    request_id = headers["x-burrow-request-id"]
+    assert len(request_id) == 32
+    assert producer.calls == [(b"hello", 5.0, {"x-burrow-request-id": request_id})]
+
+
+def test_client_request_id_is_kept_and_bad_ones_replaced(api: HttpApi) -> None:
+    _, headers, _ = call(api, "POST", "/v1/requests", b"a", {"X-Burrow-Request-Id": "order-17"})
+    assert headers["x-burrow-request-id"] == "order-17"
+    _, headers, _ = call(api, "POST", "/v1/requests", b"a", {"X-Burrow-Request-Id": "bad id\u00e9".encode().decode("latin-1")})
+    assert headers["x-burrow-request-id"] != "bad id"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b"timeout", 504, "timeout"),
+        (b"remote", 502, "remote_error"),
+        (b"publish", 503, "refused"),
+        (b"unavailable", 503, "unavailable"),
+    ],
+)
+def test_failures_map_to_status_codes(api: HttpApi, body: bytes, status: int, error: str) -> None:
+    got, headers, data = call(api, "POST", "/v1/requests", body)
+    document = json.loads(data)
+    assert (got, document["error"]) == (status, error)
+    assert headers["content-type"] == "application/json"
+    assert document["request_id"] == headers["x-burrow-request-id"]
+    if body != b"unavailable":
+        assert headers["x-burrow-correlation-id"] == document["correlation_id"]
+    if status == 503:
+        assert headers["retry-after"] == "1"
+
+
+def test_remote_error_carries_type_and_message(api: HttpApi) -> None:
+    _, headers, data = call(api, "POST", "/v1/requests", b"remote")
+    document = json.loads(data)
+    assert (document["type"], document["message"]) == ("ValueError", "bad input")
+    assert headers["x-burrow-error-type"] == "ValueError"
+
+
+def test_broker_down_answers_503_without_submitting(api: HttpApi, producer: FakeProducer) -> None:
+    producer.connected = False
+    status, _, data = call(api, "POST", "/v1/requests", b"x")
+    assert (status, json.loads(data)["error"]) == (503, "unavailable")
+    assert producer.calls == []
+
+
+def test_future_never_resolving_gives_504(api: HttpApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Belt and braces: even if the producer never fails the future, the client gets 504."""
+    monkeypatch.setattr("burrow.httpapi.RESULT_GRACE", 0.0)
+    status, _, data = call(api, "POST", "/v1/requests", b"slow:3", {"X-Burrow-Timeout": "0.2"})
+    assert (status, json.loads(data)["error"]) == (504, "timeout")
+
+
+def test_too_large_is_413(api: HttpApi, producer: FakeProducer) -> None:
+    status, headers, data = call(api, "POST", "/v1/requests", b"x" * 1025)
+    assert (status, json.loads(data)["error"]) == (413, "too_large")
+    assert headers["connection"] == "close"
+    assert call(api, "POST", "/v1/requests", b"x" * 1024)[0] == 200
+    assert len(producer.calls) == 1
+
+
+def test_expect_100_continue_is_refused_before_the_body(api: HttpApi) -> None:
+    response = raw(
+        api,
+        b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+    )
+    assert response.startswith(b"HTTP/1.1 413 ")
+    assert b"100 Continue" not in response
+
+
+def test_expect_100_continue_within_limit(api: HttpApi) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(api.address)
+        sock.sendall(b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(b"hi")
+        response = b""
+        while not response.endswith(b"reply:hi"):
+            chunk = sock.recv(65536)
+            assert chunk, response
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b"reply:hi")
+
+
+def test_missing_content_length_is_411(api: HttpApi) -> None:
+    response = raw(api, b"POST /v1/requests HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 411 ")
+    response = raw(api, b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 411 ")
+
+
+def test_bad_content_length_is_400(api: HttpApi) -> None:
+    assert raw(api, b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "nan", "inf", "1e9", ""])
+def test_bad_timeout_header_is_400(api: HttpApi, producer: FakeProducer, value: str) -> None:
+    status, _, data = call(api, "POST", "/v1/requests", b"x", {"X-Burrow-Timeout": value})
+    assert (status, json.loads(data)["error"]) == (400, "bad_timeout")
+    assert producer.calls == []
+
+
+def test_timeout_header_reaches_the_producer(api: HttpApi, producer: FakeProducer) -> None:
+    assert call(api, "POST", "/v1/requests", b"x", {"X-Burrow-Timeout": "2.5"})[0] == 200
+    assert producer.calls[0][1] == 2.5
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "allow"),
+    [
+        ("GET", "/v1/requests", 405, "POST"),
+        ("PUT", "/v1/requests", 405, "POST"),
+        ("DELETE", "/v1/health", 405, "GET"),
+        ("POST", "/v1/health", 405, "GET"),
+        ("GET", "/", 404, None),
+        ("POST", "/v2/requests", 404, None),
+    ],
+)
+def test_bad_paths_and_methods(api: HttpApi, method: str, path: str, status: int, allow: str | None) -> None:
+    got, headers, data = call(api, method, path, b"{}" if method in ("POST", "PUT") else None)
+    assert got == status
+    assert json.loads(data)["error"] == ("method_not_allowed" if status == 405 else "not_found")
+    assert headers.get("allow") == allow
+
+
+def test_health(api: HttpApi, producer: FakeProducer) -> None:
+    status, headers, data = call(api, "GET", "/v1/health")
+    document = json.loads(data)
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert document["broker_connected"] is True and document["in_flight"] == 0 and document["draining"] is False
+    producer.connected = False
+    status, _, data = call(api, "GET", "/v1/health")
+    assert status == 503 and json.loads(data)["broker_connected"] is False
+
+
+def test_metrics_endpoint(api: HttpApi) -> None:
+    assert call(api, "GET", "/metrics")[0] == 404
+    metrics.enable("producer")
+    try:
+        metrics.request_sent()
+        status, headers, data = call(api, "GET", "/metrics")
+    finally:
+        metrics.disable()
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    assert b"burrow_requests_total 1.0" in data
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(api: HttpApi) -> None:
+    connection = UnixHTTPConnection(api.address, timeout=5)
+    try:
+        for n in range(3):
+            connection.request("POST", "/v1/requests", body=b"k%d" % n)
+            response = connection.getresponse()
+            assert response.read() == b"reply:k%d" % n
+    finally:
+        connection.close()
+
+
+def test_slow_loris_is_cut_off_while_others_are_served(api: HttpApi) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as slow:
+        slow.settimeout(5)
+        slow.connect(api.address)
+        started = time.monotonic()
+        closed_after = None
+        for byte in b"POST /v1/requests HTTP/1.1\r\nHost: x\r\n":
+            try:
+                slow.sendall(bytes([byte]))
+                assert call(api, "POST", "/v1/requests", b"meanwhile")[0] == 200
+            except (BrokenPipeError, ConnectionResetError):
+                closed_after = time.monotonic() - started
+                break
+            time.sleep(0.05)  # the slow client's pace: this is the behaviour under test
+        if closed_after is None:
+            assert slow.recv(1) == b""
+            closed_after = time.monotonic() - started
+    assert closed_after < 0.5 + 1.0, "a trickling request must not outlive read_timeout (0.5 s)"
+
+
+def test_slow_body_gets_408(api: HttpApi) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(api.address)
+        sock.sendall(b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 408 ")
+
+
+def test_connection_limit_answers_503(api: HttpApi) -> None:
+    api.reconfigure(read_timeout=10.0)  # longer than the accept loop's wait for a free slot
+    idle = []
+    try:
+        for _ in range(4):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(api.address)
+            idle.append(sock)
+        deadline = time.monotonic() + 5
+        while api.connection_count < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        status, _headers, data = call(api, "GET", "/v1/health")
+        assert status == 503 and json.loads(data)["error"] == "busy"
+    finally:
+        for sock in idle:
+            sock.close()
+    # Slots come back when those clients leave (or when read_timeout cuts them off).
+    deadline = time.monotonic() + 5
+    while api.connection_count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert call(api, "GET", "/v1/health")[0] == 200
+
+
+def test_socket_file_mode_and_cleanup(api: HttpApi, tmp_path: Path) -> None:
+    info = os.stat(api.address)
+    assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o660
+    api.close()
+    assert not os.path.exists(tmp_path / "producer.sock")
+
+
+def test_stale_socket_is_replaced_but_a_live_one_is_not(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sock")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(path)
+    stale.close()
+    live = bind_socket(path, 0o600)
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        with pytest.raises(OSError, match="another process"):
+            bind_socket(path, 0o600)
+    finally:
+        live.close()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError, match="not a socket"):
+        bind_socket(str(tmp_path / "file"), 0o600)
+
+
+def test_drain_waits_for_running_requests(api: HttpApi) -> None:
+    results: list[tuple[int, dict[str, str], bytes]] = []
+    worker = threading.Thread(target=lambda: results.append(call(api, "POST", "/v1/requests", b"slow:0.5")))
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not api.producer.in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    api.stop_accepting()
+    assert api.drain(5.0) is True
+    worker.join(5)
+    status, headers, body = results[0]
+    assert (status, body) == (200, b"done")
+    assert headers["connection"] == "close"
+    # Our own socket is gone: new clients fail at once rather than wait for nobody.
+    with pytest.raises((ConnectionRefusedError, FileNotFoundError)):
+        call(api, "GET", "/v1/health")
+
+
+def test_send_client_and_error(api: HttpApi) -> None:
+    client = SocketClient(api.address, timeout=3)
+    assert client.send(b"abc") == b"reply:abc"
+    assert client.health()["broker_connected"] is True
+    with pytest.raises(SendError) as failure:
+        client.send(b"remote")
+    assert failure.value.status == 502 and "ValueError: bad input" in str(failure.value)
+
+
+def test_inherited_socket_needs_our_pid() -> None:
+    assert inherited_socket({"LISTEN_PID": "1", "LISTEN_FDS": "1"}) is None
+    assert inherited_socket({}) is None
+
+
+CHILD = (
+    "import concurrent.futures, itertools, threading\n"
+    "from typing import Any\n"
+    "from burrow.errors import BrokerUnavailable, PublishError, RemoteError, RequestTimeout\n"
+    + inspect.getsource(FakeProducer)
+    + textwrap.dedent(
+        """
+        import logging, signal, sys
+        from burrow.httpapi import HttpApi
+        logging.basicConfig(level=logging.INFO)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        api = HttpApi(FakeProducer(), socket_path=sys.argv[1], default_timeout=5.0)
+        api.start()
+        print("activated" if api.activated else "own socket", flush=True)
+        signal.sigwait({signal.SIGTERM})
+        api.stop_accepting()
+        api.drain(5.0)
+        api.close()
+        """
+    )
+)
+
+# Like systemd: the listening socket becomes fd 3 and LISTEN_PID is the pid that execs Python
+# (bash, because dash redirects single-digit descriptors only).
+ACTIVATE = 'eval "exec 3<&$FD $FD<&-"; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"'
+
+
+def _spawn_activated(listener: socket.socket, path: str) -> subprocess.Popen[str]:
+    """Start a producer the way systemd does: the listening socket as fd 3, LISTEN_PID = its pid."""
+    fd = listener.fileno()
+    return subprocess.Popen(
+        ["/bin/bash", "-c", ACTIVATE, sys.executable, "-c", CHILD, path],
+        env={**os.environ, "FD": str(fd)},
+        pass_fds=(fd,),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_socket_activation_keeps_clients_across_a_restart(tmp_path: Path) -> None:
+    """Like burrow-producer.socket: the socket outlives the producer, clients wait in its queue."""
+    path = str(tmp_path / "activated.sock")
+    listener = bind_socket(path, 0o660)
+    first = _spawn_activated(listener, path)
+    try:
+        assert first.stdout is not None and first.stdout.readline().strip() == "activated"
+        client = SocketClient(path, timeout=5)
+        assert client.send(b"one") == b"reply:one"
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(10) == 0
+        # No producer runs now: connect() still succeeds, because the kernel queues the client
+        # in the held socket's backlog, and the request waits there for the next producer.
+        queued = UnixHTTPConnection(path, timeout=10)
+        queued.connect()
+        queued.request("POST", "/v1/requests", body=b"two")
+        second = _spawn_activated(listener, path)
+        try:
+            response = queued.getresponse()
+            assert (response.status, response.read()) == (200, b"reply:two")
+        finally:
+            queued.close()
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(10) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+        listener.close()
+    # The child never owned the path: it must not have unlinked systemd's socket file.
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+
+
+def test_concurrent_requests_share_the_producer(api: HttpApi) -> None:
+    client = SocketClient(api.address, timeout=5)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda n: client.send(b"c%d" % n), range(40)))
+    assert replies == [b"reply:c%d" % n for n in range(40)]
+
