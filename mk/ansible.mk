@@ -1,0 +1,22 @@
+# Ansible roles and the deployment test (included by the top-level Makefile).
+#
+#   make ansible-lint   ansible-lint --profile production over ansible/ (cached venv, see ansible/lint.sh)
+#   make deploy-test    the playbook against booted nspawn hosts (tests/system/test_deploy.py, needs root)
+#   make lint           includes ansible-lint;  make deploy-test is also part of `make test`
+#   make vagrant-validate   check the Vagrantfile (installs Debian's vagrant)
+
+.PHONY: lint ansible-lint deploy-test vagrant-validate
+
+lint: ansible-lint
+
+ansible-lint:
+	ansible/lint.sh
+
+deploy-test: system-test-deps
+	@venv=$$(scripts/bootstrap-dev.sh) && "$$venv/bin/python" -m pytest -ra -m system \
+		tests/system/test_deploy.py $(PYTEST_ARGS)
+
+vagrant-validate:
+	@command -v vagrant >/dev/null || apt-get -o DPkg::Lock::Timeout=600 install -y -qq vagrant >/dev/null
+	vagrant validate
+	BURROW_CONSUMERS=3 vagrant validate
