@@ -1,0 +1,70 @@
+"""Replies in flight to a producer whose connection drops stay in its durable reply queue.
+
+Replies reach the producer from its durable reply queue. If the producer consumed them with
+``auto_ack`` the broker would forget each reply the moment it left the queue, and a connection
+closed with replies still between the queue and the producer's socket would lose them for good.
+This test floods a reply queue, closes the producer's connection while it drains slowly, and
+counts the replies the producer saw: every one of them, at least once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pika
+import pytest
+
+from faultcheck import CountingProducer, Tally, close_connections, finish_scenario, wait_for
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
+
+FLOOD = 12000
+
+
+class SlowReplyProducer(CountingProducer):
+    """A producer whose I/O thread spends 0.3 ms on each reply, like a busy process: the broker's
+    socket buffers fill and replies queue up between the reply queue and the producer."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: set[str] = set()
+
+    def on_reply(self, channel: Any, method: Any, properties: pika.BasicProperties, body: bytes) -> None:
+        time.sleep(0.0003)
+        self.seen.add(properties.correlation_id)
+        super().on_reply(channel, method, properties, body)
+
+
+def test_reply_flood_survives_producer_connection_close(request, make_config, local_broker, amqp):
+    tag = uuid.uuid4().hex[:6]
+    config = make_config(producer={"instance_id": f"flood-{tag}"}, rabbitmq={"connection_name": f"flood-{tag}"})
+    reply_queue = f"{config.topology.reply_queue_prefix}.flood-{tag}"
+    first = CountingProducer(config).start()
+    assert first.wait_connected(30)
+    first.close(timeout=0)  # the reply queue now exists with nobody consuming it
+    for n in range(FLOOD):
+        amqp.basic_publish("", reply_queue, b"r" * 64,
+                           pika.BasicProperties(correlation_id=f"flood-{n}", delivery_mode=pika.DeliveryMode.Persistent))
+    wait_for(lambda: amqp.queue_declare(reply_queue, passive=True).method.message_count == FLOOD, 30, "flood queued")
+    started = time.monotonic()
+    producer = SlowReplyProducer(config).start()
+    try:
+        wait_for(lambda: producer.stats().orphaned_replies >= 1000, 30, "the producer draining the flood")
+        close_connections(local_broker, f"flood-{tag}", 1)
+        seen_at_close = producer.stats().orphaned_replies
+        wait_for(lambda: producer.connected, 30, "the producer reconnected")
+        # Ready and unacknowledged: a reply is gone from the queue only once the producer acked it.
+        wait_for(lambda: local_broker.queue_depth(reply_queue) == 0, 60, "flood drained and acked", interval=0.5)
+        seen = len(producer.seen)
+        deliveries = producer.stats().orphaned_replies
+    finally:
+        producer.close(timeout=0)
+        amqp.queue_delete(queue=reply_queue)
+    tally = Tally(scenario="reply-flood", title=f"Producer connection closed while draining {FLOOD} replies",
+                  sent=FLOOD, confirmed=FLOOD, answered=min(seen, FLOOD), lost=max(0, FLOOD - seen),
+                  reconnects=producer.reconnects, seconds=round(time.monotonic() - started, 1), notes={"replies_seen_at_close": seen_at_close, "distinct_replies_seen": seen,
+                         "deliveries_incl_redelivered": deliveries})
+    finish_scenario(request, tally)
+    assert seen_at_close < FLOOD, "the flood drained before the close; the test proved nothing"
