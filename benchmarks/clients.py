@@ -1,0 +1,339 @@
+"""The benchmark's workload processes: burrow's producer, the seed-style baseline, the ceiling.
+
+Every function named ``*_main`` is the body of a child process started by :mod:`benchmarks.harness`
+(``multiprocessing`` with the *spawn* method), so no two measured parts share a GIL: the
+orchestrator, each client and each consumer are separate processes. Clients take commands from
+a pipe and answer each with one result dictionary; the orchestrator reads their memory from
+``/proc/<pid>/status`` between commands.
+
+Commands (tuples sent on the pipe):
+
+* ``("closed", count, concurrency, max_seconds, keep)``: keep ``concurrency`` requests in flight
+  until ``count`` replies arrived or ``max_seconds`` passed (then wait for those already sent);
+  with ``keep`` false no latency is kept (the memory runs: 200k samples would grow the client);
+* ``("rate", count, rate, max_seconds)``: open loop, one request every ``1/rate`` seconds; latency
+  counts from the request's scheduled time, so a stalled client cannot hide queueing delay;
+* ``("stop",)``: disconnect and exit.
+
+Every reply is compared with what the echo handler must return; a wrong reply counts as failed.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+import pika
+
+logger = logging.getLogger(__name__)
+
+#: The request body of every workload: 100 bytes.
+BODY = b"b" * 100
+#: What the echo handler (``burrow.handlers:echo``, and the baseline's copy of it) answers.
+EXPECTED = b"Consumer processed: " + BODY
+#: Threads that drive burrow's producer in a closed loop (each keeps a share of the window).
+DRIVER_THREADS = 4
+#: Seconds a sent request may take before the client gives up on it (failed, not hung).
+REPLY_TIMEOUT = 30.0
+
+Result = dict[str, Any]
+
+
+def _result(sent: int, ok: int, failed: int, elapsed: float, latencies: list[float]) -> Result:
+    return {"sent": sent, "ok": ok, "failed": failed, "elapsed": elapsed, "latencies": latencies}
+
+
+# --------------------------------------------------------------------------- burrow's producer
+
+
+class BurrowDriver:
+    """Runs the workloads through :class:`burrow.Producer`'s public API from several threads."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+
+    def closed(self, count: int, concurrency: int, max_seconds: float, keep: bool = True) -> Result:
+        """Split the window over up to ``DRIVER_THREADS`` threads; each waits on its oldest future."""
+        threads = min(concurrency, DRIVER_THREADS)
+        windows = [concurrency // threads + (1 if n < concurrency % threads else 0) for n in range(threads)]
+        quotas = [count // threads + (1 if n < count % threads else 0) for n in range(threads)]
+        latencies: list[float] = []
+        failures = [0] * threads
+        answered = [0] * threads
+        sent = [0] * threads
+        started = time.monotonic()
+        deadline = started + max_seconds
+
+        def drive(index: int) -> None:
+            pending: collections.deque[tuple[float, concurrent.futures.Future[bytes]]] = collections.deque()
+            submit = self._producer.submit
+            quota, window = quotas[index], windows[index]
+            while True:
+                while sent[index] < quota and len(pending) < window and time.monotonic() < deadline:
+                    pending.append((time.monotonic(), submit(BODY)))
+                    sent[index] += 1
+                if not pending:
+                    return
+                begin, future = pending.popleft()
+                try:
+                    reply = future.result(timeout=REPLY_TIMEOUT)
+                except Exception as exc:
+                    failures[index] += 1
+                    logger.debug("Request failed: %s", exc)
+                    continue
+                if reply != EXPECTED:
+                    failures[index] += 1
+                    continue
+                answered[index] += 1
+                if keep:
+                    latencies.append(time.monotonic() - begin)
+
+        workers = [threading.Thread(target=drive, args=(n,), name=f"bench-driver-{n}") for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        return _result(sum(sent), sum(answered), sum(failures), time.monotonic() - started, latencies)
+
+    def rate(self, count: int, rate: float, max_seconds: float) -> Result:
+        """Submit on a fixed schedule from one thread; completions are timed on the I/O thread."""
+        latencies: list[float] = []
+        failures = [0]
+        futures: list[concurrent.futures.Future[bytes]] = []
+        started = time.monotonic()
+        deadline = started + max_seconds
+
+        def done(future: concurrent.futures.Future[bytes], scheduled: float) -> None:
+            if not future.cancelled() and future.exception() is None and future.result() == EXPECTED:
+                latencies.append(time.monotonic() - scheduled)
+            else:
+                failures[0] += 1
+
+        for index in range(count):
+            scheduled = started + index / rate
+            now = time.monotonic()
+            if scheduled >= deadline:
+                break
+            if scheduled > now:
+                time.sleep(scheduled - now)
+            future = self._producer.submit(BODY)
+            future.add_done_callback(lambda f, s=scheduled: done(f, s))
+            futures.append(future)
+        concurrent.futures.wait(futures, timeout=REPLY_TIMEOUT)
+        elapsed = time.monotonic() - started
+        return _result(len(futures), len(latencies), failures[0] + sum(1 for f in futures if not f.done()), elapsed, latencies)
+
+
+def burrow_client_main(conn: Connection, amqp_url: str, topology: dict[str, Any], direct: bool, instance_id: str) -> None:
+    """Child process: one burrow Producer (default settings but ``reply_mode``) serving commands."""
+    from burrow.config import BurrowConfig, ProducerConfig, RabbitMQConfig, TopologyConfig
+    from burrow.producer import Producer
+
+    logging.basicConfig(level=logging.WARNING)
+    config = BurrowConfig(
+        rabbitmq=RabbitMQConfig.from_url(amqp_url, connection_name=f"bench-{instance_id}"),
+        topology=TopologyConfig(**topology),
+        producer=ProducerConfig(instance_id=instance_id, reply_mode="direct" if direct else "queue"),
+    )
+    producer = Producer(config, instance_id=instance_id, name="bench").start()
+    if not producer.wait_connected(30):
+        conn.send({"error": "burrow producer did not connect within 30 s"})
+        return
+    conn.send({"ready": True})
+    _serve(conn, BurrowDriver(producer))
+    producer.close(timeout=10)
+
+
+# --------------------------------------------------------------------------- the seed-style baseline
+
+
+class BaselineClient:
+    """The seed's RPC client: pika's BlockingConnection, an exclusive callback queue, no confirms.
+
+    Requests are transient and unconfirmed; the client sends a window of requests and sends the
+    next one as each reply arrives (all in one thread, as the seed did).
+    """
+
+    def __init__(self, amqp_url: str, queue: str) -> None:
+        self._queue = queue
+        self._connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        self._channel = self._connection.channel()
+        self._callback_queue = self._channel.queue_declare(queue="", exclusive=True).method.queue
+        self._channel.basic_consume(queue=self._callback_queue, on_message_callback=self._on_reply, auto_ack=True)
+        self._pending: dict[str, float] = {}
+        self._latencies: list[float] = []
+        self._keep = True
+        self._answered = 0
+        self._failed = 0
+        self._on_each_reply: Callable[[], None] = lambda: None
+
+    def _send(self, scheduled: float | None = None) -> None:
+        correlation_id = str(uuid.uuid4())
+        self._pending[correlation_id] = time.monotonic() if scheduled is None else scheduled
+        self._channel.basic_publish(
+            exchange="",
+            routing_key=self._queue,
+            properties=pika.BasicProperties(reply_to=self._callback_queue, correlation_id=correlation_id),
+            body=BODY,
+        )
+
+    def _on_reply(self, _channel: Any, _method: Any, properties: pika.BasicProperties, body: bytes) -> None:
+        begin = self._pending.pop(properties.correlation_id, None)
+        if begin is None:
+            return
+        if body != EXPECTED:
+            self._failed += 1
+        else:
+            self._answered += 1
+            if self._keep:
+                self._latencies.append(time.monotonic() - begin)
+        self._on_each_reply()
+
+    def _collect(self, until: float) -> None:
+        """Process replies until none is pending (or ``until``: the rest count as failed)."""
+        while self._pending and time.monotonic() < until:
+            self._connection.process_data_events(time_limit=min(0.5, max(0.0, until - time.monotonic())))
+        self._failed += len(self._pending)
+        self._pending.clear()
+
+    def closed(self, count: int, concurrency: int, max_seconds: float, keep: bool = True) -> Result:
+        self._latencies, self._answered, self._failed, self._keep = [], 0, 0, keep
+        started = time.monotonic()
+        deadline = started + max_seconds
+        sent = 0
+
+        def refill() -> None:
+            nonlocal sent
+            while sent < count and len(self._pending) < concurrency and time.monotonic() < deadline:
+                self._send()
+                sent += 1
+
+        self._on_each_reply = refill
+        refill()
+        self._collect(deadline + REPLY_TIMEOUT)
+        self._on_each_reply = lambda: None
+        return _result(sent, self._answered, self._failed, time.monotonic() - started, self._latencies)
+
+    def rate(self, count: int, rate: float, max_seconds: float) -> Result:
+        self._latencies, self._answered, self._failed, self._keep = [], 0, 0, True
+        started = time.monotonic()
+        deadline = started + max_seconds
+        sent = 0
+        for index in range(count):
+            scheduled = started + index / rate
+            if scheduled >= deadline:
+                break
+            while time.monotonic() < scheduled:
+                self._connection.process_data_events(time_limit=max(0.0, scheduled - time.monotonic()))
+            self._send(scheduled)
+            sent += 1
+        self._collect(time.monotonic() + REPLY_TIMEOUT)
+        return _result(sent, self._answered, self._failed, time.monotonic() - started, self._latencies)
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def baseline_client_main(conn: Connection, amqp_url: str, queue: str) -> None:
+    """Child process: the seed-style RPC client serving commands."""
+    logging.basicConfig(level=logging.WARNING)
+    client = BaselineClient(amqp_url, queue)
+    conn.send({"ready": True})
+    _serve(conn, client)
+    client.close()
+
+
+def baseline_server_main(conn: Connection, amqp_url: str, queue: str) -> None:
+    """Child process: the seed's RPC server, ``prefetch_count=1``, reply (transient) then ack."""
+    logging.basicConfig(level=logging.WARNING)
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.queue_declare(queue=queue)
+    channel.basic_qos(prefetch_count=1)
+
+    def on_request(ch: Any, method: Any, properties: pika.BasicProperties, body: bytes) -> None:
+        ch.basic_publish(
+            exchange="",
+            routing_key=properties.reply_to,
+            properties=pika.BasicProperties(correlation_id=properties.correlation_id),
+            body=b"Consumer processed: " + body,
+        )
+        ch.basic_ack(delivery_tag=method.delivery_tag)
+
+    channel.basic_consume(queue=queue, on_message_callback=on_request)
+    conn.send({"ready": True})
+    # Runs until the orchestrator terminates this process.
+    channel.start_consuming()
+
+
+# --------------------------------------------------------------------------- the broker's ceiling
+
+
+def ceiling_consumer_main(conn: Connection, amqp_url: str, queue: str, count: int, max_seconds: float) -> None:
+    """Child process: consume ``count`` transient messages (auto-ack) and report when they came."""
+    logging.basicConfig(level=logging.WARNING)
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.queue_declare(queue=queue, auto_delete=True)
+    state = {"received": 0, "first": 0.0, "last": 0.0}
+
+    def on_message(_ch: Any, _method: Any, _properties: Any, _body: bytes) -> None:
+        now = time.monotonic()
+        if state["received"] == 0:
+            state["first"] = now
+        state["received"] += 1
+        state["last"] = now
+
+    channel.basic_consume(queue=queue, on_message_callback=on_message, auto_ack=True)
+    conn.send({"ready": True})
+    deadline = time.monotonic() + max_seconds
+    while state["received"] < count and time.monotonic() < deadline:
+        connection.process_data_events(time_limit=0.2)
+    connection.close()
+    conn.send(dict(state))
+
+
+def ceiling_publisher_main(conn: Connection, amqp_url: str, queue: str, count: int, max_seconds: float) -> None:
+    """Child process: publish ``count`` transient 100-byte messages, no confirms, as fast as pika can."""
+    logging.basicConfig(level=logging.WARNING)
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    properties = pika.BasicProperties()
+    started = time.monotonic()
+    deadline = started + max_seconds
+    sent = 0
+    while sent < count and time.monotonic() < deadline:
+        channel.basic_publish(exchange="", routing_key=queue, body=BODY, properties=properties)
+        sent += 1
+    published = time.monotonic()
+    connection.close()
+    conn.send({"started": started, "published": published, "sent": sent})
+
+
+# --------------------------------------------------------------------------- command loop
+
+
+def _serve(conn: Connection, driver: Any) -> None:
+    """Answer the orchestrator's commands until ``("stop",)`` or a closed pipe."""
+    while True:
+        try:
+            command = conn.recv()
+        except EOFError:
+            return
+        kind = command[0]
+        if kind == "stop":
+            conn.send({"stopped": True})
+            return
+        if kind == "closed":
+            conn.send(driver.closed(*command[1:]))
+        elif kind == "rate":
+            conn.send(driver.rate(*command[1:]))
+        else:
+            conn.send({"error": f"unknown command {kind!r}"})

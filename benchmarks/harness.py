@@ -1,0 +1,549 @@
+"""The benchmark run: one throwaway broker, four systems measured interleaved, results written out.
+
+:func:`run_benchmark` starts a :class:`~burrow.localbroker.LocalBroker`, then for each system a
+consumer process and a client process (see :mod:`benchmarks.clients`), and measures, round after
+round, every concurrency level of every system in turn (A B C A B C ...), so that a slow moment
+of this shared machine hits all systems alike instead of one. Then it measures latency at a fixed
+rate of half each system's peak, and finally, with fresh processes, each system's memory after
+the first and the last requests of a long run. :mod:`benchmarks.report` turns the collected
+dictionary into JSON, a markdown table and a PNG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import logging
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from burrow.burst import percentile
+from burrow.config import BurrowConfig, ConsumerConfig, RabbitMQConfig, TopologyConfig, to_toml
+from burrow.localbroker import LocalBroker
+
+from benchmarks import clients
+
+logger = logging.getLogger(__name__)
+
+RELIABLE = "burrow-reliable"
+DIRECT = "burrow-direct"
+BASELINE = "baseline"
+CEILING = "ceiling"
+#: The request/response systems, in the order each round measures them.
+RPC_SYSTEMS = (RELIABLE, DIRECT, BASELINE)
+
+
+@dataclasses.dataclass(frozen=True)
+class BurrowVariant:
+    """How one burrow system differs from the defaults: reply mode, request queue type, prefetch."""
+
+    direct: bool = False
+    queue_type: str = "quorum"
+    prefetch: int = 0  # 0: the default (2 x consumer.concurrency)
+
+
+BURROW_SYSTEMS = {
+    RELIABLE: BurrowVariant(),
+    DIRECT: BurrowVariant(direct=True),
+    # --variants: one setting changed each, to show what bounds the defaults (throughput and
+    # latency at 1 in flight only; not part of the targets).
+    "reliable-prefetch128": BurrowVariant(prefetch=128),
+    "direct-prefetch128": BurrowVariant(direct=True, prefetch=128),
+    "reliable-classic-queue": BurrowVariant(queue_type="classic"),
+}
+VARIANTS = ("reliable-prefetch128", "direct-prefetch128", "reliable-classic-queue")
+BASELINE_QUEUE = "bench.baseline.rpc_queue"
+CEILING_QUEUE = "bench.ceiling"
+#: Seconds a child process may take to connect and say it is ready.
+READY_TIMEOUT = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What one run measures; :meth:`full` and :meth:`quick` are the two presets."""
+
+    mode: str
+    rounds: int
+    count: int  # requests per throughput measurement
+    concurrencies: tuple[int, ...]
+    max_seconds: float  # time cap of one throughput measurement (the count is then not reached)
+    single_seconds: float  # the same cap at 1 in flight, where no system gets near the count here
+    ceiling_count: int
+    rate_seconds: float  # length of the fixed-rate latency measurement
+    rss_counts: tuple[int, int]  # RSS is read after this many requests, then after this many
+    rss_concurrency: int
+    rss_max_seconds: float
+    warmup: int
+
+    @classmethod
+    def full(cls) -> "Settings":
+        return cls(mode="full", rounds=2, count=20_000, concurrencies=(1, 16, 256), max_seconds=10.0, single_seconds=6.0,
+                   ceiling_count=60_000, rate_seconds=10.0, rss_counts=(20_000, 200_000), rss_concurrency=256,
+                   rss_max_seconds=90.0, warmup=1_000)
+
+    @classmethod
+    def quick(cls) -> "Settings":
+        return cls(mode="quick", rounds=1, count=5_000, concurrencies=(1, 16, 256), max_seconds=3.0, single_seconds=3.0,
+                   ceiling_count=20_000, rate_seconds=3.0, rss_counts=(2_000, 20_000), rss_concurrency=256,
+                   rss_max_seconds=15.0, warmup=500)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of process ``pid`` in KiB (``VmRSS`` of ``/proc/<pid>/status``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time process ``pid`` used so far (all threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_command(system: "RunningSystem", broker_pid: int, *command: Any, timeout: float) -> dict[str, Any]:
+    """Run one client command and add the CPU milliseconds per answered request of the producer,
+    the consumer and the broker: unlike wall-clock rates, these barely move when other work
+    shares the machine, so they show where the time goes."""
+    pids = {**system.pids, "broker": broker_pid}
+    before = {role: cpu_seconds(pid) for role, pid in pids.items()}
+    result = system.client.command(*command, timeout=timeout)
+    answered = max(1, result["ok"])
+    result["cpu_ms_per_request"] = {role: round((cpu_seconds(pid) - before[role]) * 1000 / answered, 4)
+                                    for role, pid in pids.items()}
+    return result
+
+
+class Progress:
+    """One line per measurement on stderr: ``[ 7/31] round 1 burrow-direct c=16 ...``."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+
+    def step(self, text: str) -> None:
+        self.done += 1
+        elapsed = time.monotonic() - self.started
+        print(f"[{self.done:>2}/{self.total}] {elapsed:6.1f}s  {text}", file=sys.stderr, flush=True)
+
+    @staticmethod
+    def note(text: str) -> None:
+        print(f"        {text}", file=sys.stderr, flush=True)
+
+
+class Child:
+    """A spawned process running one of the ``clients.*_main`` functions, driven over a pipe."""
+
+    _context = multiprocessing.get_context("spawn")
+
+    def __init__(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        self.name = name
+        self._conn, child_conn = self._context.Pipe()
+        self.process = self._context.Process(target=target, args=(child_conn, *args), name=name, daemon=True)
+        self.process.start()
+        child_conn.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def receive(self, timeout: float) -> dict[str, Any]:
+        """The child's next message; raise if it sends none within ``timeout`` or reports an error."""
+        if not self._conn.poll(timeout):
+            raise RuntimeError(f"{self.name} (pid {self.pid}) sent nothing within {timeout:.0f}s")
+        message = self._conn.recv()
+        if "error" in message:
+            raise RuntimeError(f"{self.name}: {message['error']}")
+        return message
+
+    def wait_ready(self) -> None:
+        self.receive(READY_TIMEOUT)
+
+    def command(self, *command: Any, timeout: float) -> dict[str, Any]:
+        self._conn.send(command)
+        return self.receive(timeout)
+
+    def stop(self, graceful: bool = True) -> None:
+        """Ask a client to disconnect (``graceful``) or SIGTERM a server, then make sure it is gone."""
+        if not graceful:
+            self.process.terminate()
+        elif self.process.is_alive():
+            with contextlib.suppress(OSError, RuntimeError):
+                self._conn.send(("stop",))
+                self.receive(15)
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(10)
+        self._conn.close()
+
+
+class BurrowConsumerProcess:
+    """``burrow-consumer --config FILE``, as systemd runs it, with this system's topology.
+
+    The config file and the password file it points to are owner-only, in a private folder.
+    """
+
+    def __init__(self, workdir: Path, name: str, amqp_url: str, topology: TopologyConfig, prefetch: int = 0) -> None:
+        password_file = workdir / f"{name}.password"
+        password_file.touch(mode=0o600)
+        rabbitmq = RabbitMQConfig.from_url(amqp_url, connection_name=f"bench-{name}-consumer")
+        password_file.write_text(rabbitmq.password)
+        config = BurrowConfig(
+            rabbitmq=dataclasses.replace(rabbitmq, password="", password_file=str(password_file)),
+            topology=topology,
+            consumer=ConsumerConfig(prefetch=prefetch),
+        )
+        self.config_path = workdir / f"{name}-consumer.toml"
+        self.config_path.touch(mode=0o600)
+        self.config_path.write_text(to_toml(config))
+        self.log_path = workdir / f"{name}-consumer.log"
+        executable = shutil.which("burrow-consumer") or str(Path(sys.executable).parent / "burrow-consumer")
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([executable, "--config", str(self.config_path)],
+                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.pid = self.process.pid
+
+    def wait_ready(self) -> None:
+        """Poll the consumer's log for its ready line; fail with the log if it exits first."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"burrow-consumer exited with {self.process.returncode}:\n{self.log_path.read_text()}")
+            if "Consumer ready" in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"burrow-consumer not ready after {READY_TIMEOUT:.0f}s; see {self.log_path}")
+
+    def stop(self) -> None:
+        """SIGTERM (a graceful drain), SIGKILL if it takes longer than 30 s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def topology_for(system: str) -> TopologyConfig:
+    """Exchange and queue names of one burrow system (its own, so systems never mix)."""
+    prefix = f"bench.{system.removeprefix('burrow-')}"
+    return TopologyConfig(
+        queue_type=BURROW_SYSTEMS[system].queue_type,
+        request_exchange=f"{prefix}.x.requests",
+        request_queue=f"{prefix}.requests",
+        reply_exchange=f"{prefix}.x.replies",
+        reply_queue_prefix=f"{prefix}.replies",
+        dead_letter_exchange=f"{prefix}.x.dead",
+        dead_letter_queue=f"{prefix}.dead",
+    )
+
+
+@dataclasses.dataclass
+class RunningSystem:
+    """One request/response system under test: its server process and its client process."""
+
+    name: str
+    server: BurrowConsumerProcess | Child
+    client: Child
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {"producer": self.client.pid, "consumer": self.server.pid}
+
+    def stop(self) -> None:
+        self.client.stop()
+        if isinstance(self.server, Child):
+            self.server.stop(graceful=False)
+        else:
+            self.server.stop()
+
+
+def start_system(name: str, broker: LocalBroker, workdir: Path) -> RunningSystem:
+    """Start ``name``'s consumer, wait until it consumes, then its client; both in new processes."""
+    url = broker.amqp_url
+    server: BurrowConsumerProcess | Child
+    if name == BASELINE:
+        server = Child(f"{name}-server", clients.baseline_server_main, url, BASELINE_QUEUE)
+    else:
+        variant = BURROW_SYSTEMS[name]
+        server = BurrowConsumerProcess(workdir, name, url, topology_for(name), variant.prefetch)
+    client: Child | None = None
+    try:
+        server.wait_ready()
+        if name == BASELINE:
+            client = Child(f"{name}-client", clients.baseline_client_main, url, BASELINE_QUEUE)
+        else:
+            client = Child(f"{name}-client", clients.burrow_client_main, url, dataclasses.asdict(topology_for(name)),
+                           variant.direct, f"bench-{uuid.uuid4().hex[:8]}")
+        client.wait_ready()
+    except BaseException:
+        # Not yet in running_systems' list: stop what this call started before passing the error on.
+        if client is not None:
+            client.stop(graceful=False)
+        if isinstance(server, Child):
+            server.stop(graceful=False)
+        else:
+            server.stop()
+        raise
+    return RunningSystem(name, server, client)
+
+
+@contextlib.contextmanager
+def running_systems(names: tuple[str, ...], broker: LocalBroker, workdir: Path) -> Iterator[dict[str, RunningSystem]]:
+    systems: dict[str, RunningSystem] = {}
+    try:
+        for name in names:
+            systems[name] = start_system(name, broker, workdir)
+        yield systems
+    finally:
+        for system in systems.values():
+            system.stop()
+
+
+def measure_ceiling(broker: LocalBroker, count: int, max_seconds: float) -> dict[str, Any]:
+    """One-way msg/s: a pika publisher process and an auto-ack consumer process, transient, no confirms."""
+    consumer = Child("ceiling-consumer", clients.ceiling_consumer_main, broker.amqp_url, CEILING_QUEUE, count, max_seconds)
+    try:
+        consumer.wait_ready()
+        publisher = Child("ceiling-publisher", clients.ceiling_publisher_main, broker.amqp_url, CEILING_QUEUE, count, max_seconds)
+        try:
+            sent = publisher.receive(max_seconds + READY_TIMEOUT)
+        finally:
+            publisher.process.join(10)
+        received = consumer.receive(max_seconds + READY_TIMEOUT)
+    finally:
+        consumer.process.join(10)
+        if consumer.process.is_alive():
+            consumer.process.terminate()
+    elapsed = received["last"] - sent["started"]
+    return {
+        "sent": sent["sent"],
+        "received": received["received"],
+        "elapsed": elapsed,
+        "publish_rate": sent["sent"] / (sent["published"] - sent["started"]),
+        "rate": received["received"] / elapsed if elapsed > 0 else 0.0,
+    }
+
+
+def machine_info(broker: LocalBroker) -> dict[str, Any]:
+    """What the numbers were measured on (the README quotes it next to the table)."""
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory_kib = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_kib = int(line.split()[1])
+
+    def package_version(package: str) -> str:
+        result = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True, check=False)
+        return result.stdout.strip() or "unknown"
+
+    import pika
+
+    return {
+        "hostname": socket.gethostname(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": _os_release(),
+        "python": platform.python_version(),
+        "pika": pika.__version__,
+        "rabbitmq": package_version("rabbitmq-server"),
+        "erlang": package_version("erlang-base"),
+        "broker_data_dir": str(broker.dir),
+    }
+
+
+def _os_release() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    return platform.platform()
+
+
+class Profiler:
+    """Optional ``py-spy record`` of chosen processes around one measurement (``--profile``).
+
+    Samples are written as collapsed stacks (``profile-<label>-<role>.folded``: one line per
+    distinct stack with its sample count; speedscope and flamegraph.pl read them) and summarised
+    by :func:`profile_summary` into the run's results.
+    """
+
+    def __init__(self, py_spy: str | None, out_dir: Path) -> None:
+        self._py_spy = py_spy
+        self._out_dir = out_dir
+        self.files: dict[str, Path] = {}
+
+    @contextlib.contextmanager
+    def record(self, label: str, pids: dict[str, int]) -> Iterator[None]:
+        """Sample every pid of ``pids`` while the block runs (idle threads excluded)."""
+        if self._py_spy is None:
+            yield
+            return
+        processes = []
+        for role, pid in pids.items():
+            out = self._out_dir / f"profile-{label}-{role}.folded"
+            self.files[f"{label}-{role}"] = out
+            processes.append(subprocess.Popen([self._py_spy, "record", "--pid", str(pid), "--threads", "--rate", "250",
+                                               "--format", "raw", "--output", str(out), "--nonblocking"],
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        try:
+            yield
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGINT)
+            for process in processes:
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
+
+
+def profile_summary(path: Path, top: int = 15) -> dict[str, Any]:
+    """Per thread the share of samples, and the functions with the most samples on top (self)
+    and anywhere on the stack (inclusive), from a collapsed-stack file of ``py-spy --format raw``."""
+    threads: dict[str, int] = {}
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        threads[frames[0]] = threads.get(frames[0], 0) + count
+        # "name (path/to/file.py:123)" -> "name (file.py)": one entry per function, not per line.
+        functions = [re.sub(r" \((?:.*/)?([^/]+?):\d+\)$", r" (\1)", frame) for frame in frames[1:]]
+        if functions:
+            own[functions[-1]] = own.get(functions[-1], 0) + count
+        for function in set(functions):
+            inclusive[function] = inclusive.get(function, 0) + count
+
+    def share(table: dict[str, int]) -> list[tuple[str, float]]:
+        return [(name, round(100 * n / total, 1)) for name, n in sorted(table.items(), key=lambda kv: -kv[1])[:top]]
+
+    return {"samples": total, "threads_pct": share(threads), "self_pct": share(own), "inclusive_pct": share(inclusive)}
+
+
+def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, variants: bool = False) -> dict[str, Any]:
+    """Measure everything the issue asks for and return it as one JSON-ready dictionary.
+
+    With ``variants`` the burrow variants of :data:`VARIANTS` join the throughput rounds.
+    """
+    levels = settings.concurrencies
+    measured = RPC_SYSTEMS + (VARIANTS if variants else ())
+    total_steps = settings.rounds * (len(levels) * len(measured) + 1) + len(RPC_SYSTEMS) * 3
+    progress = Progress(total_steps)
+    profiler = Profiler(py_spy, out_dir)
+    results: dict[str, Any] = {
+        "settings": dataclasses.asdict(settings),
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "loadavg_before": os.getloadavg(),
+        "note": "measured on a machine shared with other work (other builds and tests ran at the same time)",
+        "throughput": {name: {str(c): [] for c in levels} for name in measured},
+        "ceiling": [],
+        "fixed_rate": {},
+        "rss": {},
+    }
+    workdir = Path(tempfile.mkdtemp(prefix="burrow-bench-"))
+    try:
+        with LocalBroker(name=f"burrow-bench-{os.getpid()}") as broker:
+            results["machine"] = machine_info(broker)
+            Progress.note(f"broker {broker.nodename} on 127.0.0.1:{broker.port}, data in {broker.dir}")
+            with running_systems(measured, broker, workdir) as systems:
+                for system in systems.values():
+                    Progress.note(f"{system.name}: pids {system.pids}")
+                    system.client.command("closed", settings.warmup, 16, settings.max_seconds, timeout=settings.max_seconds + 60)
+                for round_number in range(1, settings.rounds + 1):
+                    for concurrency in levels:
+                        for name, system in systems.items():
+                            profiling = py_spy is not None and round_number == 1 and concurrency == max(levels)
+                            with profiler.record(f"{name}-c{concurrency}", system.pids) if profiling else contextlib.nullcontext():
+                                cap = settings.single_seconds if concurrency == 1 else settings.max_seconds
+                                result = measured_command(system, broker.os_pid(), "closed", settings.count, concurrency,
+                                                          cap, timeout=cap + 60)
+                            result["round"] = round_number
+                            results["throughput"][name][str(concurrency)].append(result)
+                            progress.step(f"round {round_number} {name:<16} c={concurrency:<4} {_describe(result)}")
+                    ceiling = measure_ceiling(broker, settings.ceiling_count, settings.max_seconds * 2)
+                    ceiling["round"] = round_number
+                    results["ceiling"].append(ceiling)
+                    progress.step(f"round {round_number} {CEILING:<16} one-way {ceiling['received']} msgs "
+                                  f"{ceiling['rate']:8.0f} msg/s (RPC ceiling {ceiling['rate'] / 2:.0f} req/s)")
+                for name in RPC_SYSTEMS:
+                    system = systems[name]
+                    peak = max(statistics.median(r["ok"] / r["elapsed"] for r in runs)
+                               for runs in results["throughput"][name].values())
+                    rate = max(1.0, peak / 2)
+                    count = min(settings.count, int(rate * settings.rate_seconds) + 1)
+                    result = system.client.command("rate", count, rate, settings.rate_seconds + 1,
+                                                   timeout=settings.rate_seconds + 60)
+                    result["rate"] = rate
+                    results["fixed_rate"][name] = result
+                    progress.step(f"fixed rate {name:<16} {rate:6.0f} req/s {_describe(result)}")
+            for name in RPC_SYSTEMS:
+                results["rss"][name] = measure_memory(name, broker, workdir, settings, progress)
+        results["profiles"] = {label: profile_summary(path) for label, path in profiler.files.items() if path.exists()}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    results["loadavg_after"] = os.getloadavg()
+    results["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return results
+
+
+def measure_memory(name: str, broker: LocalBroker, workdir: Path, settings: Settings, progress: Progress) -> dict[str, Any]:
+    """Fresh processes; RSS of both after the first ``rss_counts[0]`` requests and after the rest."""
+    first, total = settings.rss_counts
+    with running_systems((name,), broker, workdir) as systems:
+        system = systems[name]
+        samples: dict[str, Any] = {"concurrency": settings.rss_concurrency}
+        done = 0
+        for label, target in (("first", first), ("last", total)):
+            result = system.client.command("closed", target - done, settings.rss_concurrency, settings.rss_max_seconds, False,
+                                           timeout=settings.rss_max_seconds + 60)
+            done += result["ok"] + result["failed"]
+            samples[label] = {"requests": done, "failed": result["failed"], "rate": result["ok"] / result["elapsed"],
+                              **{f"{role}_kib": rss_kib(pid) for role, pid in system.pids.items()}}
+            progress.step(f"memory {name:<16} after {done:>6} requests: producer {samples[label]['producer_kib'] / 1024:.1f} MiB, "
+                          f"consumer {samples[label]['consumer_kib'] / 1024:.1f} MiB ({samples[label]['rate']:.0f} req/s)")
+        return samples
+
+
+def _describe(result: dict[str, Any]) -> str:
+    ordered = sorted(result["latencies"])
+    rate = result["ok"] / result["elapsed"] if result["elapsed"] else 0.0
+    text = (f"{result['ok']:>6} ok {result['failed']} failed {result['elapsed']:5.1f}s {rate:7.0f} req/s "
+            f"p50 {percentile(ordered, 0.5) * 1000:6.2f} ms p99 {percentile(ordered, 0.99) * 1000:6.2f} ms")
+    if "cpu_ms_per_request" in result:
+        text += "  CPU ms/req " + " ".join(f"{role} {ms:.3f}" for role, ms in result["cpu_ms_per_request"].items())
+    return text

@@ -1,0 +1,231 @@
+"""Turn a run's raw measurements into the published results: JSON, a markdown table and a PNG.
+
+:func:`summarise` reduces raw latencies to percentiles and a CDF (so the JSON stays small),
+computes each system's throughput per concurrency (median over the interleaved rounds) and checks
+the issue's targets; :func:`markdown` and :func:`plot` render that summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from pathlib import Path
+from typing import Any
+
+from burrow.burst import percentile
+
+logger = logging.getLogger(__name__)
+
+LABELS = {
+    "burrow-reliable": "burrow, reliable mode",
+    "burrow-direct": "burrow, direct reply-to",
+    "baseline": "seed-style baseline",
+    "reliable-prefetch128": "variant: reliable, prefetch 128",
+    "direct-prefetch128": "variant: direct reply-to, prefetch 128",
+    "reliable-classic-queue": "variant: reliable, classic request queue",
+}
+#: The systems the issue's targets are about (the rest are --variants).
+MAIN_SYSTEMS = ("burrow-reliable", "burrow-direct", "baseline")
+#: Quantiles kept per latency distribution for the CDF plot.
+CDF_POINTS = 200
+
+
+def latency_summary(latencies: list[float]) -> dict[str, Any]:
+    """p50/p90/p99/max in milliseconds plus a CDF of ``CDF_POINTS`` quantiles."""
+    ordered = sorted(latencies)
+    summary: dict[str, Any] = {"n": len(ordered)}
+    for name, fraction in (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("max", 1.0)):
+        summary[f"{name}_ms"] = round(percentile(ordered, fraction) * 1000, 3)
+    summary["cdf_ms"] = [round(percentile(ordered, (i + 1) / CDF_POINTS) * 1000, 4) for i in range(CDF_POINTS)] if ordered else []
+    return summary
+
+
+def summarise(raw: dict[str, Any]) -> dict[str, Any]:
+    """The published form of a run: throughput medians, latency summaries, RSS, targets."""
+    systems = list(raw["throughput"])
+    throughput: dict[str, Any] = {}
+    for name in systems:
+        throughput[name] = {}
+        for level, runs in raw["throughput"][name].items():
+            rates = [r["ok"] / r["elapsed"] for r in runs]
+            throughput[name][level] = {
+                "median_rps": round(statistics.median(rates), 1),
+                "rounds_rps": [round(rate, 1) for rate in rates],
+                "requests": [r["ok"] for r in runs],
+                "failed": sum(r["failed"] for r in runs),
+                "cpu_ms_per_request": {role: round(statistics.median(r["cpu_ms_per_request"][role] for r in runs), 4)
+                                       for role in runs[0].get("cpu_ms_per_request", {})},
+                "latency": {k: v for k, v in latency_summary([x for r in runs for x in r["latencies"]]).items() if k != "cdf_ms"},
+            }
+    ceiling_rates = [c["rate"] for c in raw["ceiling"]]
+    ceiling = {
+        "one_way_msgs_per_s": round(statistics.median(ceiling_rates), 1),
+        "rounds_msgs_per_s": [round(rate, 1) for rate in ceiling_rates],
+        "rpc_ceiling_rps": round(statistics.median(ceiling_rates) / 2, 1),
+    }
+    levels = list(raw["throughput"][systems[0]])
+    lowest = min(levels, key=int)
+    latency_c1 = {name: latency_summary([x for r in raw["throughput"][name][lowest] for x in r["latencies"]]) for name in systems}
+    fixed_rate = {}
+    for name, result in raw["fixed_rate"].items():
+        fixed_rate[name] = {"rate_rps": round(result["rate"], 1), "sent": result["sent"], "failed": result["failed"],
+                            **latency_summary(result["latencies"])}
+    peaks = {name: max(v["median_rps"] for v in throughput[name].values()) for name in systems}
+    summary = {
+        "started": raw["started"],
+        "finished": raw.get("finished"),
+        "note": raw["note"],
+        "machine": raw["machine"],
+        "settings": raw["settings"],
+        "loadavg_before": raw["loadavg_before"],
+        "loadavg_after": raw.get("loadavg_after"),
+        "throughput": throughput,
+        "peak_rps": peaks,
+        "ceiling": ceiling,
+        "latency_c1": latency_c1,
+        "fixed_rate": fixed_rate,
+        "rss": raw["rss"],
+        "profiles": raw.get("profiles", {}),
+    }
+    summary["targets"] = targets(summary)
+    return summary
+
+
+def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the measured value and whether it holds."""
+    peaks = summary["peak_rps"]
+    rpc_ceiling = summary["ceiling"]["rpc_ceiling_rps"]
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, measured: float, bound: float, at_least: bool, unit: str) -> None:
+        holds = measured >= bound if at_least else measured <= bound
+        rows.append({"target": name, "measured": round(measured, 3), "bound": bound,
+                     "relation": ">=" if at_least else "<=", "unit": unit, "holds": holds})
+
+    baseline = peaks.get("baseline")
+    for name, bound in (("burrow-reliable", 1.0), ("burrow-direct", 1.5)):
+        if name in peaks and baseline:
+            add(f"{name} peak / baseline peak", peaks[name] / baseline, bound, True, "x")
+    for name, bound in (("burrow-reliable", 0.40), ("burrow-direct", 0.60)):
+        if name in peaks and rpc_ceiling:
+            add(f"{name} peak / RPC ceiling", peaks[name] / rpc_ceiling, bound, True, "fraction")
+    for name in ("burrow-reliable", "burrow-direct"):
+        if name in summary["latency_c1"]:
+            add(f"{name} p50 at concurrency 1", summary["latency_c1"][name]["p50_ms"], 0.6, False, "ms")
+        if name in summary["fixed_rate"]:
+            add(f"{name} p99 at half of peak", summary["fixed_rate"][name]["p99_ms"], 10.0, False, "ms")
+    for name in ("burrow-reliable", "burrow-direct"):
+        memory = summary["rss"].get(name)
+        if memory:
+            for role in ("producer", "consumer"):
+                growth = memory["last"][f"{role}_kib"] / memory["first"][f"{role}_kib"] - 1
+                add(f"{name} {role} RSS growth {memory['first']['requests']} -> {memory['last']['requests']} requests",
+                    growth, 0.10, False, "fraction")
+    return rows
+
+
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:.1f}"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The results table, the targets and the conditions, as markdown."""
+    machine = summary["machine"]
+    settings = summary["settings"]
+    levels = list(next(iter(summary["throughput"].values())))
+    lines = [
+        f"Measured {summary['started']} ({settings['mode']} run, {settings['rounds']} interleaved rounds) on "
+        f"{machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, {machine['os']}, "
+        f"RabbitMQ {machine['rabbitmq']} (Erlang {machine['erlang']}), Python {machine['python']}, pika {machine['pika']}. "
+        f"Load average before/after: {summary['loadavg_before'][0]:.2f}/{(summary['loadavg_after'] or [0])[0]:.2f}; "
+        f"{summary['note']}.",
+        "",
+        "| system | " + " | ".join(f"req/s at {c} in flight" for c in levels)
+        + " | p50 / p90 / p99 / max at 1 in flight (ms) | p50 / p99 / max at half peak (ms) | producer RSS (MiB) | consumer RSS (MiB) "
+        + f"| CPU ms per request at {levels[-1]} in flight: producer / consumer / broker |",
+        "|---" * (len(levels) + 6) + "|",
+    ]
+    for name, per_level in summary["throughput"].items():
+        c1 = summary["latency_c1"][name]
+        fixed = summary["fixed_rate"].get(name)
+        memory = summary["rss"].get(name)
+        cells = [LABELS.get(name, name)]
+        cells += [f"{per_level[c]['median_rps']:.0f}" for c in levels]
+        cells.append(f"{c1['p50_ms']:.2f} / {c1['p90_ms']:.2f} / {c1['p99_ms']:.2f} / {c1['max_ms']:.1f}")
+        cells.append(f"{fixed['p50_ms']:.2f} / {fixed['p99_ms']:.2f} / {fixed['max_ms']:.1f} at {fixed['rate_rps']:.0f} req/s" if fixed else "-")
+        for role in ("producer", "consumer"):
+            cells.append(f"{_mib(memory['first'][role + '_kib'])} -> {_mib(memory['last'][role + '_kib'])}" if memory else "-")
+        cpu = per_level[levels[-1]]["cpu_ms_per_request"]
+        cells.append(" / ".join(f"{cpu[role]:.3f}" for role in ("producer", "consumer", "broker")) if cpu else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    ceiling = summary["ceiling"]
+    first_rss = next(iter(summary["rss"].values()), None)
+    lines += [
+        "",
+        f"Broker ceiling for pika (one-way publish -> consume, transient, no confirms, auto-ack): "
+        f"{ceiling['one_way_msgs_per_s']:.0f} msg/s, so an RPC ceiling of {ceiling['rpc_ceiling_rps']:.0f} req/s. "
+        f"Throughput is the median of the rounds; RSS after {first_rss['first']['requests'] if first_rss else '?'} -> "
+        f"{first_rss['last']['requests'] if first_rss else '?'} requests at {settings['rss_concurrency']} in flight.",
+        "",
+        "| target | measured | bound | holds |",
+        "|---|---|---|---|",
+    ]
+    for row in summary["targets"]:
+        measured = f"{row['measured'] * 100:.1f} %" if row["unit"] == "fraction" else f"{row['measured']:.2f} {row['unit']}"
+        bound = f"{row['bound'] * 100:.0f} %" if row["unit"] == "fraction" else f"{row['bound']} {row['unit']}"
+        lines.append(f"| {row['target']} | {measured} | {row['relation']} {bound} | {'yes' if row['holds'] else '**no**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    """Throughput vs concurrency (with the RPC ceiling) and latency CDFs, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    colours = {"burrow-reliable": "tab:blue", "burrow-direct": "tab:green", "baseline": "tab:red",
+               "reliable-prefetch128": "tab:purple", "direct-prefetch128": "tab:olive", "reliable-classic-queue": "tab:brown"}
+    for name, per_level in summary["throughput"].items():
+        levels = sorted(per_level, key=int)
+        left.plot([int(c) for c in levels], [per_level[c]["median_rps"] for c in levels], marker="o",
+                  color=colours.get(name), linestyle="--" if name not in MAIN_SYSTEMS else "-", label=LABELS.get(name, name))
+    left.axhline(summary["ceiling"]["rpc_ceiling_rps"], color="grey", linestyle="--",
+                 label=f"RPC ceiling (pika one-way / 2): {summary['ceiling']['rpc_ceiling_rps']:.0f}")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("requests in flight")
+    left.set_ylabel("requests per second (median of rounds)")
+    left.set_title("Throughput vs concurrency (100-byte echo)")
+    left.set_ylim(bottom=0)
+    left.grid(True, alpha=0.3)
+    left.legend(fontsize=8)
+    for name, c1 in summary["latency_c1"].items():
+        fractions = [(i + 1) / len(c1["cdf_ms"]) for i in range(len(c1["cdf_ms"]))]
+        right.plot(c1["cdf_ms"], fractions, color=colours.get(name), linestyle="--" if name not in MAIN_SYSTEMS else "-",
+                   linewidth=1.0 if name not in MAIN_SYSTEMS else 1.6, label=f"{LABELS.get(name, name)}, 1 in flight")
+        fixed = summary["fixed_rate"].get(name)
+        if fixed and fixed["cdf_ms"]:
+            right.plot(fixed["cdf_ms"], fractions[: len(fixed["cdf_ms"])], color=colours.get(name), linestyle=":",
+                       label=f"{LABELS.get(name, name)}, {fixed['rate_rps']:.0f} req/s (half peak)")
+    right.set_xscale("log")
+    right.set_xlabel("latency (ms, log scale)")
+    right.set_ylabel("fraction of requests")
+    right.set_title("Latency CDF")
+    right.grid(True, alpha=0.3, which="both")
+    right.legend(fontsize=8, loc="lower right")
+    figure.suptitle(f"burrow benchmark {summary['started']} ({summary['machine']['cores']} cores, shared machine)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write(summary: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write results.json, results.md and results.png into ``out_dir``; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "results.json", "markdown": out_dir / "results.md", "png": out_dir / "results.png"}
+    paths["json"].write_text(json.dumps(summary, indent=1) + "\n")
+    paths["markdown"].write_text(markdown(summary))
+    plot(summary, paths["png"])
+    return paths

@@ -1,0 +1,29 @@
+# Benchmarks (issue 5), included by the top-level Makefile.
+#
+#   make bench          full run (< 10 min): burrow reliable and direct vs the seed-style baseline and
+#                       the broker's ceiling; JSON, markdown table and PNG in benchmarks/results/<time>/
+#   make bench-quick    the same, smaller and one round (< 2 min)
+#   make bench-profile  a quick run with py-spy attached to burrow's producer and consumer at the
+#                       highest concurrency (collapsed stacks + a summary in results.json)
+#
+# All of them install what they need first: the venv of scripts/bootstrap-dev.sh (with the bench
+# extra, matplotlib) and, for bench-profile only, py-spy in its own cached venv.
+
+BENCH_ARGS ?=
+PY_SPY_VERSION ?= 0.4.3
+PY_SPY_VENV = $${BURROW_CACHE:-/var/cache/burrow-ci}/py-spy-$(PY_SPY_VERSION)
+
+.PHONY: bench bench-quick bench-profile
+
+bench:
+	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks $(BENCH_ARGS)
+
+bench-quick:
+	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks --quick $(BENCH_ARGS)
+
+bench-profile:
+	@venv=$$(scripts/bootstrap-dev.sh) && \
+	if [ ! -x "$(PY_SPY_VENV)/bin/py-spy" ]; then \
+		/usr/bin/python3 -m venv "$(PY_SPY_VENV)" && "$(PY_SPY_VENV)/bin/pip" install -q "py-spy==$(PY_SPY_VERSION)"; \
+	fi && \
+	PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks --quick --profile --py-spy "$(PY_SPY_VENV)/bin/py-spy" $(BENCH_ARGS)
