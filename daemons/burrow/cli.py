@@ -90,6 +90,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run(args.count, args.concurrency)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run ``benchmarks/`` of the source checkout this package is installed from (editable installs)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "benchmarks" / "harness.py").exists():
+        print("burrow bench: needs the source checkout (benchmarks/ is not installed); run make bench there",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    sys.path.insert(0, str(root))
+    from benchmarks.__main__ import main as bench_main
+
+    return bench_main(args.args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from burrow import sendclient
 
@@ -117,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--count", type=int, default=2000, help="requests in the burst (default 2000)")
     demo.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
     demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="run the benchmarks of this source checkout (what make bench runs)")
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="passed on, e.g. --quick or --variants")
+    bench.set_defaults(func=cmd_bench)
 
     send = sub.add_parser("send", help="send requests to the local burrow-producer's Unix socket")
     sendclient.add_arguments(send)
