@@ -16,7 +16,6 @@ RELIABILITY_DIR := build/reliability
 
 faults:
 	@venv=$$(scripts/bootstrap-dev.sh) || exit 1; \
-	"$$venv/bin/python" -c "import cryptography" 2>/dev/null || "$$venv/bin/pip" install -q "cryptography>=41" || exit 1; \
 	mkdir -p $(RELIABILITY_DIR); \
 	junit=$(RELIABILITY_DIR)/junit-partial.xml; \
 	if [ "$(FAULTS_ARGS)" = "$(FAULTS_DEFAULT)" ]; then rm -f $(RELIABILITY_DIR)/*.json; junit=$(RELIABILITY_DIR)/junit.xml; fi; \

@@ -50,13 +50,6 @@ A scenario passes with 0 lost, 0 failed, 0 duplicated to the caller, 0 unexpecte
 redelivery flagged.
 """
 
-OPEN_HTTP = """\
-**Open:** the HTTP API answers a request line without an HTTP version (`POST /v1/requests`,
-`HELLO THERE`) HTTP/0.9-style, with a bare JSON body and no status line, because
-`http.server` assumes HTTP/0.9 for such lines. Fix: `default_request_version = "HTTP/1.1"` on
-`burrow.httpapi._Handler`.
-"""
-
 FINDINGS = """\
 ## Findings and limits
 
@@ -168,9 +161,6 @@ def render(tallies: list[dict], cases: list[dict]) -> str:
     else:
         out.append("No JUnit results yet: run `make faults`.")
     out.append("")
-    open_http = [case for case in checks if "request line" in case["nodeid"] and case["outcome"] != "passed"]
-    if open_http:
-        out.append(OPEN_HTTP)
     out.append(FINDINGS)
     return "\n".join(out).rstrip("\n") + "\n"
 
