@@ -7,7 +7,7 @@
 set -euo pipefail
 
 packages=(systemd-container debootstrap util-linux iproute2 openssh-client tar
-    ansible ansible-core
+    ansible ansible-core vagrant
     dh-virtualenv debhelper dpkg-dev python3-venv python3-dev build-essential fakeroot lintian)
 missing=()
 for package in "${packages[@]}"; do
