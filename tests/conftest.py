@@ -8,6 +8,7 @@ names (deleted afterwards) and connections named after it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -18,7 +19,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pika
 import pytest
@@ -216,37 +217,38 @@ def consumer_process(tmp_path: Path) -> Iterator[Callable[..., ConsumerProcess]]
         proc.kill()
 
 
+@contextlib.contextmanager
+def _engines(default_cls: type, ready: Callable[[Any], bool], stop: Callable[[Any], object]) -> Iterator[Callable[..., Any]]:
+    """Yield ``start(config, cls=..., **kwargs)`` that starts an engine and waits until it is ready;
+    every engine started is stopped when the block ends."""
+    running: list[Any] = []
+
+    def start(config: BurrowConfig, *, cls: type = default_cls, **kwargs: object) -> Any:
+        engine = cls(config, **kwargs).start()
+        running.append(engine)
+        assert ready(engine), f"{cls.__name__} did not become ready"
+        return engine
+
+    try:
+        yield start
+    finally:
+        for engine in running:
+            stop(engine)
+
+
 @pytest.fixture
-def start_consumer() -> Iterator[Callable[..., "Consumer"]]:
+def start_consumer() -> Iterator[Callable[..., Any]]:
     """Start in-process consumers (stopped, drained, at the end of the test)."""
     from burrow.consumer import Consumer
 
-    running: list[Consumer] = []
-
-    def start(config: BurrowConfig, **kwargs: object) -> Consumer:
-        consumer = Consumer(config, **kwargs).start()
-        running.append(consumer)
-        assert consumer.wait_ready(30), "consumer did not become ready"
-        return consumer
-
-    yield start
-    for consumer in running:
-        consumer.stop(timeout=10)
+    with _engines(Consumer, lambda consumer: consumer.wait_ready(30), lambda consumer: consumer.stop(timeout=10)) as start:
+        yield start
 
 
 @pytest.fixture
-def start_producer() -> Iterator[Callable[..., "Producer"]]:
-    """Start producers connected to the broker (closed at the end of the test)."""
+def start_producer() -> Iterator[Callable[..., Any]]:
+    """Start producers connected to the broker (closed at the end of the test); ``cls=`` picks a subclass."""
     from burrow.producer import Producer
 
-    running: list[Producer] = []
-
-    def start(config: BurrowConfig, **kwargs: object) -> Producer:
-        producer = Producer(config, **kwargs).start()
-        running.append(producer)
-        assert producer.wait_connected(30), "producer did not connect"
-        return producer
-
-    yield start
-    for producer in running:
-        producer.close(timeout=0)
+    with _engines(Producer, lambda producer: producer.wait_connected(30), lambda producer: producer.close(timeout=0)) as start:
+        yield start

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -307,7 +308,11 @@ class Load:
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll ``predicate`` until true; fail the test naming ``what`` after ``timeout`` seconds."""
+    """Poll ``predicate`` until true; fail the test naming ``what`` after ``timeout`` seconds.
+
+    The same as the suite's ``conftest.wait_for``, repeated because ``producer_child.py`` imports
+    this module in a process that has no conftest on its path.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -342,16 +347,6 @@ def finish_scenario(request: pytest.FixtureRequest, tally: Tally) -> None:
 
 
 @pytest.fixture
-def counting_producer() -> Iterator[Callable[..., CountingProducer]]:
+def counting_producer(start_producer: Callable[..., Any]) -> Callable[..., CountingProducer]:
     """Start :class:`CountingProducer` instances (closed at the end of the test)."""
-    running: list[CountingProducer] = []
-
-    def start(config: BurrowConfig, **kwargs: Any) -> CountingProducer:
-        producer = CountingProducer(config, **kwargs).start()
-        running.append(producer)
-        assert producer.wait_connected(30), "producer did not connect"
-        return producer
-
-    yield start
-    for producer in running:
-        producer.close(timeout=0)
+    return functools.partial(start_producer, cls=CountingProducer)
