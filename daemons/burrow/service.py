@@ -208,6 +208,18 @@ class _ServiceLayer:
         else:
             self.notifier.status(status)
 
+    def handle_next_signal(self, engine: Engine, apply: Callable[[BurrowConfig, list[str]], None]) -> bool:
+        """Wait one main-loop interval for a signal and act on it; True means "stop now"."""
+        signo = wait_for_signal(MAIN_LOOP_INTERVAL)
+        if signo in STOP_SIGNALS:
+            logger.info("Received %s: draining", signal.Signals(signo).name)
+            return True
+        if signo == signal.SIGHUP:
+            self.reload(apply)
+        elif signo == signal.SIGUSR1:
+            self.test_hook(engine)
+        return False
+
     def test_hook(self, engine: Engine) -> None:
         """SIGUSR1 with ``BURROW_TEST_HOOKS=1``: hang the AMQP I/O loop so the watchdog fires.
 
@@ -259,14 +271,8 @@ def run_consumer(config: BurrowConfig) -> int:
     layer.attach(consumer, snapshot)
     while True:
         layer.maybe_ready(consumer)
-        signo = wait_for_signal(MAIN_LOOP_INTERVAL)
-        if signo in STOP_SIGNALS:
-            logger.info("Received %s: draining", signal.Signals(signo).name)
+        if layer.handle_next_signal(consumer, apply):
             break
-        if signo == signal.SIGHUP:
-            layer.reload(apply)
-        elif signo == signal.SIGUSR1:
-            layer.test_hook(consumer)
     layer.stopping(consumer.in_flight)
     # Shutdown, in order: 1. stop taking requests, 2. finish in-flight handlers and publish their
     # replies, 3. ack them, 4. close both connections. Bounded by consumer.shutdown_timeout.
@@ -332,14 +338,8 @@ def run_producer(config: BurrowConfig) -> int:
             producer.close(0)
             layer.close()
             return 1
-        signo = wait_for_signal(MAIN_LOOP_INTERVAL)
-        if signo in STOP_SIGNALS:
-            logger.info("Received %s: draining", signal.Signals(signo).name)
+        if layer.handle_next_signal(producer, apply):
             break
-        if signo == signal.SIGHUP:
-            layer.reload(apply)
-        elif signo == signal.SIGUSR1:
-            layer.test_hook(producer)
     layer.stopping(producer.in_flight)
     shutdown_timeout = layer.config.producer.shutdown_timeout
 
