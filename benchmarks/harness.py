@@ -247,15 +247,7 @@ class BurrowConsumerProcess:
 def topology_for(system: str) -> TopologyConfig:
     """Exchange and queue names of one burrow system (its own, so systems never mix)."""
     prefix = f"bench.{system.removeprefix('burrow-')}"
-    return TopologyConfig(
-        queue_type=BURROW_SYSTEMS[system].queue_type,
-        request_exchange=f"{prefix}.x.requests",
-        request_queue=f"{prefix}.requests",
-        reply_exchange=f"{prefix}.x.replies",
-        reply_queue_prefix=f"{prefix}.replies",
-        dead_letter_exchange=f"{prefix}.x.dead",
-        dead_letter_queue=f"{prefix}.dead",
-    )
+    return TopologyConfig.prefixed(prefix, queue_type=BURROW_SYSTEMS[system].queue_type)
 
 
 @dataclasses.dataclass

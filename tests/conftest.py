@@ -89,17 +89,8 @@ def _slug(nodeid: str) -> str:
 @pytest.fixture
 def names(request: pytest.FixtureRequest) -> TopologyConfig:
     """Exchange and queue names unique to this test."""
-    suffix = f"{_slug(request.node.nodeid)}.{uuid.uuid4().hex[:6]}"
-    return TopologyConfig(
-        request_exchange=f"t.x.requests.{suffix}",
-        request_queue=f"t.requests.{suffix}",
-        reply_exchange=f"t.x.replies.{suffix}",
-        reply_queue_prefix=f"t.replies.{suffix}",
-        dead_letter_exchange=f"t.x.dead.{suffix}",
-        dead_letter_queue=f"t.dead.{suffix}",
-        delivery_limit=3,
-        reply_queue_expires=600,
-    )
+    prefix = f"t.{_slug(request.node.nodeid)}.{uuid.uuid4().hex[:6]}"
+    return TopologyConfig.prefixed(prefix, delivery_limit=3, reply_queue_expires=600)
 
 
 @pytest.fixture

@@ -93,6 +93,20 @@ class TopologyConfig:
     dead_letter_exchange: str = "burrow.x.dead"
     dead_letter_queue: str = "burrow.dead"
 
+    @classmethod
+    def prefixed(cls, prefix: str, **overrides: Any) -> "TopologyConfig":
+        """The default layout under another name prefix (``<prefix>.x.requests``, ...), so that
+        several independent systems (tests, benchmarks) can share one broker."""
+        names = {
+            "request_exchange": f"{prefix}.x.requests",
+            "request_queue": f"{prefix}.requests",
+            "reply_exchange": f"{prefix}.x.replies",
+            "reply_queue_prefix": f"{prefix}.replies",
+            "dead_letter_exchange": f"{prefix}.x.dead",
+            "dead_letter_queue": f"{prefix}.dead",
+        }
+        return cls(**{**names, **overrides})
+
 
 @dataclass(frozen=True, slots=True)
 class ProducerConfig:

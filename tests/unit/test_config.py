@@ -175,3 +175,13 @@ def test_check_config_reports_a_handler_that_does_not_import(tmp_path):
     assert result.returncode == 2
     assert "consumer.handler" in result.stderr and "cannot import" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_prefixed_topology_is_the_default_layout_under_another_prefix():
+    from burrow.config import TopologyConfig
+
+    assert TopologyConfig.prefixed("burrow") == TopologyConfig()
+    other = TopologyConfig.prefixed("bench.direct", queue_type="classic")
+    assert (other.request_exchange, other.request_queue, other.dead_letter_queue) == (
+        "bench.direct.x.requests", "bench.direct.requests", "bench.direct.dead")
+    assert other.queue_type == "classic"
