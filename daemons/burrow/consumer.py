@@ -7,6 +7,12 @@ for minutes never starves heartbeats; workers hand results back with ``add_callb
 and never touch a channel. Malformed or stale requests are rejected to the dead-letter queue with a
 logged reason. If the consuming channel is lost after a handler ran, the request is redelivered
 (flagged ``redelivered``) and the producer drops the duplicate reply: at least once, nothing lost.
+
+The request window (prefetch) starts at one after every subscribe and stays there while the
+broker hands back redeliveries: a consumer that crashed returns every request it held, and one of
+them may be the request that crashed it. Taking those one at a time means only that request is
+unacked when it crashes the next consumer, so the quorum queue's delivery limit dead-letters it
+alone instead of every request delivered beside it. The first fresh request opens the full window.
 """
 
 from __future__ import annotations
@@ -98,6 +104,9 @@ class Consumer:
         # I/O-thread state.
         self._consume_channel: Channel | None = None
         self._consumer_tag: str | None = None
+        # True from each subscribe until the first request that is not a redelivery (module docstring).
+        self._probation = True
+        self._probation_redeliveries = 0
         self._generation = 0
         self._publish_channel: Channel | None = None
         self._next_publish_tag = 1
@@ -161,10 +170,8 @@ class Consumer:
             old, self._pool = self._pool, self._new_pool(workers)
             self._concurrency = workers
             old.shutdown(wait=False)
-            if self._consume_channel is not None and self._consume_channel.is_open:
-                # global_qos: a per-consumer prefetch would only reach consumers created later; one
-                # consumer per channel, so channel-wide means the same and applies at once.
-                self._consume_channel.basic_qos(prefetch_count=self._prefetch(), global_qos=True)
+            if not self._probation:
+                self._resubscribe()
             logger.info("Consumer concurrency is now %d (prefetch %d)", workers, self._prefetch())
 
         self._ioloop.add_callback_threadsafe(apply)
@@ -221,7 +228,9 @@ class Consumer:
         self._generation += 1
         self._consume_channel = channel
         self._unsettled.clear()
-        channel.basic_qos(prefetch_count=self._prefetch(), callback=lambda _f: self._maybe_start_consuming())
+        self._probation = True
+        self._probation_redeliveries = 0
+        self._maybe_start_consuming()
 
     def _maybe_start_consuming(self) -> None:
         """Register on the request queue once both channels are usable (and not draining)."""
@@ -231,11 +240,33 @@ class Consumer:
         if self._consumer_tag is not None:
             self._ready.set()
             return
+        self._subscribe(channel, on_ok=self.on_consume_ok)
+
+    def _subscribe(self, channel: Channel, on_ok: Callable[[], None]) -> None:
+        """basic.qos, then basic.consume: a per-consumer prefetch applies to consumers registered
+        after it (and quorum queues accept no other kind), so changing the window means a new
+        registration. pika sends the consume only after the broker's qos-ok."""
+        window = 1 if self._probation else self._prefetch()
+        channel.basic_qos(prefetch_count=window)
         self._consumer_tag = channel.basic_consume(
             queue=self._config.topology.request_queue,
             on_message_callback=self.on_request,
-            callback=lambda _f: self.on_consume_ok(),
+            callback=lambda _f: on_ok(),
         )
+
+    def _resubscribe(self) -> None:
+        """Apply a new window: cancel this channel's registration and register again.
+
+        Requests the old registration delivered stay ours and are acked on this channel as usual
+        (the broker keeps them with the cancelled consumer). Any it was still sending when the
+        cancel arrived come back to the queue (pika rejects deliveries to a cancelled tag) and
+        are redelivered, flagged, to the new registration.
+        """
+        channel = self._consume_channel
+        if channel is None or not channel.is_open or self._consumer_tag is None or self._draining:
+            return
+        channel.basic_cancel(self._consumer_tag)
+        self._subscribe(channel, on_ok=lambda: logger.debug("Request window is now %d", self._prefetch()))
 
     def on_consume_ok(self) -> None:
         logger.info("Consumer ready: %d workers, prefetch %d, queue %s, handler %s",
@@ -255,6 +286,12 @@ class Consumer:
         metrics.request_received()
         if method.redelivered:
             self.stats.redelivered += 1
+            if self._probation:
+                self._probation_redeliveries += 1
+                if self._probation_redeliveries == 1:
+                    logger.info("Redelivered requests waiting: taking them one at a time until a fresh one arrives")
+        elif self._probation:
+            self._end_probation()
         problem = self._malformed(properties, body)
         if problem is not None:
             self._dead_letter(channel, method.delivery_tag, properties, problem)
@@ -275,6 +312,15 @@ class Consumer:
         self._in_flight += 1
         self._unsettled[method.delivery_tag] = None
         self._pool.submit(self._work, delivery)
+
+    def _end_probation(self) -> None:
+        """A fresh request arrived: the redeliveries are behind us, open the full window."""
+        if self._probation_redeliveries:
+            logger.info("Took %d redelivered requests one at a time; request window is now %d",
+                        self._probation_redeliveries, self._prefetch())
+        self._probation = False
+        self._probation_redeliveries = 0
+        self._resubscribe()
 
     def _malformed(self, properties: pika.BasicProperties, body: bytes) -> str | None:
         settings = self._settings

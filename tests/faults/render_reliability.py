@@ -61,10 +61,15 @@ FINDINGS = """\
 - **Direct reply-to has no such guarantee**: replies in flight to a producer whose connection
   drops are gone (RabbitMQ's pseudo-queue is not durable); the producer republishes the requests
   still pending, so the handler can run twice for them. Use `reply_mode = "queue"` where it matters.
-- **Poison messages and prefetch**: a consumer process that dies returns every request it held, and
-  the quorum queue counts a delivery for each. The poison scenario uses `prefetch = 1`; with a bigger
-  window, requests delivered beside a poison message can reach the delivery limit with it and be
-  dead-lettered too (they are in the dead-letter queue, not lost).
+- **Fixed: poison messages took their neighbours to the dead-letter queue.** A consumer process
+  that dies returns every request it held, and the quorum queue counts a delivery for each; the
+  next consumer took them all again with its full window, so requests delivered beside a poison
+  message reached the delivery limit with it. A consumer now starts with a window of one and keeps
+  it while the broker hands it redeliveries; the first fresh request opens the full window. Only
+  the poison's count keeps growing. The poison scenario runs with the default window (2 x 4
+  workers). Left: the first crash still counts one delivery for each request beside the poison,
+  and with several consumers on one queue the requests it returns can reach another consumer whose
+  window is open; there they run beside the poison again as before.
 - **Heartbeats**: pika checks for broker traffic every `heartbeat + 5` s, so a frozen broker or a
   silent network is noticed after 6-12 s with `heartbeat = 1` (the broker notices a silent client
   after two missed heartbeats).

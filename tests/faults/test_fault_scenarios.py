@@ -280,9 +280,10 @@ def test_poison_message_kills_every_consumer_until_dead_lettered(request, make_c
     log = HandlerLog(tmp_path / "handled.txt")
     monkeypatch.setenv("BURROW_TEST_RECORD", str(log.path))
     limit = 2
-    # prefetch 1: a crash raises the delivery count of every request the consumer held, so with a
-    # bigger window innocent requests beside the poison would reach the limit too.
-    config = make_config(consumer={"handler": "burrow_test_handlers:poison", "concurrency": 1, "prefetch": 1},
+    # The default window (2 x 4 workers): a crash raises the delivery count of every request the
+    # consumer held, but the next consumer takes redeliveries one at a time, so only the poison's
+    # count keeps growing and the requests delivered beside it are answered.
+    config = make_config(consumer={"handler": "burrow_test_handlers:poison", "concurrency": 4},
                          topology={"delivery_limit": limit})
     producer = counting_producer(config)
     load = Load(producer, 1000, prefix="beside-poison", rate=400).start()

@@ -83,16 +83,19 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(make_config, consumer_
     assert "draining" in proc.log()
 
 
-def test_poison_message_reaches_dead_letter_queue_after_delivery_limit(make_config, consumer_process, start_producer, amqp, tmp_path, monkeypatch):
+def test_poison_message_reaches_dead_letter_queue_alone_after_delivery_limit(make_config, consumer_process, start_producer, amqp, tmp_path, monkeypatch):
     record = tmp_path / "record.txt"
     monkeypatch.setenv("BURROW_TEST_RECORD", str(record))
-    # One request in flight per consumer, so each crash returns only the poison message (requests
-    # in flight beside it would have their delivery count raised too).
-    config = make_config(consumer={"handler": "burrow_test_handlers:poison", "concurrency": 1, "prefetch": 1},
+    # The default window (2 x 4 workers): the poison arrives beside slow innocent requests, which
+    # are still unacked when it kills the consumer, so every crash in a full window would raise
+    # their delivery count too. Redeliveries are taken one at a time, so only the poison's grows.
+    config = make_config(consumer={"handler": "burrow_test_handlers:poison", "concurrency": 4},
                          topology={"delivery_limit": 2})
     producer = start_producer(config)
+    bodies = [f"slow:ok{i}".encode() for i in range(20)]
+    others = [producer.submit(body, timeout=120) for body in bodies[:3]]
     poison = producer.submit(b"poison", timeout=120)
-    others = [producer.submit(f"ok{i}".encode(), timeout=120) for i in range(20)]
+    others += [producer.submit(body, timeout=120) for body in bodies[3:]]
     dead_letters = lambda: queue_depth(amqp, config.topology.dead_letter_queue)  # noqa: E731
     for attempt in range(6):
         if dead_letters() == 1:
@@ -104,8 +107,9 @@ def test_poison_message_reaches_dead_letter_queue_after_delivery_limit(make_conf
     assert record.read_text().count("poison-hit") == 3
     survivor = consumer_process(config, "survivor").start()
     survivor.wait_ready()
-    assert [f.result(timeout=60) for f in others] == [f"Consumer processed: ok{i}".encode() for i in range(20)]
+    assert [f.result(timeout=60) for f in others] == [b"Consumer processed: " + body for body in bodies]
     assert survivor.process.poll() is None
     _method, _properties, body = amqp.basic_get(config.topology.dead_letter_queue, auto_ack=True)
     assert body == b"poison"
+    assert dead_letters() == 0
     assert not poison.done()

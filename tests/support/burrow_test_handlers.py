@@ -35,10 +35,13 @@ def fail(body: bytes) -> bytes:
 
 
 def poison(body: bytes, context: RequestContext) -> bytes:
-    """Kill the whole consumer process on b'poison'; record and echo everything else."""
+    """Kill the whole consumer process on b'poison'; record and echo everything else, after 0.3 s
+    for bodies that start with b'slow:' (so that they are still unacked when the poison strikes)."""
     if body == b"poison":
         Path(os.environ["BURROW_TEST_RECORD"]).open("a").write("poison-hit\n")
         os._exit(3)
+    if body.startswith(b"slow:"):
+        time.sleep(0.3)
     return record(body, context)
 
 
