@@ -34,7 +34,7 @@ from pika.channel import Channel
 
 from burrow import metrics
 from burrow.amqp.setup import RabbitMQSetup, call_every
-from burrow.config import BurrowConfig
+from burrow.config import BurrowConfig, default_prefetch
 from burrow.handlers import Handler, RequestContext, load_handler
 from burrow.protocol import (
     HEADER_ERROR_TYPE,
@@ -177,7 +177,7 @@ class Consumer:
         self._ioloop.add_callback_threadsafe(apply)
 
     def _prefetch(self) -> int:
-        return self._settings.prefetch or 2 * self._concurrency
+        return self._settings.prefetch or default_prefetch(self._concurrency)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Drain and disconnect: cancel the consumer, let in-flight handlers finish, publish their

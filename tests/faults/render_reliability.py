@@ -66,7 +66,7 @@ FINDINGS = """\
   next consumer took them all again with its full window, so requests delivered beside a poison
   message reached the delivery limit with it. A consumer now starts with a window of one and keeps
   it while the broker hands it redeliveries; the first fresh request opens the full window. Only
-  the poison's count keeps growing. The poison scenario runs with the default window (2 x 4
+  the poison's count keeps growing. The poison scenario runs with the default window (4 x 4
   workers). Left: the first crash still counts one delivery for each request beside the poison,
   and with several consumers on one queue the requests it returns can reach another consumer whose
   window is open; there they run beside the poison again as before.

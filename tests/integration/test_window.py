@@ -37,7 +37,7 @@ class Gate:
                 self._running -= 1
 
 
-def test_window_holds_twice_the_workers_and_follows_a_concurrency_change(make_config, start_consumer, start_producer, amqp):
+def test_window_holds_four_requests_per_worker_and_follows_a_concurrency_change(make_config, start_consumer, start_producer, amqp):
     gate = Gate()
     config = make_config(consumer={"concurrency": 2})
     consumer = start_consumer(config, handler=gate)
@@ -46,13 +46,13 @@ def test_window_holds_twice_the_workers_and_follows_a_concurrency_change(make_co
         # The first fresh request opens the window; it is answered at once, so it holds no slot.
         assert producer.call(b"first", timeout=10) == b"Consumer processed: first"
         futures = [producer.submit(f"hold{i}".encode(), timeout=60) for i in range(30)]
-        wait_for(lambda: consumer.in_flight == 4, 10, "the default window (2 x 2 workers) to fill")
-        wait_for(lambda: queue_depth(amqp, config.topology.request_queue) == 26, 10, "the other 26 to wait in the queue")
-        consumer.set_concurrency(5)
+        wait_for(lambda: consumer.in_flight == 8, 10, "the default window (4 x 2 workers) to fill")
+        wait_for(lambda: queue_depth(amqp, config.topology.request_queue) == 22, 10, "the other 22 to wait in the queue")
+        consumer.set_concurrency(3)
         # The window is applied by a new registration on the queue (quorum queues take no other
-        # prefetch change); the 4 requests the old one holds count on top until they are answered.
-        wait_for(lambda: consumer.in_flight == 4 + 10, 10, "a new window of 2 x 5 workers")
-        wait_for(lambda: queue_depth(amqp, config.topology.request_queue) == 16, 10, "16 left in the queue")
+        # prefetch change); the 8 requests the old one holds count on top until they are answered.
+        wait_for(lambda: consumer.in_flight == 8 + 12, 10, "a new window of 4 x 3 workers")
+        wait_for(lambda: queue_depth(amqp, config.topology.request_queue) == 10, 10, "10 left in the queue")
     finally:
         gate.open.set()
     assert [f.result(timeout=30) for f in futures] == [f"Consumer processed: hold{i}".encode() for i in range(30)]
