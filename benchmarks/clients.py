@@ -1,4 +1,4 @@
-"""The benchmark's workload processes: burrow's producer, the seed-style baseline, the ceiling.
+"""The benchmark's workload processes: burrow's producer, the seed-style baseline, the ceiling, the floor.
 
 Every function named ``*_main`` is the body of a child process started by :mod:`benchmarks.harness`
 (``multiprocessing`` with the *spawn* method), so no two measured parts share a GIL: the
@@ -271,6 +271,108 @@ def baseline_server_main(conn: Connection, amqp_url: str, queue: str) -> None:
     conn.send({"ready": True})
     # Runs until the orchestrator terminates this process.
     channel.start_consuming()
+
+
+# --------------------------------------------------------------------------- the floor at one in flight
+
+
+FLOOR_EXCHANGE = "bench.floor.x"
+FLOOR_REQUESTS = "bench.floor.requests"
+FLOOR_REPLIES = "bench.floor.replies"
+
+
+def _floor_channel(amqp_url: str) -> tuple[pika.BlockingConnection, Any]:
+    """A connection and one channel in confirm mode, with the floor's topology declared."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.exchange_declare(FLOOR_EXCHANGE, exchange_type="direct", durable=True)
+    channel.queue_declare(FLOOR_REQUESTS, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_bind(FLOOR_REQUESTS, FLOOR_EXCHANGE, routing_key=FLOOR_REQUESTS)
+    channel.queue_declare(FLOOR_REPLIES, durable=True)
+    return connection, channel
+
+
+def floor_server_main(conn: Connection, amqp_url: str) -> None:
+    """Child process: the thinnest consumer with burrow's reliable-mode guarantees.
+
+    Requests come from a quorum queue; the reply is persistent, mandatory and confirmed, and the
+    request is acked only after the broker confirmed the reply. One thread, no pool, no hand-off.
+    """
+    logging.basicConfig(level=logging.WARNING)
+    connection, channel = _floor_channel(amqp_url)
+    channel.basic_qos(prefetch_count=1)
+    persistent = pika.DeliveryMode.Persistent
+
+    def on_request(ch: Any, method: Any, properties: pika.BasicProperties, body: bytes) -> None:
+        # With confirm mode on, BlockingChannel.basic_publish returns once the broker confirmed.
+        ch.basic_publish("", properties.reply_to, b"Consumer processed: " + body,
+                         pika.BasicProperties(correlation_id=properties.correlation_id, delivery_mode=persistent),
+                         mandatory=True)
+        ch.basic_ack(method.delivery_tag)
+
+    channel.basic_consume(FLOOR_REQUESTS, on_request)
+    conn.send({"ready": True})
+    # Runs until the orchestrator terminates this process.
+    channel.start_consuming()
+
+
+class FloorClient:
+    """The thinnest client with burrow's reliable-mode guarantees, one request at a time.
+
+    Each request is persistent, mandatory and confirmed (the publish returns after the confirm)
+    into a quorum queue through a direct exchange; the reply comes from a durable queue and is
+    acked. Only the closed loop at one in flight: it measures what the broker's work on one
+    request costs in latency when the client adds next to nothing.
+    """
+
+    def __init__(self, amqp_url: str) -> None:
+        self._connection, self._channel = _floor_channel(amqp_url)
+        self._reply: bytes | None = None
+        self._channel.basic_consume(FLOOR_REPLIES, self._on_reply, exclusive=True)
+        self._next_id = 0
+
+    def _on_reply(self, ch: Any, method: Any, _properties: Any, body: bytes) -> None:
+        self._reply = body
+        ch.basic_ack(method.delivery_tag)
+
+    def closed(self, count: int, concurrency: int, max_seconds: float, keep: bool = True) -> Result:
+        if concurrency != 1:
+            return {"error": "the floor client runs one request at a time"}
+        latencies: list[float] = []
+        ok = failed = sent = 0
+        started = time.monotonic()
+        deadline = started + max_seconds
+        properties = pika.BasicProperties(reply_to=FLOOR_REPLIES, delivery_mode=pika.DeliveryMode.Persistent)
+        while sent < count and time.monotonic() < deadline:
+            self._next_id += 1
+            properties.correlation_id = str(self._next_id)
+            self._reply = None
+            begin = time.monotonic()
+            self._channel.basic_publish(FLOOR_EXCHANGE, FLOOR_REQUESTS, BODY, properties, mandatory=True)
+            sent += 1
+            give_up = begin + REPLY_TIMEOUT
+            while self._reply is None and time.monotonic() < give_up:
+                self._connection.process_data_events(time_limit=None)
+            if self._reply == EXPECTED:
+                ok += 1
+                if keep:
+                    latencies.append(time.monotonic() - begin)
+            else:
+                failed += 1
+        return _result(sent, ok, failed, time.monotonic() - started, latencies)
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def floor_client_main(conn: Connection, amqp_url: str) -> None:
+    """Child process: the floor client serving commands."""
+    logging.basicConfig(level=logging.WARNING)
+    client = FloorClient(amqp_url)
+    conn.send({"ready": True})
+    _serve(conn, client)
+    client.close()
 
 
 # --------------------------------------------------------------------------- the broker's ceiling

@@ -21,8 +21,10 @@ LABELS = {
     "burrow-reliable": "burrow, reliable mode",
     "burrow-direct": "burrow, direct reply-to",
     "baseline": "seed-style baseline",
-    "reliable-prefetch128": "variant: reliable, prefetch 128",
-    "direct-prefetch128": "variant: direct reply-to, prefetch 128",
+    "reliable-prefetch16": "variant: reliable, prefetch 16 (the old default)",
+    "direct-prefetch16": "variant: direct reply-to, prefetch 16 (the old default)",
+    "reliable-prefetch64": "variant: reliable, prefetch 64",
+    "direct-prefetch64": "variant: direct reply-to, prefetch 64",
     "reliable-classic-queue": "variant: reliable, classic request queue",
 }
 #: The systems the issue's targets are about (the rest are --variants).
@@ -64,13 +66,21 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
         "rounds_msgs_per_s": [round(rate, 1) for rate in ceiling_rates],
         "rpc_ceiling_rps": round(statistics.median(ceiling_rates) / 2, 1),
     }
+    floor_runs = raw.get("floor", [])
+    floor = None
+    if floor_runs:
+        floor = {
+            "rounds_rps": [round(r["ok"] / r["elapsed"], 1) for r in floor_runs],
+            "failed": sum(r["failed"] for r in floor_runs),
+            "cpu_ms_per_request": {role: round(statistics.median(r["cpu_ms_per_request"][role] for r in floor_runs), 4)
+                                   for role in floor_runs[0]["cpu_ms_per_request"]},
+            **latency_summary([x for r in floor_runs for x in r["latencies"]]),
+        }
     levels = list(raw["throughput"][systems[0]])
     lowest = min(levels, key=int)
     latency_c1 = {name: latency_summary([x for r in raw["throughput"][name][lowest] for x in r["latencies"]]) for name in systems}
-    fixed_rate = {}
-    for name, result in raw["fixed_rate"].items():
-        fixed_rate[name] = {"rate_rps": round(result["rate"], 1), "sent": result["sent"], "failed": result["failed"],
-                            **latency_summary(result["latencies"])}
+    fixed_rate, same_rate = ({name: _rate_summary(result) for name, result in raw.get(kind, {}).items()}
+                             for kind in ("fixed_rate", "same_rate"))
     peaks = {name: max(v["median_rps"] for v in throughput[name].values()) for name in systems}
     summary = {
         "started": raw["started"],
@@ -83,13 +93,21 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
         "throughput": throughput,
         "peak_rps": peaks,
         "ceiling": ceiling,
+        "floor": floor,
         "latency_c1": latency_c1,
         "fixed_rate": fixed_rate,
+        "same_rate": same_rate,
         "rss": raw["rss"],
         "profiles": raw.get("profiles", {}),
     }
     summary["targets"] = targets(summary)
     return summary
+
+
+def _rate_summary(result: dict[str, Any]) -> dict[str, Any]:
+    return {"rate_rps": round(result["rate"], 1), "sent": result["sent"], "failed": result["failed"],
+            "cores_busy": round(result["cores_busy"], 2), "cpu_ms_per_request": result["cpu_ms_per_request"],
+            **latency_summary(result["latencies"])}
 
 
 def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -115,6 +133,13 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
             add(f"{name} p50 at concurrency 1", summary["latency_c1"][name]["p50_ms"], 0.6, False, "ms")
         if name in summary["fixed_rate"]:
             add(f"{name} p99 at half of peak", summary["fixed_rate"][name]["p99_ms"], 10.0, False, "ms")
+    # References, not targets of the issue: what bounds the two latency targets above.
+    if summary.get("floor"):
+        add("reference: floor (pika with reliable mode's guarantees) p50 at concurrency 1", summary["floor"]["p50_ms"], 0.6, False, "ms")
+    for name in ("burrow-reliable", "burrow-direct"):
+        same = summary.get("same_rate", {}).get(name)
+        if same:
+            add(f"reference: {name} p99 at the common rate ({same['rate_rps']:.0f} req/s)", same["p99_ms"], 10.0, False, "ms")
     for name in ("burrow-reliable", "burrow-direct"):
         memory = summary["rss"].get(name)
         if memory:
@@ -142,7 +167,7 @@ def markdown(summary: dict[str, Any]) -> str:
         f"{summary['note']}.",
         "",
         "| system | " + " | ".join(f"req/s at {c} in flight" for c in levels)
-        + " | p50 / p90 / p99 / max at 1 in flight (ms) | p50 / p99 / max at half peak (ms) | producer RSS (MiB) | consumer RSS (MiB) "
+        + " | p50 / p90 / p99 / max at 1 in flight (ms) | p50 / p99 / max at half peak (ms), CPU of producer + consumer + broker | producer RSS (MiB) | consumer RSS (MiB) "
         + f"| CPU ms per request at {levels[-1]} in flight: producer / consumer / broker |",
         "|---" * (len(levels) + 6) + "|",
     ]
@@ -153,7 +178,8 @@ def markdown(summary: dict[str, Any]) -> str:
         cells = [LABELS.get(name, name)]
         cells += [f"{per_level[c]['median_rps']:.0f}" for c in levels]
         cells.append(f"{c1['p50_ms']:.2f} / {c1['p90_ms']:.2f} / {c1['p99_ms']:.2f} / {c1['max_ms']:.1f}")
-        cells.append(f"{fixed['p50_ms']:.2f} / {fixed['p99_ms']:.2f} / {fixed['max_ms']:.1f} at {fixed['rate_rps']:.0f} req/s" if fixed else "-")
+        cells.append(f"{fixed['p50_ms']:.2f} / {fixed['p99_ms']:.2f} / {fixed['max_ms']:.1f} at {fixed['rate_rps']:.0f} req/s, "
+                     f"{fixed['cores_busy']:.2f} of {machine['cores']} cores busy" if fixed else "-")
         for role in ("producer", "consumer"):
             cells.append(f"{_mib(memory['first'][role + '_kib'])} -> {_mib(memory['last'][role + '_kib'])}" if memory else "-")
         cpu = per_level[levels[-1]]["cpu_ms_per_request"]
@@ -171,6 +197,24 @@ def markdown(summary: dict[str, Any]) -> str:
         "| target | measured | bound | holds |",
         "|---|---|---|---|",
     ]
+    same_rate = summary.get("same_rate")
+    if same_rate:
+        rate = next(iter(same_rate.values()))["rate_rps"]
+        lines[-3:-3] = ["", f"Every system at one common rate, the lowest half peak ({rate:.0f} req/s), latency in ms:", "",
+                        "| system | p50 | p90 | p99 | max | cores busy |", "|---|---|---|---|---|---|"] + [
+            f"| {LABELS.get(name, name)} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} | "
+            f"{r['cores_busy']:.2f} of {machine['cores']} |" for name, r in same_rate.items()]
+    floor = summary.get("floor")
+    if floor:
+        cpu = floor["cpu_ms_per_request"]
+        lines[-3:-3] = [
+            "",
+            f"Floor at 1 in flight with reliable mode's guarantees (pika, one thread per side, quorum request queue, "
+            f"persistent and confirmed request and reply, request acked after the reply's confirm, reply acked): "
+            f"p50 / p90 / p99 / max {floor['p50_ms']:.2f} / {floor['p90_ms']:.2f} / {floor['p99_ms']:.2f} / "
+            f"{floor['max_ms']:.1f} ms; CPU ms per request: client {cpu['producer']:.3f}, server {cpu['consumer']:.3f}, "
+            f"broker {cpu['broker']:.3f}.",
+        ]
     for row in summary["targets"]:
         measured = f"{row['measured'] * 100:.1f} %" if row["unit"] == "fraction" else f"{row['measured']:.2f} {row['unit']}"
         bound = f"{row['bound'] * 100:.0f} %" if row["unit"] == "fraction" else f"{row['bound']} {row['unit']}"
@@ -187,7 +231,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     colours = {"burrow-reliable": "tab:blue", "burrow-direct": "tab:green", "baseline": "tab:red",
-               "reliable-prefetch128": "tab:purple", "direct-prefetch128": "tab:olive", "reliable-classic-queue": "tab:brown"}
+               "reliable-prefetch16": "tab:cyan", "direct-prefetch16": "tab:pink",
+               "reliable-prefetch64": "tab:purple", "direct-prefetch64": "tab:olive", "reliable-classic-queue": "tab:brown"}
     for name, per_level in summary["throughput"].items():
         levels = sorted(per_level, key=int)
         left.plot([int(c) for c in levels], [per_level[c]["median_rps"] for c in levels], marker="o",
@@ -209,6 +254,10 @@ def plot(summary: dict[str, Any], path: Path) -> None:
         if fixed and fixed["cdf_ms"]:
             right.plot(fixed["cdf_ms"], fractions[: len(fixed["cdf_ms"])], color=colours.get(name), linestyle=":",
                        label=f"{LABELS.get(name, name)}, {fixed['rate_rps']:.0f} req/s (half peak)")
+    floor = summary.get("floor")
+    if floor and floor["cdf_ms"]:
+        right.plot(floor["cdf_ms"], [(i + 1) / len(floor["cdf_ms"]) for i in range(len(floor["cdf_ms"]))], color="black",
+                   linestyle="-.", label="floor: pika with reliable mode's guarantees, 1 in flight")
     right.set_xscale("log")
     right.set_xlabel("latency (ms, log scale)")
     right.set_ylabel("fraction of requests")
