@@ -193,21 +193,18 @@ def markdown(summary: dict[str, Any]) -> str:
         f"{ceiling['one_way_msgs_per_s']:.0f} msg/s, so an RPC ceiling of {ceiling['rpc_ceiling_rps']:.0f} req/s. "
         f"Throughput is the median of the rounds; RSS after {first_rss['first']['requests'] if first_rss else '?'} -> "
         f"{first_rss['last']['requests'] if first_rss else '?'} requests at {settings['rss_concurrency']} in flight.",
-        "",
-        "| target | measured | bound | holds |",
-        "|---|---|---|---|",
     ]
     same_rate = summary.get("same_rate")
     if same_rate:
         rate = next(iter(same_rate.values()))["rate_rps"]
-        lines[-3:-3] = ["", f"Every system at one common rate, the lowest half peak ({rate:.0f} req/s), latency in ms:", "",
-                        "| system | p50 | p90 | p99 | max | cores busy |", "|---|---|---|---|---|---|"] + [
-            f"| {LABELS.get(name, name)} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} | "
-            f"{r['cores_busy']:.2f} of {machine['cores']} |" for name, r in same_rate.items()]
+        lines += ["", f"Every system at one common rate, the lowest half peak ({rate:.0f} req/s), latency in ms:", "",
+                  "| system | p50 | p90 | p99 | max | cores busy |", "|---|---|---|---|---|---|"]
+        lines += [f"| {LABELS.get(name, name)} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} | "
+                  f"{r['cores_busy']:.2f} of {machine['cores']} |" for name, r in same_rate.items()]
     floor = summary.get("floor")
     if floor:
         cpu = floor["cpu_ms_per_request"]
-        lines[-3:-3] = [
+        lines += [
             "",
             f"Floor at 1 in flight with reliable mode's guarantees (pika, one thread per side, quorum request queue, "
             f"persistent and confirmed request and reply, request acked after the reply's confirm, reply acked): "
@@ -215,6 +212,7 @@ def markdown(summary: dict[str, Any]) -> str:
             f"{floor['max_ms']:.1f} ms; CPU ms per request: client {cpu['producer']:.3f}, server {cpu['consumer']:.3f}, "
             f"broker {cpu['broker']:.3f}.",
         ]
+    lines += ["", "| target | measured | bound | holds |", "|---|---|---|---|"]
     for row in summary["targets"]:
         measured = f"{row['measured'] * 100:.1f} %" if row["unit"] == "fraction" else f"{row['measured']:.2f} {row['unit']}"
         bound = f"{row['bound'] * 100:.0f} %" if row["unit"] == "fraction" else f"{row['bound']} {row['unit']}"
