@@ -17,7 +17,7 @@ import uuid
 from types import TracebackType
 
 from burrow.config import RabbitMQConfig
-from burrow.localbroker import LocalBroker, LocalBrokerError
+from burrow.tools.localbroker import LocalBroker, LocalBrokerError
 
 logger = logging.getLogger(__name__)
 
