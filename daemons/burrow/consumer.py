@@ -33,7 +33,7 @@ from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 
 from burrow import metrics
-from burrow.amqp.setup import RabbitMQSetup, call_every
+from burrow.amqp.setup import BrokerLink, RabbitMQSetup, call_every
 from burrow.config import BurrowConfig, default_prefetch
 from burrow.handlers import Handler, RequestContext, load_handler
 from burrow.protocol import (
@@ -148,6 +148,10 @@ class Consumer:
     @property
     def reconnects(self) -> int:
         return self._consume.reconnects + self._publish.reconnects
+
+    def broker_links(self) -> list[BrokerLink]:
+        """The broker nodes the consuming and the publishing connection use, and their failovers."""
+        return [self._consume.link(), self._publish.link()]
 
     def start(self) -> "Consumer":
         self._thread.start()

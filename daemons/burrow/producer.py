@@ -29,7 +29,7 @@ from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 
 from burrow import metrics
-from burrow.amqp.setup import RabbitMQSetup, call_every
+from burrow.amqp.setup import BrokerLink, RabbitMQSetup, call_every
 from burrow.config import BurrowConfig
 from burrow.errors import (
     Backpressure,
@@ -153,6 +153,10 @@ class Producer:
     @property
     def reconnects(self) -> int:
         return self._setup.reconnects
+
+    def broker_links(self) -> list[BrokerLink]:
+        """The broker node the connection uses and its failovers (STATUS, tests)."""
+        return [self._setup.link()]
 
     def stats(self) -> ProducerStats:
         return ProducerStats(**{name: getattr(self._stats, name) for name in ProducerStats.__slots__})

@@ -157,10 +157,20 @@ class BrokerLink:
     connected: bool
     failovers: int
 
-    def describe(self) -> str:
-        state = "connected" if self.connected else "connecting"
-        moves = f", {self.failovers} failover{'s' if self.failovers != 1 else ''}" if self.failovers else ""
-        return f"{self.role} {state} to {self.node}{moves}"
+
+
+def broker_status(links: list[BrokerLink]) -> str:
+    """The STATUS words about the broker: the node(s) in use and the failovers so far, e.g.
+    "broker 10.0.0.2:5672 connected", "broker b1:5672 connected (also b3:5672), 2 failovers" or
+    "waiting for broker b2:5672 (retrying with backoff)"."""
+    nodes = list(dict.fromkeys(str(link.node) for link in links))
+    failovers = sum(link.failovers for link in links)
+    moves = f", {failovers} failover{'s' if failovers != 1 else ''}" if failovers else ""
+    also = f" (also {', '.join(nodes[1:])})" if len(nodes) > 1 else ""
+    if all(link.connected for link in links):
+        return f"broker {nodes[0]} connected{also}{moves}"
+    waiting = [str(link.node) for link in links if not link.connected]
+    return f"waiting for broker {', '.join(dict.fromkeys(waiting))} (retrying with backoff{moves})"
 
 
 class RabbitMQSetup:
