@@ -96,7 +96,7 @@ class Consumer:
         self._publish = RabbitMQSetup(
             config.rabbitmq, config.topology, self._ioloop,
             role=f"{name}-publish", on_ready=self.on_publish_channel_ready, on_lost=self.on_publish_lost,
-            declare=False,
+            declare=False, unconfirmed=lambda: len(self._unconfirmed),
         )
         self._pool = self._new_pool(self._settings.concurrency)
         self._concurrency = self._settings.concurrency
@@ -441,6 +441,10 @@ class Consumer:
         else:
             tags = [method.delivery_tag] if method.delivery_tag in self._unconfirmed else []
         nacked = isinstance(method, pika.spec.Basic.Nack)
+        if nacked and self._publish.publish_nacked():
+            return  # reconnecting: they stay unconfirmed and are published again
+        if not nacked:
+            self._publish.publish_acked()
         settled = []
         for tag in tags:
             delivery = self._unconfirmed.pop(tag)

@@ -134,6 +134,7 @@ class Producer:
             on_ready=self.on_channel_ready,
             on_lost=self.on_connection_lost,
             reply_queue=None if self.direct else self.reply_queue,
+            unconfirmed=lambda: len(self._unconfirmed),
         )
         self._thread = threading.Thread(target=self._run, name=f"burrow-{name}-io", daemon=True)
         self._periodic: list[Any] = []
@@ -373,10 +374,13 @@ class Producer:
         method = frame.method
         tags = self._confirmed_tags(method.delivery_tag, method.multiple)
         if isinstance(method, pika.spec.Basic.Nack):
+            if self._setup.publish_nacked():
+                return  # reconnecting: they stay unconfirmed and are republished
             for tag in tags:
                 request = self._unconfirmed.pop(tag)
                 self._finish(request.correlation_id, error=PublishError("the broker refused the request (nack): the request queue is full or unavailable"))
         else:
+            self._setup.publish_acked()
             for tag in tags:
                 del self._unconfirmed[tag]
 

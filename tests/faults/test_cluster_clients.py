@@ -3,7 +3,7 @@
 One cluster of three throwaway nodes on loopback (``LocalCluster``, about 20-40 s to form) serves
 the whole module. The fault scenarios SIGKILL one node under a bounded load (counted per request
 id from the caller's side, like the other fault scenarios, and reported in docs/reliability.md)
-and start it again afterwards, so every test begins with three running nodes:
+and start it again after the load, so every test begins with three running nodes:
 
 - the node the producer is connected to, which also leads its quorum reply queue (RabbitMQ places
   a new quorum queue's leader on the declaring client's node): replies in flight survive it;
@@ -148,6 +148,8 @@ def run_kill_scenario(request: pytest.FixtureRequest, cluster: LocalCluster, sce
     cluster.kill(victim)
     answered_at_kill = load.answered()
     load.finish(150)
+    # Bring the node back before the test's queues are deleted, so that no member is left behind.
+    cluster.restart(victim)
     tally = load.tally(scenario, title, log)
     tally.notes.update(answered_at_kill=answered_at_kill, killed=victim.name.rsplit("-", 1)[-1],
                        producer_failovers=producer.broker_links()[0].failovers,
