@@ -148,9 +148,9 @@ def run_kill_scenario(request: pytest.FixtureRequest, cluster: LocalCluster, sce
     cluster.kill(victim)
     answered_at_kill = load.answered()
     load.finish(150)
+    tally = load.tally(scenario, title, log)
     # Bring the node back before the test's queues are deleted, so that no member is left behind.
     cluster.restart(victim)
-    tally = load.tally(scenario, title, log)
     tally.notes.update(answered_at_kill=answered_at_kill, killed=victim.name.rsplit("-", 1)[-1],
                        producer_failovers=producer.broker_links()[0].failovers,
                        consumer_failovers=sum(link.failovers for link in consumer.broker_links()),

@@ -171,7 +171,6 @@ class BrokerLink:
     failovers: int
 
 
-
 def broker_status(links: list[BrokerLink]) -> str:
     """The STATUS words about the broker: the node(s) in use and the failovers so far, e.g.
     "broker 10.0.0.2:5672 connected", "broker b1:5672 connected (also b3:5672), 2 failovers" or
@@ -191,7 +190,9 @@ class RabbitMQSetup:
 
     ``on_ready(channel)`` runs on the I/O thread each time a fresh channel is ready (first connect
     and every reconnect); ``on_lost(reason)`` runs each time it is lost. Both run on the I/O loop.
-    The connection goes to one of ``rabbitmq.nodes()`` at a time (module docstring).
+    The connection goes to one of ``rabbitmq.nodes()`` at a time (module docstring). A publishing
+    owner passes ``unconfirmed`` (how many of its publishes await a confirm) and reports confirms
+    with :meth:`publish_acked` and :meth:`publish_nacked`, so a stuck channel gets reopened.
     """
 
     def __init__(
