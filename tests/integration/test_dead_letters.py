@@ -30,6 +30,7 @@ def test_too_large_request_fails_its_caller_at_once_and_stays_dead_lettered(make
     elapsed = time.monotonic() - started
     assert failure.value.reason == "too_large"
     assert "exceeds consumer.max_message_bytes (1024)" in failure.value.message
+    print(f"too_large: caller told after {elapsed * 1000:.0f} ms (timeout {TIMEOUT:.0f} s)")
     assert elapsed < TIMEOUT / 3, f"caller learned after {elapsed:.1f}s, not at once"
     wait_for(lambda: queue_depth(amqp, config.topology.dead_letter_queue) == 1, 10, "the request kept for audit")
     assert producer.call(b"still-here", timeout=10) == b"Consumer processed: still-here"
@@ -99,6 +100,7 @@ def test_poison_request_fails_its_caller_with_delivery_limit_exceeded(make_confi
         with pytest.raises(DeliveryLimitExceeded) as failure:
             poison.result(timeout=TIMEOUT)
         told_after = time.monotonic() - dead_lettered_at
+        print(f"delivery_limit: caller told {told_after * 1000:.0f} ms after the test saw the dead letter (timeout {TIMEOUT:.0f} s)")
         assert told_after < 5, f"caller told {told_after:.1f}s after the dead-lettering"
         error = failure.value
         assert (error.reason, error.delivery_count, error.first_death_reason) == ("delivery_limit", 3, "delivery_limit")
