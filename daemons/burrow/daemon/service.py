@@ -26,6 +26,7 @@ from burrow import metrics
 from burrow.amqp.setup import BrokerLink, broker_status
 from burrow.config import BurrowConfig, load_config
 from burrow.consumer import Consumer
+from burrow.deadletters import DeadLetterWatcher
 from burrow.errors import ConfigError
 from burrow.daemon.journal import LoggingSetup, setup_logging
 from burrow.daemon.notify import Notifier, StatusReporter, StatusSnapshot
@@ -249,6 +250,7 @@ def run_consumer(config: BurrowConfig) -> int:
     block_signals()
     layer = _ServiceLayer(config, "consumer")
     consumer = Consumer(config).start()
+    watcher = DeadLetterWatcher(config).start() if config.consumer.dead_letter_notices else None
     logger.info("Consumer starting: broker %s, queue %s", ", ".join(map(str, config.rabbitmq.nodes())),
                 config.topology.request_queue)
 
@@ -276,6 +278,9 @@ def run_consumer(config: BurrowConfig) -> int:
     # replies, 3. ack them, 4. close both connections. Bounded by consumer.shutdown_timeout.
     shutdown_timeout = layer.config.consumer.shutdown_timeout
     stop_with_force(lambda: consumer.stop(shutdown_timeout), "consumer", shutdown_timeout + 15)
+    # 5. close the dead-letter watcher; copies it has not acked go back to its queue.
+    if watcher is not None:
+        watcher.stop()
     logger.info("Consumer stopped: %d processed, %d dead-lettered", consumer.stats.processed, consumer.stats.dead_lettered)
     layer.close()
     return 0
