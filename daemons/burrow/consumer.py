@@ -232,9 +232,23 @@ class Consumer:
         self._publish_waiting()
         self._maybe_start_consuming()
 
-    def on_publish_lost(self, _reason: str) -> None:
+    def on_publish_lost(self, reason: str) -> None:
         self._publish_channel = None
         self._ready.clear()
+        if "INTERNAL_ERROR" in reason:
+            self._drop_direct_replies()
+
+    def _drop_direct_replies(self) -> None:
+        """RabbitMQ 3.10 closes a channel with INTERNAL_ERROR when it publishes to a direct
+        reply-to address whose connection lived on a node that is now down. Sending those replies
+        again would close every new channel the same way, so they are dropped and their requests
+        acked: the producer whose connection died republishes its pending requests anyway."""
+        tags = [tag for tag, delivery in self._unconfirmed.items() if delivery.reply_to.startswith(DIRECT_REPLY_TO)]
+        if not tags:
+            return
+        logger.warning("Dropping %d direct reply-to replies the broker could not route (their producer's "
+                       "connection is gone); their producers republish the requests", len(tags))
+        self._settle([self._unconfirmed.pop(tag) for tag in tags])
 
     def on_consume_channel_ready(self, channel: Channel) -> None:
         self._generation += 1
