@@ -255,7 +255,7 @@ def run_consumer(config: BurrowConfig) -> int:
                 config.topology.request_queue)
 
     def snapshot() -> StatusSnapshot:
-        stats = consumer.stats
+        stats = consumer.stats()
         return StatusSnapshot(
             processed=stats.processed,
             in_flight=consumer.in_flight,
@@ -278,7 +278,7 @@ def run_consumer(config: BurrowConfig) -> int:
     # replies, 3. ack them, 4. close both connections. Bounded by consumer.shutdown_timeout.
     shutdown_timeout = layer.config.consumer.shutdown_timeout
     stop_with_force(lambda: consumer.stop(shutdown_timeout), "consumer", shutdown_timeout + 15)
-    logger.info("Consumer stopped: %d processed, %d dead-lettered", consumer.stats.processed, consumer.stats.dead_lettered)
+    logger.info("Consumer stopped: %d processed, %d dead-lettered", consumer.stats().processed, consumer.stats().dead_lettered)
     layer.close()
     return 0
 
@@ -335,7 +335,7 @@ def run_producer(config: BurrowConfig) -> int:
             # retries within its start limit) rather than run a producer nobody can reach.
             logger.error("Cannot serve the HTTP API on %s: %s", settings.socket, exc)
             layer.stopping(producer.in_flight)
-            producer.close(0)
+            producer.stop(0)
             layer.close()
             return 1
         if layer.handle_next_signal(producer, apply):
@@ -349,7 +349,7 @@ def run_producer(config: BurrowConfig) -> int:
         started = time.monotonic()
         api.stop_accepting()
         api.drain(shutdown_timeout)
-        producer.close(max(0.0, shutdown_timeout - (time.monotonic() - started)))
+        producer.stop(max(0.0, shutdown_timeout - (time.monotonic() - started)))
         api.close()
 
     stop_with_force(drain, "producer", shutdown_timeout + 15)
