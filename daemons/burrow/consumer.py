@@ -33,6 +33,7 @@ from burrow.amqp.window import RequestWindow
 from burrow.config import BurrowConfig
 from burrow.handlers import Handler, RequestContext, load_handler
 from burrow.protocol import Outcome, validate_request
+from burrow.stats import ConsumerStats
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +53,6 @@ class _Delivery:
     @property
     def correlation_id(self) -> str:
         return self.context.correlation_id
-
-
-@dataclass(slots=True)
-class ConsumerStats:
-    """Counters since start; read them with :meth:`Consumer.stats`."""
-
-    received: int = 0
-    processed: int = 0
-    handler_errors: int = 0
-    dead_lettered: int = 0
-    stale: int = 0
-    redelivered: int = 0
 
 
 class Consumer:
@@ -360,13 +349,4 @@ class Consumer:
 
     def _close_connections(self) -> None:
         """Step 2 of shutdown: close both connections, then stop the I/O loop."""
-        self._io.cancel_timers()
-        remaining = {"count": 2}
-
-        def closed() -> None:
-            remaining["count"] -= 1
-            if remaining["count"] == 0:
-                self._io.stop()
-
-        self._consume.stop(closed)
-        self._publish.stop(closed)
+        self._io.stop_after([self._consume, self._publish])

@@ -16,8 +16,6 @@ import logging
 import threading
 import time
 import uuid
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -34,54 +32,15 @@ from burrow.amqp.iothread import IOThread
 from burrow.amqp.setup import RabbitMQSetup
 from burrow.config import BurrowConfig
 from burrow.deadlines import Deadlines
-from burrow.errors import (
-    Backpressure,
-    BrokerUnavailable,
-    PublishError,
-    RemoteError,
-    RequestTimeout,
-    UnroutableError,
-)
-from burrow.protocol import decode_reply, request_headers, request_properties
+from burrow.errors import Backpressure, BrokerUnavailable, PublishError, RemoteError, RequestTimeout, UnroutableError
+from burrow.inflight import InFlight, Request, RequestFuture
+from burrow.protocol import decode_reply, request_properties
+from burrow.stats import ProducerStats
 from burrow.topology import DIRECT_REPLY_TO, reply_queue_name
 
 logger = logging.getLogger(__name__)
 
 DEADLINE_CHECK_INTERVAL = 0.05
-
-
-class RequestFuture(Future):  # type: ignore[type-arg]
-    """A ``Future[bytes]`` that also knows its request's ids (for logs and HTTP headers)."""
-
-    correlation_id: str
-    message_id: str
-
-
-@dataclass(eq=False, slots=True)
-class _Request:
-    correlation_id: str
-    body: bytes
-    deadline: float  # time.monotonic() at which the request times out
-    wall_deadline: float  # the same moment as time.time(), sent to the consumer
-    headers: dict[str, Any]  # the caller's headers plus the deadline, as published
-    future: RequestFuture
-    submitted: float = field(default_factory=time.monotonic)
-    published: bool = False
-
-
-@dataclass(slots=True)
-class ProducerStats:
-    """Counters since start; read them with :meth:`Producer.stats`."""
-
-    submitted: int = 0
-    published: int = 0
-    republished: int = 0
-    answered: int = 0
-    remote_errors: int = 0
-    timeouts: int = 0
-    failed: int = 0
-    orphaned_replies: int = 0
-    duplicate_replies: int = 0
 
 
 class Producer:
@@ -102,14 +61,11 @@ class Producer:
         self._name = name
         self._request_timeout = settings.request_timeout
         self._max_message_bytes = settings.max_message_bytes
-        self._slots = threading.BoundedSemaphore(settings.max_in_flight)
-        self._lock = threading.Lock()
-        self._pending: dict[str, _Request] = {}
-        self._drained = threading.Condition(self._lock)
+        self._in_flight = InFlight(settings.max_in_flight)
         self._io = IOThread(f"burrow-{name}-io")
-        self._outbox: Inbox[_Request] = Inbox(self._io.ioloop, self._flush)
+        self._outbox: Inbox[Request] = Inbox(self._io.ioloop, self._flush)
         # I/O-thread state: never touched by caller threads.
-        self._confirms: ConfirmTracker[_Request] = ConfirmTracker()
+        self._confirms: ConfirmTracker[Request] = ConfirmTracker()
         self._deadlines = Deadlines()
         # Correlation ids are "<random prefix>-<counter>": unique without a uuid4() per request,
         # and a reply carrying this prefix whose request is no longer pending is a late or
@@ -142,15 +98,14 @@ class Producer:
     @property
     def in_flight(self) -> int:
         """Requests submitted and not yet answered, failed or timed out."""
-        return len(self._pending)
+        return len(self._in_flight)
 
     @property
     def reconnects(self) -> int:
         return self._setup.reconnects
 
     def stats(self) -> ProducerStats:
-        with self._lock:
-            return dataclasses.replace(self._stats)
+        return dataclasses.replace(self._stats, submitted=self._in_flight.added)
 
     def start(self, wait: float | None = None) -> "Producer":
         """Start the I/O thread; with ``wait``, block up to that many seconds for the first connect.
@@ -191,32 +146,16 @@ class Producer:
             raise TypeError(f"request body must be bytes, not {type(body).__name__}")
         if len(body) > self._max_message_bytes:
             raise ValueError(f"request body of {len(body)} bytes exceeds producer.max_message_bytes ({self._max_message_bytes})")
-        if not self._slots.acquire(blocking=block):
+        if not self._in_flight.reserve(block):
             raise Backpressure(f"{self.in_flight} requests in flight (producer.max_in_flight)")
         if self._closing:
-            self._slots.release()
+            self._in_flight.unreserve()
             raise BrokerUnavailable("producer is closed")
         seconds = self._request_timeout if timeout is None else timeout
-        correlation_id = f"{self._id_prefix}-{next(self._ids):x}"
-        future = RequestFuture()
-        future.correlation_id = correlation_id
-        future.message_id = correlation_id
-        now = time.monotonic()
-        wall_deadline = time.time() + seconds
-        request = _Request(
-            correlation_id=correlation_id,
-            body=bytes(body),
-            deadline=now + seconds,
-            wall_deadline=wall_deadline,
-            headers=request_headers(headers, wall_deadline),
-            future=future,
-            submitted=now,
-        )
-        with self._lock:
-            self._pending[correlation_id] = request
-            self._stats.submitted += 1
+        request = Request.create(f"{self._id_prefix}-{next(self._ids):x}", body, seconds, headers)
+        self._in_flight.add(request)
         self._outbox.put(request)
-        return future
+        return request.future
 
     def call(self, body: bytes, *, timeout: float | None = None, headers: dict[str, Any] | None = None) -> bytes:
         """Send ``body`` and block for the reply; raises :class:`RequestTimeout` or :class:`RemoteError`."""
@@ -239,10 +178,7 @@ class Producer:
             return
         self._closing = True
         seconds = self._config.producer.shutdown_timeout if timeout is None else timeout
-        deadline = time.monotonic() + seconds
-        with self._drained:
-            while self._pending and time.monotonic() < deadline and self._io.is_alive():
-                self._drained.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+        self._in_flight.wait_empty(time.monotonic() + seconds, self._io.is_alive)
         if self._io.is_alive():
             self._io.call_soon(self._shutdown)
             self._io.join(timeout=max(5.0, self._config.rabbitmq.socket_timeout))
@@ -264,9 +200,8 @@ class Producer:
         self._io.call_every(DEADLINE_CHECK_INTERVAL, self._expire_deadlines)
 
     def _shutdown(self) -> None:
-        self._io.cancel_timers()
         self._ready.clear()
-        self._setup.stop(self._io.stop)
+        self._io.stop_after([self._setup])
 
     def on_channel_ready(self, channel: Channel) -> None:
         """Fresh channel with the topology declared: enable confirms, consume replies, resend."""
@@ -291,7 +226,7 @@ class Producer:
         resend = [r for r in self._confirms.reset() if not r.future.done()]
         if self.direct:
             # Replies to the old channel's direct reply-to address are gone: resend what is pending.
-            resend = [r for r in self._pending_snapshot() if r.published and not r.future.done()]
+            resend = [r for r in self._in_flight.snapshot() if r.published and not r.future.done()]
         if resend:
             logger.info("Republishing %d requests not confirmed before the connection loss", len(resend))
             self._stats.republished += len(resend)
@@ -300,10 +235,6 @@ class Producer:
         logger.info("Producer %s ready: publishing to %s, replies on %s", self.instance_id,
                     self._config.topology.request_exchange, self.reply_queue)
         self._flush()
-
-    def _pending_snapshot(self) -> list[_Request]:
-        with self._lock:
-            return sorted(self._pending.values(), key=lambda r: r.submitted)
 
     def on_connection_lost(self, reason: str) -> None:
         self._ready.clear()
@@ -366,9 +297,7 @@ class Producer:
             # Acked on arrival: from here the reply is this process's (the future or the orphan log).
             self._reply_acks.received(channel, method.delivery_tag)
         correlation_id = properties.correlation_id
-        with self._lock:
-            request = self._pending.get(correlation_id) if correlation_id else None
-        if request is None:
+        if self._in_flight.get(correlation_id) is None:
             if correlation_id and correlation_id.startswith(self._id_prefix):
                 self._stats.duplicate_replies += 1
                 logger.info("Dropped a late or duplicate reply", extra={"CORRELATION_ID": correlation_id})
@@ -387,10 +316,8 @@ class Producer:
 
     def _expire_deadlines(self) -> None:
         now = time.monotonic()
-        if len(self._deadlines) > 4 * len(self._pending) + 1024:
-            with self._lock:
-                live = [(r.deadline, r.correlation_id) for r in self._pending.values() if r.published]
-            self._deadlines.rebuild(live)
+        if len(self._deadlines) > 4 * len(self._in_flight) + 1024:
+            self._deadlines.rebuild((r.deadline, r.correlation_id) for r in self._in_flight.snapshot() if r.published)
         for correlation_id in self._deadlines.expired(now):
             self._finish(correlation_id, error=RequestTimeout(f"no reply within the request's deadline (correlation id {correlation_id})"))
         if self._outbox and self._channel is None:
@@ -401,15 +328,9 @@ class Producer:
 
     def _finish(self, correlation_id: str | None, *, result: bytes | None = None, error: BaseException | None = None) -> None:
         """Resolve one request's future exactly once and free its in-flight slot."""
-        if correlation_id is None:
-            return
-        with self._lock:
-            request = self._pending.pop(correlation_id, None)
-            if request is not None and not self._pending:
-                self._drained.notify_all()
+        request = self._in_flight.take(correlation_id)
         if request is None:
             return
-        self._slots.release()
         elapsed = time.monotonic() - request.submitted
         if error is None:
             self._stats.answered += 1
@@ -428,5 +349,5 @@ class Producer:
         request.future.set_exception(error)
 
     def _fail_all(self, error: BaseException) -> None:
-        for request in self._pending_snapshot():
+        for request in self._in_flight.snapshot():
             self._finish(request.correlation_id, error=error)

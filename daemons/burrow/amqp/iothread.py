@@ -2,8 +2,8 @@
 
 An engine builds its :class:`~burrow.amqp.setup.RabbitMQSetup` objects on :attr:`IOThread.ioloop`,
 starts the thread with the step that opens its connections, registers periodic work with
-:meth:`call_every` (from any thread) and, to stop, calls :meth:`cancel_timers` on the loop before
-closing its connections and :meth:`stop` once they are closed. Other threads reach the loop only
+:meth:`call_every` (from any thread) and, to stop, calls :meth:`stop_after` on the loop: timers
+cancelled, connections closed, then the loop left. Other threads reach the loop only
 through :meth:`call_soon`, pika's ``add_callback_threadsafe``.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from typing import Callable, Protocol, Sequence
 
 from pika.adapters.select_connection import IOLoop
 
@@ -41,6 +41,10 @@ def call_every(ioloop: IOLoop, interval: float, fn: Callable[[], None]) -> Calla
 
     state["handle"] = ioloop.call_later(interval, tick)
     return cancel
+
+
+class Stoppable(Protocol):
+    def stop(self, on_stopped: Callable[[], None]) -> None: ...
 
 
 class IOThread:
@@ -83,6 +87,21 @@ class IOThread:
         """I/O thread, last step of a stop: leave the loop (the thread then closes it and ends)."""
         self.cancel_timers()
         self.ioloop.stop()
+
+    def stop_after(self, setups: Sequence[Stoppable]) -> None:
+        """I/O thread: cancel the timers, stop every connection in ``setups`` and, once the last
+        one reports closed, :meth:`stop` the loop."""
+        self.cancel_timers()
+        remaining = len(setups)
+
+        def closed() -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining == 0:
+                self.stop()
+
+        for setup in setups:
+            setup.stop(closed)
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
