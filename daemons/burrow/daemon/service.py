@@ -26,7 +26,7 @@ from burrow import metrics
 from burrow.config import BurrowConfig, load_config
 from burrow.consumer import Consumer
 from burrow.errors import ConfigError
-from burrow.daemon.journal import LoggingSetup, setup_logging
+from burrow.daemon.journal import LoggingSetup, install_service_logging
 from burrow.daemon.notify import Notifier, StatusReporter, StatusSnapshot
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class _ServiceLayer:
     def __init__(self, config: BurrowConfig, role: str) -> None:
         self.config = config
         self.role = role
-        self.logs: LoggingSetup = setup_logging(
+        self.logs: LoggingSetup = install_service_logging(
             config.logging.level, f"burrow-{role}", secrets=[config.rabbitmq.password]
         )
         # Built here, i.e. after any --daemon fork: python-daemon closes inherited descriptors.
