@@ -247,13 +247,9 @@ class Consumer:
             self._resubscribe()
         rejection = validate_request(properties, body, max_message_bytes=self._settings.max_message_bytes,
                                      content_types=self._settings.content_types, now=time.time())
-        context = RequestContext(
-            correlation_id=properties.correlation_id,
-            message_id=properties.message_id,
-            redelivered=bool(method.redelivered),
-            headers=dict(properties.headers or {}),
-            content_type=properties.content_type,
-        )
+        context = RequestContext(correlation_id=properties.correlation_id, message_id=properties.message_id,
+                                 redelivered=bool(method.redelivered), headers=dict(properties.headers or {}),
+                                 content_type=properties.content_type)
         delivery = _Delivery(method.delivery_tag, self._generation, properties.reply_to, context, body)
         if rejection is not None:
             self._stats.stale += rejection.stale

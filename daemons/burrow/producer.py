@@ -79,13 +79,8 @@ class Producer:
         self._closed = threading.Event()
         self._stats = ProducerStats()
         self._setup = RabbitMQSetup(
-            config.rabbitmq,
-            config.topology,
-            self._io.ioloop,
-            role=name,
-            on_ready=self.on_channel_ready,
-            on_lost=self.on_connection_lost,
-            reply_queue=None if self.direct else self.reply_queue,
+            config.rabbitmq, config.topology, self._io.ioloop, role=name, on_ready=self.on_channel_ready,
+            on_lost=self.on_connection_lost, reply_queue=None if self.direct else self.reply_queue,
         )
 
     # ----------------------------------------------------------------- public API (any thread)
