@@ -120,11 +120,9 @@ class Consumer:
     def stats(self) -> ConsumerStats:
         return dataclasses.replace(self._stats)
 
-    def start(self, wait: float | None = None) -> "Consumer":
-        """Start the I/O thread; with ``wait``, block up to that many seconds for :meth:`wait_ready`."""
+    def start(self) -> "Consumer":
+        """Start the I/O thread, which connects and keeps reconnecting; see :meth:`wait_ready`."""
         self._io.start(self._connect)
-        if wait is not None and not self._ready.wait(wait):
-            logger.warning("Consumer not ready after %.1fs; still retrying in the background", wait)
         return self
 
     def wait_ready(self, timeout: float | None = None) -> bool:
