@@ -5,7 +5,9 @@ Two connections share one I/O thread: one consumes requests through a :class:`Re
 publishes replies with publisher confirms (:class:`ConfirmTracker`). Handlers run in a thread pool,
 so a handler that runs for minutes never starves heartbeats; workers hand their :class:`Outcome`
 to the I/O thread through an :class:`Inbox` and never touch a channel. Malformed or stale requests
-are rejected to the dead-letter queue with a logged reason (:meth:`Consumer._dead_letter`). If the
+are rejected to the dead-letter queue with a logged reason (:meth:`Consumer._dead_letter`); when the
+request says where to answer, its caller first gets a rejection notice (confirmed by the broker
+before the request is rejected), so it fails at once instead of at its deadline. If the
 consuming channel is lost after a handler ran, the request is redelivered (flagged
 ``redelivered``) and the producer drops the duplicate reply: at least once, nothing lost.
 """
@@ -32,7 +34,7 @@ from burrow.amqp.setup import RabbitMQSetup
 from burrow.amqp.window import RequestWindow
 from burrow.config import BurrowConfig
 from burrow.handlers import Handler, RequestContext, load_handler
-from burrow.protocol import Outcome, validate_request
+from burrow.protocol import REJECT_REPLY_UNROUTABLE, Outcome, Rejection, validate_request
 from burrow.stats import ConsumerStats
 
 logger = logging.getLogger(__name__)
@@ -251,23 +253,35 @@ class Consumer:
         delivery = _Delivery(method.delivery_tag, self._generation, properties.reply_to, context, body)
         if rejection is not None:
             self._stats.stale += rejection.stale
-            self._dead_letter(channel, delivery, rejection.reason)
+            self._dead_letter(channel, delivery, rejection)
             return
         self._in_flight += 1
         self._acks.received(method.delivery_tag)
         self._pool.submit(self._work, delivery)
 
-    def _dead_letter(self, channel: Channel, delivery: _Delivery, reason: str) -> None:
-        """Reject one request to the dead-letter queue with a logged reason (it is not answered)."""
+    def _dead_letter(self, channel: Channel, delivery: _Delivery, rejection: Rejection, *, tell_caller: bool = True) -> None:
+        """Reject the request to the dead-letter queue; first tell its caller why, if it can be told.
+
+        A request with a reply address and a correlation id gets a rejection notice through the
+        reply path like any answer, and is rejected once the broker confirmed the notice (see
+        :meth:`_settle`), so its caller learns the reason at once. Others (and, with
+        ``tell_caller=False``, those whose reply address is gone) are rejected now.
+        """
         self._stats.dead_lettered += 1
-        metrics.dead_lettered()
+        metrics.dead_lettered(rejection.code)
         logger.warning(
-            "Dead-lettering request: %s", reason,
+            "Dead-lettering request: %s", rejection.reason,
             extra={"CORRELATION_ID": delivery.correlation_id or "-", "MESSAGE_ID": delivery.context.message_id or "-",
-                   "QUEUE": self._config.topology.request_queue},
+                   "QUEUE": self._config.topology.request_queue, "REASON": rejection.code},
         )
-        if channel.is_open:
-            channel.basic_reject(delivery.delivery_tag, requeue=False)
+        if not (tell_caller and delivery.reply_to and delivery.correlation_id):
+            if channel.is_open:
+                channel.basic_reject(delivery.delivery_tag, requeue=False)
+            return
+        delivery.outcome = Outcome.rejection(rejection)
+        self._in_flight += 1
+        self._acks.received(delivery.delivery_tag)
+        self._replies.publish(delivery)
 
     # ----------------------------------------------------------------- worker threads
 
@@ -304,14 +318,17 @@ class Consumer:
         usable = channel is not None and channel.is_open
         acks = []
         for delivery in deliveries:
-            if delivery.outcome is not None and not delivery.outcome.ok:
+            if delivery.outcome is not None and delivery.outcome.error_type is not None:
                 self._stats.handler_errors += 1
             if not usable or delivery.generation != self._generation:
                 logger.debug("Request's channel is gone; the broker redelivers it and the duplicate reply is dropped",
                              extra={"CORRELATION_ID": delivery.correlation_id})
+            elif delivery.outcome is not None and delivery.outcome.rejected is not None:
+                self._acks.rejected(delivery.delivery_tag)
+                channel.basic_reject(delivery.delivery_tag, requeue=False)  # its caller has been told
             elif delivery.returned:
                 self._acks.rejected(delivery.delivery_tag)
-                self._dead_letter(channel, delivery, delivery.returned)
+                self._dead_letter(channel, delivery, Rejection(REJECT_REPLY_UNROUTABLE, delivery.returned), tell_caller=False)
             else:
                 logger.debug("Handled request", extra={"CORRELATION_ID": delivery.correlation_id,
                                                        "HANDLER": self._settings.handler})

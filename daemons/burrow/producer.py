@@ -32,7 +32,7 @@ from burrow.amqp.iothread import IOThread
 from burrow.amqp.setup import RabbitMQSetup
 from burrow.config import BurrowConfig
 from burrow.deadlines import Deadlines
-from burrow.errors import Backpressure, BrokerUnavailable, PublishError, RemoteError, RequestTimeout, UnroutableError
+from burrow.errors import Backpressure, BrokerUnavailable, PublishError, Rejected, RemoteError, RequestTimeout, UnroutableError
 from burrow.inflight import InFlight, Request, RequestFuture
 from burrow.protocol import decode_reply, request_properties
 from burrow.stats import ProducerStats
@@ -131,6 +131,7 @@ class Producer:
 
         The future fails with :class:`RequestTimeout` after ``timeout`` seconds (default
         ``producer.request_timeout``), :class:`RemoteError` if the handler raised,
+        :class:`Rejected` (or its :class:`DeliveryLimitExceeded`) as soon as burrow dead-letters it,
         :class:`UnroutableError`/:class:`PublishError` if the broker refused it. Blocks while
         ``max_in_flight`` requests are outstanding, or raises :class:`Backpressure` if ``block`` is
         false.
@@ -335,6 +336,9 @@ class Producer:
         if isinstance(error, RemoteError):
             self._stats.remote_errors += 1
             metrics.reply_received(elapsed, "error")
+        elif isinstance(error, Rejected):
+            self._stats.rejected += 1
+            metrics.reply_received(elapsed, "rejected")
         elif isinstance(error, RequestTimeout):
             self._stats.timeouts += 1
             metrics.reply_received(elapsed, "timeout")

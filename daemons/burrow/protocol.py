@@ -7,9 +7,12 @@ A request is the raw body, published persistent and ``mandatory`` with ``correla
 
 A reply carries the same correlation id; an error reply has ``x-burrow-status: error`` plus the
 remote exception's type name and message (and its traceback only when the consumer is configured to
-include it). The consumer's worker describes the reply as an :class:`Outcome`, the I/O thread
-publishes it with :func:`reply_properties`, and the producer turns it back into a result or a
-:class:`~burrow.errors.RemoteError` with :func:`decode_reply`.
+include it). A rejection notice has ``x-burrow-status: rejected``, the reason code in
+``x-burrow-reject-reason`` and the explanation as its body; one for a request past the delivery
+limit also carries the delivery count and the broker's first death reason, queue and time. The
+consumer describes a reply as an :class:`Outcome`, publishes it with :func:`reply_properties`, and
+the producer turns it back into a result, a :class:`~burrow.errors.RemoteError` or a
+:class:`~burrow.errors.Rejected` with :func:`decode_reply`.
 """
 
 from __future__ import annotations
@@ -20,19 +23,39 @@ from typing import Any
 
 import pika
 
-from burrow.errors import RemoteError
+from burrow.errors import DeliveryLimitExceeded, Rejected, RemoteError
 
 CONTENT_TYPE = "application/octet-stream"
 HEADER_DEADLINE = "x-burrow-deadline"
 HEADER_STATUS = "x-burrow-status"
 HEADER_ERROR_TYPE = "x-burrow-error-type"
 HEADER_TRACEBACK = "x-burrow-traceback"
+HEADER_REJECT_REASON = "x-burrow-reject-reason"
+HEADER_DELIVERY_COUNT = "x-burrow-delivery-count"
+HEADER_FIRST_DEATH_REASON = "x-burrow-first-death-reason"
+HEADER_FIRST_DEATH_QUEUE = "x-burrow-first-death-queue"
+HEADER_DIED_AT = "x-burrow-died-at"
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
+STATUS_REJECTED = "rejected"
+
+#: Reasons a request is rejected (the ``reason`` of :class:`~burrow.errors.Rejected`).
+REJECT_MALFORMED = "malformed"
+REJECT_TOO_LARGE = "too_large"
+REJECT_CONTENT_TYPE = "content_type"
+REJECT_INVALID_UTF8 = "invalid_utf8"
+REJECT_STALE = "stale"
+REJECT_DELIVERY_LIMIT = "delivery_limit"
+#: Not sent to the caller (its reply address is gone), only counted: the reply came back unroutable.
+REJECT_REPLY_UNROUTABLE = "reply_unroutable"
 
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 # ----------------------------------------------------------------------------------- requests
@@ -61,18 +84,20 @@ def request_properties(
 
 def request_deadline(properties: pika.BasicProperties) -> float | None:
     """The request's deadline in UNIX seconds, or None when absent or unreadable."""
-    value = (properties.headers or {}).get(HEADER_DEADLINE)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value / 1000.0
-    return None
+    value = _int((properties.headers or {}).get(HEADER_DEADLINE))
+    return None if value is None else value / 1000.0
 
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why a request is not handled but dead-lettered; ``stale`` when only its deadline passed."""
+    """Why a request is not handled but dead-lettered: a ``REJECT_*`` code and the explanation."""
 
+    code: str
     reason: str
-    stale: bool = False
+
+    @property
+    def stale(self) -> bool:
+        return self.code == REJECT_STALE
 
 
 def validate_request(
@@ -85,24 +110,24 @@ def validate_request(
     before ``now`` (UNIX seconds), so nobody waits for the answer any more.
     """
     if not properties.reply_to:
-        return Rejection("no reply_to")
+        return Rejection(REJECT_MALFORMED, "no reply_to")
     if not properties.correlation_id:
-        return Rejection("no correlation_id")
+        return Rejection(REJECT_MALFORMED, "no correlation_id")
     if len(body) > max_message_bytes:
-        return Rejection(f"body of {len(body)} bytes exceeds consumer.max_message_bytes ({max_message_bytes})")
+        return Rejection(REJECT_TOO_LARGE, f"body of {len(body)} bytes exceeds consumer.max_message_bytes ({max_message_bytes})")
     content_type = properties.content_type
     if content_type is not None:
         base = content_type.split(";", 1)[0].strip().lower()
         if base not in content_types:
-            return Rejection(f"content type {content_type!r} not in consumer.content_types")
+            return Rejection(REJECT_CONTENT_TYPE, f"content type {content_type!r} not in consumer.content_types")
         if base.startswith("text/"):
             try:
                 body.decode("utf-8")
             except UnicodeDecodeError as exc:
-                return Rejection(f"declared {base} but the body is not valid UTF-8 ({exc.reason} at byte {exc.start})")
+                return Rejection(REJECT_INVALID_UTF8, f"declared {base} but the body is not valid UTF-8 ({exc.reason} at byte {exc.start})")
     deadline = request_deadline(properties)
     if deadline is not None and now > deadline:
-        return Rejection("expired before processing (deadline passed)", stale=True)
+        return Rejection(REJECT_STALE, "expired before processing (deadline passed)")
     return None
 
 
@@ -111,15 +136,22 @@ def validate_request(
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What the handler produced: the reply body, and for a failure the exception's type name."""
+    """The answer to one request: the handler's reply body, or for a failure the exception's type
+    name, or for a request burrow rejects the ``rejected`` reason code with the explanation as body."""
 
     body: bytes
     error_type: str | None = None
     traceback: str | None = None
+    rejected: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.error_type is None
+        return self.error_type is None and self.rejected is None
+
+    @classmethod
+    def rejection(cls, rejection: Rejection) -> "Outcome":
+        """The notice that tells the caller why its request is dead-lettered unanswered."""
+        return cls(body=rejection.reason.encode("utf-8", "replace"), rejected=rejection.code)
 
     @classmethod
     def failure(cls, exc: BaseException, *, include_traceback: bool) -> "Outcome":
@@ -131,7 +163,14 @@ class Outcome:
         )
 
 
+def rejection_headers(reason: str) -> dict[str, Any]:
+    """Headers of the notice that tells a caller its request was rejected for ``reason``."""
+    return {HEADER_STATUS: STATUS_REJECTED, HEADER_REJECT_REASON: reason}
+
+
 def reply_headers(outcome: Outcome) -> dict[str, Any]:
+    if outcome.rejected is not None:
+        return rejection_headers(outcome.rejected)
     if outcome.ok:
         return {HEADER_STATUS: STATUS_OK}
     headers: dict[str, Any] = {HEADER_STATUS: STATUS_ERROR, HEADER_ERROR_TYPE: outcome.error_type}
@@ -150,10 +189,30 @@ def reply_properties(correlation_id: str, outcome: Outcome, *, persistent: bool)
     )
 
 
-def decode_reply(properties: pika.BasicProperties, body: bytes) -> tuple[bool, bytes | RemoteError]:
-    """Return ``(True, body)`` for a normal reply or ``(False, RemoteError)`` for an error reply."""
+def decode_rejection(headers: dict[str, Any], body: bytes) -> Rejected:
+    """The typed failure a rejection notice stands for."""
+    reason = _text(headers.get(HEADER_REJECT_REASON, "rejected"))
+    message = body.decode("utf-8", "replace")
+    if reason != REJECT_DELIVERY_LIMIT:
+        return Rejected(reason, message)
+    died_at = _int(headers.get(HEADER_DIED_AT))
+    return DeliveryLimitExceeded(
+        message,
+        delivery_count=_int(headers.get(HEADER_DELIVERY_COUNT)),
+        first_death_reason=_text(headers.get(HEADER_FIRST_DEATH_REASON, "")),
+        first_death_queue=_text(headers.get(HEADER_FIRST_DEATH_QUEUE, "")),
+        died_at=None if died_at is None else died_at / 1000.0,
+    )
+
+
+def decode_reply(properties: pika.BasicProperties, body: bytes) -> tuple[bool, bytes | RemoteError | Rejected]:
+    """Return ``(True, body)`` for a normal reply, or ``(False, error)`` for an error reply
+    (:class:`RemoteError`) or a rejection notice (:class:`Rejected`)."""
     headers = properties.headers or {}
-    if _text(headers.get(HEADER_STATUS, STATUS_OK)) != STATUS_ERROR:
+    status = _text(headers.get(HEADER_STATUS, STATUS_OK))
+    if status == STATUS_REJECTED:
+        return False, decode_rejection(headers, body)
+    if status != STATUS_ERROR:
         return True, body
     traceback = headers.get(HEADER_TRACEBACK)
     return False, RemoteError(

@@ -14,6 +14,7 @@ class ProducerStats:
     republished: int = 0
     answered: int = 0
     remote_errors: int = 0
+    rejected: int = 0
     timeouts: int = 0
     failed: int = 0
     orphaned_replies: int = 0

@@ -159,7 +159,7 @@ def _matching_stream_env() -> dict[str, str]:
         ({}, False),
     ],
 )
-def test_setup_logging_picks_journal_only_for_our_stderr(
+def test_service_logging_picks_journal_only_for_our_stderr(
     journal_socket: tuple[str, socket.socket], environ: dict[str, str] | str, native: bool
 ) -> None:
     path, sock = journal_socket

@@ -7,13 +7,18 @@ import time
 import pika
 import pytest
 
-from burrow.errors import RemoteError
+from burrow.errors import Rejected, RemoteError
 from burrow.protocol import (
     CONTENT_TYPE,
     HEADER_DEADLINE,
     HEADER_ERROR_TYPE,
     HEADER_STATUS,
     HEADER_TRACEBACK,
+    REJECT_CONTENT_TYPE,
+    REJECT_INVALID_UTF8,
+    REJECT_MALFORMED,
+    REJECT_STALE,
+    REJECT_TOO_LARGE,
     Outcome,
     Rejection,
     decode_reply,
@@ -65,28 +70,33 @@ def test_a_well_formed_fresh_request_passes() -> None:
 
 
 @pytest.mark.parametrize(
-    "overrides, body, reason",
+    "overrides, body, code, reason",
     [
-        ({"reply_to": None}, b"x", "no reply_to"),
-        ({"correlation_id": None}, b"x", "no correlation_id"),
-        ({}, b"x" * 17, "body of 17 bytes exceeds consumer.max_message_bytes (16)"),
-        ({"content_type": "application/json"}, b"x", "content type 'application/json' not in consumer.content_types"),
-        ({"content_type": "text/plain"}, b"\xff", "declared text/plain but the body is not valid UTF-8 (invalid start byte at byte 0)"),
+        ({"reply_to": None}, b"x", REJECT_MALFORMED, "no reply_to"),
+        ({"correlation_id": None}, b"x", REJECT_MALFORMED, "no correlation_id"),
+        ({}, b"x" * 17, REJECT_TOO_LARGE, "body of 17 bytes exceeds consumer.max_message_bytes (16)"),
+        ({"content_type": "application/json"}, b"x", REJECT_CONTENT_TYPE,
+         "content type 'application/json' not in consumer.content_types"),
+        ({"content_type": "text/plain"}, b"\xff", REJECT_INVALID_UTF8,
+         "declared text/plain but the body is not valid UTF-8 (invalid start byte at byte 0)"),
     ],
 )
-def test_malformed_requests_are_rejected_with_the_reason(overrides: dict[str, object], body: bytes, reason: str) -> None:
-    assert check(request(**overrides), body) == Rejection(reason)
+def test_malformed_requests_are_rejected_with_code_and_reason(overrides: dict[str, object], body: bytes, code: str,
+                                                              reason: str) -> None:
+    rejection = check(request(**overrides), body)
+    assert rejection == Rejection(code, reason) and not rejection.stale
 
 
 def test_a_request_past_its_deadline_is_stale() -> None:
     properties = request(headers=request_headers(None, 1000.0))
-    assert check(properties, now=1000.5) == Rejection("expired before processing (deadline passed)", stale=True)
+    rejection = check(properties, now=1000.5)
+    assert rejection == Rejection(REJECT_STALE, "expired before processing (deadline passed)") and rejection.stale
     assert check(properties, now=999.0) is None
 
 
 def test_malformed_wins_over_stale() -> None:
     properties = request(reply_to=None, headers=request_headers(None, 1000.0))
-    assert check(properties, now=2000.0) == Rejection("no reply_to")
+    assert check(properties, now=2000.0) == Rejection(REJECT_MALFORMED, "no reply_to")
 
 
 def test_an_ok_outcome_round_trips_to_the_body() -> None:
@@ -111,6 +121,15 @@ def test_a_failure_round_trips_to_a_remote_error_with_its_traceback_only_when_as
     assert (error.type_name, error.remote_traceback is not None) == ("KeyError", True)
     headers = reply_properties("c1", without, persistent=True).headers
     assert HEADER_TRACEBACK not in headers and headers[HEADER_ERROR_TYPE] == "KeyError"
+
+
+def test_a_rejection_outcome_is_a_rejection_notice_the_producer_raises() -> None:
+    outcome = Outcome.rejection(Rejection(REJECT_TOO_LARGE, "body of 17 bytes exceeds 16"))
+    assert not outcome.ok and outcome.error_type is None
+    properties = reply_properties("c1", outcome, persistent=True)
+    ok, error = decode_reply(properties, outcome.body)
+    assert not ok and isinstance(error, Rejected) and not isinstance(error, RemoteError)
+    assert (error.reason, error.message) == (REJECT_TOO_LARGE, "body of 17 bytes exceeds 16")
 
 
 def test_a_reply_without_status_or_with_bytes_headers_decodes() -> None:

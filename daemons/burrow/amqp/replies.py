@@ -75,6 +75,11 @@ class ReplyPublisher(Generic[R]):
 
     # The rest runs on the I/O thread.
 
+    def publish(self, reply: R) -> None:
+        """Publish ``reply`` now, after those already waiting (or once a channel is ready)."""
+        self._waiting.put(reply)
+        self.publish_waiting()
+
     def on_channel_ready(self, channel: Channel) -> None:
         channel.add_on_return_callback(self.on_returned)
         channel.confirm_delivery(ack_nack_callback=self.on_confirm, callback=lambda _f: self.on_confirms_enabled(channel))
