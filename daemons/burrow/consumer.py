@@ -2,9 +2,9 @@
 per delivery, acknowledging a request only after the broker confirmed its reply.
 
 Two connections share one I/O thread: one consumes requests through a :class:`RequestWindow`, one
-publishes replies with publisher confirms (:class:`ConfirmTracker`). Handlers run in a thread pool,
-so a handler that runs for minutes never starves heartbeats; workers hand their :class:`Outcome`
-to the I/O thread through an :class:`Inbox` and never touch a channel. Malformed or stale requests
+publishes replies with publisher confirms (:class:`ReplyPublisher`). Handlers run in a
+:class:`HandlerPool`, so a handler that runs for minutes never starves heartbeats; workers hand
+their :class:`Outcome` to the I/O thread and never touch a channel. Malformed or stale requests
 are rejected to the dead-letter queue with a logged reason (:meth:`Consumer._dead_letter`); when the
 request says where to answer, its caller first gets a rejection notice (confirmed by the broker
 before the request is rejected), so it fails at once instead of at its deadline. If the
@@ -14,7 +14,6 @@ consuming channel is lost after a handler ran, the request is redelivered (flagg
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import logging
 import threading
@@ -36,6 +35,7 @@ from burrow.config import BurrowConfig
 from burrow.handlers import Handler, RequestContext, load_handler
 from burrow.protocol import REJECT_REPLY_UNROUTABLE, Outcome, Rejection, validate_request
 from burrow.stats import ConsumerStats
+from burrow.workers import HandlerPool
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Consumer:
     def __init__(self, config: BurrowConfig, *, handler: Handler | None = None, name: str = "consumer") -> None:
         self._config = config
         self._settings = config.consumer
-        self._handler = handler or load_handler(self._settings.handler)
+        loaded = handler or load_handler(self._settings.handler)  # a wrong handler fails here, at once
         self._io = IOThread(f"burrow-{name}-io")
         self._consume = RabbitMQSetup(
             config.rabbitmq, config.topology, self._io.ioloop,
@@ -82,8 +82,10 @@ class Consumer:
             role=f"{name}-publish", on_ready=self._replies.on_channel_ready, on_lost=self.on_publish_lost,
             declare=False,
         )
-        self._concurrency = self._settings.concurrency
-        self._pool = self._new_pool(self._concurrency)
+        self._workers: HandlerPool[_Delivery] = HandlerPool(
+            loaded, self._settings.handler, self._settings.concurrency,
+            include_traceback=self._settings.include_traceback, on_done=self._replies.put,
+        )
         # I/O-thread state.
         self._consume_channel: Channel | None = None
         self._consumer_tag: str | None = None
@@ -97,10 +99,6 @@ class Consumer:
         self._stopped = threading.Event()
         self._stats = ConsumerStats()
 
-    @staticmethod
-    def _new_pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
-        return concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="burrow-handler")
-
     # ----------------------------------------------------------------- public API (any thread)
 
     @property
@@ -113,7 +111,7 @@ class Consumer:
 
     @property
     def concurrency(self) -> int:
-        return self._concurrency
+        return self._workers.workers
 
     @property
     def reconnects(self) -> int:
@@ -141,9 +139,7 @@ class Consumer:
             raise ValueError("concurrency must be at least 1")
 
         def apply() -> None:
-            old, self._pool = self._pool, self._new_pool(workers)
-            self._concurrency = workers
-            old.shutdown(wait=False)
+            self._workers.resize(workers)
             if not self._window.probation:
                 self._resubscribe()
             logger.info("Consumer concurrency is now %d (prefetch %d)", workers, self._prefetch())
@@ -151,7 +147,7 @@ class Consumer:
         self._io.call_soon(apply)
 
     def _prefetch(self) -> int:
-        return self._settings.effective_prefetch(self._concurrency)
+        return self._settings.effective_prefetch(self._workers.workers)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Drain and disconnect: cancel the consumer, let in-flight handlers finish, publish their
@@ -169,7 +165,7 @@ class Consumer:
                                seconds, self._in_flight)
             self._io.call_soon(self._close_connections)
             self._io.join(timeout=10)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._workers.shutdown()
         self._stopped.set()
         return drained
 
@@ -227,7 +223,7 @@ class Consumer:
 
     def on_consume_ok(self) -> None:
         logger.info("Consumer ready: %d workers, prefetch %d, queue %s, handler %s",
-                    self._concurrency, self._prefetch(), self._config.topology.request_queue, self._settings.handler)
+                    self._workers.workers, self._prefetch(), self._config.topology.request_queue, self._settings.handler)
         self._ready.set()
 
     def on_consume_lost(self, _reason: str) -> None:
@@ -257,7 +253,7 @@ class Consumer:
             return
         self._in_flight += 1
         self._acks.received(method.delivery_tag)
-        self._pool.submit(self._work, delivery)
+        self._workers.submit(delivery)
 
     def _dead_letter(self, channel: Channel, delivery: _Delivery, rejection: Rejection, *, tell_caller: bool = True) -> None:
         """Reject the request to the dead-letter queue; first tell its caller why, if it can be told.
@@ -282,27 +278,6 @@ class Consumer:
         self._in_flight += 1
         self._acks.received(delivery.delivery_tag)
         self._replies.publish(delivery)
-
-    # ----------------------------------------------------------------- worker threads
-
-    def _work(self, delivery: _Delivery) -> None:
-        """Run the handler (worker thread) and hand its outcome to the I/O thread."""
-        started = time.monotonic()
-        try:
-            reply = self._handler(delivery.body, delivery.context)
-            if isinstance(reply, (bytearray, memoryview)):
-                reply = bytes(reply)
-            if not isinstance(reply, bytes):
-                raise TypeError(f"handler returned {type(reply).__name__}, expected bytes")
-            delivery.outcome = Outcome(reply)
-            metrics.reply_received(time.monotonic() - started, "ok")
-        except Exception as exc:
-            metrics.reply_received(time.monotonic() - started, "error")
-            metrics.error("handler")
-            logger.warning("Handler %s raised %s: %s", self._settings.handler, type(exc).__name__, exc,
-                           extra={"CORRELATION_ID": delivery.correlation_id, "HANDLER": self._settings.handler})
-            delivery.outcome = Outcome.failure(exc, include_traceback=self._settings.include_traceback)
-        self._replies.put(delivery)
 
     # ----------------------------------------------------------------- I/O thread: acks
 

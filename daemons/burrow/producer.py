@@ -58,7 +58,6 @@ class Producer:
         self.instance_id = instance_id or settings.resolved_instance_id()
         self.direct = settings.reply_mode == "direct"
         self.reply_queue = DIRECT_REPLY_TO if self.direct else reply_queue_name(config.topology, self.instance_id)
-        self._name = name
         self._request_timeout = settings.request_timeout
         self._max_message_bytes = settings.max_message_bytes
         self._in_flight = InFlight(settings.max_in_flight)
@@ -299,10 +298,8 @@ class Producer:
                 logger.info("Dropped a late or duplicate reply", extra={"CORRELATION_ID": correlation_id})
             else:
                 self._stats.orphaned_replies += 1
-                logger.warning(
-                    "Dropped an orphaned reply on %s (no request of this producer instance is waiting for it)",
-                    self.reply_queue, extra={"CORRELATION_ID": correlation_id or "-"},
-                )
+                logger.warning("Dropped an orphaned reply on %s (no request of this producer instance is waiting for it)",
+                               self.reply_queue, extra={"CORRELATION_ID": correlation_id or "-"})
             return
         ok, value = decode_reply(properties, body)
         if ok:
