@@ -517,7 +517,11 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
             with running_systems(measured, broker, workdir) as systems:
                 for system in systems.values():
                     Progress.note(f"{system.name}: pids {system.pids}")
-                    system.client.command("closed", settings.warmup, 16, settings.max_seconds, timeout=settings.max_seconds + 60)
+                    # Peer clients keep one connection per thread: warm them at the highest
+                    # concurrency, so that no measurement pays for connecting.
+                    warm = max(levels) if system.name in PEER_SYSTEMS else 16
+                    system.client.command("closed", max(settings.warmup, warm), warm, settings.max_seconds,
+                                          timeout=settings.max_seconds + 120)
                 for round_number in range(1, settings.rounds + 1):
                     for concurrency in levels:
                         for name, system in systems.items():
