@@ -59,14 +59,14 @@ WatchdogSec=4
 #: Least-privilege broker permissions (configure, write, read) per daemon.
 PERMISSIONS = {
     "burrow-producer": (
-        r"^burrow\.(x\.(requests|replies|dead)|requests|dead|replies\..+)$",
-        r"^burrow\.(x\.requests|x\.dead|requests|dead|replies\..+)$",
+        r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?|replies\..+)$",
+        r"^burrow\.(x\.requests|x\.dead|requests|dead(\.notices)?|replies\..+)$",
         r"^burrow\.(x\.(requests|replies|dead)|replies\..+)$",
     ),
     "burrow-consumer": (
-        r"^burrow\.(x\.(requests|replies|dead)|requests|dead)$",
-        r"^burrow\.(x\.replies|x\.dead|requests|dead)$",
-        r"^burrow\.(requests|x\.(requests|dead))$",
+        r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?)$",
+        r"^burrow\.(x\.replies|x\.dead|requests|dead(\.notices)?)$",
+        r"^burrow\.(requests|dead\.notices|x\.(requests|dead))$",
     ),
 }
 STATUS_LINE = re.compile(r"^processed \d+, (failed \d+, )?in flight \d+, \d+ req/s, broker \S+ connected$")
