@@ -36,7 +36,7 @@ from burrow.tools.burst import percentile
 from burrow.config import BurrowConfig, ConsumerConfig, RabbitMQConfig, TopologyConfig, to_toml
 from burrow.tools.localbroker import LocalBroker
 
-from benchmarks import clients
+from benchmarks import clients, httpbench
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ BASELINE = "baseline"
 CEILING = "ceiling"
 FLOOR = "floor"
 #: The request/response systems, in the order each round measures them.
-RPC_SYSTEMS = (RELIABLE, DIRECT, BASELINE)
+RPC_SYSTEMS = (RELIABLE, DIRECT, BASELINE, httpbench.HTTP_API)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,13 +95,13 @@ class Settings:
 
     @classmethod
     def full(cls) -> "Settings":
-        return cls(mode="full", rounds=2, count=20_000, concurrencies=(1, 16, 256), max_seconds=10.0, single_seconds=6.0,
+        return cls(mode="full", rounds=2, count=20_000, concurrencies=(1, 16, 64, 256), max_seconds=10.0, single_seconds=6.0,
                    ceiling_count=60_000, rate_seconds=10.0, rss_counts=(20_000, 200_000), rss_concurrency=256,
                    rss_max_seconds=90.0, warmup=1_000)
 
     @classmethod
     def quick(cls) -> "Settings":
-        return cls(mode="quick", rounds=1, count=5_000, concurrencies=(1, 16, 256), max_seconds=3.0, single_seconds=3.0,
+        return cls(mode="quick", rounds=1, count=5_000, concurrencies=(1, 16, 64, 256), max_seconds=3.0, single_seconds=3.0,
                    ceiling_count=20_000, rate_seconds=3.0, rss_counts=(2_000, 20_000), rss_concurrency=256,
                    rss_max_seconds=15.0, warmup=500)
 
@@ -237,14 +237,7 @@ class BurrowConsumerProcess:
         raise RuntimeError(f"burrow-consumer not ready after {READY_TIMEOUT:.0f}s; see {self.log_path}")
 
     def stop(self) -> None:
-        """SIGTERM (a graceful drain), SIGKILL if it takes longer than 30 s."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        clients.stop_gracefully(self.process)
 
 
 def topology_for(system: str) -> TopologyConfig:
@@ -275,6 +268,9 @@ class RunningSystem:
 
 def start_system(name: str, broker: LocalBroker, workdir: Path) -> RunningSystem:
     """Start ``name``'s consumer, wait until it consumes, then its client; both in new processes."""
+    if name == httpbench.HTTP_API:
+        return httpbench.start_system(broker, workdir, BurrowConsumerProcess, Child,  # type: ignore[return-value]
+                                      TopologyConfig.prefixed("bench.http-api"))
     url = broker.amqp_url
     server: BurrowConsumerProcess | Child
     if name == BASELINE:
@@ -476,7 +472,7 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
     """
     levels = settings.concurrencies
     measured = RPC_SYSTEMS + (VARIANTS if variants else ())
-    total_steps = settings.rounds * (len(levels) * len(measured) + 2) + 2 * len(measured) + len(RPC_SYSTEMS) * 2
+    total_steps = settings.rounds * (len(levels) * len(measured) + 2) + 2 * len(measured) + len(RPC_SYSTEMS) * 2 + 1
     progress = Progress(total_steps)
     profiler = Profiler(py_spy, out_dir)
     results: dict[str, Any] = {
@@ -532,6 +528,9 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
                         results[kind][name] = result
                         progress.step(f"{kind.replace('_', ' ')} {name:<16} {rates[name]:6.0f} req/s {_describe(result)} "
                                       f"cores busy {result['cores_busy']:.2f}")
+                results["http_api"] = httpbench.measure_extras(
+                    systems, lambda system, rate: measure_rate(system, broker, rate, settings), rss_kib)
+                progress.step(f"HTTP API extras: {httpbench.describe_extras(results['http_api'])}")
             for name in RPC_SYSTEMS:
                 results["rss"][name] = measure_memory(name, broker, workdir, settings, progress)
         results["profiles"] = {label: profile_summary(path) for label, path in profiler.files.items() if path.exists()}

@@ -31,11 +31,14 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 from burrow.tools.burst import percentile
-from burrow.tools.socketburst import KeepAliveClient, new_event_loop, run_socket_burst
+import uvloop
+
+from burrow.tools.socketburst import run_socket_burst
+
+from benchmarks.httpbench import open_loop
 
 CANDIDATES = ("aiohttp", "uvicorn")
 
@@ -86,7 +89,7 @@ def serve_aiohttp(path: str) -> None:
         print("ready", flush=True)
         await asyncio.Event().wait()
 
-    new_event_loop().run_until_complete(main())
+    uvloop.new_event_loop().run_until_complete(main())
 
 
 def serve_uvicorn(path: str) -> None:
@@ -125,7 +128,7 @@ def serve_uvicorn(path: str) -> None:
         print("ready", flush=True)
         await asyncio.Event().wait()
 
-    new_event_loop().run_until_complete(main())
+    uvloop.new_event_loop().run_until_complete(main())
 
 
 def cpu_seconds(pid: int) -> float:
@@ -136,45 +139,6 @@ def cpu_seconds(pid: int) -> float:
 def own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def fixed_rate(path: str, rate: float, seconds: float, connections: int = 64) -> list[float]:
-    """Open loop: request n is due at start + n / rate; latency counts from that due time."""
-    total = int(rate * seconds)
-    latencies: list[float] = []
-
-    async def main() -> None:
-        clients = asyncio.Queue[KeepAliveClient]()
-        for _ in range(connections):
-            clients.put_nowait(KeepAliveClient(path, 30.0))
-        start = time.monotonic() + 0.05
-
-        async def one(due: float) -> None:
-            client = await clients.get()
-            try:
-                status, _ = await client.post("/v1/requests", b"x" * 100)
-                if status == 200:
-                    latencies.append(time.monotonic() - due)
-            finally:
-                clients.put_nowait(client)
-
-        tasks = []
-        for n in range(total):
-            due = start + n / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one(due)))
-        await asyncio.gather(*tasks)
-        while not clients.empty():
-            clients.get_nowait().close()
-
-    loop = new_event_loop()
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
-    return latencies
 
 
 def measure(candidate: str, count: int, rate: float) -> dict[str, float]:
@@ -189,7 +153,7 @@ def measure(candidate: str, count: int, rate: float) -> dict[str, float]:
             burst = run_socket_burst(path, [b"x" * 100], count=count, concurrency=64, show_progress=False)
             server_cpu, client_cpu = cpu_seconds(server.pid) - server_before, own_cpu() - client_before
             assert burst.failed == 0, burst.line()
-            latencies = sorted(fixed_rate(path, rate, 10.0))
+            latencies = sorted(open_loop(path, int(rate * 10), rate, 10.0)["latencies"])
         finally:
             server.kill()
             server.wait()

@@ -27,6 +27,7 @@ from typing import Any
 
 import httptools
 import pytest
+import uvloop
 
 from burrow import metrics
 from burrow.errors import BrokerUnavailable, PublishError, RemoteError, RequestTimeout
@@ -541,7 +542,7 @@ def test_burst_reconnects_after_the_server_closed_an_idle_connection(api: HttpAp
         finally:
             client.close()
 
-    loop = socketburst.new_event_loop()
+    loop = uvloop.new_event_loop()
     try:
         assert loop.run_until_complete(scenario()) == [(200, b"reply:one"), (200, b"reply:two")]
     finally:

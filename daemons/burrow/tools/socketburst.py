@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import Callable, Sequence
 
 import httptools
+import uvloop
 
 from burrow.tools.burst import BurstResult, ProgressBar
 
@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between progress bar redraws.
 PROGRESS_INTERVAL = 0.2
+#: Pause before connecting again when the daemon's listen backlog was full.
+CONNECT_RETRY = 0.01
 
 
 class HttpStatusError(Exception):
@@ -113,9 +115,17 @@ class KeepAliveClient:
         self._protocol: _ClientProtocol | None = None
 
     async def _connect(self) -> _ClientProtocol:
+        """A new connection; while the daemon's listen backlog is full (EAGAIN) try again shortly."""
         loop = asyncio.get_running_loop()
-        _transport, protocol = await loop.create_unix_connection(_ClientProtocol, self.path)
-        return protocol
+        give_up = loop.time() + self.timeout
+        while True:
+            try:
+                _transport, protocol = await loop.create_unix_connection(_ClientProtocol, self.path)
+                return protocol
+            except BlockingIOError:
+                if loop.time() >= give_up:
+                    raise
+                await asyncio.sleep(CONNECT_RETRY)
 
     async def post(self, target: str, body: bytes, headers: bytes = b"") -> tuple[int, bytes]:
         """POST ``body``; returns (status, response body). Sends again once on a stale connection."""
@@ -146,15 +156,6 @@ class KeepAliveClient:
         if self._protocol is not None:
             self._protocol.close()
             self._protocol = None
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop when it is installed (it is a dependency of the daemon), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a declared dependency
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def run_socket_burst(
@@ -221,7 +222,7 @@ def run_socket_burst(
         everything.result()
         result.elapsed = time.monotonic() - started
 
-    loop = new_event_loop()
+    loop = uvloop.new_event_loop()
     try:
         loop.run_until_complete(main())
     finally:
@@ -231,4 +232,4 @@ def run_socket_burst(
     return result
 
 
-__all__ = ["HttpStatusError", "KeepAliveClient", "StaleConnection", "new_event_loop", "run_socket_burst"]
+__all__ = ["HttpStatusError", "KeepAliveClient", "StaleConnection", "run_socket_burst"]
