@@ -32,7 +32,7 @@ import uvloop
 from burrow import metrics
 from burrow.errors import BrokerUnavailable, PublishError, RemoteError, RequestTimeout
 from burrow.daemon.httpapi import HttpApi, bind_socket, inherited_socket
-from burrow.tools import socketburst
+from burrow.tools import sendclient, socketburst
 from burrow.tools.sendclient import SendError, SocketClient, UnixHTTPConnection
 
 
@@ -553,3 +553,11 @@ def test_burst_counts_error_statuses(api: HttpApi) -> None:
     result = socketburst.run_socket_burst(api.address, [b"ok", b"remote"], count=10, concurrency=2, show_progress=False)
     assert (result.sent, result.failed) == (10, 5)
     assert set(result.errors) == {"HttpStatusError"}
+
+
+def test_send_burst_summary_and_error_kinds(api: HttpApi, capsys: pytest.CaptureFixture[str]) -> None:
+    """``burrow send --count``: the summary line, failures grouped by status and error code."""
+    assert sendclient.main(["--socket", api.address, "--count", "20", "--concurrency", "4", "--quiet", "ok"]) == 0
+    assert capsys.readouterr().out.startswith("20 requests, 0 failed, ")
+    assert sendclient.main(["--socket", api.address, "--count", "6", "--concurrency", "2", "--quiet", "ok", "remote"]) == 1
+    assert capsys.readouterr().out.rstrip().endswith("(502 remote_error: 3)")
