@@ -42,6 +42,7 @@ import collections
 import concurrent.futures
 import errno
 import http
+import itertools
 import json
 import logging
 import math
@@ -52,7 +53,7 @@ import stat
 import threading
 import time
 import types
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -336,8 +337,12 @@ class _Protocol(HttpToolsProtocol):
         except httptools.HttpParserError as exc:
             self.reject(400, f"malformed request: {exc}")
             return
-        if self.in_head and self.head_bytes > MAX_HEAD_BYTES:
-            self.reject(431, f"request line and headers over {MAX_HEAD_BYTES} bytes")
+        if self.in_head:
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self.reject(431, f"request line and headers over {MAX_HEAD_BYTES} bytes")
+            elif self._deadline_handle is None:
+                # Only a head split over several reads needs the timer: most arrive in one.
+                self._deadline_handle = self.loop.call_at(self.deadline, self._too_slow)
 
     def reject(self, status: int, message: str) -> None:
         """Answer a request the parser refused in JSON, then close (nothing after it can be trusted)."""
@@ -351,7 +356,6 @@ class _Protocol(HttpToolsProtocol):
         super().on_message_begin()
         self.in_head = True
         self.deadline = self.loop.time() + self.api.read_timeout
-        self._deadline_handle = self.loop.call_at(self.deadline, self._too_slow)
         self.scope["extensions"] = {"burrow": {"deadline": self.deadline}}
 
     def on_url(self, url: bytes) -> None:
@@ -470,12 +474,19 @@ class _App:
     def __init__(self, api: HttpApi) -> None:
         self.api = api
         self.bridge: FutureBridge | None = None
+        # Made-up request ids: 32 hex digits, a random 64-bit prefix per process and a counter
+        # (unique across restarts without a uuid4() system call per request).
+        self._id_prefix = f"{secrets.randbits(64):016x}"
+        self._id_counter = itertools.count(1)
+
+    def _new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):016x}"
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
                        send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         exchange = _Exchange(self.api, scope, send)
         headers = _header_map(scope["headers"])
-        exchange.request_id = _client_request_id(headers) or uuid.uuid4().hex
+        exchange.request_id = _client_request_id(headers) or self._new_request_id()
         path, method = scope["path"], scope["method"]
         allowed = ROUTES.get(path)
         if allowed is None:
