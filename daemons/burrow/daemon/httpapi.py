@@ -271,7 +271,6 @@ class _Protocol(HttpToolsProtocol):
         self.served = 0
         self.in_head = False
         self.head_bytes = 0
-        self.parsed_head = 0
         self.deadline = 0.0
         self._deadline_handle: asyncio.TimerHandle | None = None
         self._slot_handle: asyncio.TimerHandle | None = None
@@ -358,24 +357,12 @@ class _Protocol(HttpToolsProtocol):
         self.deadline = self.loop.time() + self.api.read_timeout
         self.scope["extensions"] = {"burrow": {"deadline": self.deadline}}
 
-    def on_url(self, url: bytes) -> None:
-        self._count_head(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)
-        super().on_header(name, value)
-
-    def _count_head(self, size: int) -> None:
-        """Parsed head bytes so far (request line, headers); past MAX_HEAD_BYTES the answer is 431."""
-        self.parsed_head += size
-        if self.parsed_head > MAX_HEAD_BYTES:
-            raise _Reject(431, f"request line and headers over {MAX_HEAD_BYTES} bytes")
-
     def on_headers_complete(self) -> None:
         self.in_head = False
-        self.parsed_head = 0
         self.head_bytes = 0
+        # A head that arrived in one read was not measured by data_received: measure it here.
+        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > MAX_HEAD_BYTES:
+            raise _Reject(431, f"request line and headers over {MAX_HEAD_BYTES} bytes")
         self._cancel_deadline()
         version = self.parser.get_http_version()
         if version not in ("1.0", "1.1"):
