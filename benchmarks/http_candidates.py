@@ -7,7 +7,9 @@ comes back into the loop through :class:`burrow.daemon.bridge.FutureBridge`. No 
 so what differs between the rows is the HTTP stack alone:
 
 - ``aiohttp``: aiohttp's low-level server (``aiohttp.web.Server``, no router, no middlewares);
-- ``uvicorn``: uvicorn's httptools protocol on uvloop serving a bare ASGI callable.
+- ``uvicorn``: uvicorn's httptools protocol on uvloop serving a bare ASGI callable;
+- ``burrow``: not a candidate but the outcome, :class:`burrow.daemon.httpapi.HttpApi` (uvicorn plus
+  the API's checks, headers, connection cap and deadlines) in front of the same stand-in.
 
 The load comes from :func:`burrow.tools.socketburst.run_socket_burst` (asyncio, uvloop, httptools)
 in this process. Measured: throughput over 64 keep-alive connections, the server's CPU per request
@@ -40,7 +42,7 @@ from burrow.tools.socketburst import run_socket_burst
 
 from benchmarks.httpbench import open_loop
 
-CANDIDATES = ("aiohttp", "uvicorn")
+CANDIDATES = ("aiohttp", "uvicorn", "burrow")
 
 
 class BatchResolver:
@@ -51,7 +53,10 @@ class BatchResolver:
         self._wake = threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
 
-    def submit(self, body: bytes) -> concurrent.futures.Future[bytes]:
+    connected = True
+    in_flight = 0
+
+    def submit(self, body: bytes, **_options: object) -> concurrent.futures.Future[bytes]:
         future: concurrent.futures.Future[bytes] = concurrent.futures.Future()
         self._pending.append((future, body))
         self._wake.set()
@@ -131,6 +136,20 @@ def serve_uvicorn(path: str) -> None:
     uvloop.new_event_loop().run_until_complete(main())
 
 
+def serve_burrow(path: str) -> None:
+    import signal
+
+    from burrow.daemon.httpapi import HttpApi
+
+    api = HttpApi(BatchResolver(), socket_path=path, socket_activation=False)
+    api.start()
+    print("ready", flush=True)
+    signal.sigwait({signal.SIGTERM})
+
+
+SERVERS = {"aiohttp": serve_aiohttp, "uvicorn": serve_uvicorn, "burrow": serve_burrow}
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -175,7 +194,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.serve:
         candidate, path = args.serve
-        (serve_aiohttp if candidate == "aiohttp" else serve_uvicorn)(path)
+        SERVERS[candidate](path)
         return 0
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in CANDIDATES}
     for round_number in range(args.rounds):

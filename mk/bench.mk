@@ -5,6 +5,8 @@
 #   make bench-quick    the same, smaller and one round (< 2 min)
 #   make bench-profile  a quick run with py-spy attached to burrow's producer and consumer at the
 #                       highest concurrency (collapsed stacks + a summary in results.json)
+#   make bench-http-stacks  the two HTTP stacks considered for the producer daemon's API (aiohttp,
+#                       uvicorn) and the finished API, without a broker (benchmarks/http_candidates.py)
 #
 # All of them install what they need first: the venv of scripts/bootstrap-dev.sh (with the bench
 # extra, matplotlib) and, for bench-profile only, py-spy in its own cached venv.
@@ -13,10 +15,13 @@ BENCH_ARGS ?=
 PY_SPY_VERSION ?= 0.4.3
 PY_SPY_VENV = $${BURROW_CACHE:-/var/cache/burrow-ci}/py-spy-$(PY_SPY_VERSION)
 
-.PHONY: bench bench-quick bench-profile
+.PHONY: bench bench-quick bench-profile bench-http-stacks
 
 bench:
 	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks $(BENCH_ARGS)
+
+bench-http-stacks:
+	@venv=$$(scripts/bootstrap-dev.sh) && "$$venv/bin/python" -m benchmarks.http_candidates $(BENCH_ARGS)
 
 bench-quick:
 	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks --quick $(BENCH_ARGS)
