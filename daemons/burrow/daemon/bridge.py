@@ -32,9 +32,16 @@ class FutureBridge:
         self._lock = threading.Lock()
         self._wake_pending = False
 
-    def wrap(self, future: concurrent.futures.Future[T]) -> asyncio.Future[T]:
-        """An asyncio future (of the bridge's loop) that settles like ``future``; call on the loop."""
+    def wrap(self, future: concurrent.futures.Future[T], give_up: float | None = None) -> asyncio.Future[T]:
+        """An asyncio future (of the bridge's loop) that settles like ``future``; call on the loop.
+
+        With ``give_up`` (a ``loop.time()``), the waiter fails with ``TimeoutError`` then if
+        ``future`` has not settled: one timer handle, cheaper than ``asyncio.timeout`` per request.
+        """
         waiter: asyncio.Future[T] = self._loop.create_future()
+        if give_up is not None:
+            timer = self._loop.call_at(give_up, _expire, waiter)
+            waiter.add_done_callback(lambda _waiter: timer.cancel())
 
         def finished(source: concurrent.futures.Future[T]) -> None:
             with self._lock:
@@ -67,6 +74,11 @@ class FutureBridge:
                 waiter.set_exception(error)
             else:
                 waiter.set_result(source.result())
+
+
+def _expire(waiter: asyncio.Future[object]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("no outcome before the give-up time"))
 
 
 __all__ = ["FutureBridge"]

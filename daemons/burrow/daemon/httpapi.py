@@ -307,7 +307,7 @@ class _Protocol(HttpToolsProtocol):
     # -- connection cap ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = _CorkedTransport(transport, self.loop)  # type: ignore[assignment]
         if len(self.connections) < self.api.max_connections:
             self.admit()
             return
@@ -384,7 +384,11 @@ class _Protocol(HttpToolsProtocol):
         super().on_message_begin()
         self.in_head = True
         self.deadline = self.loop.time() + self.api.read_timeout
-        self.scope["extensions"] = {"burrow": {"deadline": self.deadline}}
+        self.scope["extensions"] = {"burrow": {"deadline": self.deadline, "complete": False}}
+
+    def on_message_complete(self) -> None:
+        self.scope["extensions"]["burrow"]["complete"] = True
+        super().on_message_complete()
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -591,8 +595,7 @@ class _App:
                 await asyncio.sleep(BACKPRESSURE_PAUSE)
         exchange.correlation_id = str(getattr(future, "correlation_id", "") or "")
         try:
-            async with asyncio.timeout_at(give_up):  # a timer handle, not a task per request
-                return await self.bridge.wrap(future)
+            return await self.bridge.wrap(future, give_up)
         except TimeoutError:
             raise RequestTimeout(f"no reply within {timeout:g} s") from None
 
@@ -665,9 +668,13 @@ class _App:
 
 async def _receive_body(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes | None:
     """The body as received by the request's read deadline (shorter if the client left); None when late."""
+    progress = scope["extensions"]["burrow"]
+    if progress["complete"]:  # the usual case: the whole request came in one read, nothing to wait for
+        message = await receive()
+        return bytes(message.get("body", b""))
     chunks: list[bytes] = []
     try:
-        async with asyncio.timeout_at(scope["extensions"]["burrow"]["deadline"]):
+        async with asyncio.timeout_at(progress["deadline"]):
             while True:
                 message = await receive()
                 chunks.append(message.get("body", b""))
@@ -675,6 +682,43 @@ async def _receive_body(scope: dict[str, Any], receive: Callable[[], Awaitable[d
                     return b"".join(chunks)
     except TimeoutError:
         return None
+
+
+class _CorkedTransport:
+    """A connection's transport whose writes within one loop iteration leave in one ``write``.
+
+    uvicorn writes a response's head and body separately; corked, they cost one system call (and,
+    for pipelined requests, several responses share one). ``close`` sends what is pending first.
+    Everything else is the transport's own.
+    """
+
+    def __init__(self, transport: asyncio.BaseTransport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(data)
+
+    def flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending = []
+            if not self._transport.is_closing():
+                self._transport.write(data)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = []
+        self._transport.abort()  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def _header_map(raw: Headers) -> dict[bytes, bytes]:
