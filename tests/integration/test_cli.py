@@ -19,7 +19,7 @@ from typing import Iterator
 import pytest
 
 from burrow.config import to_toml
-from burrow.localbroker import free_port
+from burrow.tools.localbroker import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
 from pki import make_pki  # noqa: E402  (tests/security/pki.py, the suite's throwaway PKI)
