@@ -84,6 +84,14 @@ class SocketClient:
         finally:
             connection.close()
 
+    def probe(self) -> None:
+        """Connect to the socket and hang up; raises the ``OSError`` a request would meet first."""
+        connection = UnixHTTPConnection(self.path, timeout=CLIENT_GRACE)
+        try:
+            connection.connect()
+        finally:
+            connection.close()
+
     def send(self, body: bytes) -> bytes:
         """POST ``body`` to ``/v1/requests`` and return the reply; raise :class:`SendError` otherwise."""
         status, _headers, data = self.request("POST", "/v1/requests", body)
@@ -142,6 +150,13 @@ def run(args: argparse.Namespace) -> int:
     bodies = _bodies(args.messages)
     if args.count is None:
         return _send_each(client, bodies)
+    try:
+        # One connection before the burst: with no producer, say so once, as a single send does,
+        # rather than count every request as failed.
+        client.probe()
+    except OSError as exc:
+        print(f"burrow send: {_describe(exc, client.path)}", file=sys.stderr)
+        return 1
     result = run_burst(
         client.send,
         bodies,
@@ -149,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         max_seconds=args.max_seconds,
         show_progress=not args.quiet,
-        error_kind=_kind,
+        error_kind=lambda exc: _kind(exc, client.path),
     )
     print(result.line())
     return 1 if result.failed or result.skipped else 0
@@ -170,10 +185,13 @@ def _send_each(client: SocketClient, bodies: Sequence[bytes]) -> int:
     return 1 if failed else 0
 
 
-def _kind(exc: BaseException) -> str:
-    """Group burst failures by HTTP status and code (``504 timeout``), else by exception class."""
+def _kind(exc: BaseException, path: str) -> str:
+    """Group burst failures by HTTP status and code (``504 timeout``), by what went wrong with the
+    socket (the producer stopped mid-burst), else by exception class."""
     if isinstance(exc, SendError):
         return f"{exc.status} {exc.code}"
+    if isinstance(exc, (FileNotFoundError, PermissionError, ConnectionRefusedError)):
+        return _describe(exc, path)
     return type(exc).__name__
 
 
