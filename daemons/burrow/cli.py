@@ -1,4 +1,4 @@
-"""Command-line entry points: ``burrow`` (check-config, call, send, demo), ``burrow-consumer``
+"""Command-line entry points: ``burrow`` (check-config, call, send, status, demo), ``burrow-consumer``
 and ``burrow-producer``.
 
 Each ``main`` is thin: parse arguments, set up logging, load the config, call the run function.
@@ -119,7 +119,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``burrow`` command's parser (also read by the man page and completion generators)."""
-    from burrow.tools import checkconfig, sendclient
+    from burrow.tools import checkconfig, sendclient, status
 
     parser = argparse.ArgumentParser(prog="burrow", description="Request/response over RabbitMQ.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     send = sub.add_parser("send", help="send requests to the local burrow-producer's Unix socket")
     sendclient.add_arguments(send)
     send.set_defaults(func=sendclient.run)
+
+    state = sub.add_parser("status", help="is each local daemon running and connected to the broker? (exit 0/1/3/4)")
+    status.add_arguments(state)
+    state.set_defaults(func=status.run)
     return parser
 
 
