@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 from burrow.config import BurrowConfig, load_config
 from burrow.errors import BurrowError, ConfigError, HandlerLoadError
 from burrow.exitcodes import EX_CONFIG, EX_FAILED
+from burrow.tools import file_argument
 
 if TYPE_CHECKING:
     from burrow.producer import Producer
@@ -123,14 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="burrow", description="Request/response over RabbitMQ.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, title="commands")
 
     check = sub.add_parser("check-config", help="check a configuration file as installed (the secret is not needed)")
     checkconfig.add_arguments(check)
     check.set_defaults(func=checkconfig.run)
 
     call = sub.add_parser("call", help="send requests through the library and print the replies")
-    call.add_argument("--config", required=True, help="TOML configuration file (the producer's)")
+    file_argument(call.add_argument("--config", required=True, help="TOML configuration file (the producer's)"))
     call.add_argument("message", nargs="*", help="request bodies (default for a burst: 'hello')")
     call.add_argument("--count", type=int, help="send this many requests as a burst and print a summary")
     call.add_argument("--concurrency", type=int, default=16, help="requests in flight during a burst")
@@ -175,12 +176,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return args.func(args)
 
 
+#: What each daemon does, for its --help and man page.
+DAEMON_DESCRIPTIONS = {
+    "consumer": "Run the burrow consumer daemon: take requests from the broker, run the handler on each, "
+                "publish the replies.",
+    "producer": "Run the burrow producer daemon: serve the HTTP API on a Unix socket and pass its requests "
+                "through the broker to the consumers.",
+}
+
+
 def _daemon_parser(role: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"burrow-{role}", description=f"Run the burrow {role} daemon.")
+    parser = argparse.ArgumentParser(prog=f"burrow-{role}", description=DAEMON_DESCRIPTIONS[role])
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    parser.add_argument("--config", required=True, help="TOML configuration file")
+    file_argument(parser.add_argument("--config", required=True, help="TOML configuration file"))
     parser.add_argument("--daemon", action="store_true", help="detach from the terminal (hosts without systemd)")
-    parser.add_argument("--pidfile", help="with --daemon: write and lock this pid file")
+    file_argument(parser.add_argument("--pidfile", help="with --daemon: write and lock this pid file"))
     return parser
 
 

@@ -21,13 +21,14 @@ import sys
 from burrow.config import BurrowConfig, load_config
 from burrow.errors import ConfigError, HandlerLoadError
 from burrow.exitcodes import EX_CONFIG
+from burrow.tools import file_argument
 
 logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``burrow check-config``'s arguments to its sub-parser."""
-    parser.add_argument("path", help="the TOML file to check, e.g. /etc/burrow/consumer.toml")
+    file_argument(parser.add_argument("path", help="the TOML file to check, e.g. /etc/burrow/consumer.toml"))
     parser.add_argument("--role", choices=("consumer", "producer", "any"), default="any",
                         help="also import the handler when the file is for a consumer (default: any)")
     parser.add_argument("--secrets", action="store_true",

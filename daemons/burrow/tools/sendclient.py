@@ -23,6 +23,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
+from burrow.tools import file_argument
 from burrow.tools.burst import run_burst
 
 logger = logging.getLogger(__name__)
@@ -119,14 +120,19 @@ def _error_from(status: int, data: bytes) -> SendError:
     return SendError(status, code, message)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``burrow send``'s options to its sub-parser (the CLI calls this, then :func:`run`)."""
-    parser.add_argument("messages", nargs="+", metavar="MESSAGE", help="request bodies; '-' reads stdin")
-    parser.add_argument(
+def add_socket_argument(parser: argparse.ArgumentParser) -> None:
+    """``--socket PATH``: the producer's API socket, by default ``$BURROW_SOCKET`` or the installed one."""
+    file_argument(parser.add_argument(
         "--socket",
         default=os.environ.get("BURROW_SOCKET", DEFAULT_SOCKET),
         help=f"the producer's API socket (default: $BURROW_SOCKET or {DEFAULT_SOCKET})",
-    )
+    ))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``burrow send``'s options to its sub-parser (the CLI calls this, then :func:`run`)."""
+    parser.add_argument("messages", nargs="+", metavar="MESSAGE", help="request bodies; '-' reads stdin")
+    add_socket_argument(parser)
     parser.add_argument("--timeout", type=float, help="seconds per request (X-Burrow-Timeout)")
     parser.add_argument("--count", type=int, help="send this many requests, cycling through the messages")
     parser.add_argument("--concurrency", type=int, default=1, help="parallel requests with --count (default 1)")

@@ -23,7 +23,6 @@ import glob
 import http.client
 import json
 import logging
-import os
 import sys
 import urllib.error
 import urllib.request
@@ -35,7 +34,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from burrow.config import BurrowConfig, load_config
 from burrow.errors import ConfigError
 from burrow.exitcodes import EX_CONFIG, EX_FAILED, EX_NOT_RUNNING, EX_OK
-from burrow.tools.sendclient import DEFAULT_SOCKET, UnixHTTPConnection
+from burrow.tools import file_argument
+from burrow.tools.sendclient import UnixHTTPConnection, add_socket_argument
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``burrow status``'s options to its sub-parser."""
     parser.add_argument("which", nargs="?", choices=("all", "producer", "consumer"), default="all",
                         help="which daemons to check (default: all)")
-    parser.add_argument("--socket", default=os.environ.get("BURROW_SOCKET", DEFAULT_SOCKET),
-                        help=f"the producer's API socket (default: $BURROW_SOCKET or {DEFAULT_SOCKET})")
-    parser.add_argument("--consumer-config", action="append", metavar="FILE",
-                        help="a consumer's configuration, for its metrics endpoint; repeatable "
-                             f"(default: {' and '.join(CONSUMER_CONFIGS)} that exist)")
+    add_socket_argument(parser)
+    file_argument(parser.add_argument(
+        "--consumer-config", action="append", metavar="FILE",
+        help=f"a consumer's configuration, for its metrics endpoint; repeatable "
+             f"(default: {' and '.join(CONSUMER_CONFIGS)} that exist)",
+    ))
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each daemon (default 5)")
 
 
