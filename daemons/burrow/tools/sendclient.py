@@ -23,6 +23,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
+from burrow.exitcodes import EX_FAILED, EX_USAGE
 from burrow.tools import file_argument
 from burrow.tools.burst import run_burst
 
@@ -148,10 +149,10 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``burrow send`` with parsed ``args``; returns the exit status."""
     if args.timeout is not None and args.timeout <= 0:
         print("burrow send: --timeout must be greater than 0", file=sys.stderr)
-        return 2
+        return EX_USAGE
     if args.concurrency < 1 or (args.count is not None and args.count < 1):
         print("burrow send: --count and --concurrency must be at least 1", file=sys.stderr)
-        return 2
+        return EX_USAGE
     client = SocketClient(args.socket, timeout=args.timeout)
     bodies = _bodies(args.messages)
     if args.count is None:
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         client.probe()
     except OSError as exc:
         print(f"burrow send: {_describe(exc, client.path)}", file=sys.stderr)
-        return 1
+        return EX_FAILED
     result = run_burst(
         client.send,
         bodies,
@@ -173,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         error_kind=lambda exc: _kind(exc, client.path),
     )
     print(result.line())
-    return 1 if result.failed or result.skipped else 0
+    return EX_FAILED if result.failed or result.skipped else 0
 
 
 def _send_each(client: SocketClient, bodies: Sequence[bytes]) -> int:
@@ -188,7 +189,7 @@ def _send_each(client: SocketClient, bodies: Sequence[bytes]) -> int:
             continue
         sys.stdout.buffer.write(reply + b"\n")
         sys.stdout.flush()
-    return 1 if failed else 0
+    return EX_FAILED if failed else 0
 
 
 def _kind(exc: BaseException, path: str) -> str:
