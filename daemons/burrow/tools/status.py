@@ -101,7 +101,7 @@ def _metrics_detail(samples: dict[str, list[tuple[dict[str, str], float]]]) -> s
         if "version" in labels:
             parts.append(f"version {labels['version']}")
     for _labels, value in samples.get("burrow_reconnects_total", []):
-        parts.append(f"{value:.0f} reconnects")
+        parts.append(f"{value:.0f} reconnect{'' if value == 1 else 's'}")
     return ", ".join(parts)
 
 
