@@ -35,6 +35,7 @@ from burrow.errors import (
     Backpressure,
     BrokerUnavailable,
     PublishError,
+    Rejected,
     RemoteError,
     RequestTimeout,
     UnroutableError,
@@ -79,6 +80,7 @@ class ProducerStats:
     republished: int = 0
     answered: int = 0
     remote_errors: int = 0
+    rejected: int = 0
     timeouts: int = 0
     failed: int = 0
     orphaned_replies: int = 0
@@ -183,6 +185,7 @@ class Producer:
 
         The future fails with :class:`RequestTimeout` after ``timeout`` seconds (default
         ``producer.request_timeout``), :class:`RemoteError` if the handler raised,
+        :class:`Rejected` (or its :class:`DeliveryLimitExceeded`) as soon as burrow dead-letters it,
         :class:`UnroutableError`/:class:`PublishError` if the broker refused it. Blocks while
         ``max_in_flight`` requests are outstanding, or raises :class:`Backpressure` if ``block`` is
         false.
@@ -468,6 +471,9 @@ class Producer:
         if isinstance(error, RemoteError):
             self._stats.remote_errors += 1
             metrics.reply_received(elapsed, "error")
+        elif isinstance(error, Rejected):
+            self._stats.rejected += 1
+            metrics.reply_received(elapsed, "rejected")
         elif isinstance(error, RequestTimeout):
             self._stats.timeouts += 1
             metrics.reply_received(elapsed, "timeout")

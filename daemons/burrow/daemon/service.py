@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from burrow import metrics
 from burrow.config import BurrowConfig, load_config
 from burrow.consumer import Consumer
+from burrow.deadletters import DeadLetterWatcher
 from burrow.errors import ConfigError
 from burrow.daemon.journal import LoggingSetup, setup_logging
 from burrow.daemon.notify import Notifier, StatusReporter, StatusSnapshot
@@ -251,6 +252,7 @@ def run_consumer(config: BurrowConfig) -> int:
     block_signals()
     layer = _ServiceLayer(config, "consumer")
     consumer = Consumer(config).start()
+    watcher = DeadLetterWatcher(config).start() if config.consumer.dead_letter_notices else None
     logger.info("Consumer starting: broker %s:%d, queue %s", config.rabbitmq.host, config.rabbitmq.port,
                 config.topology.request_queue)
 
@@ -278,6 +280,9 @@ def run_consumer(config: BurrowConfig) -> int:
     # replies, 3. ack them, 4. close both connections. Bounded by consumer.shutdown_timeout.
     shutdown_timeout = layer.config.consumer.shutdown_timeout
     stop_with_force(lambda: consumer.stop(shutdown_timeout), "consumer", shutdown_timeout + 15)
+    # 5. close the dead-letter watcher; copies it has not acked go back to its queue.
+    if watcher is not None:
+        watcher.stop()
     logger.info("Consumer stopped: %d processed, %d dead-lettered", consumer.stats.processed, consumer.stats.dead_lettered)
     layer.close()
     return 0
