@@ -30,8 +30,15 @@ def _walk(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.Argum
 
 
 def subcommands(command: str) -> list[str]:
-    """The sub-commands of ``command`` (empty for the daemons)."""
+    """The sub-commands of ``command``, nested ones as ``"dead list"`` (empty for the daemons)."""
     return [name for name, _parser in _walk(PARSERS[command]()) if name]
+
+
+def subcommands_of(command: str, *path: str) -> list[str]:
+    """The sub-commands one level below ``path`` (``()``: the top level), as completion offers them."""
+    prefix = " ".join(path)
+    below = [name.removeprefix(prefix).strip() for name in subcommands(command) if name.startswith(prefix)]
+    return [name for name in below if name and " " not in name]
 
 
 def option_strings(command: str) -> set[str]:

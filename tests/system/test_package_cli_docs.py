@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli_docs import PARSERS, complete, missing_from_page, render, subcommands  # tests/support
+from cli_docs import PARSERS, complete, missing_from_page, render, subcommands_of  # tests/support
 
 pytestmark = pytest.mark.system
 
@@ -43,7 +43,7 @@ def test_each_shipped_page_is_current(unpacked, command):
 
 def test_the_shipped_completion_completes_sub_commands(unpacked):
     completions = unpacked / "usr" / "share" / "bash-completion" / "completions"
-    assert complete(completions / "burrow", "burrow", "") == subcommands("burrow")
+    assert complete(completions / "burrow", "burrow", "") == subcommands_of("burrow")
     assert "--config" in complete(completions / "burrow-consumer", "burrow-consumer", "--")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_docs import PARSERS, complete, missing_from_page, option_strings, render, subcommands
+from cli_docs import PARSERS, complete, missing_from_page, option_strings, render, subcommands_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,7 +36,8 @@ def test_each_page_names_every_option_and_sub_command(generated, command):
 
 def test_burrow_completion_offers_sub_commands_choices_and_files(generated, tmp_path, monkeypatch):
     script = generated / "completions" / "burrow"
-    assert complete(script, "burrow", "") == subcommands("burrow")
+    assert complete(script, "burrow", "") == subcommands_of("burrow")
+    assert complete(script, "burrow", "dead", "") == subcommands_of("burrow", "dead")
     assert complete(script, "burrow", "status", "") == ["all", "producer", "consumer"]
     assert set(complete(script, "burrow", "check-config", "--")) == {"--help", "--role", "--secrets"}
     (tmp_path / "consumer.toml").write_text("")
