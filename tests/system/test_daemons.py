@@ -56,17 +56,18 @@ WATCHDOG_DROPIN = """\
 Environment=BURROW_TEST_HOOKS=1
 WatchdogSec=4
 """
-#: Least-privilege broker permissions (configure, write, read) per daemon.
+#: Least-privilege broker permissions (configure, write, read) per daemon, as the Ansible roles grant
+#: them (ansible/group_vars/brokers/burrow.yml), the dead-letter notice queue included.
 PERMISSIONS = {
     "burrow-producer": (
-        r"^burrow\.(x\.(requests|replies|dead)|requests|dead|replies\..+)$",
-        r"^burrow\.(x\.requests|x\.dead|requests|dead|replies\..+)$",
+        r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?|replies\..+)$",
+        r"^burrow\.(x\.requests|x\.dead|requests|dead(\.notices)?|replies\..+)$",
         r"^burrow\.(x\.(requests|replies|dead)|replies\..+)$",
     ),
     "burrow-consumer": (
-        r"^burrow\.(x\.(requests|replies|dead)|requests|dead)$",
-        r"^burrow\.(x\.replies|x\.dead|requests|dead)$",
-        r"^burrow\.(requests|x\.(requests|dead))$",
+        r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?)$",
+        r"^burrow\.(x\.replies|x\.dead|requests|dead(\.notices)?)$",
+        r"^burrow\.(requests|dead\.notices|x\.(requests|dead))$",
     ),
 }
 STATUS_LINE = re.compile(r"^processed \d+, (failed \d+, )?in flight \d+, \d+ req/s, broker \S+ connected$")
