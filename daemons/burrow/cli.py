@@ -31,8 +31,9 @@ logger = logging.getLogger(__name__)
 CALL_TIMEOUT = 10.0
 
 
-def setup_logging(level: str) -> None:
-    """Plain lines on stderr at ``level``."""
+def log_to_stderr(level: str) -> None:
+    """Plain lines on stderr at ``level``, for the commands that are not daemons (the daemons call
+    :func:`burrow.daemon.journal.install_service_logging`, which replaces this handler)."""
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -68,7 +69,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     from burrow.tools.reach import Unreachable, connect
 
     config = _load(args.config)
-    setup_logging(args.log_level or "WARNING")
+    log_to_stderr(args.log_level or "WARNING")
     if args.log_level is None:
         logging.getLogger("pika").setLevel(logging.CRITICAL)
     instance_id = args.instance_id or f"{config.producer.resolved_instance_id()}-call-{os.getpid()}"
@@ -123,7 +124,7 @@ def cmd_dead(args: argparse.Namespace) -> int:
     from burrow.tools import dead
 
     config = _load(args.config)
-    setup_logging(args.log_level or "WARNING")
+    log_to_stderr(args.log_level or "WARNING")
     return dead.run(config, args)
 
 
@@ -220,7 +221,7 @@ def producer_parser() -> argparse.ArgumentParser:
 def _run_daemon(role: str, argv: Sequence[str] | None) -> int:
     args = _daemon_parser(role).parse_args(argv)
     config = _load(args.config)
-    setup_logging(config.logging.level)
+    log_to_stderr(config.logging.level)
     from burrow.daemon.daemonize import PidFileLocked
     from burrow.handlers import load_handler
     from burrow.daemon.service import run_daemon
