@@ -97,6 +97,27 @@ def test_call_to_a_closed_port_says_connection_refused(tmp_path):
     assert line == f"burrow call: cannot reach the broker at 127.0.0.1:{port}: connection refused"
 
 
+def test_call_to_a_cluster_names_every_node_it_could_not_reach(tmp_path):
+    first, second = free_port(), free_port()
+    line, _elapsed = unreachable_call(tmp_path, f'hosts = ["127.0.0.1:{first}", "127.0.0.1:{second}"]')
+    assert line == (f"burrow call: cannot reach the broker at 127.0.0.1:{first}: connection refused; "
+                    f"cannot reach the broker at 127.0.0.1:{second}: connection refused")
+
+
+def test_call_to_a_cluster_uses_the_node_that_answers(make_config, start_consumer, tmp_path):
+    config = make_config()
+    start_consumer(config)
+    node = f"{config.rabbitmq.host}:{config.rabbitmq.port}"
+    cluster = dataclasses.replace(config, rabbitmq=dataclasses.replace(
+        config.rabbitmq, host="localhost", hosts=(f"127.0.0.1:{free_port()}", node)))
+    path = tmp_path / "producer.toml"
+    path.write_text(to_toml(cluster).replace('host = "localhost"\n', ""))
+    path.chmod(0o600)
+    result = burrow("call", "--config", str(path), "--timeout", "20", "hello")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Consumer processed: hello\n"
+
+
 def test_call_to_a_name_that_does_not_resolve_says_name_not_found(tmp_path):
     line, _elapsed = unreachable_call(tmp_path, 'host = "broker.burrow-test.invalid"\nport = 5672')
     assert line.startswith("burrow call: cannot reach the broker at broker.burrow-test.invalid:5672: "

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from burrow.amqp.setup import connection_parameters, default_connection_name
-from burrow.config import RabbitMQConfig
+from burrow.config import BrokerNode, RabbitMQConfig
 from burrow.producer import Producer
 
 logger = logging.getLogger(__name__)
@@ -83,19 +83,30 @@ def _why(exc: OSError, seconds: float) -> str:
 
 
 def probe(rabbitmq: RabbitMQConfig, timeout: float) -> Reached:
-    """Connect to the broker's address (and shake hands over TLS when configured) within ``timeout``.
+    """Connect to a broker node's address (and shake hands over TLS when configured) within ``timeout``.
 
-    Returns the first address that worked; raises :class:`Unreachable` whose message names the host,
-    port, every address tried and why each failed.
+    Tries the nodes of ``rabbitmq.nodes()`` in order and returns the first address that worked;
+    raises :class:`Unreachable` whose message names each node, every address tried and why each
+    failed.
     """
     deadline = time.monotonic() + timeout
-    host, port = rabbitmq.host, rabbitmq.port
+    failures: list[str] = []
+    for node in rabbitmq.nodes():
+        try:
+            return _probe_node(rabbitmq, node, deadline, timeout)
+        except Unreachable as exc:
+            failures.append(str(exc))
+    raise Unreachable("; ".join(failures))
+
+
+def _probe_node(rabbitmq: RabbitMQConfig, node: BrokerNode, deadline: float, timeout: float) -> Reached:
+    host, port = node.host, node.port
     target = f"{host}:{port}" + (" (TLS)" if rabbitmq.tls.enabled else "")
     try:
-        addresses = _resolve(host, port, timeout)
+        addresses = _resolve(host, port, max(0.001, deadline - time.monotonic()))
     except Unreachable as exc:
         raise Unreachable(f"cannot reach the broker at {target}: {exc}") from None
-    ssl_options = connection_parameters(rabbitmq, default_connection_name("call")).ssl_options
+    ssl_options = connection_parameters(rabbitmq, default_connection_name("call"), node).ssl_options
     failures: list[str] = []
     for family, kind, proto, _name, sockaddr in addresses:
         address = f"[{sockaddr[0]}]:{sockaddr[1]}" if family == socket.AF_INET6 else f"{sockaddr[0]}:{sockaddr[1]}"
@@ -141,13 +152,16 @@ def connect(producer: Producer, rabbitmq: RabbitMQConfig, timeout: float, *, sho
     """:func:`probe` the broker, then start ``producer`` and wait for its AMQP session, all within
     ``timeout`` seconds; raise :class:`Unreachable` with one line otherwise.
 
-    Once the probe got through, the failure is above TCP (login refused, virtual host or permission
-    missing, topology refused): the producer's first reconnect warning is that reason, and it ends
-    the wait at once, since retrying would only repeat it. While waiting, those warnings are held
+    Once the probe got through to the only node, the failure is above TCP (login refused, virtual
+    host or permission missing, topology refused): the producer's first reconnect warning is that
+    reason, and it ends the wait at once, since retrying would only repeat it. With several nodes
+    the producer may first pick one the probe did not reach, so it gets until ``timeout`` to fail
+    over, and the first failure is named if it never connects. While waiting, those warnings are held
     back from the log unless ``show_logs``.
     """
     deadline = time.monotonic() + timeout
     reached = probe(rabbitmq, timeout)
+    one_node = len(rabbitmq.nodes()) == 1
     amqp_logger = logging.getLogger("burrow.amqp")
     capture = _FirstFailure()
     saved = amqp_logger.propagate, amqp_logger.level
@@ -158,12 +172,13 @@ def connect(producer: Producer, rabbitmq: RabbitMQConfig, timeout: float, *, sho
     try:
         producer.start()
         while not producer.wait_connected(min(0.05, max(0.0, deadline - time.monotonic()))):
-            if capture.seen.is_set():
+            if capture.seen.is_set() and one_node:
                 raise Unreachable(f"reached the broker at {reached.address}, but the AMQP session did not "
                                   f"open: {capture.reason}")
             if time.monotonic() >= deadline:
+                first = f" (first failure: {capture.reason})" if capture.seen.is_set() else ""
                 raise Unreachable(f"reached the broker at {reached.address}, but the AMQP session did not "
-                                  f"open within {timeout:g} s")
+                                  f"open within {timeout:g} s{first}")
     finally:
         amqp_logger.removeHandler(capture)
         amqp_logger.propagate = saved[0]
