@@ -49,6 +49,8 @@ from burrow.topology import DIRECT_REPLY_TO, reply_queue_name
 logger = logging.getLogger(__name__)
 
 DEADLINE_CHECK_INTERVAL = 0.05
+#: The DEBUG record logged (with ``CORRELATION_ID``) for each request republished after a reconnect.
+REPUBLISHED_MESSAGE = "Republishing request"
 
 
 class RequestFuture(Future):  # type: ignore[type-arg]
@@ -301,6 +303,10 @@ class Producer:
         self._unconfirmed.clear()
         if resend:
             logger.info("Republishing %d requests not confirmed before the connection loss", len(resend))
+            for request in resend:
+                # One DEBUG record per request: a consumer may now run it twice without the
+                # redelivered flag, and fault checks match such runs to these records by id.
+                logger.debug(REPUBLISHED_MESSAGE, extra={"CORRELATION_ID": request.correlation_id})
             self._stats.republished += len(resend)
             self._outbox.extendleft(reversed(resend))
         self._ready.set()
