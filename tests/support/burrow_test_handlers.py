@@ -14,13 +14,13 @@ SEEN: list[bytes] = []
 
 
 def record(body: bytes, context: RequestContext) -> bytes:
-    """Remember every body (and whether it was a redelivery), then echo."""
+    """Remember every body (whether it was a redelivery, and its correlation id), then echo."""
     with SEEN_LOCK:
         SEEN.append(body)
     log = os.environ.get("BURROW_TEST_RECORD")
     if log:
         with open(log, "a") as handle:
-            handle.write(f"{body.decode()} {int(context.redelivered)}\n")
+            handle.write(f"{body.decode()} {int(context.redelivered)} {context.correlation_id}\n")
     return b"Consumer processed: " + body
 
 
