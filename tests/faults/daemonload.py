@@ -219,6 +219,11 @@ class HttpLoad:
             if outcome.result == "answered":
                 self.latencies.append(time.monotonic() - started)
 
+    def stop(self) -> None:
+        """Start no more requests (those started are still counted)."""
+        with self._lock:
+            self.deadline = time.monotonic()
+
     def answered(self) -> int:
         with self._lock:
             return sum(outcome.result == "answered" for outcome in self.outcomes.values())

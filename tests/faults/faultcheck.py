@@ -340,6 +340,7 @@ class Load:
         self._thread = threading.Thread(target=self._submit_all, name=f"load-{prefix}", daemon=True)
         self.started = 0.0
         self.submit_errors: dict[bytes, BaseException] = {}
+        self._stop = threading.Event()
 
     def bodies(self) -> Iterator[bytes]:
         return (f"{self.prefix}-{n}".encode() for n in range(self.count))
@@ -354,6 +355,9 @@ class Load:
         next_at = time.monotonic()
         for body in self.bodies():
             self.window.acquire()
+            if self._stop.is_set():
+                self.window.release()
+                return
             delay = next_at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
@@ -367,6 +371,11 @@ class Load:
             with self._lock:
                 self.futures[body] = future
             future.add_done_callback(lambda _f: self.window.release())
+
+    def stop(self) -> None:
+        """Submit no more requests (those submitted are still counted): for loads that run until
+        the scenario has seen enough after its fault, rather than for a fixed count."""
+        self._stop.set()
 
     def answered(self) -> int:
         with self._lock:

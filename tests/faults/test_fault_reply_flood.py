@@ -26,15 +26,17 @@ FLOOD = 12000
 
 
 class SlowReplyProducer(Producer):
-    """A producer whose I/O thread spends 0.3 ms on each reply, like a busy process: the broker's
-    socket buffers fill and replies queue up between the reply queue and the producer."""
+    """A producer whose I/O thread spends 2 ms on each reply, like a busy process: the broker's
+    socket buffers fill and replies queue up between the reply queue and the producer, and the
+    flood takes about 24 s to drain, longer than rabbitmqctl needs to close the connection on a
+    busy host."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.seen: set[str] = set()
 
     def on_reply(self, channel: Any, method: Any, properties: pika.BasicProperties, body: bytes) -> None:
-        time.sleep(0.0003)
+        time.sleep(0.002)
         self.seen.add(properties.correlation_id)
         super().on_reply(channel, method, properties, body)
 
@@ -58,7 +60,7 @@ def test_reply_flood_survives_producer_connection_close(request, make_config, lo
         seen_at_close = producer.stats().orphaned_replies
         wait_for(lambda: producer.connected, 30, "the producer reconnected")
         # Ready and unacknowledged: a reply is gone from the queue only once the producer acked it.
-        wait_for(lambda: local_broker.queue_depth(reply_queue) == 0, 60, "flood drained and acked", interval=0.5)
+        wait_for(lambda: local_broker.queue_depth(reply_queue) == 0, 90, "flood drained and acked", interval=0.5)
         seen = len(producer.seen)
         deliveries = producer.stats().orphaned_replies
     finally:

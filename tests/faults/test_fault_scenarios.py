@@ -40,7 +40,7 @@ from faultcheck import (
 )
 from tcpproxy import TcpProxy
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 
 FAULTS_DIR = Path(__file__).resolve().parent
 SUPPORT_DIR = FAULTS_DIR.parent / "support"
@@ -51,6 +51,8 @@ MODES: dict[str, dict[str, dict[str, Any]]] = {
     "classic": {"topology": {"queue_type": "classic"}},
 }
 mode_param = pytest.mark.parametrize("mode", list(MODES))
+#: The count bound of a load that the test stops once it has seen enough after its fault.
+OPEN_ENDED = 20000
 
 
 def mode_config(make_config: Callable[..., BurrowConfig], mode: str, **sections: dict[str, Any]) -> BurrowConfig:
@@ -127,7 +129,8 @@ def test_broker_outage_mid_load(request, fault, mode, make_config, local_broker,
     config = mode_config(make_config, mode, rabbitmq={"heartbeat": 5})
     consumer = start_consumer(config, handler=log.handler(delay=0.002))
     producer = start_producer(config)
-    load = Load(producer, 1500, prefix=fault, rate=300).start()
+    # Runs until 300 answers after the outage (rabbitmqctl alone takes seconds on a busy host).
+    load = Load(producer, OPEN_ENDED, prefix=fault, rate=300).start()
     load.wait_answered(300, 30)
     if fault == "crash":
         local_broker.crash()
@@ -136,12 +139,13 @@ def test_broker_outage_mid_load(request, fault, mode, make_config, local_broker,
     down_at = load.answered()
     local_broker.start()
     wait_for(lambda: producer.connected and consumer.connected, 60, "producer and consumer reconnected")
+    load.wait_answered(down_at + 300, 90)
+    load.stop()
     load.finish(120)
     title = "Broker SIGKILL mid-load, restarted on the same data" if fault == "crash" else "Broker stop + start mid-load"
     tally = load.tally(scenario_name(f"broker-{fault}", mode), mode_title(title, mode), log, republished)
     tally.notes.update(answered_when_down=down_at, consumer_reconnects=consumer.reconnects)
     finish_scenario(request, tally)
-    assert down_at < 1500, "the load finished before the outage; the test proved nothing"
     assert tally.reconnects >= 1 and consumer.reconnects >= 1
 
 
@@ -268,7 +272,8 @@ def test_memory_alarm_blocks_then_recovers(request, make_config, local_broker, s
     config = make_config(rabbitmq={"blocked_connection_timeout": blocked_timeout})
     start_consumer(config, handler=log.handler())
     producer = start_producer(config)
-    load = Load(producer, 1500, prefix="alarm", rate=300).start()
+    # Runs until 300 answers after the alarm (so it is still publishing when the alarm starts).
+    load = Load(producer, OPEN_ENDED, prefix="alarm", rate=300).start()
     try:
         load.wait_answered(300, 30)
         local_broker.set_memory_watermark(0)
@@ -281,6 +286,8 @@ def test_memory_alarm_blocks_then_recovers(request, make_config, local_broker, s
         stalled = load.answered() - during
     finally:
         local_broker.set_memory_watermark(0.4)
+    load.wait_answered(during + stalled + 300, 90)
+    load.stop()
     load.finish(120)
     tally = load.tally("memory-alarm", "Memory alarm (watermark 0, then 0.4) mid-load", log, republished)
     tally.notes.update(blocked_timeout=blocked_timeout, gave_up_after_s=round(gave_up_after, 1),
