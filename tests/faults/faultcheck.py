@@ -81,7 +81,7 @@ def git_revision() -> str:
     try:
         revision = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                                   text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "daemons"],
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "daemons", "tests"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -453,6 +453,6 @@ def close_connections(broker: LocalBroker, name: str, expect: int) -> None:
 
 def finish_scenario(request: pytest.FixtureRequest, tally: Tally) -> None:
     """Save the tally for the report, log it, then assert the pass criteria."""
-    tally.save(request.node.nodeid)
+    request.node.reliability_tally = tally.save(request.node.nodeid)  # marked failed by tests/conftest.py
     logger.info("Scenario %s: %s", tally.scenario, tally)
     tally.check()

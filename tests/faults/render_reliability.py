@@ -95,7 +95,8 @@ def passed(tally: dict[str, Any]) -> bool:
     names = list(MUST_BE_ZERO)
     if not tally.get("allow_errors", False):
         names += ["failed_503", "failed_504"]
-    return all(not tally.get(name) for name in names) and all(tally.get(name) is not None for name in CORE)
+    return (not tally.get("test_failed") and all(not tally.get(name) for name in names)
+            and all(tally.get(name) is not None for name in CORE))
 
 
 def checks_from_junit(junit: Path) -> list[dict[str, Any]]:
@@ -139,7 +140,9 @@ def render_scenarios(tallies: list[dict[str, Any]]) -> list[str]:
     failing = [tally for tally in tallies if not passed(tally)]
     for tally in failing:
         out += ["", f"Problems in {tally['scenario']} (first ten):", ""]
-        out += [f"- {problem}" for problem in (tally.get("problems") or [])[:10]]
+        if tally.get("test_failed"):
+            out.append(f"- the test failed after counting: {cell(tally['test_failed'])}")
+        out += [f"- {cell(problem)}" for problem in (tally.get("problems") or [])[:10]]
     return [*out, ""]
 
 

@@ -58,6 +58,8 @@ def test_the_report_renders_a_tally_of_the_shared_shape_and_judges_it_by_its_cou
                "lost": 1, "duplicates_explained": 0, "duplicates_unexplained": 0, "duration_s": 5.0,
                "ok": True, "nodes": 3}
     assert not passed(cluster)
+    assert passed({**cluster, "answered": 10, "lost": 0})
+    assert not passed({**cluster, "answered": 10, "lost": 0, "test_failed": "AssertionError: the fault did not bite"})
     text = render([json.loads(json.dumps(cluster))], None)
     assert "| cluster-node-kill | 10 | 9 | 0 | 0 | 1 | 0 | 0 | 5.0 | **FAIL** |" in text
     assert "`make cluster-faults`" in text and "abc123, 2026-11-29T06:00:00Z" in text
