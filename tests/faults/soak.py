@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         latencies = sorted(load.latencies)
         tally.duration_s = round(time.monotonic() - started, 1)
         tally.notes.update(peak_rps=peak and round(peak), rate_rps=round(rate), clients=CLIENTS,
+                           rate_from="--rate" if args.rate else "half the measured peak",
                            p50_ms=latencies and round(latencies[len(latencies) // 2] * 1000, 1),
                            p99_ms=latencies and round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
                            start=first, end=last, events=[(round(at, 1), what) for at, what in events])
