@@ -75,19 +75,25 @@ def mode_title(title: str, mode: str) -> str:
 def test_consumer_sigkill_mid_load_restarted(request, mode, make_config, consumer_process, start_producer, republished, tmp_path, monkeypatch):
     log = HandlerLog(tmp_path / "handled.txt")
     monkeypatch.setenv("BURROW_TEST_RECORD", str(log.path))
-    config = mode_config(make_config, mode, consumer={"handler": "burrow_test_handlers:record", "concurrency": 4})
+    # The poison handler records and echoes like "record", and takes 0.3 s for "slow:" bodies.
+    config = mode_config(make_config, mode, consumer={"handler": "burrow_test_handlers:poison", "concurrency": 4})
     first = consumer_process(config, "first").start()
     first.wait_ready()
     producer = start_producer(config)
     load = Load(producer, 2000, prefix="kill", rate=400).start()
     load.wait_answered(400, 30)
+    # A few slow requests beside the load, so the consumer surely holds some when it is killed.
+    held = Load(producer, 8, prefix="slow:held", rate=100).start()
+    wait_for(lambda: len(held.futures) == 8, 10, "the slow requests submitted")
+    time.sleep(0.15)  # the fault itself: kill while the slow ones are in their handlers
     first.kill()
     killed_at = load.answered()
     second = consumer_process(config, "second").start()
     second.wait_ready()
     load.finish(120)
+    held.finish(60)
     tally = load.tally(scenario_name("consumer-sigkill", mode), mode_title("Consumer SIGKILL mid-load, restarted", mode),
-                       log, republished)
+                       log, republished, extra_loads=[held])
     tally.notes["answered_when_killed"] = killed_at
     finish_scenario(request, tally)
     assert killed_at < 2000, "the load finished before the kill; the test proved nothing"
