@@ -47,7 +47,7 @@ def main(config_path: str, count: int, outcome: str) -> int:
             futures.append(future)
         for future in futures:
             future.exception(timeout=180)
-        producer.close(timeout=0)
+        producer.stop(timeout=0)
     return 0
 
 
