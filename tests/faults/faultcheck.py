@@ -88,6 +88,10 @@ def git_revision() -> str:
     return revision + ("+dirty" if dirty else "")
 
 
+#: The checkout's revision when this run started (a long run may outlive a commit).
+REVISION = git_revision()
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
     """One handler invocation."""
@@ -249,7 +253,7 @@ class Tally:
         document["problems"] = self.problems[:50]
         document["ok"] = self.ok
         document["command"] = f"make faults FAULTS_ARGS='{nodeid_for_make(nodeid)}'"
-        document["revision"] = git_revision()
+        document["revision"] = REVISION
         document["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         path = results_dir() / f"{self.scenario}.json"
         path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
@@ -312,6 +316,10 @@ def count(tally: Tally, outcomes: Iterable[Outcome], runs: Iterable[Run] | None,
         if unexplained:
             tally.problems.append(f"{body!r} ran {len(body_runs)} times, {unflagged} unflagged, "
                                   f"republished {copies} times: {unexplained} unexplained")
+    for outcome in outcomes:
+        if outcome.result != "answered":
+            tally.problems.append(f"{outcome.body!r} ran {len(by_body.get(outcome.body, []))} times in handlers "
+                                  f"(redelivered: {[run.redelivered for run in by_body.get(outcome.body, [])]})")
     answered_unprocessed = [o.body for o in outcomes if o.result == "answered" and o.body not in by_body]
     if answered_unprocessed:
         tally.unexpected += len(answered_unprocessed)

@@ -34,7 +34,7 @@ from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQ
 from burrow.tools.localbroker import LocalBroker  # noqa: E402
 
 from daemonload import Daemon, HttpLoad  # noqa: E402
-from faultcheck import HandlerLog, RepublishLog, Tally, count, git_revision  # noqa: E402
+from faultcheck import REVISION, HandlerLog, RepublishLog, Tally, count  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                            p99_ms=latencies and round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
                            start=first, end=last, events=[(round(at, 1), what) for at, what in events])
         document = {**tally.__dict__, "problems": tally.problems[:50], "ok": tally.ok,
-                    "command": "make soak", "revision": git_revision(),
+                    "command": "make soak", "revision": REVISION,
                     "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "samples": sampler.samples}
         (args.out / "soak.json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
         plot(sampler.samples, events, args.out / "soak-rss.png")
