@@ -210,10 +210,11 @@ class BurrowConsumerProcess:
     The config file and the password file it points to are owner-only, in a private folder.
     """
 
-    def __init__(self, workdir: Path, name: str, amqp_url: str, topology: TopologyConfig, prefetch: int = 0) -> None:
+    def __init__(self, workdir: Path, name: str, amqp_url: str, topology: TopologyConfig, prefetch: int = 0,
+                 hosts: tuple[str, ...] = ()) -> None:
         password_file = workdir / f"{name}.password"
         password_file.touch(mode=0o600)
-        rabbitmq = RabbitMQConfig.from_url(amqp_url, connection_name=f"bench-{name}-consumer")
+        rabbitmq = RabbitMQConfig.from_url(amqp_url, connection_name=f"bench-{name}-consumer", hosts=hosts)
         password_file.write_text(rabbitmq.password)
         config = BurrowConfig(
             rabbitmq=dataclasses.replace(rabbitmq, password="", password_file=str(password_file)),
@@ -516,7 +517,11 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
             with running_systems(measured, broker, workdir) as systems:
                 for system in systems.values():
                     Progress.note(f"{system.name}: pids {system.pids}")
-                    system.client.command("closed", settings.warmup, 16, settings.max_seconds, timeout=settings.max_seconds + 60)
+                    # Peer clients keep one connection per thread: warm them at the highest
+                    # concurrency, so that no measurement pays for connecting.
+                    warm = max(levels) if system.name in PEER_SYSTEMS else 16
+                    system.client.command("closed", max(settings.warmup, warm), warm, settings.max_seconds,
+                                          timeout=settings.max_seconds + 120)
                 for round_number in range(1, settings.rounds + 1):
                     for concurrency in levels:
                         for name, system in systems.items():
