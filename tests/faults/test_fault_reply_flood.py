@@ -27,17 +27,16 @@ FLOOD = 12000
 
 
 class SlowReplyProducer(Producer):
-    """A producer whose I/O thread spends 2 ms on each reply, like a busy process: the broker's
+    """A producer whose I/O thread spends 1 ms on each reply, like a busy process: the broker's
     socket buffers fill and replies queue up between the reply queue and the producer, and the
-    flood takes about 24 s to drain, longer than rabbitmqctl needs to close the connection on a
-    busy host."""
+    flood takes about 12 s to drain, longer than rabbitmqctl needs to close the connection."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.seen: set[str] = set()
 
     def on_reply(self, channel: Any, method: Any, properties: pika.BasicProperties, body: bytes) -> None:
-        time.sleep(0.002)
+        time.sleep(0.001)
         self.seen.add(properties.correlation_id)
         super().on_reply(channel, method, properties, body)
 

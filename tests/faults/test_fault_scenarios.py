@@ -172,15 +172,19 @@ def child_records(outcome: Path) -> tuple[list[str], dict[str, bytes]]:
     return submitted, answered
 
 
-def peek_replies(channel: Any, queue: str) -> dict[str, bytes]:
-    """Every reply waiting in ``queue`` by correlation id, taken without an ack and put back."""
+def peek_replies(connection: Any, queue: str) -> dict[str, bytes]:
+    """Every reply waiting in ``queue`` by correlation id, consumed without an ack on a channel of
+    its own whose close puts them back (a quorum reply queue with a single active consumer refuses
+    basic.get)."""
+    channel = connection.channel()
     replies: dict[str, bytes] = {}
-    while True:
-        method, properties, body = channel.basic_get(queue, auto_ack=False)
-        if method is None:
-            break
-        replies[properties.correlation_id] = body
-    channel.basic_nack(0, multiple=True, requeue=True)
+    try:
+        for method, properties, body in channel.consume(queue, inactivity_timeout=2):
+            if method is None:
+                break
+            replies[properties.correlation_id] = body
+    finally:
+        channel.close()
     return replies
 
 
@@ -209,7 +213,7 @@ def test_producer_process_restart_with_requests_in_flight(request, make_config, 
     wait_for(lambda: amqp.queue_declare(config.topology.request_queue, passive=True).method.message_count == 0
              and consumer.in_flight == 0, 60, "request queue drained")
     reply_queue = reply_queue_name(config.topology, instance)
-    waiting = peek_replies(amqp, reply_queue)
+    waiting = peek_replies(amqp.connection, reply_queue)
     runs = log.runs()
     correlation_of = {run.body.decode(): run.correlation_id for run in runs}
     outcomes = []
