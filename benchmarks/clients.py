@@ -23,6 +23,8 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import logging
+import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -44,6 +46,17 @@ DRIVER_THREADS = 4
 REPLY_TIMEOUT = 30.0
 
 Result = dict[str, Any]
+
+
+def stop_gracefully(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a daemon process (its graceful drain), SIGKILL if it takes longer than 30 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 def _result(sent: int, ok: int, failed: int, elapsed: float, latencies: list[float]) -> Result:

@@ -9,6 +9,8 @@
 #                       (benchmarks/cluster.py, about 5 min); `make bench` runs it after the main benchmark
 #   make bench-profile  a quick run with py-spy attached to burrow's producer and consumer at the
 #                       highest concurrency (collapsed stacks + a summary in results.json)
+#   make bench-http-stacks  the two HTTP stacks considered for the producer daemon's API (aiohttp,
+#                       uvicorn) and the finished API, without a broker (benchmarks/http_candidates.py)
 #
 # All of them install what they need first: the venv of scripts/bootstrap-dev.sh (with the bench
 # extra, matplotlib) and, for bench-profile only, py-spy in its own cached venv.
@@ -18,7 +20,7 @@ BENCH_CLUSTER_ARGS ?=
 PY_SPY_VERSION ?= 0.4.3
 PY_SPY_VENV = $${BURROW_CACHE:-/var/cache/burrow-ci}/py-spy-$(PY_SPY_VERSION)
 
-.PHONY: bench bench-quick bench-peers bench-profile bench-cluster
+.PHONY: bench bench-quick bench-peers bench-profile bench-cluster bench-http-stacks
 
 bench:
 	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks $(BENCH_ARGS)
@@ -26,6 +28,9 @@ bench:
 
 bench-cluster:
 	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks.cluster $(BENCH_CLUSTER_ARGS)
+
+bench-http-stacks:
+	@venv=$$(scripts/bootstrap-dev.sh) && "$$venv/bin/python" -m benchmarks.http_candidates $(BENCH_ARGS)
 
 bench-quick:
 	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks --quick $(BENCH_ARGS)

@@ -373,13 +373,19 @@ def _expand(path: str, key: str, value: str) -> str:
         raise ConfigError(path, key, f"bad ${{...}} reference: {exc}") from None
 
 
-def _resolve_password(path: str, rabbitmq: RabbitMQConfig, raw: dict[str, Any]) -> RabbitMQConfig:
-    """Enforce "``password`` or ``password_file``, not both" and read the file's first line."""
+def _resolve_password(path: str, rabbitmq: RabbitMQConfig, raw: dict[str, Any], read_secrets: bool) -> RabbitMQConfig:
+    """Enforce "``password`` or ``password_file``, not both" and read the file's first line.
+
+    Without ``read_secrets`` the file is neither expanded nor read: ``password_file`` stays as
+    written, so a file can be checked where the secret is absent (``burrow check-config``).
+    """
     has_password = "password" in raw
     if has_password and rabbitmq.password_file:
         raise ConfigError(path, "rabbitmq.password_file", "set either password or password_file, not both")
     if not rabbitmq.password_file:
         return rabbitmq if has_password else dataclasses.replace(rabbitmq, password="guest")
+    if not read_secrets:
+        return rabbitmq
     secret_path = _expand(path, "rabbitmq.password_file", rabbitmq.password_file)
     try:
         secret = Path(secret_path).read_text(encoding="utf-8")
@@ -415,8 +421,12 @@ def _check_hosts(path: str, rabbitmq: RabbitMQConfig, raw: dict[str, Any]) -> No
         seen.add(node)
 
 
-def parse_config(data: dict[str, Any], path: str = "<string>") -> BurrowConfig:
-    """Validate an already-parsed TOML document and build the config from it."""
+def parse_config(data: dict[str, Any], path: str = "<string>", *, read_secrets: bool = True) -> BurrowConfig:
+    """Validate an already-parsed TOML document and build the config from it.
+
+    ``read_secrets=False`` checks everything but leaves ``password_file`` unread (and the password
+    empty): such a config is for inspection, not for connecting.
+    """
     sections = {f.name: f for f in dataclasses.fields(BurrowConfig) if f.name != "path"}
     hints = typing.get_type_hints(BurrowConfig)
     built: dict[str, Any] = {}
@@ -425,7 +435,7 @@ def parse_config(data: dict[str, Any], path: str = "<string>") -> BurrowConfig:
             raise ConfigError(path, name, f"unknown section (known sections: {', '.join(sorted(sections))})")
         built[name] = _build(path, name, hints[name], table)
     rabbitmq = built.get("rabbitmq", RabbitMQConfig())
-    built["rabbitmq"] = _resolve_password(path, rabbitmq, data.get("rabbitmq", {}))
+    built["rabbitmq"] = _resolve_password(path, rabbitmq, data.get("rabbitmq", {}), read_secrets)
     _check_hosts(path, built["rabbitmq"], data.get("rabbitmq", {}))
     tls = built["rabbitmq"].tls
     if tls.enabled and bool(tls.cert_file) != bool(tls.key_file):
@@ -437,8 +447,11 @@ def parse_config(data: dict[str, Any], path: str = "<string>") -> BurrowConfig:
     return BurrowConfig(**built, path=path)
 
 
-def load_config(path: str | os.PathLike[str]) -> BurrowConfig:
-    """Read and validate the TOML file at ``path``; raise :class:`ConfigError` naming what is wrong."""
+def load_config(path: str | os.PathLike[str], *, read_secrets: bool = True) -> BurrowConfig:
+    """Read and validate the TOML file at ``path``; raise :class:`ConfigError` naming what is wrong.
+
+    ``read_secrets=False``: see :func:`parse_config`.
+    """
     name = os.fspath(path)
     try:
         with open(name, "rb") as handle:
@@ -453,7 +466,7 @@ def load_config(path: str | os.PathLike[str]) -> BurrowConfig:
         raise ConfigError(name, None, f"not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(name, None, f"cannot read: {exc.strerror}") from None
-    return parse_config(data, name)
+    return parse_config(data, name, read_secrets=read_secrets)
 
 
 def _toml_value(value: Any) -> str:
