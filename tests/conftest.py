@@ -249,3 +249,19 @@ def start_producer() -> Iterator[Callable[..., Any]]:
 
     with _engines(Producer, lambda producer: producer.wait_ready(30), lambda producer: producer.stop(timeout=0)) as start:
         yield start
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A fault scenario saves its tally before its last assertions (did the fault bite?); when
+    one of those fails, the saved tally says so, so the report never shows a failed run as passed."""
+    outcome = yield
+    report = outcome.get_result()
+    path = getattr(item, "reliability_tally", None)
+    if path is not None and report.when == "call" and report.failed:
+        import json
+
+        tally = json.loads(path.read_text())
+        tally["ok"] = False
+        tally["test_failed"] = (report.longreprtext.strip().splitlines() or ["failed"])[-1][:300]
+        path.write_text(json.dumps(tally, indent=2, sort_keys=True) + "\n")

@@ -41,6 +41,8 @@ from burrow.topology import DIRECT_REPLY_TO, reply_queue_name
 logger = logging.getLogger(__name__)
 
 DEADLINE_CHECK_INTERVAL = 0.05
+#: The DEBUG record logged (with ``CORRELATION_ID``) for each request republished after a reconnect.
+REPUBLISHED_MESSAGE = "Republishing request"
 
 
 class Producer:
@@ -229,6 +231,10 @@ class Producer:
             resend = [r for r in self._in_flight.snapshot() if r.published and not r.future.done()]
         if resend:
             logger.info("Republishing %d requests not confirmed before the connection loss", len(resend))
+            for request in resend:
+                # One DEBUG record per request: a consumer may now run it twice without the
+                # redelivered flag, and fault checks match such runs to these records by id.
+                logger.debug(REPUBLISHED_MESSAGE, extra={"CORRELATION_ID": request.correlation_id})
             self._stats.republished += len(resend)
             self._outbox.put_back(resend)
         self._ready.set()

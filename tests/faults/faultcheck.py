@@ -1,57 +1,71 @@
 """Jepsen-style load and count for the fault tests: drive a steady request load, break something,
-then count what every caller and every handler saw.
+then count, by request, what every caller and every handler saw.
 
-A scenario runs a :class:`Load` through a :class:`CountingProducer` (a real ``Producer`` that also
-notes which requests the broker confirmed), records every handler invocation (body and
-``redelivered`` flag) with a :class:`HandlerLog`, and reduces both to a :class:`Tally`:
+Only what lies outside the code under test is counted:
 
-- ``sent``: requests submitted; ``confirmed``: requests the broker acked at least once;
-- ``answered``: futures resolved with the right reply; ``unexpected``: futures resolved with a reply
-  that belongs to another request, or an error nobody injected;
-- ``lost``: confirmed but never answered; ``failed``: neither confirmed nor answered (the caller got
-  an error for a request the broker never took);
-- ``duplicated``: replies delivered to a caller more than once (futures must resolve once);
-- ``redeliveries_unflagged``: handler runs of a body beyond its first that were *not* flagged
-  ``redelivered`` and that publisher republishes do not explain.
+- the **caller's side**: every request a load submitted, with what its caller got back (the right
+  reply, a clear refusal, a timeout, someone else's reply, or nothing at all): :class:`Outcome`;
+- the **handlers' side**: every handler run with its body, its ``redelivered`` flag and its
+  correlation id (:class:`HandlerLog`, from the handler itself or from a record file a consumer
+  process appends to);
+- the **producer's public record of republishes**: the DEBUG record
+  ``burrow.producer.REPUBLISHED_MESSAGE`` it logs, with ``CORRELATION_ID``, for each request it
+  publishes again after a reconnect (:class:`RepublishLog`, from a logging handler in-process or
+  from a daemon's log file).
 
-A passing scenario has 0 lost, 0 failed, 0 duplicated, 0 unexpected and 0 unflagged redeliveries.
-Each test saves its tally as JSON under ``BURROW_RELIABILITY_DIR`` (default
-``build/reliability``); ``tests/faults/render_reliability.py`` turns those into
-``docs/reliability.md``.
+:func:`count` reduces them to a :class:`Tally`. Per request, each handler run after the first must
+be explained by that request's own ``redelivered`` flag or by a republish of that same request;
+each other run is an **unexplained duplicate**, named in ``problems``. A request counts as:
+
+- ``answered``: the caller got exactly the reply the handler makes of its body;
+- ``failed_503``: the caller got a clear refusal (broker unreachable, busy, refused: HTTP 503);
+- ``failed_504``: the caller got a timeout (HTTP 504);
+- ``lost``: the caller got nothing, or an error nobody should see;
+- ``unexpected``: the caller got a reply that is not its own, or a reply no handler made.
+
+In-process scenarios pass with everything answered; scenarios through the HTTP API may answer 503
+or 504 while the broker is away (``allow_errors``), and pass with 0 lost, 0 unexpected,
+0 unexplained duplicates and no HTTP client given two answers. Each test saves its tally as
+``<scenario>.json`` in :func:`results_dir` with the command, git revision and date; ``tests/faults/render_reliability.py`` renders docs/reliability.md from them.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import json
 import logging
 import os
+import re
+import subprocess
 import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-import pika
-import pika.spec
 import pytest
 
-from burrow.config import BurrowConfig
+from burrow.errors import Backpressure, BrokerUnavailable, PublishError, RequestTimeout
 from burrow.handlers import RequestContext
+from burrow.producer import REPUBLISHED_MESSAGE, Producer
 from burrow.tools.localbroker import LocalBroker
-from burrow.producer import Producer
 
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS_ENV = "BURROW_RELIABILITY_DIR"
 REPLY_PREFIX = b"Consumer processed: "
+#: Exceptions a caller of the library gets where the HTTP API answers 503 (see burrow.daemon.httpapi).
+REFUSALS = (Backpressure, BrokerUnavailable, PublishError)
+#: A daemon's stderr line for one republished request (burrow.daemon.journal.StderrFormatter).
+REPUBLISHED_LINE = re.compile(r" burrow\.producer: " + re.escape(REPUBLISHED_MESSAGE) + r" \[.*?CORRELATION_ID=(\S+?)[\] ]")
 
 
 def results_dir() -> Path:
-    """Where scenario tallies go (created on first use)."""
+    """Where scenario tallies go (created on first use): ``make faults`` points
+    ``BURROW_RELIABILITY_DIR`` at docs/reliability/, beside the report; other runs (``make test``)
+    write to build/reliability/ and leave the committed tallies alone."""
     path = Path(os.environ.get(RESULTS_ENV) or REPO / "build" / "reliability")
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -62,57 +76,140 @@ def expected_reply(body: bytes) -> bytes:
     return REPLY_PREFIX + body
 
 
-class CountingProducer(Producer):
-    """A real :class:`~burrow.producer.Producer` that also records which requests the broker acked.
+def git_revision() -> str:
+    """The checkout's commit (``+dirty`` with uncommitted changes), for the tally's provenance."""
+    try:
+        revision = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                  text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "daemons", "tests"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return revision + ("+dirty" if dirty else "")
 
-    The broker's publisher confirm is the producer's promise that a request will not be lost, so
-    the checker counts a request as ``lost`` only if it was confirmed and still never answered.
-    """
 
-    def __init__(self, config: BurrowConfig, **kwargs: Any) -> None:
-        super().__init__(config, **kwargs)
-        self.confirmed_ids: set[str] = set()
+#: The checkout's revision when this run started (a long run may outlive a commit).
+REVISION = git_revision()
 
-    def on_confirm(self, frame: pika.frame.Method) -> None:
-        method = frame.method
-        if isinstance(method, pika.spec.Basic.Ack):
-            for request in self._confirms.peek(method.delivery_tag, method.multiple):
-                self.confirmed_ids.add(request.correlation_id)
-        super().on_confirm(frame)
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One handler invocation."""
+
+    body: bytes
+    redelivered: bool
+    correlation_id: str
 
 
 class HandlerLog:
-    """Every handler invocation as ``(body, redelivered)``, from memory or from a record file.
+    """Every handler invocation, from memory or from a record file.
 
     In-process consumers use :meth:`handler` (optionally slowed by ``delay`` seconds); consumer
     processes run ``burrow_test_handlers:record`` with ``BURROW_TEST_RECORD`` pointing at ``path``,
-    which appends ``"<body> <0|1>"`` lines.
+    which appends ``"<body> <0|1> <correlation id>"`` lines.
     """
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._runs: list[tuple[bytes, bool]] = []
+        self._runs: list[Run] = []
 
     def handler(self, delay: float = 0.0) -> Callable[[bytes, RequestContext], bytes]:
         def handle(body: bytes, context: RequestContext) -> bytes:
             if delay:
                 time.sleep(delay)
             with self._lock:
-                self._runs.append((body, context.redelivered))
+                self._runs.append(Run(body, context.redelivered, context.correlation_id))
             return expected_reply(body)
 
         return handle
 
-    def runs(self) -> list[tuple[bytes, bool]]:
+    def runs(self) -> list[Run]:
         with self._lock:
             runs = list(self._runs)
         if self.path is not None and self.path.exists():
             for line in self.path.read_text().splitlines():
-                body, _, flag = line.rpartition(" ")
-                if body and flag in ("0", "1"):
-                    runs.append((body.encode(), flag == "1"))
+                fields = line.split(" ")
+                if len(fields) == 3 and fields[1] in ("0", "1"):
+                    runs.append(Run(fields[0].encode(), fields[1] == "1", fields[2]))
         return runs
+
+
+class RepublishLog(logging.Handler):
+    """The correlation ids the producer logged as republished (its public DEBUG record).
+
+    Use :meth:`attach` around an in-process scenario, or :meth:`read_daemon_log` for a
+    ``burrow-producer`` running with ``logging.level = "debug"``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.ids: collections.Counter[str] = collections.Counter()
+        self._lock_ids = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "burrow.producer" and record.msg == REPUBLISHED_MESSAGE:
+            with self._lock_ids:
+                self.ids[getattr(record, "CORRELATION_ID", "-")] += 1
+
+    @classmethod
+    def attach(cls) -> Iterator["RepublishLog"]:
+        """Yield a log that records republishes until the generator is closed (a fixture body)."""
+        log = cls()
+        producer_logger = logging.getLogger("burrow.producer")
+        level = producer_logger.level
+        producer_logger.addHandler(log)
+        producer_logger.setLevel(logging.DEBUG)
+        try:
+            yield log
+        finally:
+            producer_logger.removeHandler(log)
+            producer_logger.setLevel(level)
+
+    def read_daemon_log(self, path: Path) -> "RepublishLog":
+        """Add the republishes a producer daemon wrote to its stderr log at ``path``."""
+        if path.exists():
+            for match in REPUBLISHED_LINE.finditer(path.read_text(errors="replace")):
+                self.ids[match.group(1)] += 1
+        return self
+
+    def counts(self) -> collections.Counter[str]:
+        with self._lock_ids:
+            return collections.Counter(self.ids)
+
+
+@pytest.fixture
+def republished() -> Iterator[RepublishLog]:
+    """Record every request the in-process producers republish during the test."""
+    yield from RepublishLog.attach()
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one caller got for one request: ``answered``, ``503``, ``504``, ``lost`` or
+    ``unexpected``; ``answers`` counts the answers it received (an HTTP client reads on to EOF)."""
+
+    body: bytes
+    result: str
+    answers: int = 1
+    detail: str = ""
+
+
+def future_outcome(body: bytes, future: Future) -> Outcome:
+    """Classify a library caller's future the way the HTTP API maps it to a status code."""
+    if not future.done():
+        return Outcome(body, "lost", 0, "unresolved")
+    error = future.exception()
+    if error is None:
+        reply = future.result()
+        if reply == expected_reply(body):
+            return Outcome(body, "answered")
+        return Outcome(body, "unexpected", detail=f"got {reply[:60]!r}")
+    if isinstance(error, RequestTimeout):
+        return Outcome(body, "504", detail=str(error))
+    if isinstance(error, REFUSALS):
+        return Outcome(body, "503", detail=f"{type(error).__name__}: {error}")
+    return Outcome(body, "lost", detail=f"{type(error).__name__}: {error}")
 
 
 @dataclasses.dataclass
@@ -122,41 +219,49 @@ class Tally:
     scenario: str
     title: str
     sent: int = 0
-    confirmed: int = 0
     answered: int = 0
+    failed_503: int = 0
+    failed_504: int = 0
     lost: int = 0
-    failed: int = 0
-    duplicated: int = 0
     unexpected: int = 0
+    answered_twice: int = 0
+    duplicates_explained: int = 0
+    duplicates_unexplained: int = 0
     handler_runs: int = 0
     redelivered_flagged: int = 0
-    redeliveries_unflagged: int = 0
     republished: int = 0
     duplicate_replies_dropped: int = 0
     reconnects: int = 0
-    seconds: float = 0.0
+    duration_s: float = 0.0
+    allow_errors: bool = False
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)
     problems: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.failed or self.duplicated or self.unexpected or self.redeliveries_unflagged)
+        return not self.bad()
+
+    def bad(self) -> dict[str, int]:
+        names = ["lost", "unexpected", "answered_twice", "duplicates_unexplained"]
+        if not self.allow_errors:
+            names += ["failed_503", "failed_504"]
+        return {name: getattr(self, name) for name in names if getattr(self, name)}
 
     def save(self, nodeid: str) -> Path:
-        """Write this tally as JSON (with the command that reproduces it) for the report."""
+        """Write this tally as ``<scenario>.json`` with the command, revision and date."""
         document = dataclasses.asdict(self)
+        document["problems"] = self.problems[:50]
         document["ok"] = self.ok
-        document["nodeid"] = nodeid
         document["command"] = f"make faults FAULTS_ARGS='{nodeid_for_make(nodeid)}'"
-        document["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        document["revision"] = REVISION
+        document["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         path = results_dir() / f"{self.scenario}.json"
         path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
         return path
 
     def check(self) -> None:
         """Fail the test with every non-zero bad count (after the tally was saved)."""
-        bad = {name: getattr(self, name) for name in ("lost", "failed", "duplicated", "unexpected", "redeliveries_unflagged")}
-        bad = {name: value for name, value in bad.items() if value}
+        bad = self.bad()
         assert not bad, f"{self.scenario}: {bad}; problems: {self.problems[:10]}; tally: {self}"
 
 
@@ -165,12 +270,69 @@ def nodeid_for_make(nodeid: str) -> str:
     return nodeid if nodeid.startswith("tests/") else f"tests/faults/{nodeid}"
 
 
+def count(tally: Tally, outcomes: Iterable[Outcome], runs: Iterable[Run] | None,
+          republished: collections.Counter[str] | None = None) -> Tally:
+    """Fill ``tally`` from the callers' outcomes, the handler runs and the recorded republishes.
+
+    ``runs`` of bodies no caller sent are ignored (other traffic on the queue); ``runs=None``
+    skips the handler side (for scenarios without a handler log).
+    """
+    outcomes = list(outcomes)
+    own = {outcome.body for outcome in outcomes}
+    tally.sent += len(outcomes)
+    for outcome in outcomes:
+        if outcome.result == "answered":
+            tally.answered += 1
+        elif outcome.result == "503":
+            tally.failed_503 += 1
+        elif outcome.result == "504":
+            tally.failed_504 += 1
+        elif outcome.result == "unexpected":
+            tally.unexpected += 1
+        else:
+            tally.lost += 1
+        if outcome.answers > 1:
+            tally.answered_twice += 1
+            tally.problems.append(f"{outcome.body!r} got {outcome.answers} answers")
+        if outcome.result != "answered":
+            tally.problems.append(f"{outcome.body!r}: {outcome.result} {outcome.detail}".rstrip())
+    if runs is None:
+        return tally
+    republished = republished or collections.Counter()
+    by_body: dict[bytes, list[Run]] = collections.defaultdict(list)
+    for run in runs:
+        if run.body in own:
+            by_body[run.body].append(run)
+    tally.handler_runs = sum(len(body_runs) for body_runs in by_body.values())
+    tally.redelivered_flagged = sum(run.redelivered for body_runs in by_body.values() for run in body_runs)
+    tally.republished = sum(republished.values())
+    for body, body_runs in by_body.items():
+        unflagged = sum(not run.redelivered for run in body_runs)
+        copies = sum(republished[cid] for cid in {run.correlation_id for run in body_runs})
+        # The first unflagged run is the request's own; each further one needs a republish of it.
+        unexplained = max(0, unflagged - 1 - copies)
+        tally.duplicates_explained += len(body_runs) - 1 - unexplained
+        tally.duplicates_unexplained += unexplained
+        if unexplained:
+            tally.problems.append(f"{body!r} ran {len(body_runs)} times, {unflagged} unflagged, "
+                                  f"republished {copies} times: {unexplained} unexplained")
+    for outcome in outcomes:
+        if outcome.result != "answered":
+            tally.problems.append(f"{outcome.body!r} ran {len(by_body.get(outcome.body, []))} times in handlers "
+                                  f"(redelivered: {[run.redelivered for run in by_body.get(outcome.body, [])]})")
+    answered_unprocessed = [o.body for o in outcomes if o.result == "answered" and o.body not in by_body]
+    if answered_unprocessed:
+        tally.unexpected += len(answered_unprocessed)
+        tally.problems.append(f"{len(answered_unprocessed)} answered without a handler run, e.g. {answered_unprocessed[0]!r}")
+    return tally
+
+
 class Load:
     """Submit ``count`` requests at up to ``rate`` per second with at most ``window`` unanswered.
 
-    Bodies are ``<prefix>-<n>``; every future gets a done-callback that counts its resolutions, so a
-    reply handed to a caller twice would show up as ``duplicated``. :meth:`start` runs the
-    submitter in a thread so the test can break things while the load is running.
+    Bodies are ``<prefix>-<n>``; :meth:`start` runs the submitter in a thread so the test can
+    break things while the load is running. Every request is tracked by its body from the
+    caller's side: the future ``submit`` returned, or the error ``submit`` raised.
     """
 
     def __init__(self, producer: Producer, count: int, *, prefix: str, rate: float = 400.0, window: int = 200,
@@ -182,11 +344,11 @@ class Load:
         self.window = threading.BoundedSemaphore(window)
         self.timeout = timeout
         self.futures: dict[bytes, Future] = {}
-        self.resolutions: collections.Counter[bytes] = collections.Counter()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._submit_all, name=f"load-{prefix}", daemon=True)
         self.started = 0.0
-        self.submit_errors: list[str] = []
+        self.submit_errors: dict[bytes, BaseException] = {}
+        self._stop = threading.Event()
 
     def bodies(self) -> Iterator[bytes]:
         return (f"{self.prefix}-{n}".encode() for n in range(self.count))
@@ -201,6 +363,9 @@ class Load:
         next_at = time.monotonic()
         for body in self.bodies():
             self.window.acquire()
+            if self._stop.is_set():
+                self.window.release()
+                return
             delay = next_at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
@@ -208,17 +373,17 @@ class Load:
             try:
                 future = self.producer.submit(body, timeout=self.timeout)
             except Exception as exc:  # the caller's own view: a refused submit is a failed request
-                self.submit_errors.append(f"{body!r}: {type(exc).__name__}: {exc}")
+                self.submit_errors[body] = exc
                 self.window.release()
                 continue
             with self._lock:
                 self.futures[body] = future
-            future.add_done_callback(lambda _f, b=body: self._resolved(b))
+            future.add_done_callback(lambda _f: self.window.release())
 
-    def _resolved(self, body: bytes) -> None:
-        with self._lock:
-            self.resolutions[body] += 1
-        self.window.release()
+    def stop(self) -> None:
+        """Submit no more requests (those submitted are still counted): for loads that run until
+        the scenario has seen enough after its fault, rather than for a fixed count."""
+        self._stop.set()
 
     def answered(self) -> int:
         with self._lock:
@@ -241,70 +406,25 @@ class Load:
                 pending = sum(1 for f in self.futures.values() if not f.done())
                 pytest.fail(f"{self.prefix}: {pending} requests still unresolved after {timeout}s")
 
-    def tally(self, scenario: str, title: str, handler_log: HandlerLog | None,
+    def outcomes(self) -> list[Outcome]:
+        refused = [Outcome(body, "503" if isinstance(exc, REFUSALS) else "lost", detail=repr(exc))
+                   for body, exc in self.submit_errors.items()]
+        with self._lock:
+            return refused + [future_outcome(body, future) for body, future in self.futures.items()]
+
+    def tally(self, scenario: str, title: str, handler_log: HandlerLog | None, republished: RepublishLog | None = None,
               producers: Iterable[Producer] = (), extra_loads: Iterable["Load"] = ()) -> Tally:
-        """Count this load (and ``extra_loads`` through other producers) against the handler log."""
+        """Count this load (and ``extra_loads``) against the handler log and recorded republishes;
+        the producers' own stats only add the informational ``duplicate_replies_dropped`` and
+        ``reconnects``."""
         loads = [self, *extra_loads]
-        tally = Tally(scenario=scenario, title=title, seconds=round(time.monotonic() - self.started, 1))
-        all_producers = [self.producer, *producers]
-        confirmed_ids: set[str] = set()
-        for producer in all_producers:
-            confirmed_ids |= getattr(producer, "confirmed_ids", set())
-            stats = producer.stats()
-            tally.republished += stats.republished
-            tally.duplicate_replies_dropped += stats.duplicate_replies
+        tally = Tally(scenario=scenario, title=title, duration_s=round(time.monotonic() - self.started, 1))
+        for producer in {id(p): p for p in [*(load.producer for load in loads), *producers]}.values():
+            tally.duplicate_replies_dropped += producer.stats().duplicate_replies
             tally.reconnects += producer.reconnects
-        bad_bodies: list[bytes] = []
-        for load in loads:
-            tally.sent += len(load.futures) + len(load.submit_errors)
-            tally.failed += len(load.submit_errors)
-            tally.problems += load.submit_errors
-            for body, future in load.futures.items():
-                confirmed = future.correlation_id in confirmed_ids
-                tally.confirmed += confirmed
-                if load.resolutions[body] > 1:
-                    tally.duplicated += 1
-                if not future.done():
-                    tally.lost += confirmed
-                    tally.failed += not confirmed
-                    tally.problems.append(f"{body!r} unresolved")
-                    bad_bodies.append(body)
-                    continue
-                error = future.exception()
-                if error is None:
-                    if future.result() == expected_reply(body):
-                        tally.answered += 1
-                    else:
-                        tally.unexpected += 1
-                        tally.problems.append(f"{body!r} got {future.result()[:60]!r}")
-                    continue
-                if confirmed:
-                    tally.lost += 1
-                else:
-                    tally.failed += 1
-                tally.problems.append(f"{body!r}: {type(error).__name__}: {error}")
-                bad_bodies.append(body)
-        if handler_log is not None:
-            own = {body for load in loads for body in load.futures}
-            runs = [(body, flagged) for body, flagged in handler_log.runs() if body in own]
-            run_counts = collections.Counter(body for body, _ in runs)
-            tally.problems += [f"{body!r} ran {run_counts[body]} times in handlers" for body in bad_bodies]
-            tally.handler_runs = len(runs)
-            tally.redelivered_flagged = sum(flagged for _, flagged in runs)
-            unflagged = collections.Counter(body for body, flagged in runs if not flagged)
-            # A body's first run is unflagged; more unflagged runs are copies the producer
-            # republished after losing a confirm (at least once), or a redelivery without its flag.
-            extra_unflagged = sum(count - 1 for count in unflagged.values() if count > 1)
-            tally.notes["republished_copies_processed"] = extra_unflagged
-            tally.redeliveries_unflagged = max(0, extra_unflagged - tally.republished)
-            never_processed = [body for body in own if body not in {b for b, _ in runs}]
-            answered_unprocessed = [b for b in never_processed
-                                    if any(b in load.futures and load.futures[b].done()
-                                           and load.futures[b].exception() is None for load in loads)]
-            if answered_unprocessed:
-                tally.unexpected += len(answered_unprocessed)
-                tally.problems.append(f"{len(answered_unprocessed)} answered without a handler run")
-        return tally
+        outcomes = [outcome for load in loads for outcome in load.outcomes()]
+        return count(tally, outcomes, handler_log.runs() if handler_log else None,
+                     republished.counts() if republished else None)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
@@ -341,12 +461,6 @@ def close_connections(broker: LocalBroker, name: str, expect: int) -> None:
 
 def finish_scenario(request: pytest.FixtureRequest, tally: Tally) -> None:
     """Save the tally for the report, log it, then assert the pass criteria."""
-    tally.save(request.node.nodeid)
+    request.node.reliability_tally = tally.save(request.node.nodeid)  # marked failed by tests/conftest.py
     logger.info("Scenario %s: %s", tally.scenario, tally)
     tally.check()
-
-
-@pytest.fixture
-def counting_producer(start_producer: Callable[..., Any]) -> Callable[..., CountingProducer]:
-    """Start :class:`CountingProducer` instances (closed at the end of the test)."""
-    return functools.partial(start_producer, cls=CountingProducer)

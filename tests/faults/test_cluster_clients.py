@@ -29,7 +29,7 @@ from burrow.tools.localbroker import RABBITMQ_SERVER, LocalBroker
 from burrow.tools.localcluster import LocalCluster
 from burrow.topology import declaration_steps, reply_queue_name
 
-from faultcheck import HandlerLog, Load, counting_producer, finish_scenario, wait_for  # noqa: F401 - a fixture
+from faultcheck import HandlerLog, Load, RepublishLog, finish_scenario, republished, wait_for  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.faults, pytest.mark.cluster, pytest.mark.timeout(240)]
 
@@ -136,7 +136,7 @@ def test_clients_spread_over_the_nodes_and_say_where(cluster_config, healthy_clu
 
 def run_kill_scenario(request: pytest.FixtureRequest, cluster: LocalCluster, scenario: str, title: str,
                       victim_of: Callable[[Any, Any], LocalBroker], producer: Any, consumer: Any,
-                      log: HandlerLog, prefix: str) -> tuple[Any, LocalBroker]:
+                      log: HandlerLog, republished: RepublishLog, prefix: str) -> tuple[Any, LocalBroker]:
     """Run the bounded load, SIGKILL the node ``victim_of(producer, consumer)`` after KILL_AFTER
     answers, let the load finish on the other two nodes, then count and check it."""
     load = Load(producer, REQUESTS, prefix=prefix, rate=RATE, timeout=90).start()
@@ -148,7 +148,7 @@ def run_kill_scenario(request: pytest.FixtureRequest, cluster: LocalCluster, sce
     cluster.kill(victim)
     answered_at_kill = load.answered()
     load.finish(150)
-    tally = load.tally(scenario, title, log)
+    tally = load.tally(scenario, title, log, republished)
     # Bring the node back before the test's queues are deleted, so that no member is left behind.
     cluster.restart(victim)
     tally.notes.update(answered_at_kill=answered_at_kill, killed=victim.name.rsplit("-", 1)[-1],
@@ -161,35 +161,35 @@ def run_kill_scenario(request: pytest.FixtureRequest, cluster: LocalCluster, sce
 
 
 def test_kill_the_producers_node_which_leads_its_reply_queue(request, cluster_config, healthy_cluster,
-                                                             start_consumer, counting_producer):
+                                                             start_consumer, start_producer, republished):
     log = HandlerLog()
     config = cluster_config(consumer={"concurrency": 8})
     consumer = start_consumer(config, handler=log.handler(delay=0.01))
-    producer = counting_producer(config)
+    producer = start_producer(config)
     reply_leader = healthy_cluster.queue_leader(producer.reply_queue)
     assert reply_leader is node_of(healthy_cluster, producer), "the reply queue's leader is not on the producer's node"
     tally, victim = run_kill_scenario(
         request, healthy_cluster, "cluster-producer-node",
         "Cluster: SIGKILL of the producer's node, which leads its quorum reply queue",
-        lambda p, _c: node_of(healthy_cluster, p), producer, consumer, log, "pnode")
+        lambda p, _c: node_of(healthy_cluster, p), producer, consumer, log, republished, "pnode")
     assert producer.broker_links()[0].failovers >= 1 and node_of(healthy_cluster, producer) is not victim
     assert healthy_cluster.queue_leader(producer.reply_queue) is not victim
 
 
-def test_kill_the_consumers_node(request, cluster_config, healthy_cluster, start_consumer, counting_producer):
+def test_kill_the_consumers_node(request, cluster_config, healthy_cluster, start_consumer, start_producer, republished):
     log = HandlerLog()
     config = cluster_config(consumer={"concurrency": 8})
     consumer = start_consumer(config, handler=log.handler(delay=0.01))
-    producer = counting_producer(config)
+    producer = start_producer(config)
     tally, victim = run_kill_scenario(
         request, healthy_cluster, "cluster-consumer-node", "Cluster: SIGKILL of the node the consumer consumes through",
-        lambda _p, c: node_of(healthy_cluster, c, 0), producer, consumer, log, "cnode")
+        lambda _p, c: node_of(healthy_cluster, c, 0), producer, consumer, log, republished, "cnode")
     assert consumer.broker_links()[0].failovers >= 1 and node_of(healthy_cluster, consumer, 0) is not victim
     assert tally.redelivered_flagged >= 1, "the consumer held no unacked request on the killed node"
 
 
 def test_kill_the_request_queue_leader_with_clients_elsewhere(request, cluster_config, healthy_cluster,
-                                                              start_consumer, counting_producer, names):
+                                                              start_consumer, start_producer, republished, names):
     log = HandlerLog()
     leader, *others = healthy_cluster.nodes
     # Declared first through `leader`, the request queue's Raft leader lives there; the clients
@@ -204,23 +204,23 @@ def test_kill_the_request_queue_leader_with_clients_elsewhere(request, cluster_c
     assert healthy_cluster.queue_leader(names.request_queue) is leader
     config = cluster_config(hosts=tuple(f"127.0.0.1:{node.port}" for node in others), consumer={"concurrency": 8})
     consumer = start_consumer(config, handler=log.handler(delay=0.01))
-    producer = counting_producer(config)
+    producer = start_producer(config)
     tally, _victim = run_kill_scenario(
         request, healthy_cluster, "cluster-request-leader",
         "Cluster: SIGKILL of the node leading the request queue (clients connected elsewhere)",
-        lambda _p, _c: leader, producer, consumer, log, "leader")
+        lambda _p, _c: leader, producer, consumer, log, republished, "leader")
     assert healthy_cluster.queue_leader(names.request_queue) in others
     assert tally.reconnects == 0 and consumer.reconnects == 0, "a client lost its connection to a surviving node"
 
 
 def test_kill_the_producers_node_in_direct_reply_mode(request, cluster_config, healthy_cluster,
-                                                      start_consumer, counting_producer):
+                                                      start_consumer, start_producer, republished):
     log = HandlerLog()
     config = cluster_config(producer={"reply_mode": "direct"}, consumer={"concurrency": 8})
     consumer = start_consumer(config, handler=log.handler(delay=0.01))
-    producer = counting_producer(config)
+    producer = start_producer(config)
     tally, _victim = run_kill_scenario(
         request, healthy_cluster, "cluster-direct-producer-node",
         "Cluster, direct reply-to: SIGKILL of the producer's node (pending requests republished)",
-        lambda p, _c: node_of(healthy_cluster, p), producer, consumer, log, "direct")
+        lambda p, _c: node_of(healthy_cluster, p), producer, consumer, log, republished, "direct")
     assert tally.republished >= 1, "nothing was pending when the producer's node died"

@@ -1,9 +1,13 @@
-"""Fault scenarios under a steady load, counted like Jepsen's queue checker (see faultcheck.py).
+"""Fault scenarios under a steady load, counted by request id like Jepsen's queue checker (see
+faultcheck.py).
 
 Every test runs a bounded load (1,000-3,000 requests, each phase with a deadline) through a real
-producer and consumer on the suite's own RabbitMQ node, breaks one thing mid-load, lets it recover,
-and then requires 0 lost, 0 failed, 0 duplicated to the caller, 0 unexpected replies and every
-redelivery flagged. The counts of the last run go to docs/reliability.md.
+producer and consumer on the suite's own RabbitMQ node (one node for the whole session, its queues
+named per test), breaks one thing mid-load, lets it recover, and then requires every request
+answered with its own reply, and every handler run after a request's first explained by that
+request's ``redelivered`` flag or a recorded republish of it. The core scenarios also run with
+direct reply-to (``-direct``) and on a classic request queue (``-classic``). The tallies go to
+docs/reliability/ and from there to docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -16,76 +20,175 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
-from burrow.config import to_toml
+from burrow.config import BurrowConfig, to_toml
 from burrow.errors import DeliveryLimitExceeded
 from burrow.topology import reply_queue_name
 
 from faultcheck import (
     HandlerLog,
     Load,
+    Outcome,
+    Tally,
     close_connections,
-    counting_producer,  # noqa: F401 - a fixture
+    count,
+    expected_reply,
     finish_scenario,
+    republished,  # noqa: F401 - a fixture
     wait_for,
 )
 from tcpproxy import TcpProxy
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 
 FAULTS_DIR = Path(__file__).resolve().parent
 SUPPORT_DIR = FAULTS_DIR.parent / "support"
+#: The variants the core scenarios run in: config overrides, and the suffix of the scenario name.
+MODES: dict[str, dict[str, dict[str, Any]]] = {
+    "quorum": {},
+    "direct": {"producer": {"reply_mode": "direct"}},
+    "classic": {"topology": {"queue_type": "classic"}},
+}
+mode_param = pytest.mark.parametrize("mode", list(MODES))
+#: The count bound of a load that the test stops once it has seen enough after its fault.
+OPEN_ENDED = 20000
 
 
-def test_consumer_sigkill_mid_load_restarted(request, make_config, consumer_process, counting_producer, tmp_path, monkeypatch):
+def mode_config(make_config: Callable[..., BurrowConfig], mode: str, **sections: dict[str, Any]) -> BurrowConfig:
+    """``make_config`` with the mode's overrides merged into the test's own sections."""
+    merged = {name: dict(values) for name, values in sections.items()}
+    for name, values in MODES[mode].items():
+        merged.setdefault(name, {}).update(values)
+    return make_config(**merged)
+
+
+def scenario_name(base: str, mode: str) -> str:
+    return base if mode == "quorum" else f"{base}-{mode}"
+
+
+def mode_title(title: str, mode: str) -> str:
+    return title + {"quorum": "", "direct": " (direct reply-to)", "classic": " (classic queue)"}[mode]
+
+
+@mode_param
+def test_consumer_sigkill_mid_load_restarted(request, mode, make_config, consumer_process, start_producer, republished, tmp_path, monkeypatch):
     log = HandlerLog(tmp_path / "handled.txt")
     monkeypatch.setenv("BURROW_TEST_RECORD", str(log.path))
-    config = make_config(consumer={"handler": "burrow_test_handlers:record", "concurrency": 4})
+    # The poison handler records and echoes like "record", and takes 0.3 s for "slow:" bodies.
+    config = mode_config(make_config, mode, consumer={"handler": "burrow_test_handlers:poison", "concurrency": 4})
     first = consumer_process(config, "first").start()
     first.wait_ready()
-    producer = counting_producer(config)
+    producer = start_producer(config)
     load = Load(producer, 2000, prefix="kill", rate=400).start()
     load.wait_answered(400, 30)
+    # A few slow requests beside the load, so the consumer surely holds some when it is killed.
+    held = Load(producer, 8, prefix="slow:held", rate=100).start()
+    wait_for(lambda: len(held.futures) == 8, 10, "the slow requests submitted")
+    time.sleep(0.15)  # the fault itself: kill while the slow ones are in their handlers
     first.kill()
     killed_at = load.answered()
     second = consumer_process(config, "second").start()
     second.wait_ready()
     load.finish(120)
-    tally = load.tally("consumer-sigkill", "Consumer SIGKILL mid-load, restarted", log)
+    held.finish(60)
+    tally = load.tally(scenario_name("consumer-sigkill", mode), mode_title("Consumer SIGKILL mid-load, restarted", mode),
+                       log, republished, extra_loads=[held])
     tally.notes["answered_when_killed"] = killed_at
     finish_scenario(request, tally)
     assert killed_at < 2000, "the load finished before the kill; the test proved nothing"
     assert tally.redelivered_flagged >= 1, "the killed consumer held no unacked request"
 
 
-def test_broker_restart_mid_load(request, make_config, local_broker, start_consumer, counting_producer):
+def test_three_consumers_two_killed_in_turn(request, make_config, consumer_process, start_producer, republished, tmp_path, monkeypatch):
+    log = HandlerLog(tmp_path / "handled.txt")
+    monkeypatch.setenv("BURROW_TEST_RECORD", str(log.path))
+    config = make_config(consumer={"handler": "burrow_test_handlers:record", "concurrency": 2})
+    consumers = [consumer_process(config, f"c{n}").start() for n in range(3)]
+    for consumer in consumers:
+        consumer.wait_ready()
+    producer = start_producer(config)
+    load = Load(producer, 3000, prefix="three", rate=400).start()
+    load.wait_answered(600, 30)
+    consumers[0].kill()
+    first_kill = load.answered()
+    load.wait_answered(first_kill + 600, 60)
+    consumers[1].kill()
+    second_kill = load.answered()
+    load.finish(120)
+    runs_by_survivor = len(log.runs())
+    tally = load.tally("three-consumers", "Three consumer processes on one queue, two SIGKILLed in turn", log, republished)
+    tally.notes.update(answered_at_first_kill=first_kill, answered_at_second_kill=second_kill)
+    finish_scenario(request, tally)
+    assert second_kill < 3000, "the load finished before the second kill; the test proved nothing"
+    assert consumers[2].process.poll() is None, "the surviving consumer died"
+    assert tally.redelivered_flagged >= 2, "each killed consumer held unacked requests that came back flagged"
+    assert runs_by_survivor >= 3000
+
+
+@mode_param
+@pytest.mark.parametrize("fault", ["restart", "crash"])
+def test_broker_outage_mid_load(request, fault, mode, make_config, local_broker, start_consumer, start_producer, republished):
+    """``restart``: ``rabbitmqctl stop`` then start; ``crash``: SIGKILL of the node, then start on
+    the same data."""
     log = HandlerLog()
-    config = make_config(rabbitmq={"heartbeat": 5})
+    config = mode_config(make_config, mode, rabbitmq={"heartbeat": 5})
     consumer = start_consumer(config, handler=log.handler(delay=0.002))
-    producer = counting_producer(config)
-    load = Load(producer, 1500, prefix="restart", rate=300).start()
+    producer = start_producer(config)
+    # Runs until 300 answers after the outage (rabbitmqctl alone takes seconds on a busy host).
+    load = Load(producer, OPEN_ENDED, prefix=fault, rate=300).start()
     load.wait_answered(300, 30)
-    local_broker.stop()
-    stopped_at = load.answered()
+    if fault == "crash":
+        local_broker.crash()
+    else:
+        local_broker.stop()
+    down_at = load.answered()
     local_broker.start()
     wait_for(lambda: producer.connected and consumer.connected, 60, "producer and consumer reconnected")
+    load.wait_answered(down_at + 300, 90)
+    load.stop()
     load.finish(120)
-    tally = load.tally("broker-restart", "Broker stop + start mid-load", log)
-    tally.notes.update(answered_when_stopped=stopped_at, consumer_reconnects=consumer.reconnects)
+    title = "Broker SIGKILL mid-load, restarted on the same data" if fault == "crash" else "Broker stop + start mid-load"
+    tally = load.tally(scenario_name(f"broker-{fault}", mode), mode_title(title, mode), log, republished)
+    tally.notes.update(answered_when_down=down_at, consumer_reconnects=consumer.reconnects)
     finish_scenario(request, tally)
     assert tally.reconnects >= 1 and consumer.reconnects >= 1
 
 
-def events(outcome: Path, kind: str) -> set[str]:
-    """The bodies of one kind of line (``confirmed``/``answered``) that producer_child.py wrote."""
-    if not outcome.exists():
-        return set()
-    return {line.split(" ", 1)[1] for line in outcome.read_text().splitlines() if line.startswith(kind + " ")}
+def child_records(outcome: Path) -> tuple[list[str], dict[str, bytes]]:
+    """What producer_child.py wrote as the caller: bodies in submit order, and each reply it got."""
+    submitted: list[str] = []
+    answered: dict[str, bytes] = {}
+    if outcome.exists():
+        for line in outcome.read_text().splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind == "submitting":
+                submitted.append(rest)
+            elif kind == "answered":
+                body, _, reply = rest.partition(" ")
+                answered[body] = bytes.fromhex(reply)
+    return submitted, answered
 
 
-def test_producer_process_restart_with_requests_in_flight(request, make_config, start_consumer, counting_producer, amqp, tmp_path, caplog):
+def peek_replies(connection: Any, queue: str) -> dict[str, bytes]:
+    """Every reply waiting in ``queue`` by correlation id, consumed without an ack on a channel of
+    its own whose close puts them back (a quorum reply queue with a single active consumer refuses
+    basic.get)."""
+    channel = connection.channel()
+    replies: dict[str, bytes] = {}
+    try:
+        for method, properties, body in channel.consume(queue, inactivity_timeout=2):
+            if method is None:
+                break
+            replies[properties.correlation_id] = body
+    finally:
+        channel.close()
+    return replies
+
+
+def test_producer_process_restart_with_requests_in_flight(request, make_config, start_consumer, start_producer, amqp, tmp_path, caplog):
     log = HandlerLog()
     instance = f"restart-{uuid.uuid4().hex[:6]}"
     config = make_config(producer={"instance_id": instance}, consumer={"concurrency": 2})
@@ -95,56 +198,69 @@ def test_producer_process_restart_with_requests_in_flight(request, make_config, 
     config_path.chmod(0o600)
     outcome = tmp_path / "first-instance.txt"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(FAULTS_DIR), str(SUPPORT_DIR), os.environ.get("PYTHONPATH", "")]))
+    started = time.monotonic()
     child = subprocess.Popen([sys.executable, str(FAULTS_DIR / "producer_child.py"), str(config_path), "1000", str(outcome)],
                              env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "child.log", "wb"))
     try:
-        wait_for(lambda: len(events(outcome, "answered")) >= 200, 60, "the first instance to get 200 answers")
+        wait_for(lambda: len(child_records(outcome)[1]) >= 200, 60, "the first instance to get 200 answers")
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(10)
-    confirmed_first = events(outcome, "confirmed")
-    answered_first = events(outcome, "answered")
-    assert len(answered_first) < 1000, "the first instance finished before the kill; nothing was in flight"
-    # Let the consumer finish everything the first instance had queued.
+    submitted, answered_first = child_records(outcome)
+    assert len(answered_first) < len(submitted), "the first instance had nothing in flight when it was killed"
+    # Let the consumer finish everything the first instance had queued, then look at the replies
+    # that wait for the dead instance, from outside it.
     wait_for(lambda: amqp.queue_declare(config.topology.request_queue, passive=True).method.message_count == 0
              and consumer.in_flight == 0, 60, "request queue drained")
     reply_queue = reply_queue_name(config.topology, instance)
-    waiting = amqp.queue_declare(reply_queue, passive=True).method.message_count
-    processed = [body.decode() for body, _ in log.runs()]
+    waiting = peek_replies(amqp.connection, reply_queue)
+    runs = log.runs()
+    correlation_of = {run.body.decode(): run.correlation_id for run in runs}
+    outcomes = []
+    for body in submitted:
+        if body in answered_first:
+            reply = answered_first[body]
+            result = "answered" if reply == expected_reply(body.encode()) else "unexpected"
+            outcomes.append(Outcome(body.encode(), result, detail=f"got {reply[:60]!r}"))
+        elif correlation_of.get(body) in waiting:
+            reply = waiting[correlation_of[body]]
+            result = "answered" if reply == expected_reply(body.encode()) else "unexpected"
+            outcomes.append(Outcome(body.encode(), result, detail=f"reply waiting: {reply[:60]!r}"))
+        elif body not in correlation_of:
+            # Never reached a handler: the request died with its caller (killed before publishing).
+            outcomes.append(Outcome(body.encode(), "died-with-caller"))
+        else:
+            outcomes.append(Outcome(body.encode(), "lost", detail="processed, reply neither received nor waiting"))
+    died = [o for o in outcomes if o.result == "died-with-caller"]
+    first_outcomes = [o for o in outcomes if o.result != "died-with-caller"]
     caplog.set_level(logging.WARNING, logger="burrow.producer")
-    second = counting_producer(config)
-    wait_for(lambda: second.stats().orphaned_replies == waiting, 30, f"{waiting} orphaned replies counted")
+    second = start_producer(config)
+    wait_for(lambda: second.stats().orphaned_replies == len(waiting), 30, f"{len(waiting)} orphaned replies counted")
     load = Load(second, 1000, prefix="after-restart", rate=500).start()
     load.finish(60)
-    tally = load.tally("producer-restart", "Producer process SIGKILL with requests in flight, restarted", log)
-    processed_first = {body for body in processed if body.startswith("first-")}
-    lost_first = confirmed_first - processed_first
-    # Every reply of a processed request reached the first instance or still waits in its queue.
-    lost_replies = max(0, len(processed_first) - len(answered_first) - waiting)
-    twice = len(processed) - len(set(processed))
-    tally.sent += 1000
-    tally.confirmed += len(confirmed_first)
-    tally.lost += len(lost_first) + lost_replies
-    tally.unexpected += twice
-    tally.notes.update(first_confirmed=len(confirmed_first), first_answered=len(answered_first),
-                       replies_waiting=waiting, orphaned_counted=second.stats().orphaned_replies,
-                       first_processed=len(processed_first), replies_lost=lost_replies)
-    if lost_first:
-        tally.problems.append(f"confirmed by the broker, never processed: {sorted(lost_first)[:5]}")
+    tally = Tally("producer-restart", "Producer process SIGKILL with requests in flight, restarted")
+    count(tally, first_outcomes + load.outcomes(), log.runs())
+    tally.duration_s = round(time.monotonic() - started, 1)
+    tally.notes.update(first_submitted=len(submitted), first_answered=len(answered_first), replies_waiting=len(waiting),
+                       died_with_caller=len(died))
     finish_scenario(request, tally)
-    assert second.stats().orphaned_replies == waiting
-    logged = [r for r in caplog.records if r.name == "burrow.producer" and "orphaned reply" in r.getMessage()]
-    assert len(logged) == waiting, "each orphaned reply is logged (never handed to a caller)"
+    # Each waiting reply is dropped as orphaned by the new instance, logged with its id, never
+    # handed to a caller.
+    logged = {getattr(r, "CORRELATION_ID", None) for r in caplog.records
+              if r.name == "burrow.producer" and "orphaned reply" in r.getMessage()}
+    assert logged == set(waiting), "each orphaned reply is logged with its correlation id"
+    assert len(died) < 1000 - len(answered_first)
     amqp.queue_delete(queue=reply_queue)
 
 
-def test_close_connection_on_each_side(request, make_config, local_broker, start_consumer, counting_producer, amqp):
+@mode_param
+def test_close_connection_on_each_side(request, mode, make_config, local_broker, start_consumer, start_producer, republished, amqp):
     log = HandlerLog()
     tag = uuid.uuid4().hex[:6]
-    consumer_config = make_config(rabbitmq={"connection_name": f"fault-consumer-{tag}"})
-    producer_config = make_config(rabbitmq={"connection_name": f"fault-producer-{tag}"})
+    consumer_config = mode_config(make_config, mode, rabbitmq={"connection_name": f"fault-consumer-{tag}"})
+    producer_config = mode_config(make_config, mode, rabbitmq={"connection_name": f"fault-producer-{tag}"})
     consumer = start_consumer(consumer_config, handler=log.handler())
-    producer = counting_producer(producer_config)
+    producer = start_producer(producer_config)
     load = Load(producer, 2500, prefix="close", rate=2000, window=1000, timeout=40).start()
     load.wait_answered(300, 30)
     close_connections(local_broker, f"fault-producer-{tag}", 1)
@@ -154,20 +270,22 @@ def test_close_connection_on_each_side(request, make_config, local_broker, start
     close_connections(local_broker, f"fault-producer-{tag}", 1)
     close_connections(local_broker, f"fault-consumer-{tag}", 2)
     load.finish(70)
-    tally = load.tally("close-connection", "rabbitmqctl close_connection: producer, consumer, then both", log)
+    tally = load.tally(scenario_name("close-connection", mode),
+                       mode_title("rabbitmqctl close_connection: producer, consumer, then both", mode), log, republished)
     tally.notes.update(consumer_reconnects=consumer.reconnects,
                        dead_lettered=amqp.queue_declare(producer_config.topology.dead_letter_queue, passive=True).method.message_count)
     finish_scenario(request, tally)
     assert producer.reconnects >= 2 and consumer.reconnects >= 4
 
 
-def test_memory_alarm_blocks_then_recovers(request, make_config, local_broker, start_consumer, counting_producer):
+def test_memory_alarm_blocks_then_recovers(request, make_config, local_broker, start_consumer, start_producer, republished):
     log = HandlerLog()
     blocked_timeout = 3.0
     config = make_config(rabbitmq={"blocked_connection_timeout": blocked_timeout})
     start_consumer(config, handler=log.handler())
-    producer = counting_producer(config)
-    load = Load(producer, 1500, prefix="alarm", rate=300).start()
+    producer = start_producer(config)
+    # Runs until 300 answers after the alarm (so it is still publishing when the alarm starts).
+    load = Load(producer, OPEN_ENDED, prefix="alarm", rate=300).start()
     try:
         load.wait_answered(300, 30)
         local_broker.set_memory_watermark(0)
@@ -180,8 +298,10 @@ def test_memory_alarm_blocks_then_recovers(request, make_config, local_broker, s
         stalled = load.answered() - during
     finally:
         local_broker.set_memory_watermark(0.4)
+    load.wait_answered(during + stalled + 300, 90)
+    load.stop()
     load.finish(120)
-    tally = load.tally("memory-alarm", "Memory alarm (watermark 0, then 0.4) mid-load", log)
+    tally = load.tally("memory-alarm", "Memory alarm (watermark 0, then 0.4) mid-load", log, republished)
     tally.notes.update(blocked_timeout=blocked_timeout, gave_up_after_s=round(gave_up_after, 1),
                        answered_during_alarm_2s=stalled)
     finish_scenario(request, tally)
@@ -192,14 +312,14 @@ def test_memory_alarm_blocks_then_recovers(request, make_config, local_broker, s
     assert producer.reconnects <= 10, f"{producer.reconnects} reconnects during a ~5 s alarm"
 
 
-def test_tcp_proxy_cut_stall_reset(request, make_config, local_broker, start_consumer, counting_producer):
+def test_tcp_proxy_cut_stall_reset(request, make_config, local_broker, start_consumer, start_producer, republished):
     log = HandlerLog()
     heartbeat = 2
     stall = 4 * heartbeat  # the broker drops a peer after two missed heartbeats; pika after hb + 5 s
     with TcpProxy("127.0.0.1", local_broker.port) as proxy:
         config = make_config(rabbitmq={"port": proxy.port, "heartbeat": heartbeat, "socket_timeout": 3.0})
         consumer = start_consumer(config, handler=log.handler())
-        producer = counting_producer(config)
+        producer = start_producer(config)
         load = Load(producer, 3000, prefix="proxy", rate=300).start()
         load.wait_answered(300, 30)
         cut = proxy.cut()
@@ -210,7 +330,7 @@ def test_tcp_proxy_cut_stall_reset(request, make_config, local_broker, start_con
         stall_reconnects = producer.reconnects + consumer.reconnects - reconnects
         reset = proxy.reset()
         load.finish(120)
-        tally = load.tally("tcp-proxy", f"TCP proxy: cut, stall {stall}s (heartbeat {heartbeat}s), reset", log)
+        tally = load.tally("tcp-proxy", f"TCP proxy: cut, stall {stall}s (heartbeat {heartbeat}s), reset", log, republished)
         tally.notes.update(consumer_reconnects=consumer.reconnects, proxy_connections=proxy.accepted,
                            connections_cut=cut, reconnects_after_stall=stall_reconnects, connections_reset=reset)
     finish_scenario(request, tally)
@@ -219,7 +339,7 @@ def test_tcp_proxy_cut_stall_reset(request, make_config, local_broker, start_con
     assert producer.reconnects >= 3 and consumer.reconnects >= 3
 
 
-def test_broker_paused_shorter_and_longer_than_heartbeat(request, make_config, local_broker, start_consumer, counting_producer):
+def test_broker_paused_shorter_and_longer_than_heartbeat(request, make_config, local_broker, start_consumer, start_producer, republished):
     log = HandlerLog()
     heartbeat = 1
     # pika checks for traffic from the broker every heartbeat + 5 s and gives up after one silent
@@ -227,7 +347,7 @@ def test_broker_paused_shorter_and_longer_than_heartbeat(request, make_config, l
     short_pause, long_pause = heartbeat / 2, 2 * (heartbeat + 5) + 1
     config = make_config(rabbitmq={"heartbeat": heartbeat, "socket_timeout": 3.0})
     consumer = start_consumer(config, handler=log.handler())
-    producer = counting_producer(config)
+    producer = start_producer(config)
     load = Load(producer, 2000, prefix="pause", rate=200).start()
     load.wait_answered(200, 30)
     reconnects_before = producer.reconnects + consumer.reconnects
@@ -245,7 +365,8 @@ def test_broker_paused_shorter_and_longer_than_heartbeat(request, make_config, l
         local_broker.resume()
     answered_at_resume = load.answered()
     load.finish(120)
-    tally = load.tally("broker-pause", f"Broker SIGSTOP {short_pause:g}s, then {long_pause:g}s (heartbeat {heartbeat}s)", log)
+    tally = load.tally("broker-pause", f"Broker SIGSTOP {short_pause:g}s, then {long_pause:g}s (heartbeat {heartbeat}s)",
+                       log, republished)
     tally.notes.update(reconnects_after_short_pause=short_reconnects, consumer_reconnects=consumer.reconnects,
                        answered_at_resume=answered_at_resume)
     finish_scenario(request, tally)
@@ -254,7 +375,7 @@ def test_broker_paused_shorter_and_longer_than_heartbeat(request, make_config, l
     assert producer.reconnects >= 1 and consumer.reconnects >= 1, "the long pause went unnoticed"
 
 
-def test_handler_longer_than_three_heartbeats_under_load(request, make_config, start_consumer, counting_producer):
+def test_handler_longer_than_three_heartbeats_under_load(request, make_config, start_consumer, start_producer, republished):
     log = HandlerLog()
     slow = log.handler()
 
@@ -265,20 +386,20 @@ def test_handler_longer_than_three_heartbeats_under_load(request, make_config, s
 
     config = make_config(rabbitmq={"heartbeat": 1}, consumer={"concurrency": 8})
     consumer = start_consumer(config, handler=handler)
-    producer = counting_producer(config)
+    producer = start_producer(config)
     long_load = Load(producer, 6, prefix="long", rate=100).start()
     load = Load(producer, 1000, prefix="short", rate=200).start()
     load.finish(60)
     long_load.finish(30)
     tally = load.tally("long-handler", "Handlers running 3.5s (> 3 heartbeats of 1s) beside a short-request load", log,
-                       extra_loads=[long_load])
+                       republished, extra_loads=[long_load])
     tally.notes["consumer_reconnects"] = consumer.reconnects
     finish_scenario(request, tally)
     assert consumer.reconnects == 0 and producer.reconnects == 0
     assert tally.handler_runs == 1006, "each request must run exactly once"
 
 
-def test_poison_message_kills_every_consumer_until_dead_lettered(request, make_config, consumer_process, counting_producer, amqp, tmp_path, monkeypatch):
+def test_poison_message_kills_every_consumer_until_dead_lettered(request, make_config, consumer_process, start_producer, republished, amqp, tmp_path, monkeypatch):
     log = HandlerLog(tmp_path / "handled.txt")
     monkeypatch.setenv("BURROW_TEST_RECORD", str(log.path))
     limit = 2
@@ -287,7 +408,7 @@ def test_poison_message_kills_every_consumer_until_dead_lettered(request, make_c
     # count keeps growing and the requests delivered beside it are answered.
     config = make_config(consumer={"handler": "burrow_test_handlers:poison", "concurrency": 4},
                          topology={"delivery_limit": limit})
-    producer = counting_producer(config)
+    producer = start_producer(config)
     load = Load(producer, 1000, prefix="beside-poison", rate=400).start()
     time.sleep(0.2)  # the fault itself: the poison lands among the first requests of the load
     poison = producer.submit(b"poison", timeout=120)
@@ -302,7 +423,7 @@ def test_poison_message_kills_every_consumer_until_dead_lettered(request, make_c
         time.sleep(0.05)
     load.finish(30)
     wait_for(lambda: dead() == 1, 10, "the poison request dead-lettered")
-    tally = load.tally("poison", f"Poison request that kills the consumer process (delivery limit {limit})", log)
+    tally = load.tally("poison", f"Poison request that kills the consumer process (delivery limit {limit})", log, republished)
     poison_hits = log.path.read_text().count("poison-hit")
     tally.notes.update(consumer_crashes=crashes, poison_runs=poison_hits, dead_lettered=dead())
     finish_scenario(request, tally)

@@ -19,9 +19,9 @@ from burrow.protocol import decode_reply
 from faultcheck import (
     HandlerLog,
     Load,
-    counting_producer,  # noqa: F401 - a fixture
     expected_reply,
     finish_scenario,
+    republished,  # noqa: F401 - a fixture
     wait_for,
 )
 
@@ -52,7 +52,7 @@ ANSWERED = {
 }
 
 
-def test_bad_requests_under_load(request, make_config, consumer_process, counting_producer, amqp, tmp_path, monkeypatch):
+def test_bad_requests_under_load(request, make_config, consumer_process, start_producer, republished, amqp, tmp_path, monkeypatch):
     log = HandlerLog(tmp_path / "handled.txt")
     monkeypatch.setenv("BURROW_TEST_RECORD", str(log.path))
     config = make_config(consumer={"handler": "burrow_test_handlers:record", "max_message_bytes": MAX_BYTES})
@@ -62,7 +62,7 @@ def test_bad_requests_under_load(request, make_config, consumer_process, countin
     raw_replies = f"{topology.reply_queue_prefix}.raw-{uuid.uuid4().hex[:6]}"
     amqp.queue_declare(raw_replies, durable=True, arguments={"x-expires": 600_000})
     amqp.queue_bind(raw_replies, topology.reply_exchange, routing_key=raw_replies)
-    producer = counting_producer(config)
+    producer = start_producer(config)
     load = Load(producer, 1000, prefix="beside-bad", rate=300).start()
     load.wait_answered(100, 30)
 
@@ -101,7 +101,7 @@ def test_bad_requests_under_load(request, make_config, consumer_process, countin
 
     wait_for(collect, 30, "a reply to every odd request and a notice for every rejected one")
     load.finish(60)
-    tally = load.tally("hostile-input", "Bad requests published to the request queue mid-load", log)
+    tally = load.tally("hostile-input", "Bad requests published to the request queue mid-load", log, republished)
     daemon_log = daemon.log()
     missing_reasons = [name for name, (_p, _b, reason) in DEAD_LETTERED.items() if reason not in daemon_log]
     tally.notes.update(dead_lettered=dead(), odd_requests_answered=len(replies), forged_user_id=refused.value.reply_text)
@@ -111,5 +111,5 @@ def test_bad_requests_under_load(request, make_config, consumer_process, countin
     assert replies == {f"odd:{name}": expected_reply(body) for name, (_p, body) in ANSWERED.items()}
     assert rejections == {f"bad:{name}": reason for name, reason in NOTIFIED.items()}
     assert daemon.process.poll() is None, "the consumer daemon died"
-    assert "forged" not in {body.decode(errors="replace") for body, _ in log.runs()}
+    assert "forged" not in {run.body.decode(errors="replace") for run in log.runs()}
     amqp.queue_delete(raw_replies)

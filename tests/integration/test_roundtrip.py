@@ -54,18 +54,32 @@ def test_eight_threads_of_500_concurrent_requests_all_matched(make_config, start
 
 
 def test_consumer_concurrency_overlaps_slow_handlers(make_config, start_consumer, start_producer):
-    workers, per_request, count = 8, 0.5, 16
-    config = make_config(consumer={"concurrency": workers, "handler": "burrow_test_handlers:slow"})
-    start_consumer(config)
+    """``concurrency = 8`` runs exactly 8 handlers at once: each handler waits at a barrier until
+    7 others are running too (with fewer workers the barrier breaks and the requests fail), and no
+    more than 8 ever run together."""
+    workers, count = 8, 16
+    barrier = threading.Barrier(workers, timeout=20)
+    lock = threading.Lock()
+    running = peak = 0
+
+    def handler(body: bytes, _context: object) -> bytes:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        try:
+            barrier.wait()
+        finally:
+            with lock:
+                running -= 1
+        return b"Consumer processed: " + body
+
+    config = make_config(consumer={"concurrency": workers})
+    start_consumer(config, handler=handler)
     producer = start_producer(config)
-    started = time.monotonic()
-    futures = [producer.submit(f"{per_request}:{i}".encode()) for i in range(count)]
-    for future in futures:
-        future.result(timeout=30)
-    elapsed = time.monotonic() - started
-    serial = count * per_request
-    # 16 x 0.5 s on 8 workers is 1 s of wall time; serially it would be 8 s.
-    assert serial / workers <= elapsed < serial / workers * 2.5, f"took {elapsed:.2f}s"
+    futures = [producer.submit(f"overlap-{i}".encode(), timeout=60) for i in range(count)]
+    assert [future.result(timeout=60) for future in futures] == [f"Consumer processed: overlap-{i}".encode() for i in range(count)]
+    assert peak == workers
 
 
 def test_handler_error_is_a_remote_error_without_traceback(make_config, start_consumer, start_producer):

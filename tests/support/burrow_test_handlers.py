@@ -14,13 +14,16 @@ SEEN: list[bytes] = []
 
 
 def record(body: bytes, context: RequestContext) -> bytes:
-    """Remember every body (and whether it was a redelivery), then echo."""
-    with SEEN_LOCK:
-        SEEN.append(body)
+    """Remember every body (whether it was a redelivery, and its correlation id), then echo: in
+    the file ``BURROW_TEST_RECORD`` names when set (consumer processes), else in :data:`SEEN`
+    (in-process tests). Only one of the two, so a long run's memory stays flat (the soak)."""
     log = os.environ.get("BURROW_TEST_RECORD")
     if log:
         with open(log, "a") as handle:
-            handle.write(f"{body.decode()} {int(context.redelivered)}\n")
+            handle.write(f"{body.decode()} {int(context.redelivered)} {context.correlation_id}\n")
+    else:
+        with SEEN_LOCK:
+            SEEN.append(body)
     return b"Consumer processed: " + body
 
 

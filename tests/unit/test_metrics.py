@@ -32,12 +32,18 @@ def _get(port: int) -> str:
 
 
 def test_disabled_calls_do_nothing() -> None:
+    """After disable(), calls reach no collector: not even the ones that were enabled before."""
+    before = metrics.enable("consumer", None, None)
     metrics.disable()
     metrics.request_sent()
     metrics.reply_received(0.1, "timeout")
     metrics.error("remote")
-    assert metrics.active() is None
     assert metrics.exposition() is None
+    text = before.exposition().decode()
+    for line in ("burrow_requests_total 0.0", 'burrow_replies_total{outcome="timeout"} 0.0',
+                 "burrow_request_duration_seconds_count 0.0"):
+        assert line in text, line
+    assert 'burrow_errors_total{kind="remote"}' not in text
 
 
 def test_series_over_http(scrape: tuple[int, metrics.Metrics]) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,14 +99,32 @@ def test_watchdog_pings_at_half_the_interval(notify_socket: socket.socket, monke
 
 
 def test_watchdog_stops_when_the_loop_stops_ticking(notify_socket: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pings come only from watchdog_tick(): no tick, no ping, however much time passes."""
-    monkeypatch.setenv("WATCHDOG_USEC", "200000")
-    clock = Clock()
-    notifier = Notifier(clock=clock)
-    notifier.watchdog_tick()
-    _receive(notify_socket)
-    clock.now += 60
-    assert _nothing_pending(notify_socket)
+    """Pings come only from watchdog_tick(): a loop ticking on the real clock gets pings, and once
+    it stops ticking none come however long the watchdog waits (a timer thread of the Notifier's
+    own would keep pinging through a hung loop, and fail this)."""
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")  # a ping at most every 50 ms
+    notifier = Notifier()
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            notifier.watchdog_tick()
+            stop.wait(0.005)
+
+    ticking = threading.Thread(target=loop)
+    ticking.start()
+    try:
+        pings = [_receive(notify_socket) for _ in range(3)]
+    finally:
+        stop.set()
+        ticking.join(5)
+    assert pings == [{"WATCHDOG": "1"}] * 3
+    drained = 0
+    while not _nothing_pending(notify_socket) and drained < 20:
+        drained += 1  # pings sent before the loop stopped
+    notify_socket.settimeout(0.5)  # ten ping intervals without a tick
+    with pytest.raises(TimeoutError):
+        notify_socket.recv(65536)
 
 
 @pytest.mark.parametrize(
@@ -133,12 +153,24 @@ def test_without_notify_socket_everything_is_a_no_op(monkeypatch: pytest.MonkeyP
     assert notifier.watchdog_tick() is False
 
 
-def test_unreachable_socket_does_not_raise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """systemd gone (socket file missing): the daemon keeps running; messages are dropped."""
-    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "missing"))
-    notifier = Notifier()
-    notifier.ready("x")
-    notifier.status("y")
+def test_unreachable_socket_does_not_raise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """systemd gone (socket file missing): one warning names the socket, then every message is
+    dropped without raising, and a socket that appears later is not written to behind the log's back."""
+    missing = tmp_path / "missing"
+    monkeypatch.setenv("NOTIFY_SOCKET", str(missing))
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    with caplog.at_level(logging.WARNING, logger="burrow.daemon.notify"):
+        notifier = Notifier()
+    assert [r.getMessage() for r in caplog.records] == [f"Cannot reach the systemd notification socket {missing}"]
+    late = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    late.bind(str(missing))
+    try:
+        notifier.ready("x")
+        notifier.status("y")
+        assert notifier.watchdog_tick() is True
+        assert _nothing_pending(late)
+    finally:
+        late.close()
 
 
 def test_status_line_format_and_rate(notify_socket: socket.socket) -> None:

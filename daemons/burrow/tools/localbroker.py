@@ -239,6 +239,26 @@ class LocalBroker:
             self._process.wait(timeout=10)
         self._process = None
 
+    def crash(self, timeout: float = 30.0) -> None:
+        """SIGKILL the node's whole process group, like a power cut of its host: no clean shutdown,
+        nothing flushed beyond what the node had already written. :meth:`start` then restarts
+        it on the same data, so tests see what a crashed broker keeps."""
+        if self._process is None:
+            return
+        logger.info("Killing RabbitMQ node %s (SIGKILL)", self.nodename)
+        beam = self.os_pid()
+        # Debian's wrapper runs the VM under su, in a session of its own: kill that group (the
+        # VM and its shell), then the wrapper's. epmd is shared by every node and stays.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(beam), signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGKILL)
+        self._process.wait(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while Path(f"/proc/{beam}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._process = None
+
     def close(self) -> None:
         """Stop the node and remove its directory (when this object created it)."""
         try:

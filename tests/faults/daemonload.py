@@ -1,0 +1,242 @@
+"""The shipped daemons under load, driven and counted from outside like an operator's clients.
+
+:class:`Daemon` runs ``burrow-producer`` or ``burrow-consumer --config FILE`` as a child process
+(stderr to a log file; the producer at DEBUG so that its republish records land there) and reads
+its RSS, open file descriptors and threads from /proc. :class:`HttpLoad` is a set of HTTP clients
+that each hold one request open at a time on the producer's Unix socket (``POST /v1/requests``,
+the documented contract) and keep, per request id, what came back: the status, the body, and
+whether anything followed the first answer on the connection (a second answer). Used by the daemon
+fault scenarios (test_fault_daemons.py) and by the soak (soak.py); neither needs pytest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import io
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from burrow.config import BurrowConfig, LoggingConfig, to_toml
+
+from faultcheck import Outcome, expected_reply, wait_for
+
+logger = logging.getLogger(__name__)
+
+SUPPORT_DIR = Path(__file__).resolve().parents[1] / "support"
+#: Seconds a client waits beyond the request's own timeout before it calls the request lost.
+CLIENT_GRACE = 10.0
+
+
+class Daemon:
+    """One ``burrow-<role>`` process with its own config file and log."""
+
+    def __init__(self, role: str, config: BurrowConfig, folder: Path, name: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.role = role
+        self.name = name or role
+        if role == "producer":
+            config = dataclasses.replace(config, logging=LoggingConfig(level="DEBUG"),
+                                         producer=dataclasses.replace(config.producer, socket=str(folder / f"{self.name}.sock")))
+        self.config = config
+        self.config_path = folder / f"{self.name}.toml"
+        self.config_path.write_text(to_toml(config))
+        self.config_path.chmod(0o600)
+        self.log_path = folder / f"{self.name}.log"
+        self.env = dict(os.environ, **(env or {}))
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT_DIR), self.env.get("PYTHONPATH")]))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket_path(self) -> str:
+        return self.config.producer.socket
+
+    def start(self) -> "Daemon":
+        executable = shutil.which(f"burrow-{self.role}") or str(Path(sys.executable).parent / f"burrow-{self.role}")
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([executable, "--config", str(self.config_path)], stdout=log,
+                                            stderr=subprocess.STDOUT, env=self.env)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until the consumer logs that it is ready, or the producer's health endpoint answers 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None and self.process.poll() is None, f"{self.name} exited:\n{self.log()[-3000:]}"
+            if self.role == "consumer" and "Consumer ready" in self.log():
+                return
+            if self.role == "producer" and health(self.socket_path) == 200:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} not ready within {timeout}s:\n{self.log()[-3000:]}")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM (a clean shutdown), SIGKILL if it does not end within ``timeout``."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def resources(self) -> dict[str, int]:
+        """RSS (KiB), open file descriptors and threads of the running process, from /proc."""
+        assert self.process is not None
+        proc = Path(f"/proc/{self.process.pid}")
+        status = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line)
+        return {"rss_kib": int(status["VmRSS"].split()[0]), "threads": int(status["Threads"]),
+                "fds": len(os.listdir(proc / "fd"))}
+
+
+def health(path: str) -> int | None:
+    """The status of ``GET /v1/health`` on the producer's socket, None if nothing answers."""
+    try:
+        status, _, _, _ = exchange(path, b"GET /v1/health HTTP/1.1\r\nHost: burrow\r\nConnection: close\r\n\r\n", 5)
+    except OSError:
+        return None
+    return status
+
+
+class _KeptOpen(io.BytesIO):
+    """The bytes of a connection; ``http.client`` closes its file after the body, this one keeps
+    the rest readable (to see whether a second answer followed)."""
+
+    def close(self) -> None:
+        pass
+
+
+def exchange(path: str, raw: bytes, timeout: float) -> tuple[int, dict[str, str], bytes, bytes]:
+    """Send ``raw`` on a fresh connection, read to EOF, parse the first response; returns its
+    status, headers and body, and whatever bytes followed it on the connection."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(raw)
+        chunks = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    stream = _KeptOpen(b"".join(chunks))
+
+    class _Wire:
+        def makefile(self, *_args: object, **_kwargs: object) -> io.BytesIO:
+            return stream
+
+    response = http.client.HTTPResponse(_Wire())  # type: ignore[arg-type]
+    response.begin()
+    body = response.read()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, body, stream.read()
+
+
+class HttpLoad:
+    """``clients`` HTTP clients sending ``count`` requests ``<prefix>-<n>`` at up to ``rate`` per
+    second in all, each with ``X-Burrow-Request-Id`` set to its body, counted per request."""
+
+    def __init__(self, socket_path: str, count: int, *, prefix: str, rate: float, clients: int = 16,
+                 timeout: float = 30.0, deadline: float | None = None) -> None:
+        self.socket_path = socket_path
+        self.count = count
+        self.prefix = prefix
+        self.interval = 1.0 / rate
+        self.clients = clients
+        self.timeout = timeout
+        self.deadline = deadline  # time.monotonic() after which no new request starts
+        self.outcomes: dict[bytes, Outcome] = {}
+        self.latencies: list[float] = []
+        self._next = 0
+        self._next_at = 0.0
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._client, name=f"http-{prefix}-{n}", daemon=True) for n in range(clients)]
+        self.started = 0.0
+
+    def start(self) -> "HttpLoad":
+        self.started = self._next_at = time.monotonic()
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def _take(self) -> int | None:
+        """The next request number and its start time, paced to ``rate`` across all clients."""
+        with self._lock:
+            if self._next >= self.count or (self.deadline is not None and time.monotonic() >= self.deadline):
+                return None
+            number = self._next
+            self._next += 1
+            start_at = self._next_at
+            self._next_at = max(self._next_at + self.interval, time.monotonic() - 1.0)
+        delay = start_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        return number
+
+    def _client(self) -> None:
+        while (number := self._take()) is not None:
+            body = f"{self.prefix}-{number}".encode()
+            self._send(body)
+
+    def _send(self, body: bytes) -> None:
+        raw = (f"POST /v1/requests HTTP/1.1\r\nHost: burrow\r\nConnection: close\r\n"
+               f"Content-Length: {len(body)}\r\nX-Burrow-Timeout: {self.timeout:g}\r\n"
+               f"X-Burrow-Request-Id: {body.decode()}\r\n\r\n").encode() + body
+        started = time.monotonic()
+        try:
+            status, _headers, reply, trailing = exchange(self.socket_path, raw, self.timeout + CLIENT_GRACE)
+        except (ConnectionRefusedError, FileNotFoundError) as exc:
+            outcome = Outcome(body, "503", 0, f"not accepted: {exc}")  # the kernel refused it: never accepted
+        except (OSError, http.client.HTTPException) as exc:
+            outcome = Outcome(body, "lost", 0, f"{type(exc).__name__}: {exc}")
+        else:
+            answers = 1 + bool(trailing)
+            if status == 200:
+                result = "answered" if reply == expected_reply(body) else "unexpected"
+                outcome = Outcome(body, result, answers, f"got {reply[:60]!r}")
+            elif status in (503, 504):
+                outcome = Outcome(body, str(status), answers, reply[:100].decode(errors="replace"))
+            else:
+                outcome = Outcome(body, "lost", answers, f"HTTP {status}: {reply[:100]!r}")
+        with self._lock:
+            self.outcomes[body] = outcome
+            if outcome.result == "answered":
+                self.latencies.append(time.monotonic() - started)
+
+    def stop(self) -> None:
+        """Start no more requests (those started are still counted)."""
+        with self._lock:
+            self.deadline = time.monotonic()
+
+    def answered(self) -> int:
+        with self._lock:
+            return sum(outcome.result == "answered" for outcome in self.outcomes.values())
+
+    def wait_answered(self, at_least: int, timeout: float) -> None:
+        wait_for(lambda: self.answered() >= at_least, timeout, f"{at_least} answers of {self.prefix}")
+
+    def finish(self, timeout: float) -> list[Outcome]:
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        alive = sum(thread.is_alive() for thread in self._threads)
+        assert not alive, f"{self.prefix}: {alive} clients still waiting after {timeout}s"
+        with self._lock:
+            return list(self.outcomes.values())
+
