@@ -8,7 +8,9 @@ message names the file, the key and what is wrong, so ``burrow check-config`` ca
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import socket
 import string
 import sys
@@ -41,10 +43,60 @@ class TLSConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BrokerNode:
+    """One broker node's AMQP endpoint; ``str()`` is ``host:port`` (IPv6 in brackets)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?")
+
+
+def parse_node(entry: str, default_port: int) -> BrokerNode:
+    """Parse one ``rabbitmq.hosts`` entry: ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``.
+
+    Raises ``ValueError`` saying what is wrong with the entry.
+    """
+    if entry.startswith("["):
+        address, sep, rest = entry[1:].partition("]")
+        if not sep:
+            raise ValueError("an IPv6 address in brackets needs its closing ']'")
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            raise ValueError(f"{address!r} in brackets is not an IPv6 address") from None
+        if rest and not rest.startswith(":"):
+            raise ValueError("only ':port' may follow the ']'")
+        host, port_text = address, rest[1:] if rest else None
+    elif entry.count(":") > 1:
+        raise ValueError("write an IPv6 address in brackets, e.g. '[fd00::3]:5672'")
+    else:
+        host, sep, port_text = entry.partition(":")
+        if not sep:
+            port_text = None
+        if not _HOST_NAME.fullmatch(host):
+            raise ValueError("the host must be a name or an address (letters, digits, '.', '-', '_')")
+    if port_text is None:
+        return BrokerNode(host, default_port)
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} must be a TCP port between 1 and 65535")
+    return BrokerNode(host, int(port_text))
+
+
+@dataclass(frozen=True, slots=True)
 class RabbitMQConfig:
-    """How to reach and log in to the broker. The password never appears in ``repr()``."""
+    """How to reach and log in to the broker. The password never appears in ``repr()``.
+
+    ``host`` names the one node of a single broker; ``hosts`` lists every node of a cluster (the
+    clients pick one at random and fail over to the others). :meth:`nodes` gives either as a list.
+    """
 
     host: str = "localhost"
+    hosts: tuple[str, ...] = ()
     port: int = 5672
     virtual_host: str = "/"
     username: str = "guest"
@@ -77,6 +129,12 @@ class RabbitMQConfig:
             values["tls"] = TLSConfig(enabled=True)
         values.update(overrides)
         return cls(**values)
+
+    def nodes(self) -> tuple[BrokerNode, ...]:
+        """Every node to connect to: the ``hosts`` entries, or ``host`` alone; ports default to ``port``."""
+        if not self.hosts:
+            return (BrokerNode(self.host, self.port),)
+        return tuple(parse_node(entry, self.port) for entry in self.hosts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +394,26 @@ def _resolve_password(path: str, rabbitmq: RabbitMQConfig, raw: dict[str, Any]) 
     return dataclasses.replace(rabbitmq, password=secret, password_file=secret_path)
 
 
+def _check_hosts(path: str, rabbitmq: RabbitMQConfig, raw: dict[str, Any]) -> None:
+    """Enforce "``host`` or ``hosts``, not both" and check every ``hosts`` entry."""
+    if "hosts" not in raw:
+        return
+    if "host" in raw:
+        raise ConfigError(path, "rabbitmq.hosts",
+                          "set either rabbitmq.host (one node) or rabbitmq.hosts (every node of a cluster), not both")
+    if not rabbitmq.hosts:
+        raise ConfigError(path, "rabbitmq.hosts", "must list at least one node")
+    seen: set[BrokerNode] = set()
+    for entry in rabbitmq.hosts:
+        try:
+            node = parse_node(entry, rabbitmq.port)
+        except ValueError as exc:
+            raise ConfigError(path, "rabbitmq.hosts", f"entry {entry!r}: {exc}") from None
+        if node in seen:
+            raise ConfigError(path, "rabbitmq.hosts", f"entry {entry!r}: lists node {node} twice")
+        seen.add(node)
+
+
 def parse_config(data: dict[str, Any], path: str = "<string>") -> BurrowConfig:
     """Validate an already-parsed TOML document and build the config from it."""
     sections = {f.name: f for f in dataclasses.fields(BurrowConfig) if f.name != "path"}
@@ -347,6 +425,7 @@ def parse_config(data: dict[str, Any], path: str = "<string>") -> BurrowConfig:
         built[name] = _build(path, name, hints[name], table)
     rabbitmq = built.get("rabbitmq", RabbitMQConfig())
     built["rabbitmq"] = _resolve_password(path, rabbitmq, data.get("rabbitmq", {}))
+    _check_hosts(path, built["rabbitmq"], data.get("rabbitmq", {}))
     tls = built["rabbitmq"].tls
     if tls.enabled and bool(tls.cert_file) != bool(tls.key_file):
         raise ConfigError(path, "rabbitmq.tls", "cert_file and key_file go together")
@@ -407,6 +486,8 @@ def to_toml(config: BurrowConfig) -> str:
                 continue
             elif name == "rabbitmq" and item.name == "password_file" and not value:
                 continue
+            elif name == "rabbitmq" and item.name == ("host" if obj.hosts else "hosts"):
+                continue
             else:
                 lines.append(f"{item.name} = {_toml_value(value)}")
         lines.append("")
@@ -420,6 +501,7 @@ def to_toml(config: BurrowConfig) -> str:
 
 
 __all__ = [
+    "BrokerNode",
     "BurrowConfig",
     "ConsumerConfig",
     "LoggingConfig",
@@ -430,5 +512,6 @@ __all__ = [
     "TopologyConfig",
     "load_config",
     "parse_config",
+    "parse_node",
     "to_toml",
 ]

@@ -24,7 +24,7 @@ from pika.adapters.utils.io_services_utils import _AsyncPlaintextTransport
 from pika.channel import Channel
 
 from burrow import metrics
-from burrow.config import RabbitMQConfig, TopologyConfig
+from burrow.config import BrokerNode, RabbitMQConfig, TopologyConfig
 from burrow.topology import declare_topology
 
 logger = logging.getLogger(__name__)
@@ -33,8 +33,13 @@ logger = logging.getLogger(__name__)
 STABLE_AFTER = 5.0
 
 
-def connection_parameters(config: RabbitMQConfig, connection_name: str) -> pika.ConnectionParameters:
-    """Translate the config into pika's parameters (credentials, TLS, heartbeat, timeouts)."""
+def connection_parameters(
+    config: RabbitMQConfig, connection_name: str, node: BrokerNode | None = None
+) -> pika.ConnectionParameters:
+    """Translate the config into pika's parameters (credentials, TLS, heartbeat, timeouts) for
+    ``node`` (default: the first of ``config.nodes()``). TLS checks the certificate against
+    ``tls.server_hostname`` or, when that is empty, the node's own name."""
+    node = node or config.nodes()[0]
     ssl_options = None
     if config.tls.enabled:
         context = ssl.create_default_context(cafile=config.tls.ca_file or None)
@@ -43,10 +48,10 @@ def connection_parameters(config: RabbitMQConfig, connection_name: str) -> pika.
         if not config.tls.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        ssl_options = pika.SSLOptions(context, server_hostname=config.tls.server_hostname or config.host)
+        ssl_options = pika.SSLOptions(context, server_hostname=config.tls.server_hostname or node.host)
     return pika.ConnectionParameters(
-        host=config.host,
-        port=config.port,
+        host=node.host,
+        port=node.port,
         virtual_host=config.virtual_host,
         credentials=pika.PlainCredentials(config.username, config.password, erase_on_connect=False),
         heartbeat=config.heartbeat,
