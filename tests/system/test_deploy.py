@@ -80,14 +80,20 @@ class Deployment:
     runs: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
 
 
+#: What the roles install on top of the base root; the hosts have no mirror inside private networks.
+DEPLOY_PACKAGES = ["rabbitmq-server", "nftables"]
+
+
 @pytest.fixture(scope="module")
 def deploy_root(nspawn_root: Path) -> Path:
-    """The cached bookworm root plus Debian's rabbitmq-server (no mirror inside private networks)."""
-    return ensure_root(["rabbitmq-server"])
+    """The cached bookworm root plus Debian's rabbitmq-server and nftables (the broker's firewall)."""
+    return ensure_root(DEPLOY_PACKAGES)
 
 
-def run_playbook(inventory: Path, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    """Run site.yml against ``inventory`` with the repository's ansible.cfg; output captured."""
+def run_playbook(
+    inventory: Path, tmp: Path, *extra: str, playbook: Path = PLAYBOOK
+) -> subprocess.CompletedProcess[str]:
+    """Run ``playbook`` (site.yml) against ``inventory`` with the repository's ansible.cfg; output captured."""
     if not Path(ANSIBLE_PLAYBOOK).exists():
         pytest.fail(f"{ANSIBLE_PLAYBOOK} is missing: run scripts/install-system-test-deps.sh")
     env = {
@@ -100,7 +106,7 @@ def run_playbook(inventory: Path, tmp: Path, *extra: str) -> subprocess.Complete
     }
     started = time.monotonic()
     result = subprocess.run(
-        [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(PLAYBOOK), *extra],
+        [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook), *extra],
         cwd=ANSIBLE_DIR,
         env=env,
         capture_output=True,
@@ -109,7 +115,11 @@ def run_playbook(inventory: Path, tmp: Path, *extra: str) -> subprocess.Complete
         check=False,
     )
     logger.info(
-        "ansible-playbook %s exited %d in %.0f s", " ".join(extra), result.returncode, time.monotonic() - started
+        "ansible-playbook %s %s exited %d in %.0f s",
+        playbook.name,
+        " ".join(extra),
+        result.returncode,
+        time.monotonic() - started,
     )
     return result
 
@@ -129,7 +139,7 @@ def deploy(broker: Host, producer: Host, consumer: Host, tmp: Path, deb: Path, b
     passwords = {PRODUCER_USER: secrets.token_urlsafe(24), CONSUMER_USER: secrets.token_urlsafe(24)}
     site_vars = {
         "burrow_common_deb_path": str(deb),
-        "burrow_common_rabbitmq_host": broker_address,
+        "burrow_common_rabbitmq_hosts": [broker_address],
         "burrow_common_rabbitmq_vhost": VHOST,
         "burrow_common_log_level": "DEBUG",
         "burrow_producer_rabbitmq_username": PRODUCER_USER,
