@@ -147,6 +147,7 @@ class TopologyConfig:
     delivery_limit: int = 5
     reply_exchange: str = "burrow.x.replies"
     reply_queue_prefix: str = "burrow.replies"
+    reply_queue_type: str = "quorum"
     reply_queue_expires: int = 3600
     dead_letter_exchange: str = "burrow.x.dead"
     dead_letter_queue: str = "burrow.dead"
@@ -289,6 +290,7 @@ _CHECKS: dict[str, typing.Callable[[Any], str | None]] = {
     "topology.delivery_limit": _positive,
     "topology.reply_exchange": _not_empty,
     "topology.reply_queue_prefix": _not_empty,
+    "topology.reply_queue_type": _one_of("quorum", "classic"),
     "topology.reply_queue_expires": _positive,
     "topology.dead_letter_exchange": _not_empty,
     "topology.dead_letter_queue": _not_empty,

@@ -11,7 +11,9 @@ serves ``GET /metrics`` from :func:`exposition`.
 Series (all prefixed ``burrow_``): ``requests_total`` (producer: published; consumer: received),
 ``replies_total{outcome}`` (ok, error, timeout), ``errors_total{kind}``, ``in_flight``,
 ``request_duration_seconds`` (producer: round trip; consumer: handler time), ``reconnects_total``,
-``dead_lettered_total``, ``broker_connected`` and ``info{role,version}``. The in-flight and
+``dead_lettered_total``, ``broker_connected`` and ``info{role,version}``; per broker connection
+(``connection`` is e.g. "producer" or "consumer-publish"): ``broker_info{connection,node}`` (1 for
+the node it last connected to) and ``broker_failovers_total{connection}``. The in-flight and
 connected gauges are read from the engine at scrape time (:func:`track_in_flight`).
 """
 
@@ -64,6 +66,15 @@ class Metrics:
             "burrow_dead_lettered", "Requests rejected to the dead-letter exchange.", registry=registry
         )
         self.connected = Gauge("burrow_broker_connected", "1 while the broker connection is open.", registry=registry)
+        self.broker_node = Gauge(
+            "burrow_broker_info", "1 for the broker node each connection last connected to.",
+            ["connection", "node"], registry=registry,
+        )
+        self.broker_nodes: dict[str, str] = {}
+        self.failovers = Counter(
+            "burrow_broker_failovers", "Connections made ready on another broker node than the last one.",
+            ["connection"], registry=registry,
+        )
         info = Info("burrow", "Which burrow daemon this is.", registry=registry)
         info.info({"role": role, "version": _version()})
         for outcome in OUTCOMES:
@@ -188,6 +199,26 @@ def reconnected() -> None:
         metrics.reconnects.inc()
 
 
+def broker_node(connection: str, node: str) -> None:
+    """``connection`` is now ready on broker ``node`` (``host:port``): move its info series there."""
+    metrics = _active
+    if metrics is None:
+        return
+    with _lock:
+        previous = metrics.broker_nodes.get(connection)
+        if previous is not None and previous != node:
+            metrics.broker_node.remove(connection, previous)
+        metrics.broker_nodes[connection] = node
+    metrics.broker_node.labels(connection=connection, node=node).set(1)
+
+
+def broker_failover(connection: str) -> None:
+    """``connection`` came back on another broker node than the one it lost."""
+    metrics = _active
+    if metrics is not None:
+        metrics.failovers.labels(connection=connection).inc()
+
+
 def dead_lettered() -> None:
     """The consumer rejected a request to the dead-letter exchange."""
     metrics = _active
@@ -200,6 +231,8 @@ __all__ = [
     "OUTCOMES",
     "Metrics",
     "active",
+    "broker_failover",
+    "broker_node",
     "dead_lettered",
     "disable",
     "enable",

@@ -5,6 +5,12 @@ lifecycle follows pika's asynchronous examples as named steps: ``connect`` ->
 ``on_connection_open`` -> ``on_channel_open`` -> topology declared -> the owner's ``on_ready``.
 Any loss (failed connect, closed connection, closed channel) reports ``on_lost`` and schedules a
 reconnect after a capped, jittered exponential backoff, until ``stop`` is called.
+
+With several broker nodes (``rabbitmq.hosts``) each ``RabbitMQSetup`` walks its own random order
+of them: the first connect goes to a node picked at random, so clients spread over the cluster,
+and every reconnect goes to the next node of that order, so losing a node fails over to the
+others at the same backoff. Which node it uses and how often it moved are in :meth:`link`, the
+logs and the ``burrow_broker_*`` metrics.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import socket
 import ssl
 import time
 import types
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import pika
@@ -139,11 +146,29 @@ def call_every(ioloop: IOLoop, interval: float, fn: Callable[[], None]) -> Calla
     return cancel
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerLink:
+    """What one connection is doing, for logs, STATUS and metrics: ``role`` (e.g.
+    "consumer-publish"), the ``node`` it uses or is trying, whether it is ``connected``, and how
+    many ``failovers`` (becoming ready on another node than the last one) it made."""
+
+    role: str
+    node: BrokerNode
+    connected: bool
+    failovers: int
+
+    def describe(self) -> str:
+        state = "connected" if self.connected else "connecting"
+        moves = f", {self.failovers} failover{'s' if self.failovers != 1 else ''}" if self.failovers else ""
+        return f"{self.role} {state} to {self.node}{moves}"
+
+
 class RabbitMQSetup:
     """Keeps one connection with one channel open and the topology declared, on ``ioloop``.
 
     ``on_ready(channel)`` runs on the I/O thread each time a fresh channel is ready (first connect
     and every reconnect); ``on_lost(reason)`` runs each time it is lost. Both run on the I/O loop.
+    The connection goes to one of ``rabbitmq.nodes()`` at a time (module docstring).
     """
 
     def __init__(
@@ -166,7 +191,15 @@ class RabbitMQSetup:
         self._on_lost = on_lost
         self._reply_queue = reply_queue
         self._declare = declare
-        self._parameters = connection_parameters(rabbitmq, default_connection_name(role))
+        name = default_connection_name(role)
+        nodes = rabbitmq.nodes()
+        # This connection's own random order of the nodes: a random first node spreads clients
+        # over the cluster; each reconnect moves on to the next one.
+        self._nodes = random.sample(nodes, len(nodes))
+        self._parameters = {node: connection_parameters(rabbitmq, name, node) for node in self._nodes}
+        self._cursor = 0
+        self._ready_node: BrokerNode | None = None
+        self.failovers = 0
         self._connection: pika.SelectConnection | None = None
         self._channel: Channel | None = None
         self._stopping = False
@@ -181,15 +214,24 @@ class RabbitMQSetup:
     def connection(self) -> pika.SelectConnection | None:
         return self._connection
 
+    @property
+    def node(self) -> BrokerNode:
+        """The node connected to, or being tried next."""
+        return self._nodes[self._cursor]
+
+    def link(self) -> BrokerLink:
+        """A snapshot of this connection's node and failovers (safe to call from any thread)."""
+        return BrokerLink(self._role, self.node, self.ready, self.failovers)
+
     def start(self) -> None:
         """Open the connection now; call only on the I/O thread (or before the loop starts)."""
         self._connect()
 
     def _connect(self) -> None:
         self._reconnect_handle = None
-        logger.debug("Connecting %s to %s:%d", self._role, self._rabbitmq.host, self._rabbitmq.port)
+        logger.debug("Connecting %s to %s", self._role, self.node)
         self._connection = pika.SelectConnection(
-            parameters=self._parameters,
+            parameters=self._parameters[self.node],
             on_open_callback=self.on_connection_open,
             on_open_error_callback=self.on_connection_open_error,
             on_close_callback=self.on_connection_closed,
@@ -202,7 +244,7 @@ class RabbitMQSetup:
         connection.channel(on_open_callback=self.on_channel_open)
 
     def on_connection_open_error(self, _connection: pika.SelectConnection, error: BaseException) -> None:
-        self._lost(f"cannot connect to {self._rabbitmq.host}:{self._rabbitmq.port}: {str(error) or repr(error)}")
+        self._lost(f"cannot connect to {self.node}: {str(error) or repr(error)}")
 
     def on_connection_closed(self, _connection: pika.SelectConnection, reason: BaseException) -> None:
         self._channel = None
@@ -210,7 +252,7 @@ class RabbitMQSetup:
             logger.debug("Connection of %s closed as asked", self._role)
             self._finish_stop()
             return
-        self._lost(f"connection lost: {reason}")
+        self._lost(f"connection to {self.node} lost: {reason}")
 
     def on_channel_open(self, channel: Channel) -> None:
         self._channel = channel
@@ -221,9 +263,17 @@ class RabbitMQSetup:
             self.on_topology_declared(channel)
 
     def on_topology_declared(self, channel: Channel) -> None:
+        node = self.node
+        previous, self._ready_node = self._ready_node, node
+        if previous is not None and previous != node:
+            self.failovers += 1
+            metrics.broker_failover(self._role)
+            logger.warning("%s failed over from %s to %s (failover %d)", self._role.capitalize(), previous, node,
+                           self.failovers)
         if self._was_down():
-            logger.info("%s connected to %s:%d%s", self._role.capitalize(), self._rabbitmq.host, self._rabbitmq.port,
+            logger.info("%s connected to %s%s", self._role.capitalize(), node,
                         f" after {self._failures} failed attempts" if self._failures else "")
+        metrics.broker_node(self._role, str(node))
         self.ready = True
         self._ready_since = time.monotonic()
         self._on_ready(channel)
@@ -255,7 +305,9 @@ class RabbitMQSetup:
         self._failures += 1
         delay = self._backoff_delay()
         log = logger.warning if was_ready or self._failures in (1, 10) or self._failures % 50 == 0 else logger.debug
-        log("%s: %s; retrying in %.1fs (attempt %d)", self._role.capitalize(), reason, delay, self._failures)
+        self._cursor = (self._cursor + 1) % len(self._nodes)
+        log("%s: %s; retrying in %.1fs on %s (attempt %d)", self._role.capitalize(), reason, delay, self.node,
+            self._failures)
         if was_ready:
             self.reconnects += 1
             metrics.reconnected()
