@@ -27,6 +27,7 @@ goes to ``$BURROW_RELIABILITY_DIR/cluster-<scenario>.json`` (default build/relia
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import json
 import logging
@@ -41,7 +42,7 @@ from pathlib import Path
 
 import pytest
 
-from .nspawn import REPO, Host, SSHKey, ensure_root, hosts, wait_until, write_inventory
+from .nspawn import REPO, Host, Network, SSHKey, ensure_root, wait_until, write_inventory
 from .test_deploy import ANSIBLE_DIR, CONSUMER_USER, DEPLOY_PACKAGES, PRODUCER_USER, VHOST, recap, run_playbook
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ HEARTBEAT = 5
 REQUEST_TIMEOUT = 30
 RATE = 10.0
 CONCURRENCY = 48
+# Six hosts, three of them RabbitMQ nodes configured one after the other, on a shared 2-core machine.
+PLAYBOOK_TIMEOUT = 1800
 
 
 @dataclass
@@ -183,7 +186,19 @@ def cluster(
     root = ensure_root(DEPLOY_PACKAGES)
     tmp = tmp_path_factory.mktemp("cluster")
     names = [*BROKERS, "producer", *CONSUMERS]
-    with hosts(root, names, ssh_key=ssh_key, private_network=True) as booted:
+    with contextlib.ExitStack() as stack:
+        network = stack.enter_context(Network())
+        booted = []
+        for name in names:
+            host = Host(name, root, ssh_key=ssh_key, network=network)
+            stack.callback(host.close)
+            if name not in BROKERS:
+                # The shared root has rabbitmq-server installed (and enabled): only brokers run it.
+                (host.rootdir / "etc/systemd/system/rabbitmq-server.service").symlink_to("/dev/null")
+            host.boot()
+            booted.append(host)
+        for host in booted:
+            host.update_hosts_file()
         brokers, producer, consumers = booted[:3], booted[3], booted[4:]
         for host in booted:
             host.wait_for_ssh()
@@ -214,7 +229,7 @@ def cluster(
         deployed = Cluster(brokers, producer, consumers, inventory, tmp, burrow_deb)
         for extra in ((), ("-v",)):
             started = time.monotonic()
-            result = run_playbook(inventory, tmp, *extra)
+            result = run_playbook(inventory, tmp, *extra, timeout=PLAYBOOK_TIMEOUT)
             deployed.run_seconds.append(time.monotonic() - started)
             deployed.runs.append(result)
             if result.returncode != 0:
@@ -475,7 +490,9 @@ def test_rolling_restart_fails_no_request(cluster: Cluster, request: pytest.Fixt
 
     def fault(load: Load) -> None:
         load.wait_done(50)
-        outcome["run"] = run_playbook(cluster.inventory, cluster.tmp, playbook=ROLLING_RESTART)
+        outcome["run"] = run_playbook(
+            cluster.inventory, cluster.tmp, playbook=ROLLING_RESTART, timeout=PLAYBOOK_TIMEOUT
+        )
         load.wait_done(len(load.outcomes()) + 30)
         load.stop()
 
@@ -510,7 +527,13 @@ def test_rolling_upgrade_of_the_consumers_fails_no_request(cluster: Cluster, req
     def fault(load: Load) -> None:
         load.wait_done(50)
         outcome["run"] = run_playbook(
-            cluster.inventory, cluster.tmp, "--limit", "consumers", "-e", f"burrow_common_deb_path={upgrade}"
+            cluster.inventory,
+            cluster.tmp,
+            "--limit",
+            "consumers",
+            "-e",
+            f"burrow_common_deb_path={upgrade}",
+            timeout=PLAYBOOK_TIMEOUT,
         )
         load.wait_done(len(load.outcomes()) + 30)
         load.stop()

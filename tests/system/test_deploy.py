@@ -91,9 +91,12 @@ def deploy_root(nspawn_root: Path) -> Path:
 
 
 def run_playbook(
-    inventory: Path, tmp: Path, *extra: str, playbook: Path = PLAYBOOK
+    inventory: Path, tmp: Path, *extra: str, playbook: Path = PLAYBOOK, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``playbook`` (site.yml) against ``inventory`` with the repository's ansible.cfg; output captured."""
+    """Run ``playbook`` (site.yml) against ``inventory`` with the repository's ansible.cfg; output captured.
+
+    Past ``timeout`` the test fails with the output so far (the task it was stuck in).
+    """
     if not Path(ANSIBLE_PLAYBOOK).exists():
         pytest.fail(f"{ANSIBLE_PLAYBOOK} is missing: run scripts/install-system-test-deps.sh")
     env = {
@@ -105,15 +108,20 @@ def run_playbook(
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp / "cp"),
     }
     started = time.monotonic()
-    result = subprocess.run(
-        [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook), *extra],
-        cwd=ANSIBLE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook), *extra],
+            cwd=ANSIBLE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        output = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        pytest.fail(f"ansible-playbook {playbook.name} {' '.join(extra)} still running after {timeout:.0f} s:\n"
+                    + output[-12000:])
     logger.info(
         "ansible-playbook %s %s exited %d in %.0f s",
         playbook.name,
