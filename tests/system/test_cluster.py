@@ -84,6 +84,8 @@ class Cluster:
     inventory: Path
     tmp: Path
     deb: Path
+    network: Network
+    site_vars: dict[str, object]
     runs: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
     run_seconds: list[float] = field(default_factory=list)
 
@@ -206,7 +208,7 @@ def cluster(
             host.copy_in(HANDLERS, HANDLERS_IN_HOST)
             host.write_file("/etc/systemd/system/burrow-consumer@.service.d/60-test-record.conf", RECORD_DROPIN)
         producer.copy_in(LOAD_SCRIPT, LOAD_IN_HOST)
-        site_vars = {
+        site_vars: dict[str, object] = {
             "burrow_common_deb_path": str(burrow_deb),
             "burrow_common_rabbitmq_vhost": VHOST,
             "burrow_common_rabbitmq_heartbeat": HEARTBEAT,
@@ -226,7 +228,7 @@ def cluster(
             {"brokers": brokers, "producers": [producer], "consumers": consumers},
             site_vars,
         )
-        deployed = Cluster(brokers, producer, consumers, inventory, tmp, burrow_deb)
+        deployed = Cluster(brokers, producer, consumers, inventory, tmp, burrow_deb, network, site_vars)
         for extra in ((), ("-v",)):
             started = time.monotonic()
             result = run_playbook(inventory, tmp, *extra, timeout=PLAYBOOK_TIMEOUT)
@@ -558,3 +560,31 @@ def test_consumer_host_power_cut(cluster: Cluster, request: pytest.FixtureReques
 
     tally_ = run_scenario(cluster, request, "consumer-power-cut", 6000, fault)
     assert tally_["answered"] > 0
+
+
+def test_a_fourth_broker_in_the_inventory_grows_the_cluster(
+    cluster: Cluster, ssh_key: SSHKey, request: pytest.FixtureRequest
+) -> None:
+    """broker4 added to the brokers group; rerunning site.yml joins it and grows the quorum queues.
+
+    consumer2 lost its power in the previous scenario and stays out of this run (``--limit``).
+    """
+    root = ensure_root(DEPLOY_PACKAGES)
+    with Host("broker4", root, ssh_key=ssh_key, network=cluster.network) as broker4:
+        for host in [*cluster.brokers, cluster.producer, cluster.consumers[0], broker4]:
+            host.update_hosts_file()
+        broker4.wait_for_ssh()
+        inventory = write_inventory(
+            cluster.tmp / "inventory-4.yml",
+            {"brokers": [*cluster.brokers, broker4], "producers": [cluster.producer], "consumers": cluster.consumers},
+            cluster.site_vars,
+        )
+        result = run_playbook(inventory, cluster.tmp, "--limit", "all:!consumer2", timeout=PLAYBOOK_TIMEOUT)
+        assert result.returncode == 0, result.stdout[-15000:] + result.stderr[-3000:]
+        expected = sorted(f"rabbit@{name}" for name in (*BROKERS, "broker4"))
+        assert running_nodes(cluster.brokers[0]) == expected
+        assert running_nodes(broker4) == expected
+        members = quorum_members(broker4)
+        assert sorted(str(member["Node Name"]) for member in members) == expected
+        config = cluster.producer.run(["cat", "/etc/burrow/producer.toml"]).stdout
+        assert 'hosts = ["broker1", "broker2", "broker3", "broker4"]' in config
