@@ -131,14 +131,16 @@ class BurrowDriver:
         return _result(len(futures), len(latencies), failures[0] + sum(1 for f in futures if not f.done()), elapsed, latencies)
 
 
-def burrow_client_main(conn: Connection, amqp_url: str, topology: dict[str, Any], direct: bool, instance_id: str) -> None:
-    """Child process: one burrow Producer (default settings but ``reply_mode``) serving commands."""
+def burrow_client_main(conn: Connection, amqp_url: str, topology: dict[str, Any], direct: bool, instance_id: str,
+                       hosts: tuple[str, ...] = ()) -> None:
+    """Child process: one burrow Producer (default settings but ``reply_mode``) serving commands;
+    with ``hosts``, connected to one of those cluster nodes instead of ``amqp_url``'s."""
     from burrow.config import BurrowConfig, ProducerConfig, RabbitMQConfig, TopologyConfig
     from burrow.producer import Producer
 
     logging.basicConfig(level=logging.WARNING)
     config = BurrowConfig(
-        rabbitmq=RabbitMQConfig.from_url(amqp_url, connection_name=f"bench-{instance_id}"),
+        rabbitmq=RabbitMQConfig.from_url(amqp_url, connection_name=f"bench-{instance_id}", hosts=hosts),
         topology=TopologyConfig(**topology),
         producer=ProducerConfig(instance_id=instance_id, reply_mode="direct" if direct else "queue"),
     )

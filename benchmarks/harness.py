@@ -205,10 +205,11 @@ class BurrowConsumerProcess:
     The config file and the password file it points to are owner-only, in a private folder.
     """
 
-    def __init__(self, workdir: Path, name: str, amqp_url: str, topology: TopologyConfig, prefetch: int = 0) -> None:
+    def __init__(self, workdir: Path, name: str, amqp_url: str, topology: TopologyConfig, prefetch: int = 0,
+                 hosts: tuple[str, ...] = ()) -> None:
         password_file = workdir / f"{name}.password"
         password_file.touch(mode=0o600)
-        rabbitmq = RabbitMQConfig.from_url(amqp_url, connection_name=f"bench-{name}-consumer")
+        rabbitmq = RabbitMQConfig.from_url(amqp_url, connection_name=f"bench-{name}-consumer", hosts=hosts)
         password_file.write_text(rabbitmq.password)
         config = BurrowConfig(
             rabbitmq=dataclasses.replace(rabbitmq, password="", password_file=str(password_file)),

@@ -90,8 +90,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run(args.count, args.concurrency)
 
 
+def cmd_dead(args: argparse.Namespace) -> int:
+    """``burrow dead list|show|replay|purge``: the dead-letter queue, for operators."""
+    from burrow.tools import dead
+
+    config = _load(args.config)
+    setup_logging(args.log_level or "WARNING")
+    return dead.run(config, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from burrow.tools import sendclient
+    from burrow.tools import dead, sendclient
 
     parser = argparse.ArgumentParser(prog="burrow", description="Request/response over RabbitMQ.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--count", type=int, default=2000, help="requests in the burst (default 2000)")
     demo.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
     demo.set_defaults(func=cmd_demo)
+
+    dead_letters = sub.add_parser("dead", help="list, show, replay or purge the dead-letter queue")
+    dead.add_arguments(dead_letters)
+    dead_letters.set_defaults(func=cmd_dead)
 
     send = sub.add_parser("send", help="send requests to the local burrow-producer's Unix socket")
     sendclient.add_arguments(send)

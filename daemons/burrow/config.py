@@ -151,6 +151,7 @@ class TopologyConfig:
     reply_queue_expires: int = 3600
     dead_letter_exchange: str = "burrow.x.dead"
     dead_letter_queue: str = "burrow.dead"
+    dead_letter_notice_queue: str = "burrow.dead.notices"
 
     @classmethod
     def prefixed(cls, prefix: str, **overrides: Any) -> "TopologyConfig":
@@ -163,6 +164,7 @@ class TopologyConfig:
             "reply_queue_prefix": f"{prefix}.replies",
             "dead_letter_exchange": f"{prefix}.x.dead",
             "dead_letter_queue": f"{prefix}.dead",
+            "dead_letter_notice_queue": f"{prefix}.dead.notices",
         }
         return cls(**{**names, **overrides})
 
@@ -196,6 +198,7 @@ class ConsumerConfig:
     content_types: tuple[str, ...] = ("application/octet-stream", "text/plain")
     include_traceback: bool = False
     shutdown_timeout: float = 30.0
+    dead_letter_notices: bool = True
 
     @property
     def effective_prefetch(self) -> int:
@@ -294,6 +297,7 @@ _CHECKS: dict[str, typing.Callable[[Any], str | None]] = {
     "topology.reply_queue_expires": _positive,
     "topology.dead_letter_exchange": _not_empty,
     "topology.dead_letter_queue": _not_empty,
+    "topology.dead_letter_notice_queue": _not_empty,
     "producer.reply_mode": _one_of("queue", "direct"),
     "producer.request_timeout": _positive,
     "producer.max_in_flight": _positive,

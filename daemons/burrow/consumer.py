@@ -5,7 +5,9 @@ Two connections share one I/O loop and thread: one consumes requests (prefetch b
 one publishes replies with publisher confirms. Handlers run in a thread pool, so a handler that runs
 for minutes never starves heartbeats; workers hand results back with ``add_callback_threadsafe``
 and never touch a channel. Malformed or stale requests are rejected to the dead-letter queue with a
-logged reason. If the consuming channel is lost after a handler ran, the request is redelivered
+logged reason; when the request says where to answer, its caller first gets a rejection notice
+(confirmed by the broker before the request is rejected), so it fails at once instead of at its
+deadline. If the consuming channel is lost after a handler ran, the request is redelivered
 (flagged ``redelivered``) and the producer drops the duplicate reply: at least once, nothing lost.
 
 The request window (prefetch) starts at one after every subscribe and stays there while the
@@ -33,7 +35,7 @@ from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 
 from burrow import metrics
-from burrow.amqp.setup import RabbitMQSetup, call_every
+from burrow.amqp.setup import BrokerLink, RabbitMQSetup, call_every
 from burrow.config import BurrowConfig, default_prefetch
 from burrow.handlers import Handler, RequestContext, load_handler
 from burrow.protocol import (
@@ -42,6 +44,11 @@ from burrow.protocol import (
     HEADER_TRACEBACK,
     STATUS_ERROR,
     STATUS_OK,
+    REJECT_CONTENT_TYPE,
+    REJECT_INVALID_UTF8,
+    REJECT_STALE,
+    REJECT_TOO_LARGE,
+    rejection_headers,
     request_deadline,
 )
 from burrow.topology import DIRECT_REPLY_TO
@@ -64,6 +71,7 @@ class _Delivery:
     reply: bytes = b""
     reply_headers: dict[str, Any] | None = None
     returned: str | None = None
+    rejection: str | None = None  # reason code: the reply is a rejection notice, reject after it
 
 
 @dataclass(slots=True)
@@ -96,7 +104,7 @@ class Consumer:
         self._publish = RabbitMQSetup(
             config.rabbitmq, config.topology, self._ioloop,
             role=f"{name}-publish", on_ready=self.on_publish_channel_ready, on_lost=self.on_publish_lost,
-            declare=False,
+            declare=False, unconfirmed=lambda: len(self._unconfirmed),
         )
         self._pool = self._new_pool(self._settings.concurrency)
         self._concurrency = self._settings.concurrency
@@ -148,6 +156,10 @@ class Consumer:
     @property
     def reconnects(self) -> int:
         return self._consume.reconnects + self._publish.reconnects
+
+    def broker_links(self) -> list[BrokerLink]:
+        """The broker nodes the consuming and the publishing connection use, and their failovers."""
+        return [self._consume.link(), self._publish.link()]
 
     def start(self) -> "Consumer":
         self._thread.start()
@@ -294,12 +306,12 @@ class Consumer:
             self._end_probation()
         problem = self._malformed(properties, body)
         if problem is not None:
-            self._dead_letter(channel, method.delivery_tag, properties, problem)
+            self._dead_letter(channel, method, properties, *problem)
             return
         deadline = request_deadline(properties)
         if deadline is not None and time.time() > deadline:
             self.stats.stale += 1
-            self._dead_letter(channel, method.delivery_tag, properties, "expired before processing (deadline passed)")
+            self._dead_letter(channel, method, properties, REJECT_STALE, "expired before processing (deadline passed)")
             return
         context = RequestContext(
             correlation_id=properties.correlation_id,
@@ -322,36 +334,55 @@ class Consumer:
         self._probation_redeliveries = 0
         self._resubscribe()
 
-    def _malformed(self, properties: pika.BasicProperties, body: bytes) -> str | None:
+    def _malformed(self, properties: pika.BasicProperties, body: bytes) -> tuple[str, str] | None:
+        """``(reason code, explanation)`` when the request cannot be handled, else None."""
         settings = self._settings
         if not properties.reply_to:
-            return "no reply_to"
+            return "malformed", "no reply_to"
         if not properties.correlation_id:
-            return "no correlation_id"
+            return "malformed", "no correlation_id"
         if len(body) > settings.max_message_bytes:
-            return f"body of {len(body)} bytes exceeds consumer.max_message_bytes ({settings.max_message_bytes})"
+            return REJECT_TOO_LARGE, f"body of {len(body)} bytes exceeds consumer.max_message_bytes ({settings.max_message_bytes})"
         content_type = properties.content_type
         if content_type is not None:
             base = content_type.split(";", 1)[0].strip().lower()
             if base not in settings.content_types:
-                return f"content type {content_type!r} not in consumer.content_types"
+                return REJECT_CONTENT_TYPE, f"content type {content_type!r} not in consumer.content_types"
             if base.startswith("text/"):
                 try:
                     body.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    return f"declared {base} but the body is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+                    return REJECT_INVALID_UTF8, f"declared {base} but the body is not valid UTF-8 ({exc.reason} at byte {exc.start})"
         return None
 
-    def _dead_letter(self, channel: Channel, delivery_tag: int, properties: pika.BasicProperties, reason: str) -> None:
+    def _dead_letter(self, channel: Channel, method: pika.spec.Basic.Deliver, properties: pika.BasicProperties,
+                     reason: str, explanation: str) -> None:
+        """Reject the request to the dead-letter queue; first tell its caller why, if it can be told.
+
+        A request with a reply address and a correlation id gets a rejection notice through the
+        reply path like any answer, and is rejected once the broker confirmed the notice (see
+        :meth:`_settle`), so its caller learns the reason at once. Others are rejected now.
+        """
         self.stats.dead_lettered += 1
-        metrics.dead_lettered()
+        metrics.dead_lettered(reason)
         logger.warning(
-            "Dead-lettering request: %s", reason,
+            "Dead-lettering request: %s", explanation,
             extra={"CORRELATION_ID": properties.correlation_id or "-", "MESSAGE_ID": properties.message_id or "-",
-                   "QUEUE": self._config.topology.request_queue},
+                   "QUEUE": self._config.topology.request_queue, "REASON": reason},
         )
-        if channel.is_open:
-            channel.basic_reject(delivery_tag, requeue=False)
+        if not (properties.reply_to and properties.correlation_id):
+            if channel.is_open:
+                channel.basic_reject(method.delivery_tag, requeue=False)
+            return
+        context = RequestContext(properties.correlation_id, properties.message_id, bool(method.redelivered),
+                                 dict(properties.headers or {}), properties.content_type)
+        notice = _Delivery(method.delivery_tag, self._generation, properties.correlation_id, properties.reply_to,
+                           context, b"", reply=explanation.encode("utf-8", "replace"),
+                           reply_headers=rejection_headers(reason), rejection=reason)
+        self._in_flight += 1
+        self._unsettled[method.delivery_tag] = None
+        self._replies_waiting.append(notice)
+        self._publish_waiting()
 
     # ----------------------------------------------------------------- worker threads
 
@@ -437,6 +468,10 @@ class Consumer:
         else:
             tags = [method.delivery_tag] if method.delivery_tag in self._unconfirmed else []
         nacked = isinstance(method, pika.spec.Basic.Nack)
+        if nacked and self._publish.publish_nacked():
+            return  # reconnecting: they stay unconfirmed and are published again
+        if not nacked:
+            self._publish.publish_acked()
         settled = []
         for tag in tags:
             delivery = self._unconfirmed.pop(tag)
@@ -471,11 +506,14 @@ class Consumer:
                              extra={"CORRELATION_ID": delivery.correlation_id})
                 continue
             self._unsettled.pop(delivery.delivery_tag, None)
-            if delivery.returned:
+            if delivery.rejection:
+                channel.basic_reject(delivery.delivery_tag, requeue=False)
+            elif delivery.returned:
                 self.stats.dead_lettered += 1
-                metrics.dead_lettered()
+                metrics.dead_lettered("reply_unroutable")
                 logger.warning("Dead-lettering request: %s", delivery.returned,
-                               extra={"CORRELATION_ID": delivery.correlation_id, "QUEUE": self._config.topology.request_queue})
+                               extra={"CORRELATION_ID": delivery.correlation_id, "QUEUE": self._config.topology.request_queue,
+                                      "REASON": "reply_unroutable"})
                 channel.basic_reject(delivery.delivery_tag, requeue=False)
             else:
                 logger.debug("Handled request", extra={"CORRELATION_ID": delivery.correlation_id,

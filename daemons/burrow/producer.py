@@ -29,12 +29,13 @@ from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 
 from burrow import metrics
-from burrow.amqp.setup import RabbitMQSetup, call_every
+from burrow.amqp.setup import BrokerLink, RabbitMQSetup, call_every
 from burrow.config import BurrowConfig
 from burrow.errors import (
     Backpressure,
     BrokerUnavailable,
     PublishError,
+    Rejected,
     RemoteError,
     RequestTimeout,
     UnroutableError,
@@ -79,6 +80,7 @@ class ProducerStats:
     republished: int = 0
     answered: int = 0
     remote_errors: int = 0
+    rejected: int = 0
     timeouts: int = 0
     failed: int = 0
     orphaned_replies: int = 0
@@ -134,6 +136,7 @@ class Producer:
             on_ready=self.on_channel_ready,
             on_lost=self.on_connection_lost,
             reply_queue=None if self.direct else self.reply_queue,
+            unconfirmed=lambda: len(self._unconfirmed),
         )
         self._thread = threading.Thread(target=self._run, name=f"burrow-{name}-io", daemon=True)
         self._periodic: list[Any] = []
@@ -153,6 +156,10 @@ class Producer:
     @property
     def reconnects(self) -> int:
         return self._setup.reconnects
+
+    def broker_links(self) -> list[BrokerLink]:
+        """The broker node the connection uses and its failovers (STATUS, tests)."""
+        return [self._setup.link()]
 
     def stats(self) -> ProducerStats:
         return ProducerStats(**{name: getattr(self._stats, name) for name in ProducerStats.__slots__})
@@ -183,6 +190,7 @@ class Producer:
 
         The future fails with :class:`RequestTimeout` after ``timeout`` seconds (default
         ``producer.request_timeout``), :class:`RemoteError` if the handler raised,
+        :class:`Rejected` (or its :class:`DeliveryLimitExceeded`) as soon as burrow dead-letters it,
         :class:`UnroutableError`/:class:`PublishError` if the broker refused it. Blocks while
         ``max_in_flight`` requests are outstanding, or raises :class:`Backpressure` if ``block`` is
         false.
@@ -369,10 +377,13 @@ class Producer:
         method = frame.method
         tags = self._confirmed_tags(method.delivery_tag, method.multiple)
         if isinstance(method, pika.spec.Basic.Nack):
+            if self._setup.publish_nacked():
+                return  # reconnecting: they stay unconfirmed and are republished
             for tag in tags:
                 request = self._unconfirmed.pop(tag)
                 self._finish(request.correlation_id, error=PublishError("the broker refused the request (nack): the request queue is full or unavailable"))
         else:
+            self._setup.publish_acked()
             for tag in tags:
                 del self._unconfirmed[tag]
 
@@ -468,6 +479,9 @@ class Producer:
         if isinstance(error, RemoteError):
             self._stats.remote_errors += 1
             metrics.reply_received(elapsed, "error")
+        elif isinstance(error, Rejected):
+            self._stats.rejected += 1
+            metrics.reply_received(elapsed, "rejected")
         elif isinstance(error, RequestTimeout):
             self._stats.timeouts += 1
             metrics.reply_received(elapsed, "timeout")

@@ -16,6 +16,8 @@ from typing import Any
 import pika
 import pytest
 
+from burrow.topology import reply_queue_name
+
 from faultcheck import CountingProducer, Tally, close_connections, finish_scenario, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
@@ -40,7 +42,7 @@ class SlowReplyProducer(CountingProducer):
 def test_reply_flood_survives_producer_connection_close(request, make_config, local_broker, amqp):
     tag = uuid.uuid4().hex[:6]
     config = make_config(producer={"instance_id": f"flood-{tag}"}, rabbitmq={"connection_name": f"flood-{tag}"})
-    reply_queue = f"{config.topology.reply_queue_prefix}.flood-{tag}"
+    reply_queue = reply_queue_name(config.topology, f"flood-{tag}")
     first = CountingProducer(config).start()
     assert first.wait_connected(30)
     first.close(timeout=0)  # the reply queue now exists with nobody consuming it

@@ -8,6 +8,7 @@ import time
 import pika
 import pytest
 
+from burrow.errors import DeliveryLimitExceeded
 from burrow.producer import Producer
 from burrow.topology import reply_queue_name
 
@@ -110,7 +111,10 @@ def test_poison_message_reaches_dead_letter_queue_alone_after_delivery_limit(mak
     survivor.wait_ready()
     assert [f.result(timeout=60) for f in others] == [b"Consumer processed: " + body for body in bodies]
     assert survivor.process.poll() is None
+    # The survivor's dead-letter watcher tells the poison's caller why no answer will come.
+    with pytest.raises(DeliveryLimitExceeded) as failure:
+        poison.result(timeout=60)
+    assert failure.value.delivery_count == 3
     _method, _properties, body = amqp.basic_get(config.topology.dead_letter_queue, auto_ack=True)
     assert body == b"poison"
     assert dead_letters() == 0
-    assert not poison.done()

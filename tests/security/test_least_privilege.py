@@ -22,17 +22,17 @@ from burrow.producer import Producer
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
 PRODUCER = (
-    r"^burrow\.(x\.(requests|replies|dead)|requests|dead|replies\..+)$",
-    r"^burrow\.(x\.requests|x\.dead|requests|dead|replies\..+)$",
+    r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?|replies\..+)$",
+    r"^burrow\.(x\.requests|x\.dead|requests|dead(\.notices)?|replies\..+)$",
     r"^burrow\.(x\.(requests|replies|dead)|replies\..+)$",
 )
 CONSUMER = (
-    r"^burrow\.(x\.(requests|replies|dead)|requests|dead)$",
-    r"^burrow\.(x\.replies|x\.dead|requests|dead)$",
-    r"^burrow\.(requests|x\.(requests|dead))$",
+    r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?)$",
+    r"^burrow\.(x\.replies|x\.dead|requests|dead(\.notices)?)$",
+    r"^burrow\.(requests|dead\.notices|x\.(requests|dead))$",
 )
 #: Direct reply-to: replies go through the default exchange, whose name for permissions is amq.default.
-CONSUMER_DIRECT_WRITE = r"^(burrow\.(x\.replies|x\.dead|requests|dead)|amq\.default)$"
+CONSUMER_DIRECT_WRITE = r"^(burrow\.(x\.replies|x\.dead|requests|dead(\.notices)?)|amq\.default)$"
 
 
 @dataclasses.dataclass

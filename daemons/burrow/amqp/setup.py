@@ -11,6 +11,14 @@ of them: the first connect goes to a node picked at random, so clients spread ov
 and every reconnect goes to the next node of that order, so losing a node fails over to the
 others at the same backoff. Which node it uses and how often it moved are in :meth:`link`, the
 logs and the ``burrow_broker_*`` metrics.
+
+A channel that first publishes to a quorum queue while that queue's leader is being re-elected
+(right after a node died, i.e. right after a failover) stays bound to the dead leader on RabbitMQ
+3.10: every later publish to that queue is nacked, or never confirmed at all, until the channel
+closes (newer releases look the leader up afresh, rabbitmq-server pull request 9241). So the
+publishing engines report their confirms: a nack before the fresh channel's first ack, or no
+confirm for ``CONFIRM_STALL`` seconds, reopens the connection, and the engine publishes what
+was not confirmed again on the new one, as after any reconnect.
 """
 
 from __future__ import annotations
@@ -38,6 +46,11 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a connection must stay ready before losing it starts the reconnect backoff afresh.
 STABLE_AFTER = 5.0
+
+#: Seconds a publish may wait for its confirm before the channel is presumed stuck and the
+#: connection reopened (see :meth:`RabbitMQSetup.publish_nacked`). Confirms take milliseconds,
+#: about a second on a loaded machine; a blocked connection is left to blocked_connection_timeout.
+CONFIRM_STALL = 10.0
 
 
 def connection_parameters(
@@ -157,10 +170,19 @@ class BrokerLink:
     connected: bool
     failovers: int
 
-    def describe(self) -> str:
-        state = "connected" if self.connected else "connecting"
-        moves = f", {self.failovers} failover{'s' if self.failovers != 1 else ''}" if self.failovers else ""
-        return f"{self.role} {state} to {self.node}{moves}"
+
+def broker_status(links: list[BrokerLink]) -> str:
+    """The STATUS words about the broker: the node(s) in use and the failovers so far, e.g.
+    "broker 10.0.0.2:5672 connected", "broker b1:5672 connected (also b3:5672), 2 failovers" or
+    "waiting for broker b2:5672 (retrying with backoff)"."""
+    nodes = list(dict.fromkeys(str(link.node) for link in links))
+    failovers = sum(link.failovers for link in links)
+    moves = f", {failovers} failover{'s' if failovers != 1 else ''}" if failovers else ""
+    also = f" (also {', '.join(nodes[1:])})" if len(nodes) > 1 else ""
+    if all(link.connected for link in links):
+        return f"broker {nodes[0]} connected{also}{moves}"
+    waiting = [str(link.node) for link in links if not link.connected]
+    return f"waiting for broker {', '.join(dict.fromkeys(waiting))} (retrying with backoff{moves})"
 
 
 class RabbitMQSetup:
@@ -168,7 +190,9 @@ class RabbitMQSetup:
 
     ``on_ready(channel)`` runs on the I/O thread each time a fresh channel is ready (first connect
     and every reconnect); ``on_lost(reason)`` runs each time it is lost. Both run on the I/O loop.
-    The connection goes to one of ``rabbitmq.nodes()`` at a time (module docstring).
+    The connection goes to one of ``rabbitmq.nodes()`` at a time (module docstring). A publishing
+    owner passes ``unconfirmed`` (how many of its publishes await a confirm) and reports confirms
+    with :meth:`publish_acked` and :meth:`publish_nacked`, so a stuck channel gets reopened.
     """
 
     def __init__(
@@ -182,6 +206,7 @@ class RabbitMQSetup:
         on_lost: Callable[[str], None],
         reply_queue: str | None = None,
         declare: bool = True,
+        unconfirmed: Callable[[], int] = lambda: 0,
     ) -> None:
         self._rabbitmq = rabbitmq
         self._topology = topology
@@ -209,6 +234,11 @@ class RabbitMQSetup:
         self._ready_since = 0.0
         self.reconnects = 0
         self.ready = False
+        self._unconfirmed = unconfirmed
+        self._acked = False
+        self._last_confirm = 0.0
+        self._blocked = False
+        self._stop_checks: Callable[[], None] | None = None
 
     @property
     def connection(self) -> pika.SelectConnection | None:
@@ -225,7 +255,43 @@ class RabbitMQSetup:
 
     def start(self) -> None:
         """Open the connection now; call only on the I/O thread (or before the loop starts)."""
+        self._stop_checks = call_every(self._ioloop, 1.0, self._check_confirms)
         self._connect()
+
+    def publish_acked(self) -> None:
+        """The engine got a publisher ack on this connection's channel."""
+        self._acked = True
+        self._last_confirm = time.monotonic()
+
+    def publish_nacked(self) -> bool:
+        """The engine got a nack. Before the channel's first ack this is RabbitMQ 3.10's stale
+        quorum queue leader (module docstring): reopen the connection and return True, and the
+        engine keeps the nacked publishes to send again after the reconnect. Later nacks are the
+        queue's own refusal (e.g. full, with reject-publish): False, the engine handles them."""
+        self._last_confirm = time.monotonic()
+        if self._acked or not self.ready:
+            return False
+        self._reopen("the broker nacked the first publishes of a fresh channel")
+        return True
+
+    def _check_confirms(self) -> None:
+        """Every second: reopen a connection whose publishes went unconfirmed for CONFIRM_STALL."""
+        now = time.monotonic()
+        if not self.ready or self._blocked or self._unconfirmed() == 0:
+            self._last_confirm = now
+            return
+        if now - self._last_confirm > CONFIRM_STALL:
+            self._reopen(f"no publisher confirm for {CONFIRM_STALL:.0f}s with {self._unconfirmed()} outstanding")
+
+    def _reopen(self, why: str) -> None:
+        logger.warning("%s: %s on %s; reopening the connection (the channel may be bound to a quorum queue "
+                       "leader that is gone)", self._role.capitalize(), why, self.node)
+        self._last_confirm = time.monotonic()
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close(reply_text=f"burrow: {why}")
+
+    def _set_blocked(self, blocked: bool) -> None:
+        self._blocked = blocked
 
     def _connect(self) -> None:
         self._reconnect_handle = None
@@ -241,6 +307,9 @@ class RabbitMQSetup:
     def on_connection_open(self, connection: pika.SelectConnection) -> None:
         logger.debug("Connection of %s open (gathered writes: %s); opening a channel", self._role,
                      gather_writes(connection))
+        self._blocked = False
+        connection.add_on_connection_blocked_callback(lambda _c, _f: self._set_blocked(True))
+        connection.add_on_connection_unblocked_callback(lambda _c, _f: self._set_blocked(False))
         connection.channel(on_open_callback=self.on_channel_open)
 
     def on_connection_open_error(self, _connection: pika.SelectConnection, error: BaseException) -> None:
@@ -275,7 +344,8 @@ class RabbitMQSetup:
                         f" after {self._failures} failed attempts" if self._failures else "")
         metrics.broker_node(self._role, str(node))
         self.ready = True
-        self._ready_since = time.monotonic()
+        self._ready_since = self._last_confirm = time.monotonic()
+        self._acked = False
         self._on_ready(channel)
 
     def _was_down(self) -> bool:
@@ -327,6 +397,8 @@ class RabbitMQSetup:
         self._stopping = True
         self._on_stopped = on_stopped
         self.ready = False
+        if self._stop_checks is not None:
+            self._stop_checks()
         if self._reconnect_handle is not None:
             self._ioloop.remove_timeout(self._reconnect_handle)
             self._reconnect_handle = None

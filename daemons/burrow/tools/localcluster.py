@@ -113,9 +113,9 @@ class LocalCluster:
                     return self.node_named(row["leader"])
         raise KeyError(f"queue {queue!r} has no leader in cluster {self.name}")
 
-    def connections(self) -> dict[str, LocalBroker]:
-        """Every client connection's name, mapped to the node it is connected to."""
-        found: dict[str, LocalBroker] = {}
+    def connections(self, name: str) -> list[LocalBroker]:
+        """The node of each client connection whose ``connection_name`` is ``name``, as the
+        cluster lists them (one entry per connection)."""
         for node in self.nodes:
             if not node.running:
                 continue
@@ -123,11 +123,13 @@ class LocalCluster:
                               check=False, timeout=30)
             if result.returncode != 0:
                 continue
+            found = []
             for row in json.loads(result.stdout):
                 properties = {entry[0]: entry[2] for entry in row["client_properties"]}
-                found[str(properties.get("connection_name", ""))] = self.node_at(int(row["port"]))
+                if properties.get("connection_name") == name:
+                    found.append(self.node_at(int(row["port"])))
             return found
-        return found
+        return []
 
     def close(self) -> None:
         """Stop every node and remove its folder (a failure on one still closes the others)."""
