@@ -15,6 +15,8 @@ host, one id per request):
 4. a rolling upgrade of the burrow .deb across the consumer hosts (``site.yml --limit consumers``);
 5. one consumer host's power cut (link down, then every process SIGKILLed).
 
+Last, a fourth broker added to the inventory joins the cluster on the next site.yml run.
+
 Counting is from the caller's side: every id the load handed out must end with the right reply
 (``answered``) or a 503/504 (``failed_503``/``failed_504``); anything else is ``lost``. The
 consumers' handler (``burrow_test_handlers:record``) appends ``<id> <redelivered>`` to a file on its
