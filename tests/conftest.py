@@ -241,5 +241,5 @@ def start_producer() -> Iterator[Callable[..., Any]]:
     """Start producers connected to the broker (closed at the end of the test); ``cls=`` picks a subclass."""
     from burrow.producer import Producer
 
-    with _engines(Producer, lambda producer: producer.wait_connected(30), lambda producer: producer.close(timeout=0)) as start:
+    with _engines(Producer, lambda producer: producer.wait_ready(30), lambda producer: producer.stop(timeout=0)) as start:
         yield start

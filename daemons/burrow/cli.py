@@ -21,8 +21,9 @@ logger = logging.getLogger(__name__)
 EXIT_CONFIG = 2
 
 
-def setup_logging(level: str) -> None:
-    """Plain lines on stderr at ``level``."""
+def log_to_stderr(level: str) -> None:
+    """Plain lines on stderr at ``level``, for the commands that are not daemons (the daemons call
+    :func:`burrow.daemon.journal.install_service_logging`, which replaces this handler)."""
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -60,7 +61,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     from burrow.producer import Producer
 
     config = _load(args.config)
-    setup_logging(args.log_level or "WARNING")
+    log_to_stderr(args.log_level or "WARNING")
     instance_id = args.instance_id or f"{config.producer.resolved_instance_id()}-call-{os.getpid()}"
     with Producer(config, instance_id=instance_id, name="call") as producer:
         if args.count is None:
@@ -95,7 +96,7 @@ def cmd_dead(args: argparse.Namespace) -> int:
     from burrow.tools import dead
 
     config = _load(args.config)
-    setup_logging(args.log_level or "WARNING")
+    log_to_stderr(args.log_level or "WARNING")
     return dead.run(config, args)
 
 
@@ -156,7 +157,7 @@ def _daemon_parser(prog: str, description: str) -> argparse.ArgumentParser:
 def _run_daemon(role: str, argv: Sequence[str] | None) -> int:
     args = _daemon_parser(f"burrow-{role}", f"Run the burrow {role} daemon.").parse_args(argv)
     config = _load(args.config)
-    setup_logging(config.logging.level)
+    log_to_stderr(config.logging.level)
     from burrow.daemon.daemonize import PidFileLocked
     from burrow.handlers import load_handler
     from burrow.daemon.service import run_daemon

@@ -13,17 +13,12 @@ import os
 import re
 import socket
 import string
-import sys
+import tomllib
 import typing
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised only on Python 3.10
-    import tomli as tomllib
 
 from burrow.errors import ConfigError
 
@@ -200,10 +195,10 @@ class ConsumerConfig:
     shutdown_timeout: float = 30.0
     dead_letter_notices: bool = True
 
-    @property
-    def effective_prefetch(self) -> int:
-        """Unacked requests to hold: ``prefetch`` or, when 0, :func:`default_prefetch`."""
-        return self.prefetch or default_prefetch(self.concurrency)
+    def effective_prefetch(self, concurrency: int) -> int:
+        """Unacked requests to hold with ``concurrency`` workers (the live count after a reload):
+        ``prefetch`` or, when 0, :func:`default_prefetch`."""
+        return self.prefetch or default_prefetch(concurrency)
 
 
 #: Requests the consumer holds per worker when ``consumer.prefetch`` is 0 (Celery's default

@@ -18,7 +18,6 @@ competing consumers.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 from datetime import datetime
@@ -26,10 +25,11 @@ from typing import Any
 
 import pika
 import pika.spec
-from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 
 from burrow import metrics
+from burrow.amqp.confirms import ConfirmTracker
+from burrow.amqp.iothread import IOThread
 from burrow.amqp.setup import RabbitMQSetup
 from burrow.config import BurrowConfig
 from burrow.protocol import (
@@ -79,15 +79,13 @@ class DeadLetterWatcher:
     def __init__(self, config: BurrowConfig, *, name: str = "deadletters") -> None:
         self._config = config
         self._topology = config.topology
-        self._ioloop = IOLoop()
-        self._setup = RabbitMQSetup(config.rabbitmq, config.topology, self._ioloop, role=name,
+        self._io = IOThread(f"burrow-{name}-io")
+        self._setup = RabbitMQSetup(config.rabbitmq, config.topology, self._io.ioloop, role=name,
                                     on_ready=self.on_channel_ready, on_lost=self.on_channel_lost,
-                                    unconfirmed=lambda: len(self._unconfirmed))
-        self._thread = threading.Thread(target=self._run, name=f"burrow-{name}-io", daemon=True)
+                                    unconfirmed=lambda: len(self._notices))
         self._channel: Channel | None = None
-        # Publish sequence number of each unconfirmed notice -> delivery tag of its copy.
-        self._unconfirmed: dict[int, int] = {}
-        self._next_tag = 1
+        # Each unconfirmed notice -> the delivery tag of the dead letter's copy it answers.
+        self._notices: ConfirmTracker[int] = ConfirmTracker()
         self._ready = threading.Event()
         self.notices = 0
 
@@ -96,7 +94,7 @@ class DeadLetterWatcher:
         return self._ready.is_set()
 
     def start(self) -> "DeadLetterWatcher":
-        self._thread.start()
+        self._io.start(self._setup.start)
         return self
 
     def wait_ready(self, timeout: float | None = None) -> bool:
@@ -105,16 +103,11 @@ class DeadLetterWatcher:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Close the connection; copies not yet acked go back to the notice queue."""
-        if self._thread.is_alive():
-            self._ioloop.add_callback_threadsafe(lambda: self._setup.stop(self._ioloop.stop))
-            self._thread.join(timeout)
+        if self._io.is_alive():
+            self._io.call_soon(lambda: self._io.stop_after([self._setup]))
+            self._io.join(timeout)
 
     # ----------------------------------------------------------------- I/O thread
-
-    def _run(self) -> None:
-        self._setup.start()
-        self._ioloop.start()
-        self._ioloop.close()
 
     def on_channel_ready(self, channel: Channel) -> None:
         """Fresh channel, topology declared: confirms on, then the window, then consume."""
@@ -124,8 +117,7 @@ class DeadLetterWatcher:
 
     def on_confirms_enabled(self, channel: Channel) -> None:
         self._channel = channel
-        self._unconfirmed.clear()
-        self._next_tag = 1
+        self._notices.reset()
         channel.basic_qos(prefetch_count=PREFETCH, callback=lambda _frame: channel.basic_consume(
             queue=self._topology.dead_letter_notice_queue, on_message_callback=self.on_dead_letter,
             callback=lambda _frame: self.on_consume_ok()))
@@ -138,7 +130,7 @@ class DeadLetterWatcher:
         # Copies not acked return to the queue with the channel; their notices go out again.
         self._ready.clear()
         self._channel = None
-        self._unconfirmed.clear()
+        self._notices.reset()
 
     def on_dead_letter(self, channel: Channel, method: pika.spec.Basic.Deliver,
                        properties: pika.BasicProperties, _body: bytes) -> None:
@@ -168,8 +160,7 @@ class DeadLetterWatcher:
             # As for the consumer's replies: RabbitMQ 3.10 returns direct reply-to publishes it delivers.
             mandatory=not direct,
         )
-        self._unconfirmed[self._next_tag] = method.delivery_tag
-        self._next_tag += 1
+        self._notices.published(method.delivery_tag)
         self.notices += 1
         metrics.dead_letter_notice(REJECT_DELIVERY_LIMIT)
         logger.warning("Told the caller that its request was dead-lettered after %d deliveries", deliveries,
@@ -185,17 +176,12 @@ class DeadLetterWatcher:
         """The broker took (ack) or refused (nack) notices: ack their copies, or return them for a retry."""
         channel = self._channel
         method = frame.method
-        if method.multiple:
-            tags = list(itertools.takewhile(lambda tag: tag <= method.delivery_tag, self._unconfirmed))
-        else:
-            tags = [method.delivery_tag] if method.delivery_tag in self._unconfirmed else []
         nacked = isinstance(method, pika.spec.Basic.Nack)
         if nacked and self._setup.publish_nacked():
             return  # reconnecting: the copies return to the notice queue with the old channel
         if not nacked:
             self._setup.publish_acked()
-        for tag in tags:
-            copy_tag = self._unconfirmed.pop(tag)
+        for copy_tag in self._notices.confirmed(method.delivery_tag, method.multiple):
             if channel is None or not channel.is_open:
                 continue
             if nacked:

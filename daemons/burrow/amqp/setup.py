@@ -39,6 +39,7 @@ from pika.adapters.utils.io_services_utils import _AsyncPlaintextTransport
 from pika.channel import Channel
 
 from burrow import metrics
+from burrow.amqp.iothread import call_every
 from burrow.config import BrokerNode, RabbitMQConfig, TopologyConfig
 from burrow.topology import declare_topology
 
@@ -134,31 +135,6 @@ def default_connection_name(role: str) -> str:
     return f"burrow-{role}@{socket.gethostname()}"
 
 
-def call_every(ioloop: IOLoop, interval: float, fn: Callable[[], None]) -> Callable[[], None]:
-    """Call ``fn`` on the I/O loop every ``interval`` seconds; return a function that stops it.
-
-    Used for deadlines, status reports and the systemd watchdog: if the loop hangs, these stop.
-    """
-    state: dict[str, object] = {"handle": None, "stopped": False}
-
-    def tick() -> None:
-        if state["stopped"]:
-            return
-        try:
-            fn()
-        finally:
-            if not state["stopped"]:
-                state["handle"] = ioloop.call_later(interval, tick)
-
-    def cancel() -> None:
-        state["stopped"] = True
-        if state["handle"] is not None:
-            ioloop.remove_timeout(state["handle"])
-
-    state["handle"] = ioloop.call_later(interval, tick)
-    return cancel
-
-
 @dataclass(frozen=True, slots=True)
 class BrokerLink:
     """What one connection is doing, for logs, STATUS and metrics: ``role`` (e.g.
@@ -186,10 +162,15 @@ def broker_status(links: list[BrokerLink]) -> str:
 
 
 class RabbitMQSetup:
-    """Keeps one connection with one channel open and the topology declared, on ``ioloop``.
+    """A reconnecting keeper of one connection, its channel and the topology, on ``ioloop``.
 
-    ``on_ready(channel)`` runs on the I/O thread each time a fresh channel is ready (first connect
-    and every reconnect); ``on_lost(reason)`` runs each time it is lost. Both run on the I/O loop.
+    :meth:`start` connects; from then on it keeps trying until :meth:`stop`: every loss (failed
+    connect, closed connection, channel closed by the broker) reports ``on_lost(reason)`` and
+    reconnects after a jittered backoff, and every fresh channel, once the topology (and the
+    producer's ``reply_queue``) is declared, is handed to ``on_ready(channel)``. The owner sets up
+    its consumers and confirms there and forgets the channel on ``on_lost``: a channel is never
+    reused across connections. ``declare=False`` skips the declarations (the consumer's publishing
+    connection). Everything runs on the I/O loop's thread.
     The connection goes to one of ``rabbitmq.nodes()`` at a time (module docstring). A publishing
     owner passes ``unconfirmed`` (how many of its publishes await a confirm) and reports confirms
     with :meth:`publish_acked` and :meth:`publish_nacked`, so a stuck channel gets reopened.
@@ -239,10 +220,6 @@ class RabbitMQSetup:
         self._last_confirm = 0.0
         self._blocked = False
         self._stop_checks: Callable[[], None] | None = None
-
-    @property
-    def connection(self) -> pika.SelectConnection | None:
-        return self._connection
 
     @property
     def node(self) -> BrokerNode:
@@ -339,7 +316,7 @@ class RabbitMQSetup:
             metrics.broker_failover(self._role)
             logger.warning("%s failed over from %s to %s (failover %d)", self._role.capitalize(), previous, node,
                            self.failovers)
-        if self._was_down():
+        if not self.ready:
             logger.info("%s connected to %s%s", self._role.capitalize(), node,
                         f" after {self._failures} failed attempts" if self._failures else "")
         metrics.broker_node(self._role, str(node))
@@ -347,9 +324,6 @@ class RabbitMQSetup:
         self._ready_since = self._last_confirm = time.monotonic()
         self._acked = False
         self._on_ready(channel)
-
-    def _was_down(self) -> bool:
-        return not self.ready
 
     def on_channel_closed(self, channel: Channel, reason: BaseException) -> None:
         """A channel closed under us (broker error, e.g. a refused declaration): start over."""
