@@ -3,7 +3,7 @@
 #   make ansible-lint   ansible-lint --profile production over ansible/ (cached venv, see ansible/lint.sh)
 #   make deploy-test    the playbook against booted nspawn hosts (tests/system/test_deploy.py, needs root)
 #   make lint           includes ansible-lint;  make deploy-test is also part of `make test`
-#   make vagrant-validate   check the Vagrantfile (installs Debian's vagrant)
+#   make vagrant-validate   check the Vagrantfile, one broker and a 3-broker cluster (installs Debian's vagrant)
 
 .PHONY: lint ansible-lint deploy-test vagrant-validate
 
@@ -18,5 +18,5 @@ deploy-test: system-test-deps
 
 vagrant-validate:
 	@command -v vagrant >/dev/null || apt-get -o DPkg::Lock::Timeout=600 install -y -qq vagrant >/dev/null
-	vagrant validate
-	BURROW_CONSUMERS=3 vagrant validate
+	vagrant validate --ignore-provider
+	BURROW_BROKERS=3 BURROW_CONSUMERS=2 vagrant validate --ignore-provider

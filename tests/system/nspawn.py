@@ -367,6 +367,37 @@ class Host:
         self._process = None
         self._leader = None
 
+    def power_cut(self) -> None:
+        """Pull the plug: the link goes down first (no FIN or RST reaches anyone), then every process
+        of the container is SIGKILLed at once. The root copy stays, so :meth:`boot` brings it back."""
+        if self.network is not None:
+            self.set_link(up=False)
+        if self._leader is not None:
+            # Killing PID 1 of the container's PID namespace kills every process in it.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._leader, signal.SIGKILL)
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait(timeout=self.stop_timeout)
+        if self._leader is not None:
+            wait_until(_process_gone(self._leader), self.stop_timeout, f"host {self.name}'s systemd to die")
+        logger.info("host %s: power cut", self.name)
+        self._process = None
+        self._leader = None
+
+    def set_link(self, *, up: bool) -> None:
+        """Take this host's network link down (cable pulled) or up again, from the host's side.
+
+        The container keeps its address and routes; while the link is down nothing reaches it or
+        leaves it, and no connection is told.
+        """
+        if self.network is None:
+            raise HarnessError(f"host {self.name} shares the host's network: it has no link of its own")
+        # nspawn names the host side of a bridged veth after the machine.
+        subprocess.run(["ip", "link", "set", f"vb-{self.machine}", "up" if up else "down"], check=True)
+        logger.info("host %s: link %s", self.name, "up" if up else "down")
+
     def reboot(self) -> None:
         """Reboot from inside (``systemctl reboot``) like a VM, then boot the same root again.
 
@@ -439,6 +470,17 @@ class Host:
         if check and completed.returncode != 0:
             raise HostCommandError(self.name, argv, completed)
         return completed
+
+    def popen(self, command: Sequence[str], *, stdout: IO[bytes] | int | None = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+        """Start ``command`` inside the container in the background (as :meth:`run`, without waiting)."""
+        environment = {"PATH": CONTAINER_PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "dumb"}
+        return subprocess.Popen(
+            ["nsenter", f"--target={self.leader}", "--all", "--", *command],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
 
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``systemctl ARGS`` in the container."""

@@ -80,14 +80,23 @@ class Deployment:
     runs: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
 
 
+#: What the roles install on top of the base root; the hosts have no mirror inside private networks.
+DEPLOY_PACKAGES = ["rabbitmq-server", "nftables"]
+
+
 @pytest.fixture(scope="module")
 def deploy_root(nspawn_root: Path) -> Path:
-    """The cached bookworm root plus Debian's rabbitmq-server (no mirror inside private networks)."""
-    return ensure_root(["rabbitmq-server"])
+    """The cached bookworm root plus Debian's rabbitmq-server and nftables (the broker's firewall)."""
+    return ensure_root(DEPLOY_PACKAGES)
 
 
-def run_playbook(inventory: Path, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    """Run site.yml against ``inventory`` with the repository's ansible.cfg; output captured."""
+def run_playbook(
+    inventory: Path, tmp: Path, *extra: str, playbook: Path = PLAYBOOK, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run ``playbook`` (site.yml) against ``inventory`` with the repository's ansible.cfg; output captured.
+
+    Past ``timeout`` the test fails with the output so far (the task it was stuck in).
+    """
     if not Path(ANSIBLE_PLAYBOOK).exists():
         pytest.fail(f"{ANSIBLE_PLAYBOOK} is missing: run scripts/install-system-test-deps.sh")
     env = {
@@ -99,17 +108,26 @@ def run_playbook(inventory: Path, tmp: Path, *extra: str) -> subprocess.Complete
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp / "cp"),
     }
     started = time.monotonic()
-    result = subprocess.run(
-        [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(PLAYBOOK), *extra],
-        cwd=ANSIBLE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook), *extra],
+            cwd=ANSIBLE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        output = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        pytest.fail(f"ansible-playbook {playbook.name} {' '.join(extra)} still running after {timeout:.0f} s:\n"
+                    + output[-12000:])
     logger.info(
-        "ansible-playbook %s exited %d in %.0f s", " ".join(extra), result.returncode, time.monotonic() - started
+        "ansible-playbook %s %s exited %d in %.0f s",
+        playbook.name,
+        " ".join(extra),
+        result.returncode,
+        time.monotonic() - started,
     )
     return result
 
@@ -141,7 +159,7 @@ def deploy(broker: Host, producer: Host, consumer: Host, tmp: Path, deb: Path, b
     passwords = {PRODUCER_USER: secrets.token_urlsafe(24), CONSUMER_USER: secrets.token_urlsafe(24)}
     site_vars = {
         "burrow_common_deb_path": str(deb),
-        "burrow_common_rabbitmq_host": broker_address,
+        "burrow_common_rabbitmq_hosts": [broker_address],
         "burrow_common_rabbitmq_vhost": VHOST,
         "burrow_common_log_level": "DEBUG",
         "burrow_producer_rabbitmq_username": PRODUCER_USER,

@@ -1,0 +1,594 @@
+"""A 3-node RabbitMQ cluster deployed by site.yml onto real hosts, then broken under load, Jepsen-style.
+
+Six booted Debian hosts, each in its own network namespace on one bridge: broker1-3 (the cluster),
+producer, consumer1 and consumer2 (two consumer daemons each, ``burrow-consumer@1`` and ``@2``).
+The real ``ansible-playbook site.yml`` deploys them over SSH twice (the second run must change
+nothing); then the cluster is checked from outside (three running nodes, a request queue member on
+each, the inter-node ports closed to non-brokers) and five faults are injected while a steady load
+runs through the producer daemon's HTTP API (``tests/system/cluster_load.py`` inside the producer
+host, one id per request):
+
+1. SIGKILL of the broker that leads the request queue; left down, later brought back;
+2. one broker's link cut (no FIN, no RST) for longer than the heartbeat and Erlang's net_ticktime,
+   so that the others declare it gone and ``pause_minority`` pauses it; then healed;
+3. ``ansible-playbook rolling-restart.yml`` across the brokers, consumers and producer;
+4. a rolling upgrade of the burrow .deb across the consumer hosts (``site.yml --limit consumers``);
+5. one consumer host's power cut (link down, then every process SIGKILLed).
+
+Last, a fourth broker added to the inventory joins the cluster on the next site.yml run.
+
+Counting is from the caller's side: every id the load handed out must end with the right reply
+(``answered``) or a 503/504 (``failed_503``/``failed_504``); anything else is ``lost``. The
+consumers' handler (``burrow_test_handlers:record``) appends ``<id> <redelivered>`` to a file on its
+host; every handler run of an id beyond its first must carry the redelivery flag. Requests may fail
+with 503 only while the producer has no broker connection, and with 504 only when their 30-second
+deadline passes first; scenarios 3 and 4 (planned restarts) must fail none. Each scenario's tally
+goes to ``$BURROW_RELIABILITY_DIR/cluster-<scenario>.json`` (default build/reliability).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime
+import json
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from .nspawn import REPO, Host, Network, SSHKey, ensure_root, wait_until, write_inventory
+from .test_deploy import ANSIBLE_DIR, CONSUMER_USER, DEPLOY_PACKAGES, PRODUCER_USER, VHOST, recap, run_playbook
+
+logger = logging.getLogger(__name__)
+
+# The module fixture (six hosts, two site.yml runs) counts against the first test's deadline: the
+# first run alone took 1639 s on the shared 2-core machine at load average 25.
+pytestmark = [pytest.mark.system, pytest.mark.cluster, pytest.mark.timeout(4800)]
+
+BROKERS = ("broker1", "broker2", "broker3")
+CONSUMERS = ("consumer1", "consumer2")
+REQUEST_QUEUE = "burrow.requests"
+ROLLING_RESTART = ANSIBLE_DIR / "rolling-restart.yml"
+LOAD_SCRIPT = Path(__file__).with_name("cluster_load.py")
+HANDLERS = REPO / "tests" / "support" / "burrow_test_handlers.py"
+LOAD_IN_HOST = "/usr/local/lib/burrow-test/cluster_load.py"
+# The stdlib folder is on the package venv's sys.path (the venv is built on Debian's python3), so the
+# test handler imports there both for `burrow check-config` during the deployment and in the units.
+HANDLERS_IN_HOST = "/usr/lib/python3.11/burrow_test_handlers.py"
+HANDLED_LOG = "/var/lib/burrow/handled.log"
+RECORD_DROPIN = f"""\
+[Service]
+# The test handler appends "<id> <redelivered>" here (StateDirectory=burrow is writable).
+Environment=BURROW_TEST_RECORD={HANDLED_LOG}
+"""
+# Short heartbeats so that a silent peer (cut link, power loss) is noticed within seconds.
+HEARTBEAT = 5
+REQUEST_TIMEOUT = 30
+RATE = 10.0
+CONCURRENCY = 48
+# Six hosts, three of them RabbitMQ nodes configured one after the other, on a shared 2-core machine.
+PLAYBOOK_TIMEOUT = 1800
+
+
+@dataclass
+class Cluster:
+    """The six deployed hosts, the inventory, and what the two site.yml runs printed."""
+
+    brokers: list[Host]
+    producer: Host
+    consumers: list[Host]
+    inventory: Path
+    tmp: Path
+    deb: Path
+    network: Network
+    site_vars: dict[str, object]
+    runs: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
+    run_seconds: list[float] = field(default_factory=list)
+
+    def broker(self, node: str) -> Host:
+        """The host of the RabbitMQ node ``rabbit@NAME``."""
+        return next(host for host in self.brokers if f"rabbit@{host.name}" == node)
+
+    def running_broker(self) -> Host:
+        """A broker whose node answers (for queries while another is down or cut off)."""
+        for host in self.brokers:
+            if host.running and host.run(["rabbitmqctl", "--quiet", "ping"], check=False, timeout=30).returncode == 0:
+                return host
+        raise AssertionError("no broker answers rabbitmqctl ping")
+
+
+def cluster_status(broker: Host) -> dict[str, object]:
+    return json.loads(
+        broker.run(["rabbitmqctl", "--quiet", "cluster_status", "--formatter", "json"], timeout=60).stdout
+    )
+
+
+def running_nodes(broker: Host) -> list[str]:
+    return sorted(cluster_status(broker)["running_nodes"])  # type: ignore[arg-type]
+
+
+def quorum_members(broker: Host, queue: str = REQUEST_QUEUE) -> list[dict[str, object]]:
+    """``rabbitmq-queues quorum_status``: one entry per member with its Raft state and indexes."""
+    result = broker.run(
+        ["rabbitmq-queues", "--quiet", "quorum_status", queue, "--vhost", VHOST, "--formatter", "json"], timeout=60
+    )
+    return json.loads(result.stdout)
+
+
+def queue_leader(cluster: Cluster, timeout: float = 120) -> Host:
+    """The broker host whose node leads the request queue (waiting out an election in progress)."""
+    found: list[Host] = []
+
+    def elected() -> bool:
+        try:
+            members = quorum_members(cluster.running_broker())
+        except subprocess.SubprocessError:
+            return False
+        found[:] = [cluster.broker(str(m["Node Name"])) for m in members if m["Raft State"] == "leader"]
+        return bool(found)
+
+    wait_until(elected, timeout, f"a leader of {REQUEST_QUEUE}", 1)
+    return found[0]
+
+
+def cluster_settled(cluster: Cluster) -> bool:
+    """Every broker runs all three nodes and the request queue's members all follow one leader."""
+    try:
+        for broker in cluster.brokers:
+            if running_nodes(broker) != sorted(f"rabbit@{name}" for name in BROKERS):
+                return False
+        states = sorted(str(member["Raft State"]) for member in quorum_members(cluster.brokers[0]))
+    except subprocess.SubprocessError as exc:
+        logger.info("cluster not settled yet: %s", exc)
+        return False
+    return states == ["follower", "follower", "leader"]
+
+
+def consumer_units(host: Host) -> list[str]:
+    return ["burrow-consumer@1.service", "burrow-consumer@2.service"]
+
+
+def everything_up(cluster: Cluster) -> bool:
+    """The cluster settled, every consumer and the producer active."""
+    if not cluster_settled(cluster):
+        return False
+    for host in cluster.consumers:
+        if host.running and host.run(["systemctl", "is-active", *consumer_units(host)], check=False).returncode != 0:
+            return False
+    return cluster.producer.run(["systemctl", "is-active", "burrow-producer.service"], check=False).returncode == 0
+
+
+def git_revision() -> str:
+    revision = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+                           text=True, check=False).stdout.strip()
+    return (revision or "unknown") + ("-dirty" if dirty else "")
+
+
+def results_dir() -> Path:
+    path = Path(os.environ.get("BURROW_RELIABILITY_DIR") or REPO / "build" / "reliability")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --- the deployment ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    nspawn_root: Path, ssh_key: SSHKey, burrow_deb: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """Boot the six hosts, prepare the test handler on the consumers, and run site.yml twice."""
+    root = ensure_root(DEPLOY_PACKAGES)
+    tmp = tmp_path_factory.mktemp("cluster")
+    names = [*BROKERS, "producer", *CONSUMERS]
+    with contextlib.ExitStack() as stack:
+        network = stack.enter_context(Network())
+        booted = []
+        for name in names:
+            host = Host(name, root, ssh_key=ssh_key, network=network)
+            stack.callback(host.close)
+            if name not in BROKERS:
+                # The shared root has rabbitmq-server installed (and enabled): only brokers run it.
+                (host.rootdir / "etc/systemd/system/rabbitmq-server.service").symlink_to("/dev/null")
+            host.boot()
+            booted.append(host)
+        for host in booted:
+            host.update_hosts_file()
+        brokers, producer, consumers = booted[:3], booted[3], booted[4:]
+        for host in booted:
+            host.wait_for_ssh()
+        for host in consumers:
+            host.copy_in(HANDLERS, HANDLERS_IN_HOST)
+            host.write_file("/etc/systemd/system/burrow-consumer@.service.d/60-test-record.conf", RECORD_DROPIN)
+        producer.copy_in(LOAD_SCRIPT, LOAD_IN_HOST)
+        site_vars: dict[str, object] = {
+            "burrow_common_deb_path": str(burrow_deb),
+            "burrow_common_rabbitmq_vhost": VHOST,
+            "burrow_common_rabbitmq_heartbeat": HEARTBEAT,
+            "burrow_producer_rabbitmq_username": PRODUCER_USER,
+            "burrow_producer_rabbitmq_password": secrets.token_urlsafe(24),
+            "burrow_consumer_rabbitmq_username": CONSUMER_USER,
+            "burrow_consumer_rabbitmq_password": secrets.token_urlsafe(24),
+            "burrow_consumer_instances": 2,
+            "burrow_consumer_handler": "burrow_test_handlers:record",
+            "burrow_producer_request_timeout": float(REQUEST_TIMEOUT),
+            "rabbitmq_erlang_cookie": secrets.token_urlsafe(32),
+            # rabbitmq-server and nftables are preinstalled in the root and the hosts have no mirror.
+            "rabbitmq_apt_cache_valid_time": 10 * 365 * 86400,
+        }
+        inventory = write_inventory(
+            tmp / "inventory.yml",
+            {"brokers": brokers, "producers": [producer], "consumers": consumers},
+            site_vars,
+        )
+        deployed = Cluster(brokers, producer, consumers, inventory, tmp, burrow_deb, network, site_vars)
+        for extra in ((), ("-v",)):
+            started = time.monotonic()
+            result = run_playbook(inventory, tmp, *extra, timeout=PLAYBOOK_TIMEOUT)
+            deployed.run_seconds.append(time.monotonic() - started)
+            deployed.runs.append(result)
+            if result.returncode != 0:
+                pytest.fail(f"site.yml {' '.join(extra)} failed:\n{result.stdout[-15000:]}\n{result.stderr[-3000:]}")
+        logger.info("site.yml runs took %s s", [round(seconds) for seconds in deployed.run_seconds])
+        yield deployed
+
+
+def test_site_yml_forms_the_cluster_and_a_second_run_changes_nothing(cluster: Cluster) -> None:
+    first, second = cluster.runs
+    names = {*BROKERS, "producer", *CONSUMERS}
+    assert set(recap(first)) == names
+    assert all(stats["failed"] == 0 and stats["unreachable"] == 0 for stats in recap(first).values())
+    assert {name: stats["changed"] for name, stats in recap(second).items()} == dict.fromkeys(names, 0)
+    expected = sorted(f"rabbit@{name}" for name in BROKERS)
+    for broker in cluster.brokers:
+        assert running_nodes(broker) == expected, broker.name
+        stat = broker.run(["stat", "-c", "%a %U", "/var/lib/rabbitmq/.erlang.cookie"]).stdout.split()
+        assert stat == ["400", "rabbitmq"]
+    # The request queue (declared by the daemons) has a member on each broker.
+    members = quorum_members(cluster.brokers[0])
+    assert sorted(str(member["Node Name"]) for member in members) == expected
+    conf = cluster.brokers[0].run(["cat", "/etc/rabbitmq/rabbitmq.conf"]).stdout
+    assert "cluster_formation.peer_discovery_backend = classic_config" in conf
+    assert "cluster_partition_handling = pause_minority" in conf
+
+
+def test_daemons_know_every_broker_and_their_firewall_allows_each(cluster: Cluster) -> None:
+    addresses = [broker.address for broker in cluster.brokers]
+    for host in (cluster.producer, *cluster.consumers):
+        unit = "burrow-producer.service" if host is cluster.producer else "burrow-consumer@1.service"
+        allowed = host.systemctl("show", "--property=IPAddressAllow", unit).stdout
+        assert all(address in allowed for address in addresses), (host.name, allowed)
+    config = cluster.producer.run(["cat", "/etc/burrow/producer.toml"]).stdout
+    assert 'hosts = ["broker1", "broker2", "broker3"]' in config
+    result = cluster.producer.run(["burrow", "send", "--timeout", "30", "hello cluster"], check=False, timeout=60)
+    assert result.stdout.strip() == "Consumer processed: hello cluster", result.stdout + result.stderr
+
+
+PORT_PROBE = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()
+    print("open")
+except OSError as exc:
+    print(type(exc).__name__)
+"""
+
+
+@pytest.mark.parametrize("port", [4369, 25672])
+def test_inter_node_ports_answer_brokers_only(cluster: Cluster, port: int) -> None:
+    target = cluster.brokers[0].address
+    from_broker = cluster.brokers[1].run(["python3", "-c", PORT_PROBE, target, str(port)]).stdout.strip()
+    from_producer = cluster.producer.run(["python3", "-c", PORT_PROBE, target, str(port)]).stdout.strip()
+    assert from_broker == "open"
+    # nftables drops the SYN: the connection times out instead of being refused.
+    assert from_producer in ("TimeoutError", "timeout"), from_producer
+    # AMQP itself stays open to everyone.
+    assert cluster.producer.run(["python3", "-c", PORT_PROBE, target, "5672"]).stdout.strip() == "open"
+
+
+# --- faults under load ------------------------------------------------------------------------------
+
+
+class Load:
+    """``cluster_load.py`` running inside the producer host; outcomes are read from its JSON lines."""
+
+    def __init__(self, cluster: Cluster, scenario: str, count: int) -> None:
+        self.cluster = cluster
+        self.scenario = scenario
+        self.count = count
+        self.out = f"/root/load-{scenario}.jsonl"
+        self.stop_file = f"/root/load-{scenario}.stop"
+        self.stdout = cluster.tmp / f"load-{scenario}.out"
+        self.started = time.monotonic()
+        with open(self.stdout, "wb") as output:
+            self.process = cluster.producer.popen(
+                [
+                    "python3", LOAD_IN_HOST, "--count", str(count), "--rate", str(RATE),
+                    "--concurrency", str(CONCURRENCY), "--timeout", str(REQUEST_TIMEOUT),
+                    "--prefix", scenario, "--out", self.out, "--stop-file", self.stop_file,
+                ],
+                stdout=output,
+            )
+
+    def outcomes(self) -> list[dict[str, object]]:
+        path = self.cluster.producer.rootdir / self.out.lstrip("/")
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def wait_done(self, at_least: int, timeout: float = 300) -> None:
+        """Wait until ``at_least`` requests have an outcome (answered or failed)."""
+        wait_until(lambda: len(self.outcomes()) >= at_least, timeout, f"{at_least} outcomes of {self.scenario}", 0.5)
+
+    def stop(self) -> None:
+        """Hand out no more ids; the ones in flight still finish."""
+        self.cluster.producer.write_file(self.stop_file, "")
+
+    def finish(self) -> int:
+        """Wait for the load to end and return how many ids it handed out."""
+        self.process.wait(timeout=self.count / RATE + REQUEST_TIMEOUT + 120)
+        self.seconds = time.monotonic() - self.started
+        text = self.stdout.read_text()
+        sent = [int(line.split()[1]) for line in text.splitlines() if line.startswith("sent ")]
+        assert self.process.returncode == 0 and sent, text
+        return sent[0]
+
+
+def handler_runs(cluster: Cluster, scenario: str) -> dict[str, list[bool]]:
+    """Every handler run of this scenario's ids on any consumer host: id -> redelivered flags.
+
+    Read from each host's root copy, so a host that lost power still counts what it handled.
+    """
+    runs: dict[str, list[bool]] = collections.defaultdict(list)
+    for host in cluster.consumers:
+        path = host.rootdir / HANDLED_LOG.lstrip("/")
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            request_id, _, flag = line.rpartition(" ")
+            if request_id.startswith(f"{scenario}-") and flag in ("0", "1"):
+                runs[request_id].append(flag == "1")
+    return runs
+
+
+def tally(cluster: Cluster, load: Load, scenario: str, command: str) -> dict[str, object]:
+    """Count by id from the caller's side, check the handler runs, save and return the tally."""
+    sent = load.finish()
+    outcomes = {str(outcome["id"]): outcome for outcome in load.outcomes()}
+    expected_ids = {f"{scenario}-{n:06d}" for n in range(1, sent + 1)}
+    answered = sum(1 for request_id in expected_ids if outcomes.get(request_id, {}).get("ok"))
+    status = collections.Counter(outcomes[request_id].get("status") for request_id in expected_ids & outcomes.keys())
+    failed_503, failed_504 = status.get(503, 0), status.get(504, 0)
+    runs = handler_runs(cluster, scenario)
+    duplicates = sum(len(flags) - 1 for flags in runs.values() if len(flags) > 1)
+    # Only the first run of an id may lack the redelivery flag.
+    unexplained = sum(max(0, flags.count(False) - 1) for flags in runs.values())
+    never_handled = sorted(request_id for request_id in expected_ids if outcomes.get(request_id, {}).get("ok")
+                           and request_id not in runs)
+    others = sorted(
+        (request_id, outcomes.get(request_id)) for request_id in expected_ids
+        if not outcomes.get(request_id, {}).get("ok") and outcomes.get(request_id, {}).get("status") not in (503, 504)
+    )
+    result: dict[str, object] = {
+        "scenario": f"cluster-{scenario}",
+        "command": command,
+        "revision": git_revision(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "sent": sent,
+        "answered": answered,
+        "failed_503": failed_503,
+        "failed_504": failed_504,
+        "lost": sent - answered - failed_503 - failed_504,
+        "duplicates_explained": duplicates - unexplained,
+        "duplicates_unexplained": unexplained,
+        "duration_s": round(load.seconds, 1),
+        "handler_runs": sum(len(flags) for flags in runs.values()),
+        "answered_without_handler_run": len(never_handled),
+        "rate_per_s": RATE,
+        "request_timeout_s": REQUEST_TIMEOUT,
+        "load_average": os.getloadavg()[0],
+    }
+    path = results_dir() / f"cluster-{scenario}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    logger.info("tally %s: %s", scenario, result)
+    assert others == [], f"{len(others)} requests neither answered nor 503/504, e.g. {others[:5]}"
+    assert never_handled == [], f"answered but never handled: {never_handled[:5]}"
+    assert result["lost"] == 0
+    assert result["duplicates_unexplained"] == 0, {k: v for k, v in runs.items() if v.count(False) > 1}
+    return result
+
+
+def settle(cluster: Cluster) -> None:
+    """Before and after each scenario: every node running, every daemon active."""
+    wait_until(lambda: everything_up(cluster), 300, "the cluster and the daemons to settle", interval=3)
+
+
+def nodeid_command(request: pytest.FixtureRequest) -> str:
+    return f"make test-cluster PYTEST_ARGS='{request.node.nodeid}'"
+
+
+def run_scenario(
+    cluster: Cluster, request: pytest.FixtureRequest, scenario: str, count: int, fault: Callable[[Load], None]
+) -> dict[str, object]:
+    settle(cluster)
+    load = Load(cluster, scenario, count)
+    try:
+        fault(load)
+    finally:
+        load.stop()
+    return tally(cluster, load, scenario, nodeid_command(request))
+
+
+KEEP_DOWN = "/run/systemd/system/rabbitmq-server.service.d/50-test-keep-down.conf"
+
+
+def test_sigkill_of_the_request_queue_leader(cluster: Cluster, request: pytest.FixtureRequest) -> None:
+    """The leading node dies (SIGKILL, Debian's Restart= switched off), stays down, comes back."""
+
+    def fault(load: Load) -> None:
+        load.wait_done(100)
+        victim = queue_leader(cluster)
+        logger.info("killing %s, the leader of %s", victim.name, REQUEST_QUEUE)
+        victim.write_file(KEEP_DOWN, "[Service]\nRestart=no\n")
+        victim.systemctl("daemon-reload")
+        victim.systemctl("kill", "--signal=SIGKILL", "rabbitmq-server.service")
+        load.wait_done(len(load.outcomes()) + 250)
+        assert victim.systemctl("is-active", "rabbitmq-server.service", check=False).stdout.strip() != "active"
+        # The two other nodes elected a leader among themselves and serve meanwhile.
+        assert queue_leader(cluster) is not victim
+        victim.run(["rm", KEEP_DOWN])
+        victim.systemctl("daemon-reload")
+        victim.systemctl("start", "rabbitmq-server.service", "--no-block")
+        settle(cluster)
+        load.wait_done(len(load.outcomes()) + 100)
+
+    tally_ = run_scenario(cluster, request, "leader-sigkill", 6000, fault)
+    assert tally_["answered"] > 0
+
+
+def sees_majority(broker: Host, others: list[Host]) -> bool:
+    """True while ``broker`` answers and still counts the other brokers as running."""
+    try:
+        running = running_nodes(broker)
+    except subprocess.SubprocessError:
+        return False
+    return all(f"rabbit@{other.name}" in running for other in others)
+
+
+def test_broker_cut_off_then_healed(cluster: Cluster, request: pytest.FixtureRequest) -> None:
+    """One broker's link goes down for 75 s (> heartbeat 5 s, > net_ticktime 60 s), then comes back."""
+
+    def fault(load: Load) -> None:
+        load.wait_done(100)
+        victim = queue_leader(cluster)
+        victim.set_link(up=False)
+        try:
+            others = [broker for broker in cluster.brokers if broker is not victim]
+            wait_until(
+                lambda: f"rabbit@{victim.name}" not in running_nodes(others[0]), 120, f"{victim.name} declared down", 2
+            )
+            # pause_minority: the cut-off node stops serving by itself.
+            wait_until(lambda: not sees_majority(victim, others), 60, f"{victim.name} to notice it is alone", 2)
+            load.wait_done(len(load.outcomes()) + 100)
+        finally:
+            victim.set_link(up=True)
+        settle(cluster)
+        load.wait_done(len(load.outcomes()) + 100)
+
+    tally_ = run_scenario(cluster, request, "broker-cut-off", 6000, fault)
+    assert tally_["answered"] > 0
+
+
+def test_rolling_restart_fails_no_request(cluster: Cluster, request: pytest.FixtureRequest) -> None:
+    """``ansible-playbook rolling-restart.yml`` while the load runs: no request may fail at all."""
+    outcome: dict[str, subprocess.CompletedProcess[str]] = {}
+
+    def fault(load: Load) -> None:
+        load.wait_done(50)
+        outcome["run"] = run_playbook(
+            cluster.inventory, cluster.tmp, playbook=ROLLING_RESTART, timeout=PLAYBOOK_TIMEOUT
+        )
+        load.wait_done(len(load.outcomes()) + 30)
+        load.stop()
+
+    tally_ = run_scenario(cluster, request, "rolling-restart", 6000, fault)
+    result = outcome["run"]
+    assert result.returncode == 0, result.stdout[-15000:] + result.stderr[-3000:]
+    assert tally_["failed_503"] == 0 and tally_["failed_504"] == 0
+
+
+def repackaged_deb(original: Path, tmp: Path, version_suffix: str) -> Path:
+    """The same package with a higher version (``0.1.0`` -> ``0.1.0+<suffix>``), as an upgrade ships it."""
+    unpacked = tmp / "deb-unpacked"
+    shutil.rmtree(unpacked, ignore_errors=True)
+    subprocess.run(["dpkg-deb", "-R", str(original), str(unpacked)], check=True)
+    control = unpacked / "DEBIAN" / "control"
+    lines = control.read_text().splitlines()
+    version = next(line.split(": ", 1)[1] for line in lines if line.startswith("Version: "))
+    new_version = f"{version}+{version_suffix}"
+    control.write_text("\n".join(f"Version: {new_version}" if line.startswith("Version: ") else line
+                                 for line in lines) + "\n")
+    target = tmp / f"burrow_{new_version}_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(unpacked), str(target)], check=True,
+                   capture_output=True)
+    return target
+
+
+def test_rolling_upgrade_of_the_consumers_fails_no_request(cluster: Cluster, request: pytest.FixtureRequest) -> None:
+    """A newer .deb rolled out to the consumer hosts (half of them at a time) under load."""
+    upgrade = repackaged_deb(cluster.deb, cluster.tmp, "upgrade1")
+    outcome: dict[str, subprocess.CompletedProcess[str]] = {}
+
+    def fault(load: Load) -> None:
+        load.wait_done(50)
+        outcome["run"] = run_playbook(
+            cluster.inventory,
+            cluster.tmp,
+            "--limit",
+            "consumers",
+            "-e",
+            f"burrow_common_deb_path={upgrade}",
+            timeout=PLAYBOOK_TIMEOUT,
+        )
+        load.wait_done(len(load.outcomes()) + 30)
+        load.stop()
+
+    tally_ = run_scenario(cluster, request, "consumer-upgrade", 6000, fault)
+    result = outcome["run"]
+    assert result.returncode == 0, result.stdout[-15000:] + result.stderr[-3000:]
+    for host in cluster.consumers:
+        installed = host.run(["dpkg-query", "-W", "-f", "${Version}", "burrow"]).stdout
+        assert installed.endswith("+upgrade1"), (host.name, installed)
+    assert tally_["failed_503"] == 0 and tally_["failed_504"] == 0
+
+
+def test_consumer_host_power_cut(cluster: Cluster, request: pytest.FixtureRequest) -> None:
+    """consumer2 loses power mid-load; its unacked requests are redelivered to consumer1 (flagged)."""
+    victim = cluster.consumers[1]
+
+    def fault(load: Load) -> None:
+        load.wait_done(150)
+        victim.power_cut()
+        load.wait_done(len(load.outcomes()) + 300)
+
+    tally_ = run_scenario(cluster, request, "consumer-power-cut", 6000, fault)
+    assert tally_["answered"] > 0
+
+
+def test_a_fourth_broker_in_the_inventory_grows_the_cluster(
+    cluster: Cluster, ssh_key: SSHKey, request: pytest.FixtureRequest
+) -> None:
+    """broker4 added to the brokers group; rerunning site.yml joins it and grows the quorum queues.
+
+    consumer2 lost its power in the previous scenario and stays out of this run (``--limit``).
+    """
+    root = ensure_root(DEPLOY_PACKAGES)
+    with Host("broker4", root, ssh_key=ssh_key, network=cluster.network) as broker4:
+        for host in [*cluster.brokers, cluster.producer, cluster.consumers[0], broker4]:
+            host.update_hosts_file()
+        broker4.wait_for_ssh()
+        inventory = write_inventory(
+            cluster.tmp / "inventory-4.yml",
+            {"brokers": [*cluster.brokers, broker4], "producers": [cluster.producer], "consumers": cluster.consumers},
+            cluster.site_vars,
+        )
+        result = run_playbook(inventory, cluster.tmp, "--limit", "all:!consumer2", timeout=PLAYBOOK_TIMEOUT)
+        assert result.returncode == 0, result.stdout[-15000:] + result.stderr[-3000:]
+        expected = sorted(f"rabbit@{name}" for name in (*BROKERS, "broker4"))
+        assert running_nodes(cluster.brokers[0]) == expected
+        assert running_nodes(broker4) == expected
+        members = quorum_members(broker4)
+        assert sorted(str(member["Node Name"]) for member in members) == expected
+        config = cluster.producer.run(["cat", "/etc/burrow/producer.toml"]).stdout
+        assert 'hosts = ["broker1", "broker2", "broker3", "broker4"]' in config
