@@ -17,9 +17,12 @@ venv:
 demo:
 	@venv=$$(scripts/bootstrap-dev.sh) && "$$venv/bin/burrow" demo
 
+# The nspawn cluster scenarios (tests/system/test_cluster.py, `make test-cluster`) are not part of
+# `make test` yet: their first deployment alone took 27 min on this 2-core machine, past CI's budget.
 test:
 	@scripts/install-system-test-deps.sh
-	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m pytest -ra $(PYTEST_ARGS)
+	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m pytest -ra \
+		--ignore=tests/system/test_cluster.py $(PYTEST_ARGS)
 
 test-fast:
 	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m pytest -ra -m "not system and not faults" $(PYTEST_ARGS)

@@ -4,8 +4,8 @@
 #                       network namespace; then five faults under load (tests/system/test_cluster.py),
 #                       each writing its tally to $(RELIABILITY_DIR)/cluster-<scenario>.json
 #
-# `make test` runs the same tests (it runs every test); this target runs only these. About 20 min on
-# a 2-core machine; needs root.
+# Not part of `make test` (see the Makefile): unproven within CI's budget. Needs root; the first
+# deployment took 27 min on a loaded 2-core machine.
 
 CLUSTER_RELIABILITY_DIR ?= build/reliability
 
