@@ -8,7 +8,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${BURROW_CACHE:-/var/cache/burrow-ci}
-apt_packages=(rabbitmq-server python3-venv python3-dev build-essential)
+# git: the package version comes from it (scripts/build-deb.sh), and tests check that derivation.
+apt_packages=(rabbitmq-server python3-venv python3-dev build-essential git)
 
 missing=()
 for package in "${apt_packages[@]}"; do
