@@ -11,7 +11,8 @@
 #   no git (e.g. a tarball)   0.2.0~git<newest input file's mtime>.nogit
 # Times are UTC, YYYYMMDDHHMMSS; "changes" count only in the package's inputs (below). --version (or
 # the environment variable BURROW_DEB_VERSION) sets the version outright: the upgrade test builds its
-# older package from the same tree that way; --print-version prints the version and builds nothing.
+# older package from the same tree that way (repacked in seconds from a package of the same inputs
+# when there is one); --print-version prints the version and builds nothing.
 # dist/burrow_latest_all.deb links to the last package of
 # a derived version (the Ansible roles' default burrow_common_deb_path), never to such an override.
 #
@@ -122,6 +123,33 @@ for old_stamp in dist/burrow_*_all.deb.inputs; do
     old_deb=${old_stamp%.inputs}
     rm -f "$old_deb" "$old_stamp" "${old_deb%.deb}.lintian.txt"
 done
+
+# Same inputs, other version (--version): the files are those of a package already built and
+# checked, so it is repacked with the new version in its control file and changelog (seconds)
+# instead of built again (a minute or more).
+repack() {
+    local source=$1 work
+    work=$(mktemp -d /tmp/burrow-repack.XXXXXX)
+    dpkg-deb --raw-extract "$source" "$work/root"
+    sed -i "s/^Version: .*/Version: $version/" "$work/root/DEBIAN/control"
+    local changelog=usr/share/doc/burrow/changelog.gz
+    zcat "$work/root/$changelog" | sed "1s/^burrow ([^)]*)/burrow ($version)/" | gzip -9n >"$work/changelog.gz"
+    mv "$work/changelog.gz" "$work/root/$changelog"
+    (cd "$work/root" && sed -i "s|^[0-9a-f]*  $changelog\$|$(md5sum "$changelog" | cut -d' ' -f1)  $changelog|" DEBIAN/md5sums)
+    dpkg-deb --root-owner-group --build "$work/root" "$deb.tmp" >/dev/null
+    mv -f "$deb.tmp" "$deb"
+    rm -rf "$work"
+}
+if ((!force && !derived)); then
+    for same_stamp in dist/burrow_*_all.deb.inputs; do
+        [[ -e "$same_stamp" && "$(cat "$same_stamp")" == "$hash" && -f "${same_stamp%.inputs}" ]] || continue
+        log "same inputs as ${same_stamp%.inputs}: repacking it as version $version"
+        repack "${same_stamp%.inputs}"
+        printf '%s\n' "$hash" >"$stamp"
+        finish
+        exit 0
+    done
+fi
 
 need=()
 for tool in dpkg-buildpackage:dpkg-dev dh:debhelper dh_virtualenv:dh-virtualenv lintian:lintian \

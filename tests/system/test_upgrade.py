@@ -1,8 +1,9 @@
 """Package upgrade under load, removal and purge, in a booted Debian container with its own RabbitMQ.
 
-Version N and N+1 are two builds of this tree: N+1 is the package every system test uses (its version
-derived from git by scripts/build-deb.sh), N the same tree built with ``--version <N+1>~prev``, which
-dpkg orders just below it. The test installs N (units stay disabled and stopped), enables the
+Version N and N+1 are two packages of this tree: N+1 is the one every system test uses (its version
+derived from git by scripts/build-deb.sh), N the same tree packaged with ``--version <N+1>~prev``,
+which dpkg orders just below it (build-deb.sh repacks N+1's files with that version: seconds, not a
+second build). The test installs N (units stay disabled and stopped), enables the
 producer, the consumer and a second consumer instance, and then installs N+1 with ``apt-get
 install`` while a client in the container sends numbered requests through the producer's socket,
 one connection each, and records every answer by request id. Every request must be answered with its
@@ -110,7 +111,7 @@ def deb_version(deb: Path) -> str:
 
 @pytest.fixture(scope="module")
 def older_deb(burrow_deb: Path) -> Path:
-    """Version N: this tree built again with a version dpkg orders just below the fixture's."""
+    """Version N: this tree packaged again with a version dpkg orders just below the fixture's."""
     older = f"{deb_version(burrow_deb)}~prev"
     started = time.monotonic()
     result = subprocess.run(
@@ -172,9 +173,10 @@ def test_upgrade_under_load_restarts_every_running_daemon_without_a_failed_reque
     for role in ("consumer", "producer"):
         # Back off at most 5 s between reconnects (default 30 s).
         set_option(host, role, "reconnect_max_delay", "5.0")
+    # Consumers first: they declare the request queue, which the producer's broker user may only use.
+    host.systemctl("enable", "--now", "burrow-consumer.service", "burrow-consumer@2.service")
     host.systemctl("enable", "--now", "burrow-producer.service")
     assert host.systemctl("is-enabled", SOCKET_UNIT).stdout.strip() == "enabled", "Also= in [Install]"
-    host.systemctl("enable", "--now", "burrow-consumer.service", "burrow-consumer@2.service")
     for unit in (*SERVICES, SOCKET_UNIT):
         wait_active(host, unit, 120)
     before = {unit: show(host, unit, "MainPID") for unit in SERVICES}
@@ -254,7 +256,7 @@ def test_purge_removes_the_secrets_and_the_files_the_roles_wrote(host: Host) -> 
     for dropin in ROLE_DROPINS:
         host.write_file(dropin, "[Service]\nIPAddressAllow=192.0.2.10\n")
     host.write_file(OPERATOR_DROPIN, "[Service]\nEnvironment=KEPT=1\n")
-    wants = host.run("ls /etc/systemd/system/*.wants/ | grep '^burrow-'").stdout.split()
+    wants = host.run("ls /etc/systemd/system/*.wants/ | grep -E '^burrow-(consumer|producer)'").stdout.split()
     assert sorted(wants) == sorted(["burrow-consumer.service", "burrow-consumer@2.service",
                                     "burrow-producer.service", "burrow-producer.socket"])
     apt(host, "purge", "burrow")
@@ -269,6 +271,6 @@ def test_purge_removes_the_secrets_and_the_files_the_roles_wrote(host: Host) -> 
     ]
     left = [path for path in gone if host.run(["test", "-e", path], check=False).returncode == 0]
     assert not left, f"purge left {left}"
-    assert host.run("ls /etc/systemd/system/*.wants/ | grep '^burrow-'", check=False).stdout == ""
+    assert host.run("ls /etc/systemd/system/*.wants/ | grep -E '^burrow-(consumer|producer)'", check=False).stdout == ""
     assert host.run(["cat", OPERATOR_DROPIN]).stdout.endswith("KEPT=1\n"), "an operator's drop-in must stay"
     assert host.run(["getent", "passwd", "burrow"]).returncode == 0, "the user stays (Debian policy)"
