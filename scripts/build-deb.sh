@@ -1,5 +1,5 @@
 #!/bin/bash
-# Build dist/burrow_<version>_all.deb with dh-virtualenv, or reuse it when its inputs did not change.
+# Build dist/burrow_<version>_<arch>.deb with dh-virtualenv, or reuse it when its inputs did not change.
 #
 # Usage: scripts/build-deb.sh [--force] [--version VERSION] [--print-version]
 #
@@ -13,11 +13,11 @@
 # the environment variable BURROW_DEB_VERSION) sets the version outright: the upgrade test builds its
 # older package from the same tree that way (repacked in seconds from a package of the same inputs
 # when there is one); --print-version prints the version and builds nothing.
-# dist/burrow_latest_all.deb links to the last package of
+# dist/burrow_latest.deb links to the last package of
 # a derived version (the Ansible roles' default burrow_common_deb_path), never to such an override.
 #
 # Inputs are daemons/, pyproject.toml, README.md, systemd/, packaging/ and this script; their hash is
-# kept next to the .deb in dist/burrow_<version>_all.deb.inputs, and an equal hash means the .deb is
+# kept next to the .deb in dist/burrow_<version>_<arch>.deb.inputs, and an equal hash means the .deb is
 # reused as it is. Packages of the same tree with other versions are kept; those of other inputs are
 # deleted. The build runs in a copy under a temporary folder, so the work tree gets no debian/,
 # build/ or egg-info droppings; lintian's report is written to dist/ and an error fails.
@@ -98,9 +98,11 @@ if ((print_only)); then
     printf '%s\n' "$version"
     exit 0
 fi
-deb="dist/burrow_${version}_all.deb"
+# The venv holds compiled wheels (uvloop, httptools), so the package is built for this architecture.
+arch=$(dpkg --print-architecture)
+deb="dist/burrow_${version}_${arch}.deb"
 stamp="$deb.inputs"
-latest=dist/burrow_latest_all.deb
+latest=dist/burrow_latest.deb
 
 # Print the package's path for the caller (the last line of stdout) and link it as the latest build.
 finish() {
@@ -118,7 +120,7 @@ if ((!force)) && [[ -f "$deb" && -f "$stamp" && "$(cat "$stamp")" == "$hash" ]];
     exit 0
 fi
 # Packages built from other inputs are stale: remove them (with their stamps and lintian reports).
-for old_stamp in dist/burrow_*_all.deb.inputs; do
+for old_stamp in dist/burrow_*.deb.inputs; do
     [[ -e "$old_stamp" && "$(cat "$old_stamp")" != "$hash" ]] || continue
     old_deb=${old_stamp%.inputs}
     rm -f "$old_deb" "$old_stamp" "${old_deb%.deb}.lintian.txt"
@@ -141,7 +143,7 @@ repack() {
     rm -rf "$work"
 }
 if ((!force && !derived)); then
-    for same_stamp in dist/burrow_*_all.deb.inputs; do
+    for same_stamp in dist/burrow_*.deb.inputs; do
         [[ -e "$same_stamp" && "$(cat "$same_stamp")" == "$hash" && -f "${same_stamp%.inputs}" ]] || continue
         log "same inputs as ${same_stamp%.inputs}: repacking it as version $version"
         repack "${same_stamp%.inputs}"
@@ -187,10 +189,10 @@ start=$(date +%s)
 log "building burrow $version in $src"
 export PIP_CACHE_DIR=${PIP_CACHE_DIR:-/var/cache/burrow-ci/pip}
 (cd "$src" && dpkg-buildpackage -us -uc -b) >"$tmp/build.log" 2>&1 || { tail -n 40 "$tmp/build.log" >&2; exit 1; }
-built="$tmp/burrow_${version}_all.deb"
+built="$tmp/burrow_${version}_${arch}.deb"
 log "built in $(($(date +%s) - start)) s: $(du -h "$built" | cut -f1)"
 
-report="dist/burrow_${version}_all.lintian.txt"
+report="dist/burrow_${version}_${arch}.lintian.txt"
 status=0
 lintian --info --display-info --tag-display-limit 0 "$built" >"$report" 2>&1 || status=$?
 grep -E '^[EW]: ' "$report" >&2 || log "lintian: no errors or warnings"

@@ -11,7 +11,10 @@ serves ``GET /metrics`` from :func:`exposition`.
 Series (all prefixed ``burrow_``): ``requests_total`` (producer: published; consumer: received),
 ``replies_total{outcome}`` (ok, error, timeout), ``errors_total{kind}``, ``in_flight``,
 ``request_duration_seconds`` (producer: round trip; consumer: handler time), ``reconnects_total``,
-``dead_lettered_total``, ``broker_connected`` and ``info{role,version}``. The in-flight and
+``dead_lettered_total{reason}``, ``dead_letter_notices_total{reason}``, ``broker_connected`` and
+``info{role,version}``; per broker connection (``connection`` is e.g. "producer" or
+"consumer-publish"): ``broker_info{connection,node}`` (1 for the node it last connected to) and
+``broker_failovers_total{connection}``. The in-flight and
 connected gauges are read from the engine at scrape time (:func:`track_in_flight`).
 """
 
@@ -33,7 +36,7 @@ logger = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 #: ``replies_total`` outcomes.
-OUTCOMES = ("ok", "error", "timeout")
+OUTCOMES = ("ok", "error", "rejected", "timeout")
 
 
 class Metrics:
@@ -61,9 +64,24 @@ class Metrics:
         )
         self.reconnects = Counter("burrow_reconnects", "Broker connections re-established.", registry=registry)
         self.dead_lettered = Counter(
-            "burrow_dead_lettered", "Requests rejected to the dead-letter exchange.", registry=registry
+            "burrow_dead_lettered", "Requests rejected to the dead-letter exchange, by reason.", ["reason"],
+            registry=registry,
+        )
+        self.dead_letter_notices = Counter(
+            "burrow_dead_letter_notices",
+            "Callers told by the dead-letter watcher that the broker dead-lettered their request, by reason.",
+            ["reason"], registry=registry,
         )
         self.connected = Gauge("burrow_broker_connected", "1 while the broker connection is open.", registry=registry)
+        self.broker_node = Gauge(
+            "burrow_broker_info", "1 for the broker node each connection last connected to.",
+            ["connection", "node"], registry=registry,
+        )
+        self.broker_nodes: dict[str, str] = {}
+        self.failovers = Counter(
+            "burrow_broker_failovers", "Connections made ready on another broker node than the last one.",
+            ["connection"], registry=registry,
+        )
         info = Info("burrow", "Which burrow daemon this is.", registry=registry)
         info.info({"role": role, "version": _version()})
         for outcome in OUTCOMES:
@@ -188,11 +206,38 @@ def reconnected() -> None:
         metrics.reconnects.inc()
 
 
-def dead_lettered() -> None:
-    """The consumer rejected a request to the dead-letter exchange."""
+def broker_node(connection: str, node: str) -> None:
+    """``connection`` is now ready on broker ``node`` (``host:port``): move its info series there."""
+    metrics = _active
+    if metrics is None:
+        return
+    with _lock:
+        previous = metrics.broker_nodes.get(connection)
+        if previous is not None and previous != node:
+            metrics.broker_node.remove(connection, previous)
+        metrics.broker_nodes[connection] = node
+    metrics.broker_node.labels(connection=connection, node=node).set(1)
+
+
+def broker_failover(connection: str) -> None:
+    """``connection`` came back on another broker node than the one it lost."""
     metrics = _active
     if metrics is not None:
-        metrics.dead_lettered.inc()
+        metrics.failovers.labels(connection=connection).inc()
+
+
+def dead_lettered(reason: str) -> None:
+    """The consumer rejected a request to the dead-letter exchange for ``reason`` (a reject code)."""
+    metrics = _active
+    if metrics is not None:
+        metrics.dead_lettered.labels(reason=reason).inc()
+
+
+def dead_letter_notice(reason: str) -> None:
+    """The dead-letter watcher told a caller that the broker dead-lettered its request."""
+    metrics = _active
+    if metrics is not None:
+        metrics.dead_letter_notices.labels(reason=reason).inc()
 
 
 __all__ = [
@@ -200,6 +245,9 @@ __all__ = [
     "OUTCOMES",
     "Metrics",
     "active",
+    "broker_failover",
+    "broker_node",
+    "dead_letter_notice",
     "dead_lettered",
     "disable",
     "enable",

@@ -1,10 +1,23 @@
 """The exchanges and queues burrow needs, declared idempotently by both sides.
 
 Requests go to a direct exchange bound to one durable request queue (quorum by default) that
-dead-letters, at least once, to a durable dead-letter queue after ``delivery_limit`` deliveries or
-on rejection. Replies go through a direct exchange to per-producer durable reply queues that the
+dead-letters, at least once, through a fanout exchange after ``delivery_limit`` deliveries or on
+rejection: to the dead-letter queue, where dead letters stay for operators (``burrow dead``), and
+to the notice queue, from which the consumers' dead-letter watcher tells each caller why its
+request will never be answered. Replies go through a direct exchange to per-producer durable reply queues that the
 broker deletes after ``reply_queue_expires`` seconds without a consumer. Exchange and queue names
 differ so that broker permissions (regexes over names) can tell them apart.
+
+Reply queues are quorum queues by default (``topology.reply_queue_type``), so that replies on
+their way to a producer survive the loss of any one node of a cluster: a classic queue lives on
+one node, and while that node is down its replies are unreachable and the producer cannot even
+redeclare its queue elsewhere. RabbitMQ refuses to redeclare a queue with another type
+(PRECONDITION_FAILED), so the quorum reply queue has its own name, ``<prefix>.<id>.quorum``: the
+classic queue of an older burrow is left alone and expires ``reply_queue_expires`` after its
+producer went away. Quorum queues cannot be exclusive, and RabbitMQ 3.10 does not enforce the
+exclusive flag of a consume on them; single active consumer takes its place: a second producer
+with the same ``instance_id`` (or a new connection while the broker still holds the old one)
+waits as a standby and gets no reply until the first consumer is gone.
 """
 
 from __future__ import annotations
@@ -22,8 +35,20 @@ DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
 def reply_queue_name(topology: TopologyConfig, instance_id: str) -> str:
-    """The durable reply queue of the producer instance ``instance_id``."""
-    return f"{topology.reply_queue_prefix}.{instance_id}"
+    """The durable reply queue of the producer instance ``instance_id`` (module docstring)."""
+    suffix = ".quorum" if topology.reply_queue_type == "quorum" else ""
+    return f"{topology.reply_queue_prefix}.{instance_id}{suffix}"
+
+
+def reply_queue_arguments(topology: TopologyConfig) -> dict[str, Any]:
+    """Arguments of a reply queue: its type, its expiry and, for quorum, single active consumer."""
+    arguments: dict[str, Any] = {
+        "x-queue-type": topology.reply_queue_type,
+        "x-expires": topology.reply_queue_expires * 1000,
+    }
+    if topology.reply_queue_type == "quorum":
+        arguments["x-single-active-consumer"] = True
+    return arguments
 
 
 def request_queue_arguments(topology: TopologyConfig) -> dict[str, Any]:
@@ -39,6 +64,17 @@ def request_queue_arguments(topology: TopologyConfig) -> dict[str, Any]:
         arguments["x-dead-letter-strategy"] = "at-least-once"
         arguments["x-overflow"] = "reject-publish"
     return arguments
+
+
+#: Notices kept for the dead-letter watcher while none runs; the oldest go first beyond this.
+NOTICE_QUEUE_MAX_LENGTH = 10000
+
+
+def notice_queue_arguments(topology: TopologyConfig) -> dict[str, Any]:
+    """Arguments of the notice queue: bounded, dropping its oldest notices rather than refusing new
+    ones, because at-least-once dead-lettering waits for every target queue to take a dead letter
+    and a full notice queue must never hold up the dead-letter queue itself."""
+    return {"x-queue-type": topology.queue_type, "x-max-length": NOTICE_QUEUE_MAX_LENGTH, "x-overflow": "drop-head"}
 
 
 def declaration_steps(topology: TopologyConfig, reply_queue: str | None) -> list[tuple[str, dict[str, Any]]]:
@@ -58,6 +94,14 @@ def declaration_steps(topology: TopologyConfig, reply_queue: str | None) -> list
         ("queue_bind", {"queue": topology.dead_letter_queue, "exchange": topology.dead_letter_exchange, "routing_key": ""}),
         (
             "queue_declare",
+            {"queue": topology.dead_letter_notice_queue, "durable": True, "arguments": notice_queue_arguments(topology)},
+        ),
+        (
+            "queue_bind",
+            {"queue": topology.dead_letter_notice_queue, "exchange": topology.dead_letter_exchange, "routing_key": ""},
+        ),
+        (
+            "queue_declare",
             {"queue": topology.request_queue, "durable": True, "arguments": request_queue_arguments(topology)},
         ),
         (
@@ -72,7 +116,7 @@ def declaration_steps(topology: TopologyConfig, reply_queue: str | None) -> list
                 {
                     "queue": reply_queue,
                     "durable": True,
-                    "arguments": {"x-queue-type": "classic", "x-expires": topology.reply_queue_expires * 1000},
+                    "arguments": reply_queue_arguments(topology),
                 },
             ),
             ("queue_bind", {"queue": reply_queue, "exchange": topology.reply_exchange, "routing_key": reply_queue}),

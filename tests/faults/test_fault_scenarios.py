@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from burrow.config import to_toml
+from burrow.errors import DeliveryLimitExceeded
+from burrow.topology import reply_queue_name
 
 from faultcheck import (
     HandlerLog,
@@ -106,7 +108,7 @@ def test_producer_process_restart_with_requests_in_flight(request, make_config, 
     # Let the consumer finish everything the first instance had queued.
     wait_for(lambda: amqp.queue_declare(config.topology.request_queue, passive=True).method.message_count == 0
              and consumer.in_flight == 0, 60, "request queue drained")
-    reply_queue = f"{config.topology.reply_queue_prefix}.{instance}"
+    reply_queue = reply_queue_name(config.topology, instance)
     waiting = amqp.queue_declare(reply_queue, passive=True).method.message_count
     processed = [body.decode() for body, _ in log.runs()]
     caplog.set_level(logging.WARNING, logger="burrow.producer")
@@ -305,6 +307,8 @@ def test_poison_message_kills_every_consumer_until_dead_lettered(request, make_c
     tally.notes.update(consumer_crashes=crashes, poison_runs=poison_hits, dead_lettered=dead())
     finish_scenario(request, tally)
     assert poison_hits == limit + 1 and crashes == limit + 1
-    assert proc.process.poll() is None and not poison.done()
+    assert proc.process.poll() is None
+    # The surviving consumer's dead-letter watcher told the poison's caller, long before its 120 s.
+    assert isinstance(poison.exception(timeout=30), DeliveryLimitExceeded)
     _method, _properties, body = amqp.basic_get(config.topology.dead_letter_queue, auto_ack=True)
     assert body == b"poison"

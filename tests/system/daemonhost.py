@@ -13,17 +13,18 @@ import secrets
 from .nspawn import Host, wait_until
 
 SOCKET = "/run/burrow/producer.sock"
-#: Least-privilege broker permissions (configure, write, read) per daemon.
+#: Least-privilege broker permissions (configure, write, read) per daemon, as the Ansible roles grant
+#: them (ansible/group_vars/brokers/burrow.yml), the dead-letter notice queue included.
 PERMISSIONS = {
     "burrow-producer": (
-        r"^burrow\.(x\.(requests|replies|dead)|requests|dead|replies\..+)$",
-        r"^burrow\.(x\.requests|x\.dead|requests|dead|replies\..+)$",
+        r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?|replies\..+)$",
+        r"^burrow\.(x\.requests|x\.dead|requests|dead(\.notices)?|replies\..+)$",
         r"^burrow\.(x\.(requests|replies|dead)|replies\..+)$",
     ),
     "burrow-consumer": (
-        r"^burrow\.(x\.(requests|replies|dead)|requests|dead)$",
-        r"^burrow\.(x\.replies|x\.dead|requests|dead)$",
-        r"^burrow\.(requests|x\.(requests|dead))$",
+        r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?)$",
+        r"^burrow\.(x\.replies|x\.dead|requests|dead(\.notices)?)$",
+        r"^burrow\.(requests|dead\.notices|x\.(requests|dead))$",
     ),
 }
 

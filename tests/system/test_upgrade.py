@@ -148,7 +148,7 @@ def load_records(host: Host) -> list[dict[str, object]]:
 
 
 def test_latest_link_names_the_derived_build_not_the_older_one(burrow_deb: Path, older_deb: Path) -> None:
-    latest = REPO / "dist" / "burrow_latest_all.deb"
+    latest = REPO / "dist" / "burrow_latest.deb"
     assert latest.resolve() == burrow_deb.resolve() != older_deb.resolve()
     ordered = subprocess.run(["dpkg", "--compare-versions", deb_version(burrow_deb), "gt", deb_version(older_deb)])
     assert ordered.returncode == 0

@@ -7,6 +7,7 @@ the API can answer is reachable: anything else is echoed as ``reply:<body>``; ``
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import inspect
 import itertools
@@ -24,12 +25,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httptools
 import pytest
+import uvloop
 
 from burrow import metrics
-from burrow.errors import BrokerUnavailable, PublishError, RemoteError, RequestTimeout
+from burrow.errors import BrokerUnavailable, DeliveryLimitExceeded, PublishError, Rejected, RemoteError, RequestTimeout
 from burrow.daemon.httpapi import HttpApi, bind_socket, inherited_socket
+from burrow.tools import sendclient, socketburst
 from burrow.tools.sendclient import SendError, SocketClient, UnixHTTPConnection
+
 
 class FakeProducer:
     """Implements burrow.daemon.httpapi.ProducerAPI; the request body says what happens."""
@@ -69,6 +74,12 @@ class FakeProducer:
             future.set_exception(RemoteError("ValueError", "bad input"))
         elif body == b"publish":
             future.set_exception(PublishError("queue full (reject-publish)"))
+        elif body.startswith(b"rejected:"):
+            future.set_exception(Rejected(body[9:].decode(), "the consumer refused it"))
+        elif body == b"poison":
+            future.set_exception(DeliveryLimitExceeded("crashed every consumer", delivery_count=6,
+                                                       first_death_reason="delivery_limit",
+                                                       first_death_queue="burrow.requests", died_at=None))
         else:
             future.set_result(b"reply:" + body)
         return future
@@ -155,6 +166,27 @@ def test_failures_map_to_status_codes(api: HttpApi, body: bytes, status: int, er
         assert headers["x-burrow-correlation-id"] == document["correlation_id"]
     if status == 503:
         assert headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"rejected:too_large", 413),
+        (b"rejected:content_type", 415),
+        (b"rejected:invalid_utf8", 422),
+        (b"rejected:stale", 504),
+        (b"rejected:some_future_reason", 422),
+        (b"poison", 502),
+    ],
+)
+def test_dead_lettered_request_answers_its_reason_at_once(api: HttpApi, body: bytes, status: int) -> None:
+    got, headers, data = call(api, "POST", "/v1/requests", body)
+    document = json.loads(data)
+    reason = body[9:].decode() if body != b"poison" else "delivery_limit"
+    assert (got, document["error"], document["reason"]) == (status, "rejected", reason)
+    assert headers["x-burrow-reject-reason"] == reason
+    if body == b"poison":
+        assert document["delivery_count"] == 6
 
 
 def test_remote_error_carries_type_and_message(api: HttpApi) -> None:
@@ -471,3 +503,88 @@ def test_concurrent_requests_share_the_producer(api: HttpApi) -> None:
         replies = list(pool.map(lambda n: client.send(b"c%d" % n), range(40)))
     assert replies == [b"reply:c%d" % n for n in range(40)]
 
+
+
+def test_pipelined_requests_are_answered_in_order(api: HttpApi) -> None:
+    """Three requests in one write; the first one's reply comes late, and still comes first."""
+    requests = b"".join(
+        b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        for body in (b"slow:0.3", b"p1", b"p2")
+    )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(api.address)
+        sock.sendall(requests)
+        replies: list[tuple[int, bytes]] = []
+        parser: Any = None
+
+        class Responses:
+            body = b""
+
+            def on_body(self, data: bytes) -> None:
+                self.body += data
+
+            def on_message_complete(self) -> None:
+                replies.append((parser.get_status_code(), self.body))
+                self.body = b""
+
+        parser = httptools.HttpResponseParser(Responses())
+        while len(replies) < 3:
+            chunk = sock.recv(65536)
+            assert chunk, replies
+            parser.feed_data(chunk)
+    assert replies == [(200, b"done"), (200, b"reply:p1"), (200, b"reply:p2")]
+
+
+def test_burst_reuses_keep_alive_connections(api: HttpApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``burrow send --count`` opens one connection per concurrent request, not one per request."""
+    opened = []
+    connect = socketburst.KeepAliveClient._connect
+
+    async def counting_connect(self: socketburst.KeepAliveClient) -> Any:
+        opened.append(self)
+        return await connect(self)
+
+    monkeypatch.setattr(socketburst.KeepAliveClient, "_connect", counting_connect)
+    result = socketburst.run_socket_burst(
+        api.address, [b"a", b"b"], count=200, concurrency=3, show_progress=False,
+        check=lambda body, reply: reply == b"reply:" + body,
+    )
+    assert (result.sent, result.failed) == (200, 0), result.line()
+    assert len(opened) == 3
+
+
+def test_burst_reconnects_after_the_server_closed_an_idle_connection(api: HttpApi) -> None:
+    async def scenario() -> list[tuple[int, bytes]]:
+        client = socketburst.KeepAliveClient(api.address, timeout=5)
+        try:
+            first = await client.post("/v1/requests", b"one")
+            protocol = client._protocol
+            assert protocol is not None
+            deadline = time.monotonic() + 5
+            while not protocol.closed and time.monotonic() < deadline:  # read_timeout (0.5 s) closes it
+                await asyncio.sleep(0.02)
+            assert protocol.closed
+            return [first, await client.post("/v1/requests", b"two")]
+        finally:
+            client.close()
+
+    loop = uvloop.new_event_loop()
+    try:
+        assert loop.run_until_complete(scenario()) == [(200, b"reply:one"), (200, b"reply:two")]
+    finally:
+        loop.close()
+
+
+def test_burst_counts_error_statuses(api: HttpApi) -> None:
+    result = socketburst.run_socket_burst(api.address, [b"ok", b"remote"], count=10, concurrency=2, show_progress=False)
+    assert (result.sent, result.failed) == (10, 5)
+    assert set(result.errors) == {"HttpStatusError"}
+
+
+def test_send_burst_summary_and_error_kinds(api: HttpApi, capsys: pytest.CaptureFixture[str]) -> None:
+    """``burrow send --count``: the summary line, failures grouped by status and error code."""
+    assert sendclient.main(["--socket", api.address, "--count", "20", "--concurrency", "4", "--quiet", "ok"]) == 0
+    assert capsys.readouterr().out.startswith("20 requests, 0 failed, ")
+    assert sendclient.main(["--socket", api.address, "--count", "6", "--concurrency", "2", "--quiet", "ok", "remote"]) == 1
+    assert capsys.readouterr().out.rstrip().endswith("(502 remote_error: 3)")

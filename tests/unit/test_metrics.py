@@ -51,7 +51,7 @@ def test_series_over_http(scrape: tuple[int, metrics.Metrics]) -> None:
     metrics.reply_received(2.0, "error")
     metrics.error("handler")
     metrics.reconnected()
-    metrics.dead_lettered()
+    metrics.dead_lettered("too_large")
     text = _get(port)
     for line in (
         "burrow_requests_total 2.0",
@@ -62,7 +62,7 @@ def test_series_over_http(scrape: tuple[int, metrics.Metrics]) -> None:
         "burrow_in_flight 3.0",
         "burrow_broker_connected 1.0",
         "burrow_reconnects_total 1.0",
-        "burrow_dead_lettered_total 1.0",
+        'burrow_dead_lettered_total{reason="too_large"} 1.0',
         'burrow_request_duration_seconds_bucket{le="0.005"} 1.0',
         "burrow_request_duration_seconds_count 2.0",
         'burrow_info{role="consumer"',

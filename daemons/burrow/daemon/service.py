@@ -23,10 +23,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from burrow import metrics
+from burrow.amqp.setup import BrokerLink, broker_status
 from burrow.config import BurrowConfig, load_config
 from burrow.consumer import Consumer
+from burrow.deadletters import DeadLetterWatcher
 from burrow.errors import ConfigError
-from burrow.daemon.journal import LoggingSetup, setup_logging
+from burrow.daemon.journal import LoggingSetup, install_service_logging
 from burrow.daemon.notify import Notifier, StatusReporter, StatusSnapshot
 
 logger = logging.getLogger(__name__)
@@ -85,6 +87,8 @@ class Engine(Protocol):
 
     def add_periodic(self, interval: float, fn: Callable[[], None]) -> None: ...
 
+    def broker_links(self) -> list[BrokerLink]: ...
+
 
 def changed_settings(old: BurrowConfig, new: BurrowConfig) -> list[str]:
     """Dotted names of the settings that differ (values are not returned: one may be a password)."""
@@ -118,7 +122,7 @@ class _ServiceLayer:
     def __init__(self, config: BurrowConfig, role: str) -> None:
         self.config = config
         self.role = role
-        self.logs: LoggingSetup = setup_logging(
+        self.logs: LoggingSetup = install_service_logging(
             config.logging.level, f"burrow-{role}", secrets=[config.rabbitmq.password]
         )
         # Built here, i.e. after any --daemon fork: python-daemon closes inherited descriptors.
@@ -134,11 +138,6 @@ class _ServiceLayer:
                 logger.error("Cannot serve metrics on %s:%d: %s; running without the HTTP endpoint",
                              config.metrics.host, config.metrics.port, exc)
 
-    def broker_detail(self, connected: bool) -> str:
-        rabbitmq = self.config.rabbitmq
-        if connected:
-            return f"broker {rabbitmq.host}:{rabbitmq.port} connected"
-        return f"waiting for broker {rabbitmq.host}:{rabbitmq.port} (retrying with backoff)"
 
     def attach(self, engine: Engine, snapshot: Callable[[], StatusSnapshot]) -> None:
         """Ping the watchdog from the engine's I/O loop and start the STATUS= reporter.
@@ -151,7 +150,7 @@ class _ServiceLayer:
         engine.add_periodic(tick, self._watchdog)
         metrics.track_in_flight(lambda: engine.in_flight)
         metrics.track_connected(lambda: engine.connected)
-        self.notifier.status(self.broker_detail(False))
+        self.notifier.status(broker_status(engine.broker_links()))
         self.reporter = StatusReporter(self.notifier, snapshot, STATUS_INTERVAL)
         self.reporter.start()
 
@@ -163,7 +162,7 @@ class _ServiceLayer:
         if self.ready_sent or not engine.connected or not extra_ready():
             return self.ready_sent
         self.ready_sent = True
-        status = self.reporter.report() if self.reporter is not None else self.broker_detail(True)
+        status = self.reporter.report() if self.reporter is not None else broker_status(engine.broker_links())
         self.notifier.ready(status)
         logger.info("burrow-%s ready (%s)", self.role, status)
         return True
@@ -251,17 +250,18 @@ def run_consumer(config: BurrowConfig) -> int:
     block_signals()
     layer = _ServiceLayer(config, "consumer")
     consumer = Consumer(config).start()
-    logger.info("Consumer starting: broker %s:%d, queue %s", config.rabbitmq.host, config.rabbitmq.port,
+    watcher = DeadLetterWatcher(config).start() if config.consumer.dead_letter_notices else None
+    logger.info("Consumer starting: broker %s, queue %s", ", ".join(map(str, config.rabbitmq.nodes())),
                 config.topology.request_queue)
 
     def snapshot() -> StatusSnapshot:
-        stats = consumer.stats
+        stats = consumer.stats()
         return StatusSnapshot(
             processed=stats.processed,
             in_flight=consumer.in_flight,
             connected=consumer.connected,
             failed=stats.handler_errors + stats.dead_lettered,
-            detail=layer.broker_detail(consumer.connected),
+            detail=broker_status(consumer.broker_links()),
         )
 
     def apply(new: BurrowConfig, changed: list[str]) -> None:
@@ -278,7 +278,11 @@ def run_consumer(config: BurrowConfig) -> int:
     # replies, 3. ack them, 4. close both connections. Bounded by consumer.shutdown_timeout.
     shutdown_timeout = layer.config.consumer.shutdown_timeout
     stop_with_force(lambda: consumer.stop(shutdown_timeout), "consumer", shutdown_timeout + 15)
-    logger.info("Consumer stopped: %d processed, %d dead-lettered", consumer.stats.processed, consumer.stats.dead_lettered)
+    # 5. close the dead-letter watcher; copies it has not acked go back to its queue.
+    if watcher is not None:
+        watcher.stop()
+    stats = consumer.stats()
+    logger.info("Consumer stopped: %d processed, %d dead-lettered", stats.processed, stats.dead_lettered)
     layer.close()
     return 0
 
@@ -304,7 +308,7 @@ def run_producer(config: BurrowConfig) -> int:
         max_body=settings.max_message_bytes,
         default_timeout=settings.request_timeout,
     )
-    logger.info("Producer starting: broker %s:%d, API socket %s", config.rabbitmq.host, config.rabbitmq.port,
+    logger.info("Producer starting: broker %s, API socket %s", ", ".join(map(str, config.rabbitmq.nodes())),
                 settings.socket)
 
     def snapshot() -> StatusSnapshot:
@@ -314,7 +318,7 @@ def run_producer(config: BurrowConfig) -> int:
             in_flight=producer.in_flight,
             connected=producer.connected,
             failed=stats.remote_errors + stats.timeouts + stats.failed,
-            detail=layer.broker_detail(producer.connected),
+            detail=broker_status(producer.broker_links()),
         )
 
     def apply(new: BurrowConfig, changed: list[str]) -> None:
@@ -335,7 +339,7 @@ def run_producer(config: BurrowConfig) -> int:
             # retries within its start limit) rather than run a producer nobody can reach.
             logger.error("Cannot serve the HTTP API on %s: %s", settings.socket, exc)
             layer.stopping(producer.in_flight)
-            producer.close(0)
+            producer.stop(0)
             layer.close()
             return 1
         if layer.handle_next_signal(producer, apply):
@@ -349,7 +353,7 @@ def run_producer(config: BurrowConfig) -> int:
         started = time.monotonic()
         api.stop_accepting()
         api.drain(shutdown_timeout)
-        producer.close(max(0.0, shutdown_timeout - (time.monotonic() - started)))
+        producer.stop(max(0.0, shutdown_timeout - (time.monotonic() - started)))
         api.close()
 
     stop_with_force(drain, "producer", shutdown_timeout + 15)
