@@ -1,10 +1,10 @@
 # The daemons' service layer and their systemd units (included by the top-level Makefile).
 #
 #   make daemons-unit      unit tests of the HTTP API, journald logging and sd_notify (real sockets)
-#   make units-security    systemd-analyze security --offline of every unit in systemd/ (<= 1.2)
+#   make units-security    systemd-analyze security --offline of every unit in systemd/ (<= 0.9)
 #   make daemons-system    the daemons as systemd services in an nspawn container (needs root)
 
-UNIT_MAX_EXPOSURE ?= 1.2
+UNIT_MAX_EXPOSURE ?= 0.9
 DAEMON_UNITS := systemd/burrow-consumer.service systemd/burrow-consumer@.service systemd/burrow-producer.service
 
 .PHONY: daemons-unit units-security daemons-system

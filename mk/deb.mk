@@ -1,6 +1,8 @@
 # The Debian package and the systemd-nspawn test hosts (included by the top-level Makefile).
 #
-#   make deb               build dist/burrow_<version>_<arch>.deb (reused while its inputs are unchanged)
+#   make deb               build dist/burrow_<version>_<arch>.deb (reused while its inputs are unchanged;
+#                          version 0.2.0~git<time>.<commit>, see scripts/build-deb.sh), linked as
+#                          dist/burrow_latest.deb
 #   make deb-force         rebuild it even if the inputs are unchanged
 #   make system-test-deps  apt-get install the tools the system tests and the build need
 #   make nspawn-root       build (or reuse) the cached Debian bookworm root of the test hosts

@@ -8,7 +8,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${BURROW_CACHE:-/var/cache/burrow-ci}
-apt_packages=(rabbitmq-server python3-venv python3-dev build-essential)
+# git: the package version comes from it (scripts/build-deb.sh), and tests check that derivation.
+apt_packages=(rabbitmq-server python3-venv python3-dev build-essential git)
 
 missing=()
 for package in "${apt_packages[@]}"; do
@@ -19,7 +20,9 @@ if ((${#missing[@]})); then
     sudo_cmd=()
     [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
     "${sudo_cmd[@]}" apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >&2
+    # Without recommends, like every install script here: what the suite needs is named above, and
+    # a machine with recommends disabled must pass too.
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
 key=$(cat "$here/pyproject.toml" /usr/bin/python3 2>/dev/null | sha256sum | cut -c1-16)

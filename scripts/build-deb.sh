@@ -1,34 +1,113 @@
 #!/bin/bash
 # Build dist/burrow_<version>_<arch>.deb with dh-virtualenv, or reuse it when its inputs did not change.
 #
-# Usage: scripts/build-deb.sh [--force]
+# Usage: scripts/build-deb.sh [--force] [--version VERSION] [--print-version]
+#
+# The package version is the project's (pyproject.toml) plus where the tree comes from, so that each
+# build sorts after the one before it and apt upgrades to it instead of answering "already the newest
+# version"; the "~" keeps these builds below a release of the same version (0.2.0~... < 0.2.0):
+#   a clean git checkout      0.2.0~git<commit time>.<commit>         e.g. 0.2.0~git20261129061500.1a2b3c4
+#   uncommitted changes       0.2.0~git<newest change>.<commit>.dirty  (the changed files' newest mtime)
+#   no git (e.g. a tarball)   0.2.0~git<newest input file's mtime>.nogit
+# Times are UTC, YYYYMMDDHHMMSS; "changes" count only in the package's inputs (below). --version (or
+# the environment variable BURROW_DEB_VERSION) sets the version outright: the upgrade test builds its
+# older package from the same tree that way (repacked in seconds from a package of the same inputs
+# when there is one); --print-version prints the version and builds nothing.
+# dist/burrow_latest.deb links to the last package of
+# a derived version (the Ansible roles' default burrow_common_deb_path), never to such an override.
 #
 # Inputs are daemons/, pyproject.toml, README.md, systemd/, packaging/ and this script; their hash is
 # kept next to the .deb in dist/burrow_<version>_<arch>.deb.inputs, and an equal hash means the .deb is
-# reused as it is. The build runs in a copy under a temporary folder, so the work tree gets no
-# debian/, build/ or egg-info droppings; lintian's report is written to dist/ and an error fails.
+# reused as it is. Packages of the same tree with other versions are kept; those of other inputs are
+# deleted. The build runs in a copy under a temporary folder, so the work tree gets no debian/,
+# build/ or egg-info droppings; lintian's report is written to dist/ and an error fails.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 force=0
-[[ "${1:-}" == "--force" ]] && force=1
+print_only=0
+version=${BURROW_DEB_VERSION:-}
+while (($#)); do
+    case "$1" in
+        --force) force=1 ;;
+        --version) version=${2:?--version needs a value}; shift ;;
+        --print-version) print_only=1 ;;
+        *) printf 'usage: %s [--force] [--version VERSION] [--print-version]\n' "$0" >&2; exit 2 ;;
+    esac
+    shift
+done
 
 log() { printf 'build-deb: %s\n' "$*" >&2; }
 
+input_paths() {
+    local paths=(daemons pyproject.toml packaging scripts/build-deb.sh)
+    [[ -e README.md ]] && paths+=(README.md)
+    [[ -d systemd ]] && paths+=(systemd)
+    printf '%s\n' "${paths[@]}"
+}
+mapfile -t inputs < <(input_paths)
+
+inputs_hash() {
+    find "${inputs[@]}" -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -name '*.pyc' -print0 \
+        | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
+}
+
+# UTC YYYYMMDDHHMMSS of the newest mtime among the given paths (a deleted file's folder stands in).
+newest_mtime() {
+    local path stamps=()
+    for path in "$@"; do
+        while [[ ! -e "$path" ]]; do path=$(dirname "$path"); done
+        stamps+=("$(find "$path" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -printf '%T@\n' | sort -n | tail -n 1)")
+        [[ -d "$path" && -z "${stamps[-1]}" ]] && stamps[-1]=$(stat -c %Y "$path")
+    done
+    date -u -d "@$(printf '%s\n' "${stamps[@]}" | sort -n | tail -n 1 | cut -d. -f1)" +%Y%m%d%H%M%S
+}
+
+derive_version() {
+    local base=$1 commit stamp changed
+    if ! command -v git >/dev/null || ! git rev-parse --verify -q HEAD >/dev/null 2>&1; then
+        printf '%s~git%s.nogit\n' "$base" "$(newest_mtime "${inputs[@]}")"
+        return
+    fi
+    commit=$(git rev-parse --short=7 HEAD)
+    stamp=$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y%m%d%H%M%S HEAD)
+    mapfile -t changed < <(git status --porcelain=v1 --untracked-files=all -- "${inputs[@]}" | cut -c4- | sed 's/.* -> //')
+    if ((${#changed[@]})); then
+        local newest
+        newest=$(newest_mtime "${changed[@]}")
+        [[ "$newest" > "$stamp" ]] && stamp=$newest
+        printf '%s~git%s.%s.dirty\n' "$base" "$stamp" "$commit"
+    else
+        printf '%s~git%s.%s\n' "$base" "$stamp" "$commit"
+    fi
+}
+
 # Debian's python3 reads the version, never a pyenv or venv python that happens to be first on PATH.
-version=$(/usr/bin/python3 -c 'import tomllib, sys; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' pyproject.toml)
+base_version=$(/usr/bin/python3 -c 'import tomllib, sys; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' pyproject.toml)
+derived=0
+if [[ -z "$version" ]]; then
+    version=$(derive_version "$base_version")
+    derived=1
+fi
+if ! dpkg --validate-version "$version" 2>/dev/null; then
+    log "not a valid Debian version: $version"
+    exit 2
+fi
+if ((print_only)); then
+    printf '%s\n' "$version"
+    exit 0
+fi
 # The venv holds compiled wheels (uvloop, httptools), so the package is built for this architecture.
 arch=$(dpkg --print-architecture)
 deb="dist/burrow_${version}_${arch}.deb"
 stamp="$deb.inputs"
+latest=dist/burrow_latest.deb
 
-inputs_hash() {
-    local paths=(daemons pyproject.toml packaging scripts/build-deb.sh)
-    [[ -e README.md ]] && paths+=(README.md)
-    [[ -d systemd ]] && paths+=(systemd)
-    find "${paths[@]}" -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -name '*.pyc' -print0 \
-        | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
+# Print the package's path for the caller (the last line of stdout) and link it as the latest build.
+finish() {
+    ((derived)) && ln -sfn "$(basename "$deb")" "$latest"
+    printf '%s\n' "$deb"
 }
 
 mkdir -p dist
@@ -37,8 +116,41 @@ flock 9
 hash=$(inputs_hash)
 if ((!force)) && [[ -f "$deb" && -f "$stamp" && "$(cat "$stamp")" == "$hash" ]]; then
     log "inputs unchanged ($hash): reusing $deb"
-    printf '%s\n' "$deb"
+    finish
     exit 0
+fi
+# Packages built from other inputs are stale: remove them (with their stamps and lintian reports).
+for old_stamp in dist/burrow_*.deb.inputs; do
+    [[ -e "$old_stamp" && "$(cat "$old_stamp")" != "$hash" ]] || continue
+    old_deb=${old_stamp%.inputs}
+    rm -f "$old_deb" "$old_stamp" "${old_deb%.deb}.lintian.txt"
+done
+
+# Same inputs, other version (--version): the files are those of a package already built and
+# checked, so it is repacked with the new version in its control file and changelog (seconds)
+# instead of built again (a minute or more).
+repack() {
+    local source=$1 work
+    work=$(mktemp -d /tmp/burrow-repack.XXXXXX)
+    dpkg-deb --raw-extract "$source" "$work/root"
+    sed -i "s/^Version: .*/Version: $version/" "$work/root/DEBIAN/control"
+    local changelog=usr/share/doc/burrow/changelog.gz
+    zcat "$work/root/$changelog" | sed "1s/^burrow ([^)]*)/burrow ($version)/" | gzip -9n >"$work/changelog.gz"
+    mv "$work/changelog.gz" "$work/root/$changelog"
+    (cd "$work/root" && sed -i "s|^[0-9a-f]*  $changelog\$|$(md5sum "$changelog" | cut -d' ' -f1)  $changelog|" DEBIAN/md5sums)
+    dpkg-deb --root-owner-group --build "$work/root" "$deb.tmp" >/dev/null
+    mv -f "$deb.tmp" "$deb"
+    rm -rf "$work"
+}
+if ((!force && !derived)); then
+    for same_stamp in dist/burrow_*.deb.inputs; do
+        [[ -e "$same_stamp" && "$(cat "$same_stamp")" == "$hash" && -f "${same_stamp%.inputs}" ]] || continue
+        log "same inputs as ${same_stamp%.inputs}: repacking it as version $version"
+        repack "${same_stamp%.inputs}"
+        printf '%s\n' "$hash" >"$stamp"
+        finish
+        exit 0
+    done
 fi
 
 need=()
@@ -54,7 +166,7 @@ fi
 
 tmp=$(mktemp -d /tmp/burrow-deb.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-src="$tmp/burrow-$version"
+src="$tmp/burrow-$base_version"
 mkdir -p "$src"
 sources=(daemons pyproject.toml)
 [[ -e README.md ]] && sources+=(README.md)
@@ -69,7 +181,7 @@ fi
 cp -a packaging/debian "$src/debian"
 {
     printf 'burrow (%s) unstable; urgency=medium\n\n' "$version"
-    printf '  * Release %s, built from the repository by scripts/build-deb.sh.\n\n' "$version"
+    printf '  * burrow %s, built from the repository by scripts/build-deb.sh.\n\n' "$base_version"
     printf ' -- burrow developers <burrow@example.org>  %s\n' "$(date -R)"
 } >"$src/debian/changelog"
 
@@ -91,4 +203,4 @@ fi
 
 mv -f "$built" "$deb"
 printf '%s\n' "$hash" >"$stamp"
-printf '%s\n' "$deb"
+finish

@@ -22,7 +22,7 @@ from burrow.errors import (
 from burrow.handlers import RequestContext
 from burrow.producer import Producer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Backpressure",

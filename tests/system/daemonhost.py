@@ -1,0 +1,63 @@
+"""What the daemon system tests share: a container's broker users, unit properties, config edits.
+
+test_daemons.py and test_upgrade.py both install the .deb into a container that runs its own
+RabbitMQ; these helpers give the two daemons their least-privilege broker users and root-only
+credential files, read unit properties and change one config key.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from .nspawn import Host, wait_until
+
+SOCKET = "/run/burrow/producer.sock"
+#: Least-privilege broker permissions (configure, write, read) per daemon, as the Ansible roles grant
+#: them (ansible/group_vars/brokers/burrow.yml), the dead-letter notice queue included.
+PERMISSIONS = {
+    "burrow-producer": (
+        r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?|replies\..+)$",
+        r"^burrow\.(x\.requests|x\.dead|requests|dead(\.notices)?|replies\..+)$",
+        r"^burrow\.(x\.(requests|replies|dead)|replies\..+)$",
+    ),
+    "burrow-consumer": (
+        r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?)$",
+        r"^burrow\.(x\.replies|x\.dead|requests|dead(\.notices)?)$",
+        r"^burrow\.(requests|dead\.notices|x\.(requests|dead))$",
+    ),
+}
+
+
+def add_broker_users(host: Host) -> None:
+    """Create each daemon's broker user with a random password, stored as its credential file (0600).
+
+    The container's RabbitMQ must be active. Passwords go over stdin, never argv: Debian's wrapper
+    runs rabbitmqctl through su, whose command line journald would record.
+    """
+    host.run(["mkdir", "-p", "-m", "0700", "/etc/burrow/credentials"])
+    for user, (configure, write, read) in PERMISSIONS.items():
+        password = secrets.token_urlsafe(18)
+        host.run(["rabbitmqctl", "add_user", user], input=password + "\n", timeout=60)
+        host.run(["rabbitmqctl", "set_permissions", "-p", "/", user, configure, write, read], timeout=60)
+        role = user.removeprefix("burrow-")
+        host.write_file(f"/etc/burrow/credentials/{role}-amqp-password", password + "\n", 0o600)
+
+
+def show(host: Host, unit: str, prop: str) -> str:
+    """One property of a unit, as ``systemctl show -p PROP --value`` prints it."""
+    return host.run(["systemctl", "show", "-p", prop, "--value", unit]).stdout.strip()
+
+
+def wait_active(host: Host, unit: str, timeout: float = 60.0) -> None:
+    """Poll until ``unit`` is active (for the Type=notify daemons: connected to the broker)."""
+    wait_until(lambda: show(host, unit, "ActiveState") == "active", timeout, f"{unit} to become active")
+
+
+def set_option(host: Host, role: str, key: str, value: str, path: str | None = None) -> None:
+    """Replace the first ``key = ...`` line of /etc/burrow/<role>.toml (keys are unique in them)."""
+    path = path or f"/etc/burrow/{role}.toml"
+    text = host.run(["cat", path]).stdout
+    pattern = re.compile(rf"^{key} = .*$", re.MULTILINE)
+    assert pattern.search(text), f"{key} not in {path}"
+    host.write_file(path, pattern.sub(f"{key} = {value}", text, count=1), 0o640, "root:burrow")
