@@ -369,7 +369,6 @@ class Consumer:
             metrics.reply_received(time.monotonic() - started, "ok")
         except Exception as exc:
             metrics.reply_received(time.monotonic() - started, "error")
-            metrics.error("handler")
             logger.warning("Handler %s raised %s: %s", self._settings.handler, type(exc).__name__, exc,
                            extra={"CORRELATION_ID": delivery.correlation_id, "HANDLER": self._settings.handler})
             headers: dict[str, Any] = {HEADER_STATUS: STATUS_ERROR, HEADER_ERROR_TYPE: type(exc).__name__}

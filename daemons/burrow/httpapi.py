@@ -50,7 +50,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from burrow import metrics
+from burrow.daemon import prometheus as metrics
 from burrow.errors import Backpressure, BrokerUnavailable, BurrowError, PublishError, RemoteError, RequestTimeout
 
 logger = logging.getLogger(__name__)
@@ -507,6 +507,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if close or api.draining:
             self.close_connection = True
         self.send_response(status)
+        metrics.http_answered(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         if self._request_id:

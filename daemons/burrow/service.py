@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from burrow import metrics
+from burrow.daemon import prometheus as metrics
 from burrow.config import BurrowConfig, load_config
 from burrow.consumer import Consumer
 from burrow.errors import ConfigError

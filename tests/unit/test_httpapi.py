@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from burrow import metrics
+from burrow.daemon import prometheus
 from burrow.errors import BrokerUnavailable, PublishError, RemoteError, RequestTimeout
 from burrow.httpapi import HttpApi, bind_socket, inherited_socket
 from burrow.sendclient import SendError, SocketClient, UnixHTTPConnection
@@ -263,14 +264,16 @@ def test_health(api: HttpApi, producer: FakeProducer) -> None:
 
 def test_metrics_endpoint(api: HttpApi) -> None:
     assert call(api, "GET", "/metrics")[0] == 404
-    metrics.enable("producer")
+    prometheus.enable("producer")
     try:
         metrics.request_sent()
+        call(api, "GET", "/nowhere")
         status, headers, data = call(api, "GET", "/metrics")
     finally:
-        metrics.disable()
+        prometheus.disable()
     assert status == 200 and headers["content-type"].startswith("text/plain")
-    assert b"burrow_requests_total 1.0" in data
+    assert b"burrow_producer_requests_published_total 1.0" in data
+    assert b'burrow_producer_http_responses_total{code="404"} 1.0' in data
 
 
 def test_keep_alive_serves_several_requests_on_one_connection(api: HttpApi) -> None:
