@@ -1,6 +1,6 @@
 """The benchmark run: one throwaway broker, four systems measured interleaved, results written out.
 
-:func:`run_benchmark` starts a :class:`~burrow.localbroker.LocalBroker`, then for each system a
+:func:`run_benchmark` starts a :class:`~burrow.tools.localbroker.LocalBroker`, then for each system a
 consumer process and a client process (see :mod:`benchmarks.clients`), and measures, round after
 round, every concurrency level of every system in turn (A B C A B C ...), so that a slow moment
 of this shared machine hits all systems alike instead of one. Then it measures latency at a fixed
@@ -32,9 +32,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from burrow.burst import percentile
+from burrow.tools.burst import percentile
 from burrow.config import BurrowConfig, ConsumerConfig, RabbitMQConfig, TopologyConfig, to_toml
-from burrow.localbroker import LocalBroker
+from burrow.tools.localbroker import LocalBroker
 
 from benchmarks import clients
 

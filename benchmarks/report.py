@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from burrow.burst import percentile
+from burrow.tools.burst import percentile
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import pika
 import pytest
 
 from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, TopologyConfig, to_toml
-from burrow.localbroker import RABBITMQ_SERVER, LocalBroker
+from burrow.tools.localbroker import RABBITMQ_SERVER, LocalBroker
 
 TESTS_DIR = Path(__file__).resolve().parent
 SUPPORT_DIR = TESTS_DIR / "support"

@@ -56,7 +56,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_call(args: argparse.Namespace) -> int:
     """Send messages through the library and print each reply, or run a burst with a summary."""
-    from burrow.burst import run_burst
+    from burrow.tools.burst import run_burst
     from burrow.producer import Producer
 
     config = _load(args.config)
@@ -85,28 +85,13 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from burrow.demo import run
+    from burrow.tools.demo import run
 
     return run(args.count, args.concurrency)
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Run ``benchmarks/`` of the source checkout this package is installed from (editable installs)."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "benchmarks" / "harness.py").exists():
-        print("burrow bench: needs the source checkout (benchmarks/ is not installed); run make bench there",
-              file=sys.stderr)
-        return EXIT_CONFIG
-    sys.path.insert(0, str(root))
-    from benchmarks.__main__ import main as bench_main
-
-    return bench_main(args.args)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from burrow import sendclient
+    from burrow.tools import sendclient
 
     parser = argparse.ArgumentParser(prog="burrow", description="Request/response over RabbitMQ.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,10 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--count", type=int, default=2000, help="requests in the burst (default 2000)")
     demo.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
     demo.set_defaults(func=cmd_demo)
-
-    bench = sub.add_parser("bench", help="run the benchmarks of this source checkout (what make bench runs)")
-    bench.add_argument("args", nargs=argparse.REMAINDER, help="passed on, e.g. --quick or --variants")
-    bench.set_defaults(func=cmd_bench)
 
     send = sub.add_parser("send", help="send requests to the local burrow-producer's Unix socket")
     sendclient.add_arguments(send)
@@ -163,9 +144,9 @@ def _run_daemon(role: str, argv: Sequence[str] | None) -> int:
     args = _daemon_parser(f"burrow-{role}", f"Run the burrow {role} daemon.").parse_args(argv)
     config = _load(args.config)
     setup_logging(config.logging.level)
-    from burrow.daemonize import PidFileLocked
+    from burrow.daemon.daemonize import PidFileLocked
     from burrow.handlers import load_handler
-    from burrow.service import run_daemon
+    from burrow.daemon.service import run_daemon
 
     try:
         if role == "consumer":

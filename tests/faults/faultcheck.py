@@ -40,7 +40,7 @@ import pytest
 
 from burrow.config import BurrowConfig
 from burrow.handlers import RequestContext
-from burrow.localbroker import LocalBroker
+from burrow.tools.localbroker import LocalBroker
 from burrow.producer import Producer
 
 logger = logging.getLogger(__name__)

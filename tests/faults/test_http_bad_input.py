@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from burrow.httpapi import HttpApi
+from burrow.daemon.httpapi import HttpApi
 
 from faultcheck import CountingProducer, counting_producer  # noqa: F401 - a fixture
 

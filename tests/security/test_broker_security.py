@@ -27,7 +27,7 @@ import pytest
 from burrow.amqp.setup import connection_parameters
 from burrow.config import BurrowConfig, ProducerConfig, RabbitMQConfig, TLSConfig, TopologyConfig
 from burrow.consumer import Consumer
-from burrow.localbroker import LocalBroker, TLSListener, free_port
+from burrow.tools.localbroker import LocalBroker, TLSListener, free_port
 from burrow.producer import Producer
 
 from conftest import wait_for

@@ -16,7 +16,7 @@ import pytest
 
 from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, TopologyConfig
 from burrow.consumer import Consumer
-from burrow.localbroker import LocalBroker
+from burrow.tools.localbroker import LocalBroker
 from burrow.producer import Producer
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]

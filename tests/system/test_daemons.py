@@ -100,7 +100,7 @@ def curl_request(host: Host, body: str, *headers: str) -> tuple[int, dict[str, s
 
 
 def burrow_send(host: Host, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return host.run([VENV_PYTHON, "-m", "burrow.sendclient", "--socket", SOCKET, *args], check=False, timeout=timeout)
+    return host.run([VENV_PYTHON, "-m", "burrow.tools.sendclient", "--socket", SOCKET, *args], check=False, timeout=timeout)
 
 
 def set_option(host: Host, role: str, key: str, value: str) -> None:

@@ -1,4 +1,4 @@
-"""burrow.burst: counts, failures, the summary line and the time budget of a burst."""
+"""burrow.tools.burst: counts, failures, the summary line and the time budget of a burst."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from burrow.burst import BurstResult, ProgressBar, percentile, run_burst
+from burrow.tools.burst import BurstResult, ProgressBar, percentile, run_burst
 
 
 def test_every_request_sent_once_across_threads() -> None:

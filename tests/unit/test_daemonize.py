@@ -14,7 +14,7 @@ CHILD = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from burrow.daemonize import PidFileLocked, run_detached
+    from burrow.daemon.daemonize import PidFileLocked, run_detached
 
     work = Path(sys.argv[1])
 

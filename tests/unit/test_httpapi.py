@@ -29,11 +29,11 @@ import pytest
 from burrow import metrics
 from burrow.daemon import prometheus
 from burrow.errors import BrokerUnavailable, PublishError, RemoteError, RequestTimeout
-from burrow.httpapi import HttpApi, bind_socket, inherited_socket
-from burrow.sendclient import SendError, SocketClient, UnixHTTPConnection
+from burrow.daemon.httpapi import HttpApi, bind_socket, inherited_socket
+from burrow.tools.sendclient import SendError, SocketClient, UnixHTTPConnection
 
 class FakeProducer:
-    """Implements burrow.httpapi.ProducerAPI; the request body says what happens."""
+    """Implements burrow.daemon.httpapi.ProducerAPI; the request body says what happens."""
 
     def __init__(self) -> None:
         self.connected = True
@@ -174,7 +174,7 @@ def test_broker_down_answers_503_without_submitting(api: HttpApi, producer: Fake
 
 def test_future_never_resolving_gives_504(api: HttpApi, monkeypatch: pytest.MonkeyPatch) -> None:
     """Belt and braces: even if the producer never fails the future, the client gets 504."""
-    monkeypatch.setattr("burrow.httpapi.RESULT_GRACE", 0.0)
+    monkeypatch.setattr("burrow.daemon.httpapi.RESULT_GRACE", 0.0)
     status, _, data = call(api, "POST", "/v1/requests", b"slow:3", {"X-Burrow-Timeout": "0.2"})
     assert (status, json.loads(data)["error"]) == (504, "timeout")
 
@@ -405,7 +405,7 @@ CHILD = (
     + textwrap.dedent(
         """
         import logging, signal, sys
-        from burrow.httpapi import HttpApi
+        from burrow.daemon.httpapi import HttpApi
         logging.basicConfig(level=logging.INFO)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         api = HttpApi(FakeProducer(), socket_path=sys.argv[1], default_timeout=5.0)

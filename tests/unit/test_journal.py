@@ -1,4 +1,4 @@
-"""burrow.journal against a real datagram socket standing in for /run/systemd/journal/socket.
+"""burrow.daemon.journal against a real datagram socket standing in for /run/systemd/journal/socket.
 
 The test parses journald's native protocol itself (``KEY=value\\n`` or ``KEY\\n<u64 le><data>\\n``),
 so a serialisation mistake that journald would reject fails here too.
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from burrow import journal
-from burrow.journal import JournalHandler, SecretFilter, setup_logging
+from burrow.daemon import journal
+from burrow.daemon.journal import JournalHandler, SecretFilter, setup_logging
 
 
 def parse_native(data: bytes) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""burrow.notify against a real AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET."""
+"""burrow.daemon.notify against a real AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from burrow.notify import Notifier, StatusReporter, StatusSnapshot
+from burrow.daemon.notify import Notifier, StatusReporter, StatusSnapshot
 
 
 class Clock:

@@ -1,0 +1,7 @@
+"""The daemon layer: what turns the engines into systemd services.
+
+``service`` runs a producer or consumer engine until a signal, ``notify`` speaks sd_notify (READY,
+STATUS, WATCHDOG), ``journal`` logs to journald with structured fields, ``daemonize`` detaches on
+hosts without systemd, and ``httpapi`` serves the producer's API on its Unix socket. The core
+library (``burrow``) never imports from here.
+"""

@@ -5,7 +5,7 @@ Signals are blocked in every thread and taken synchronously by the main thread w
 (a second one forces an immediate exit), SIGHUP asks for a configuration reload.
 
 Around the engine this module wires the systemd service layer: logging to journald
-(:mod:`burrow.journal`), ``READY=1`` only once the broker connection is up and the topology
+(:mod:`burrow.daemon.journal`), ``READY=1`` only once the broker connection is up and the topology
 declared (and, for the producer, the API socket is served), ``STATUS=`` with live counters, the
 watchdog pinged from the engine's AMQP I/O loop (:meth:`add_periodic`), ``RELOADING=1`` around a
 SIGHUP reload, ``STOPPING=1`` before the drain, opt-in Prometheus metrics, and ``--daemon``.
@@ -26,8 +26,8 @@ from burrow.daemon import prometheus as metrics
 from burrow.config import BurrowConfig, load_config
 from burrow.consumer import Consumer
 from burrow.errors import ConfigError
-from burrow.journal import LoggingSetup, setup_logging
-from burrow.notify import Notifier, StatusReporter, StatusSnapshot
+from burrow.daemon.journal import LoggingSetup, setup_logging
+from burrow.daemon.notify import Notifier, StatusReporter, StatusSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ def run_producer(config: BurrowConfig) -> int:
     socket's queue (systemd's, under socket activation) instead of getting 503 from a producer
     that is still connecting, which is what keeps requests alive across ``systemctl restart``.
     """
-    from burrow.httpapi import HttpApi
+    from burrow.daemon.httpapi import HttpApi
     from burrow.producer import Producer
 
     block_signals()
@@ -368,7 +368,7 @@ def run_daemon(role: str, config: BurrowConfig, *, detach: bool = False, pidfile
     run: Callable[[BurrowConfig], int] = run_consumer if role == "consumer" else run_producer
     if not detach:
         return run(config)
-    from burrow.daemonize import run_detached
+    from burrow.daemon.daemonize import run_detached
 
     return run_detached(lambda: run(config), pidfile)
 

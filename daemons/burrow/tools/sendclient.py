@@ -23,7 +23,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from burrow.burst import run_burst
+from burrow.tools.burst import run_burst
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def _describe(exc: BaseException, path: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m burrow.sendclient``), same as ``burrow send``."""
+    """Stand-alone entry point (``python -m burrow.tools.sendclient``), same as ``burrow send``."""
     parser = argparse.ArgumentParser(prog="burrow send", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))

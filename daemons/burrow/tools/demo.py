@@ -20,9 +20,9 @@ import time
 from concurrent.futures import wait
 from pathlib import Path
 
-from burrow.burst import run_burst
+from burrow.tools.burst import run_burst
 from burrow.config import BurrowConfig, RabbitMQConfig, to_toml
-from burrow.localbroker import LocalBroker
+from burrow.tools.localbroker import LocalBroker
 from burrow.producer import Producer
 
 logger = logging.getLogger(__name__)
