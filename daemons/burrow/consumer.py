@@ -32,7 +32,7 @@ import pika.spec
 from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 
-from burrow import metrics
+from burrow import metrics, tracing
 from burrow.amqp.setup import RabbitMQSetup, call_every
 from burrow.config import BurrowConfig, default_prefetch
 from burrow.handlers import Handler, RequestContext, load_handler
@@ -348,7 +348,7 @@ class Consumer:
         logger.warning(
             "Dead-lettering request: %s", reason,
             extra={"CORRELATION_ID": properties.correlation_id or "-", "MESSAGE_ID": properties.message_id or "-",
-                   "QUEUE": self._config.topology.request_queue},
+                   "QUEUE": self._config.topology.request_queue, "TRACE_ID": tracing.trace_id(properties.headers)},
         )
         if channel.is_open:
             channel.basic_reject(delivery_tag, requeue=False)
@@ -359,7 +359,8 @@ class Consumer:
         """Run the handler (worker thread) and hand the reply to the I/O thread."""
         started = time.monotonic()
         try:
-            reply = self._handler(delivery.body, delivery.context)
+            with tracing.active(delivery.context.trace_id):
+                reply = self._handler(delivery.body, delivery.context)
             if isinstance(reply, (bytearray, memoryview)):
                 reply = bytes(reply)
             if not isinstance(reply, bytes):
@@ -370,7 +371,8 @@ class Consumer:
         except Exception as exc:
             metrics.reply_received(time.monotonic() - started, "error")
             logger.warning("Handler %s raised %s: %s", self._settings.handler, type(exc).__name__, exc,
-                           extra={"CORRELATION_ID": delivery.correlation_id, "HANDLER": self._settings.handler})
+                           extra={"CORRELATION_ID": delivery.correlation_id, "HANDLER": self._settings.handler,
+                                  "TRACE_ID": delivery.context.trace_id})
             headers: dict[str, Any] = {HEADER_STATUS: STATUS_ERROR, HEADER_ERROR_TYPE: type(exc).__name__}
             if self._settings.include_traceback:
                 headers[HEADER_TRACEBACK] = traceback.format_exc()
@@ -406,7 +408,7 @@ class Consumer:
                 content_type="application/octet-stream",
                 delivery_mode=pika.DeliveryMode.Transient if direct else pika.DeliveryMode.Persistent,
                 correlation_id=delivery.correlation_id,
-                headers=delivery.reply_headers,
+                headers=tracing.propagate(delivery.context.headers, delivery.reply_headers),
             )
             try:
                 # Not mandatory for direct reply-to: RabbitMQ 3.10 returns every such reply as
@@ -478,7 +480,7 @@ class Consumer:
                 channel.basic_reject(delivery.delivery_tag, requeue=False)
             else:
                 logger.debug("Handled request", extra={"CORRELATION_ID": delivery.correlation_id,
-                                                       "HANDLER": self._settings.handler})
+                                                       "HANDLER": self._settings.handler, "TRACE_ID": delivery.context.trace_id})
                 acks.append(delivery.delivery_tag)
         if acks:
             self.stats.processed += len(acks)

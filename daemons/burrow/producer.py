@@ -28,7 +28,7 @@ import pika.spec
 from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 
-from burrow import metrics
+from burrow import metrics, tracing
 from burrow.amqp.setup import RabbitMQSetup, call_every
 from burrow.config import BurrowConfig
 from burrow.errors import (
@@ -210,7 +210,7 @@ class Producer:
             body=bytes(body),
             deadline=now + seconds,
             wall_deadline=wall_deadline,
-            headers={**(headers or {}), HEADER_DEADLINE: int(wall_deadline * 1000)},
+            headers={**tracing.with_traceparent(headers), HEADER_DEADLINE: int(wall_deadline * 1000)},
             future=future,
             submitted=now,
         )

@@ -122,8 +122,18 @@ def recap(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, int]]
     }
 
 
-def deploy(broker: Host, producer: Host, consumer: Host, tmp: Path, deb: Path, broker_address: str) -> Deployment:
-    """Write the inventory (0600, fresh random passwords) and run the playbook twice."""
+def deploy(
+    broker: Host,
+    producer: Host,
+    consumer: Host,
+    tmp: Path,
+    deb: Path,
+    broker_address: str,
+    extra_vars: dict[str, object] | None = None,
+    runs: int = 2,
+) -> Deployment:
+    """Write the inventory (0600, fresh random passwords, ``extra_vars`` last) and run the playbook
+    ``runs`` times (the second run, with -v, is the idempotence check)."""
     for host in {h.name: h for h in (broker, producer, consumer)}.values():
         host.wait_for_ssh()
     passwords = {PRODUCER_USER: secrets.token_urlsafe(24), CONSUMER_USER: secrets.token_urlsafe(24)}
@@ -138,6 +148,7 @@ def deploy(broker: Host, producer: Host, consumer: Host, tmp: Path, deb: Path, b
         "burrow_consumer_rabbitmq_password": passwords[CONSUMER_USER],
         # rabbitmq-server is preinstalled in the root and the hosts have no mirror: never refresh.
         "rabbitmq_apt_cache_valid_time": 10 * 365 * 86400,
+        **(extra_vars or {}),
     }
     inventory = write_inventory(
         tmp / "inventory.yml",
@@ -145,7 +156,7 @@ def deploy(broker: Host, producer: Host, consumer: Host, tmp: Path, deb: Path, b
         site_vars,
     )
     deployment = Deployment(broker, producer, consumer, inventory, passwords)
-    for extra in ((), ("-v",)):
+    for extra in ((), ("-v",))[:runs]:
         result = run_playbook(inventory, tmp, *extra)
         deployment.runs.append(result)
         if result.returncode != 0:

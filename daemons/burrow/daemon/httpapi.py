@@ -14,6 +14,8 @@ Endpoints:
   handler raised, ``503`` while the broker is unreachable or the producer refuses work, ``413`` over
   the size limit, ``411`` without ``Content-Length``, ``400`` for a bad ``X-Burrow-Timeout``.
   Every answer carries ``X-Burrow-Request-Id`` and, once published, ``X-Burrow-Correlation-Id``.
+  A W3C ``traceparent`` header continues the client's trace (else a new one starts): it goes with
+  the request to the consumer and comes back on the answer, and both daemons log its ``TRACE_ID``.
   Error bodies are JSON: ``{"error": "...", "message": "...", ...}``.
 - ``GET /v1/health``: ``{"broker_connected": ..., "in_flight": ..., ...}``, 200 when connected, else 503.
 - ``GET /metrics``: Prometheus text when metrics are enabled, else 404.
@@ -50,6 +52,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from burrow import tracing
 from burrow.daemon import prometheus as metrics
 from burrow.errors import Backpressure, BrokerUnavailable, BurrowError, PublishError, RemoteError, RequestTimeout
 
@@ -250,6 +253,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.rfile = io.BufferedReader(self._reader)
         self._request_id = ""
         self._correlation_id = ""
+        self._traceparent = ""
 
     def handle_one_request(self) -> None:
         """Give the next request ``read_timeout`` seconds to arrive in full, then serve it."""
@@ -257,6 +261,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._reader.deadline = time.monotonic() + api.read_timeout
         self._request_id = ""
         self._correlation_id = ""
+        self._traceparent = ""
         try:
             super().handle_one_request()
         except TimeoutError:
@@ -331,9 +336,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._error(503, "unavailable", "the broker is unreachable", retry_after=1)
             return
         effective = timeout if timeout is not None else api.default_timeout
+        self._traceparent = tracing.child(self.headers.get(tracing.HEADER))
         try:
             future = producer.submit(
-                body, timeout=effective, headers={"x-burrow-request-id": self._request_id}, block=True
+                body, timeout=effective, block=True,
+                headers={"x-burrow-request-id": self._request_id, tracing.HEADER: self._traceparent},
             )
             self._correlation_id = str(getattr(future, "correlation_id", "") or "")
             reply = future.result(timeout=effective + RESULT_GRACE)
@@ -345,7 +352,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         logger.debug(
             "Request %s answered (%d bytes)", self._request_id, len(reply),
-            extra={"REQUEST_ID": self._request_id, "CORRELATION_ID": self._correlation_id},
+            extra={"REQUEST_ID": self._request_id, "CORRELATION_ID": self._correlation_id, "TRACE_ID": self._trace_id},
         )
         self._respond(200, reply, "application/octet-stream")
 
@@ -374,6 +381,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._respond(200, body, content_type)
 
     # -- request parsing -------------------------------------------------------------------------
+
+    @property
+    def _trace_id(self) -> str | None:
+        return tracing.trace_id({tracing.HEADER: self._traceparent})
 
     def _client_request_id(self) -> str | None:
         value = self.headers.get("X-Burrow-Request-Id", "")
@@ -439,7 +450,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _failed(self, exc: BaseException) -> None:
         """Map a submit/result exception to its status code (see the module docstring)."""
-        log_extra = {"REQUEST_ID": self._request_id, "CORRELATION_ID": self._correlation_id}
+        log_extra = {"REQUEST_ID": self._request_id, "CORRELATION_ID": self._correlation_id, "TRACE_ID": self._trace_id}
         if isinstance(exc, RequestTimeout):
             logger.info("Request %s timed out: %s", self._request_id, exc, extra=log_extra)
             self._error(504, "timeout", str(exc) or "no reply before the deadline")
@@ -514,6 +525,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("X-Burrow-Request-Id", self._request_id)
         if self._correlation_id:
             self.send_header("X-Burrow-Correlation-Id", self._correlation_id)
+        if self._traceparent:
+            self.send_header("traceparent", self._traceparent)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         if self.close_connection:
