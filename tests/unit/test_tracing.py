@@ -1,7 +1,7 @@
 """burrow.tracing: W3C traceparent parsing, new hops and traces, the active trace in log records.
 
-Each parsing test runs twice: with opentelemetry-api's propagator (a test dependency) and with the
-module's own parser, which is what a daemon without the API uses.
+Each test runs twice: with opentelemetry-api's propagator (a test dependency) behind ``extract`` and
+without it, as in a daemon without the API; ``parse`` is the module's own parser either way.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     yield request.param
 
 
-def test_valid_traceparent_is_parsed() -> None:
-    assert tracing.parse(VALID) == (TRACE, "00f067aa0ba902b7", "01")
-    assert tracing.parse(VALID.encode()) == (TRACE, "00f067aa0ba902b7", "01")
+@pytest.mark.parametrize("read", [tracing.parse, tracing.extract])
+def test_valid_traceparent_is_parsed(read) -> None:
+    assert read(VALID) == (TRACE, "00f067aa0ba902b7", "01")
+    assert read(VALID.encode()) == (TRACE, "00f067aa0ba902b7", "01")
 
 
 @pytest.mark.parametrize(
@@ -52,8 +53,9 @@ def test_valid_traceparent_is_parsed() -> None:
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",  # version 00 has no more fields
     ],
 )
-def test_invalid_traceparents_are_refused(value: object) -> None:
-    assert tracing.parse(value) is None
+@pytest.mark.parametrize("read", [tracing.parse, tracing.extract])
+def test_invalid_traceparents_are_refused(read, value: object) -> None:
+    assert read(value) is None
 
 
 def test_child_keeps_the_trace_and_flags_with_a_new_parent() -> None:
