@@ -97,6 +97,8 @@ def run_playbook(inventory: Path, tmp: Path, *extra: str) -> subprocess.Complete
         "ANSIBLE_HOST_KEY_CHECKING": "False",
         "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-local"),
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp / "cp"),
+        # Timestamped, and kept when the run times out (its captured output is lost then).
+        "ANSIBLE_LOG_PATH": str(tmp / "ansible.log"),
     }
     started = time.monotonic()
     result = subprocess.run(

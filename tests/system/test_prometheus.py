@@ -88,7 +88,11 @@ def monitored(nspawn_root: Path, ssh_key: SSHKey, burrow_deb: Path, tmp_path_fac
                 return False
             return {sample["metric"]["job"] for sample in up} == JOBS  # type: ignore[index]
 
-        wait_until(all_up, 60, f"Prometheus to scrape {sorted(JOBS)} successfully")
+        try:
+            wait_until(all_up, 180, f"Prometheus to scrape {sorted(JOBS)} successfully")
+        except Exception as exc:
+            targets = host.run(["curl", "-sS", "--max-time", "10", "http://127.0.0.1:9090/api/v1/targets"], check=False)
+            raise AssertionError(f"{exc}\ntargets: {targets.stdout[-4000:]}\n{host.journal('prometheus.service', lines=30)}") from exc
         yield deployment
 
 
