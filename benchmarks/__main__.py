@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--variants] [--out DIR] [--profile]``: run the benchmark, write the results.
+"""``python -m benchmarks [--quick] [--variants] [--peers] [--out DIR] [--profile]``: run the benchmark, write the results.
 
 Run from the repository root with the venv of ``scripts/bootstrap-dev.sh`` (``make bench`` does
 both). Results go to ``benchmarks/results/<UTC time>/`` (git-ignored) and the table is printed.
@@ -30,6 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="record py-spy flame graphs of the burrow processes at the highest concurrency of round 1")
     parser.add_argument("--variants", action="store_true",
                         help="also measure burrow with one setting changed (prefetch 128, classic request queue)")
+    parser.add_argument("--peers", action="store_true",
+                        help="also measure Celery (rpc://), nameko and aio-pika's RPC, each in its own cached venv")
     parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                         help="only re-draw results.md and results.png next to an existing results.json")
     parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="py-spy executable for --profile")
@@ -46,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out_dir = args.out or RESULTS_DIR / f"{stamp}-{settings.mode}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    raw = harness.run_benchmark(settings, out_dir, py_spy=args.py_spy if args.profile else None, variants=args.variants)
+    raw = harness.run_benchmark(settings, out_dir, py_spy=args.py_spy if args.profile else None, variants=args.variants,
+                                with_peers=args.peers)
     # Every latency sample, for other analyses than the summary's percentiles and CDF.
     (out_dir / "raw.json").write_text(json.dumps(raw))
     summary = report.summarise(raw)

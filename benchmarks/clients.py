@@ -143,12 +143,12 @@ def burrow_client_main(conn: Connection, amqp_url: str, topology: dict[str, Any]
         producer=ProducerConfig(instance_id=instance_id, reply_mode="direct" if direct else "queue"),
     )
     producer = Producer(config, instance_id=instance_id, name="bench").start()
-    if not producer.wait_connected(30):
+    if not producer.wait_ready(30):
         conn.send({"error": "burrow producer did not connect within 30 s"})
         return
     conn.send({"ready": True})
     _serve(conn, BurrowDriver(producer))
-    producer.close(timeout=10)
+    producer.stop(timeout=10)
 
 
 # --------------------------------------------------------------------------- the seed-style baseline

@@ -36,7 +36,8 @@ from burrow.tools.burst import percentile
 from burrow.config import BurrowConfig, ConsumerConfig, RabbitMQConfig, TopologyConfig, to_toml
 from burrow.tools.localbroker import LocalBroker
 
-from benchmarks import clients
+from benchmarks import clients, peers
+from benchmarks.peers import PeerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,10 @@ CEILING = "ceiling"
 FLOOR = "floor"
 #: The request/response systems, in the order each round measures them.
 RPC_SYSTEMS = (RELIABLE, DIRECT, BASELINE)
+#: --peers: what users would otherwise use, each in its own venv (benchmarks/peers/).
+PEER_SYSTEMS = tuple(peers.PEERS)
+#: The open-loop rate of the p99 target (requests per second), measured for burrow's two modes.
+TARGET_RATE = 2000.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,8 +263,8 @@ class RunningSystem:
     """One request/response system under test: its server process and its client process."""
 
     name: str
-    server: BurrowConsumerProcess | Child
-    client: Child
+    server: BurrowConsumerProcess | Child | PeerProcess
+    client: Child | PeerProcess
 
     @property
     def pids(self) -> dict[str, int]:
@@ -276,16 +281,20 @@ class RunningSystem:
 def start_system(name: str, broker: LocalBroker, workdir: Path) -> RunningSystem:
     """Start ``name``'s consumer, wait until it consumes, then its client; both in new processes."""
     url = broker.amqp_url
-    server: BurrowConsumerProcess | Child
-    if name == BASELINE:
+    server: BurrowConsumerProcess | Child | PeerProcess
+    if name in peers.PEERS:
+        server = PeerProcess(name, "server", url, workdir / f"{name}-server.log")
+    elif name == BASELINE:
         server = Child(f"{name}-server", clients.baseline_server_main, url, BASELINE_QUEUE)
     else:
         variant = BURROW_SYSTEMS[name]
         server = BurrowConsumerProcess(workdir, name, url, topology_for(name), variant.prefetch)
-    client: Child | None = None
+    client: Child | PeerProcess | None = None
     try:
         server.wait_ready()
-        if name == BASELINE:
+        if name in peers.PEERS:
+            client = PeerProcess(name, "client", url, workdir / f"{name}-client.log")
+        elif name == BASELINE:
             client = Child(f"{name}-client", clients.baseline_client_main, url, BASELINE_QUEUE)
         else:
             client = Child(f"{name}-client", clients.burrow_client_main, url, dataclasses.asdict(topology_for(name)),
@@ -469,14 +478,21 @@ def profile_summary(path: Path, top: int = 15) -> dict[str, Any]:
     return {"samples": total, "threads_pct": share(threads), "self_pct": share(own), "inclusive_pct": share(inclusive)}
 
 
-def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, variants: bool = False) -> dict[str, Any]:
+def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, variants: bool = False,
+                  with_peers: bool = False) -> dict[str, Any]:
     """Measure everything the issue asks for and return it as one JSON-ready dictionary.
 
-    With ``variants`` the burrow variants of :data:`VARIANTS` join the throughput rounds.
+    With ``variants`` the burrow variants of :data:`VARIANTS` join the throughput rounds, with
+    ``with_peers`` the peers of :data:`PEER_SYSTEMS` (their venvs are built first).
     """
     levels = settings.concurrencies
-    measured = RPC_SYSTEMS + (VARIANTS if variants else ())
-    total_steps = settings.rounds * (len(levels) * len(measured) + 2) + 2 * len(measured) + len(RPC_SYSTEMS) * 2
+    if with_peers:
+        for name in PEER_SYSTEMS:
+            peers.peer_python(name)
+    measured = RPC_SYSTEMS + (VARIANTS if variants else ()) + (PEER_SYSTEMS if with_peers else ())
+    burrow_modes = (RELIABLE, DIRECT)
+    total_steps = (settings.rounds * (len(levels) * len(measured) + 2) + 2 * len(measured) + len(burrow_modes)
+                   + len(RPC_SYSTEMS) * 2)
     progress = Progress(total_steps)
     profiler = Profiler(py_spy, out_dir)
     results: dict[str, Any] = {
@@ -489,6 +505,7 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
         "floor": [],
         "fixed_rate": {},
         "same_rate": {},
+        "target_rate": {},
         "rss": {},
     }
     workdir = Path(tempfile.mkdtemp(prefix="burrow-bench-"))
@@ -499,7 +516,11 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
             with running_systems(measured, broker, workdir) as systems:
                 for system in systems.values():
                     Progress.note(f"{system.name}: pids {system.pids}")
-                    system.client.command("closed", settings.warmup, 16, settings.max_seconds, timeout=settings.max_seconds + 60)
+                    # Peer clients keep one connection per thread: warm them at the highest
+                    # concurrency, so that no measurement pays for connecting.
+                    warm = max(levels) if system.name in PEER_SYSTEMS else 16
+                    system.client.command("closed", max(settings.warmup, warm), warm, settings.max_seconds,
+                                          timeout=settings.max_seconds + 120)
                 for round_number in range(1, settings.rounds + 1):
                     for concurrency in levels:
                         for name, system in systems.items():
@@ -532,6 +553,12 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
                         results[kind][name] = result
                         progress.step(f"{kind.replace('_', ' ')} {name:<16} {rates[name]:6.0f} req/s {_describe(result)} "
                                       f"cores busy {result['cores_busy']:.2f}")
+                # The p99 target's open loop, at a rate fixed by the target instead of by the run.
+                for name in burrow_modes:
+                    result = measure_rate(systems[name], broker, TARGET_RATE, settings)
+                    results["target_rate"][name] = result
+                    progress.step(f"target rate {name:<16} {TARGET_RATE:6.0f} req/s {_describe(result)} "
+                                  f"cores busy {result['cores_busy']:.2f}")
             for name in RPC_SYSTEMS:
                 results["rss"][name] = measure_memory(name, broker, workdir, settings, progress)
         results["profiles"] = {label: profile_summary(path) for label, path in profiler.files.items() if path.exists()}

@@ -26,9 +26,12 @@ LABELS = {
     "reliable-prefetch64": "variant: reliable, prefetch 64",
     "direct-prefetch64": "variant: direct reply-to, prefetch 64",
     "reliable-classic-queue": "variant: reliable, classic request queue",
+    "celery": "peer: Celery 5.7, rpc:// backend, threads pool of 8",
+    "nameko": "peer: nameko 2.14 RPC, 8 workers",
+    "aio-pika": "peer: aio-pika 10.2 JsonRPC pattern",
 }
 #: The systems the issue's targets are about (the rest are --variants).
-MAIN_SYSTEMS = ("burrow-reliable", "burrow-direct", "baseline")
+MAIN_SYSTEMS = ("burrow-reliable", "burrow-direct", "baseline", "celery", "nameko", "aio-pika")
 #: Quantiles kept per latency distribution for the CDF plot.
 CDF_POINTS = 200
 
@@ -79,8 +82,8 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
     levels = list(raw["throughput"][systems[0]])
     lowest = min(levels, key=int)
     latency_c1 = {name: latency_summary([x for r in raw["throughput"][name][lowest] for x in r["latencies"]]) for name in systems}
-    fixed_rate, same_rate = ({name: _rate_summary(result) for name, result in raw.get(kind, {}).items()}
-                             for kind in ("fixed_rate", "same_rate"))
+    fixed_rate, same_rate, target_rate = ({name: _rate_summary(result) for name, result in raw.get(kind, {}).items()}
+                                          for kind in ("fixed_rate", "same_rate", "target_rate"))
     peaks = {name: max(v["median_rps"] for v in throughput[name].values()) for name in systems}
     summary = {
         "started": raw["started"],
@@ -97,6 +100,7 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
         "latency_c1": latency_c1,
         "fixed_rate": fixed_rate,
         "same_rate": same_rate,
+        "target_rate": target_rate,
         "rss": raw["rss"],
         "profiles": raw.get("profiles", {}),
     }
@@ -110,8 +114,18 @@ def _rate_summary(result: dict[str, Any]) -> dict[str, Any]:
             **latency_summary(result["latencies"])}
 
 
+#: The issue's bounds (issue 17): reliable mode against the baseline, Celery and nameko, the RPC
+#: ceiling, the floor measured in the same run, a fixed rate, and memory.
+BASELINE_FACTOR = 2.0
+PEER_FACTOR = 5.0
+CEILING_SHARE = 0.80
+FLOOR_FACTOR = 1.05
+P99_BOUND_MS = 10.0
+RSS_GROWTH = 0.10
+
+
 def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets, each with the measured value and whether it holds."""
+    """The targets, each with the measured value and whether it holds (missing systems are skipped)."""
     peaks = summary["peak_rps"]
     rpc_ceiling = summary["ceiling"]["rpc_ceiling_rps"]
     rows: list[dict[str, Any]] = []
@@ -121,32 +135,32 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"target": name, "measured": round(measured, 3), "bound": bound,
                      "relation": ">=" if at_least else "<=", "unit": unit, "holds": holds})
 
-    baseline = peaks.get("baseline")
-    for name, bound in (("burrow-reliable", 1.0), ("burrow-direct", 1.5)):
-        if name in peaks and baseline:
-            add(f"{name} peak / baseline peak", peaks[name] / baseline, bound, True, "x")
-    for name, bound in (("burrow-reliable", 0.40), ("burrow-direct", 0.60)):
-        if name in peaks and rpc_ceiling:
-            add(f"{name} peak / RPC ceiling", peaks[name] / rpc_ceiling, bound, True, "fraction")
-    for name in ("burrow-reliable", "burrow-direct"):
-        if name in summary["latency_c1"]:
-            add(f"{name} p50 at concurrency 1", summary["latency_c1"][name]["p50_ms"], 0.6, False, "ms")
-        if name in summary["fixed_rate"]:
-            add(f"{name} p99 at half of peak", summary["fixed_rate"][name]["p99_ms"], 10.0, False, "ms")
-    # References, not targets of the issue: what bounds the two latency targets above.
-    if summary.get("floor"):
-        add("reference: floor (pika with reliable mode's guarantees) p50 at concurrency 1", summary["floor"]["p50_ms"], 0.6, False, "ms")
-    for name in ("burrow-reliable", "burrow-direct"):
-        same = summary.get("same_rate", {}).get(name)
-        if same:
-            add(f"reference: {name} p99 at the common rate ({same['rate_rps']:.0f} req/s)", same["p99_ms"], 10.0, False, "ms")
+    reliable = "burrow-reliable"
+    if reliable in peaks:
+        for other, bound in (("baseline", BASELINE_FACTOR), ("celery", PEER_FACTOR), ("nameko", PEER_FACTOR)):
+            if peaks.get(other):
+                add(f"{reliable} peak / {other} peak", peaks[reliable] / peaks[other], bound, True, "x")
+        top = max(summary["throughput"][reliable], key=int)
+        if rpc_ceiling:
+            add(f"{reliable} at {top} in flight / RPC ceiling", summary["throughput"][reliable][top]["median_rps"] / rpc_ceiling,
+                CEILING_SHARE, True, "fraction")
+        if summary.get("floor") and reliable in summary["latency_c1"]:
+            add(f"{reliable} p50 at 1 in flight / floor p50 ({summary['floor']['p50_ms']:.2f} ms)",
+                summary["latency_c1"][reliable]["p50_ms"] / summary["floor"]["p50_ms"], FLOOR_FACTOR, False, "x")
+        at_rate = summary.get("target_rate", {}).get(reliable)
+        if at_rate:
+            add(f"{reliable} p99 at {at_rate['rate_rps']:.0f} req/s (open loop)", at_rate["p99_ms"], P99_BOUND_MS, False, "ms")
+    # References, not targets: direct mode at the target rate, and every system's tail at the common rate.
+    at_rate = summary.get("target_rate", {}).get("burrow-direct")
+    if at_rate:
+        add(f"reference: burrow-direct p99 at {at_rate['rate_rps']:.0f} req/s", at_rate["p99_ms"], P99_BOUND_MS, False, "ms")
     for name in ("burrow-reliable", "burrow-direct"):
         memory = summary["rss"].get(name)
         if memory:
             for role in ("producer", "consumer"):
                 growth = memory["last"][f"{role}_kib"] / memory["first"][f"{role}_kib"] - 1
                 add(f"{name} {role} RSS growth {memory['first']['requests']} -> {memory['last']['requests']} requests",
-                    growth, 0.10, False, "fraction")
+                    growth, RSS_GROWTH, False, "fraction")
     return rows
 
 
@@ -229,6 +243,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     colours = {"burrow-reliable": "tab:blue", "burrow-direct": "tab:green", "baseline": "tab:red",
+               "celery": "tab:orange", "nameko": "tab:gray", "aio-pika": "gold",
                "reliable-prefetch16": "tab:cyan", "direct-prefetch16": "tab:pink",
                "reliable-prefetch64": "tab:purple", "direct-prefetch64": "tab:olive", "reliable-classic-queue": "tab:brown"}
     for name, per_level in summary["throughput"].items():

@@ -3,6 +3,8 @@
 #   make bench          full run (< 10 min): burrow reliable and direct vs the seed-style baseline and
 #                       the broker's ceiling; JSON, markdown table and PNG in benchmarks/results/<time>/
 #   make bench-quick    the same, smaller and one round (< 2 min)
+#   make bench-peers    make bench plus Celery (rpc://), nameko and aio-pika's RPC, each in its own venv
+#                       built from PyPI on first use and cached (benchmarks/peers/); not part of CI
 #   make bench-profile  a quick run with py-spy attached to burrow's producer and consumer at the
 #                       highest concurrency (collapsed stacks + a summary in results.json)
 #
@@ -13,13 +15,16 @@ BENCH_ARGS ?=
 PY_SPY_VERSION ?= 0.4.3
 PY_SPY_VENV = $${BURROW_CACHE:-/var/cache/burrow-ci}/py-spy-$(PY_SPY_VERSION)
 
-.PHONY: bench bench-quick bench-profile
+.PHONY: bench bench-quick bench-peers bench-profile
 
 bench:
 	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks $(BENCH_ARGS)
 
 bench-quick:
 	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks --quick $(BENCH_ARGS)
+
+bench-peers:
+	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks --peers $(BENCH_ARGS)
 
 bench-profile:
 	@venv=$$(scripts/bootstrap-dev.sh) && \

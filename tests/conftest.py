@@ -149,7 +149,7 @@ def make_config(broker: Broker, names: TopologyConfig, request: pytest.FixtureRe
         return  # a test that left the broker down has its own failure to report
     try:
         channel = connection.channel()
-        for queue in (names.request_queue, names.dead_letter_queue):
+        for queue in (names.request_queue, names.dead_letter_queue, names.dead_letter_notice_queue):
             channel.queue_delete(queue=queue)
         for exchange in (names.request_exchange, names.reply_exchange, names.dead_letter_exchange):
             channel.exchange_delete(exchange=exchange)
@@ -241,5 +241,5 @@ def start_producer() -> Iterator[Callable[..., Any]]:
     """Start producers connected to the broker (closed at the end of the test); ``cls=`` picks a subclass."""
     from burrow.producer import Producer
 
-    with _engines(Producer, lambda producer: producer.wait_connected(30), lambda producer: producer.close(timeout=0)) as start:
+    with _engines(Producer, lambda producer: producer.wait_ready(30), lambda producer: producer.stop(timeout=0)) as start:
         yield start

@@ -21,8 +21,9 @@ logger = logging.getLogger(__name__)
 EXIT_CONFIG = 2
 
 
-def setup_logging(level: str) -> None:
-    """Plain lines on stderr at ``level``."""
+def log_to_stderr(level: str) -> None:
+    """Plain lines on stderr at ``level``, for the commands that are not daemons (the daemons call
+    :func:`burrow.daemon.journal.install_service_logging`, which replaces this handler)."""
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -60,7 +61,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     from burrow.producer import Producer
 
     config = _load(args.config)
-    setup_logging(args.log_level or "WARNING")
+    log_to_stderr(args.log_level or "WARNING")
     instance_id = args.instance_id or f"{config.producer.resolved_instance_id()}-call-{os.getpid()}"
     with Producer(config, instance_id=instance_id, name="call") as producer:
         if args.count is None:
@@ -90,8 +91,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run(args.count, args.concurrency)
 
 
+def cmd_dead(args: argparse.Namespace) -> int:
+    """``burrow dead list|show|replay|purge``: the dead-letter queue, for operators."""
+    from burrow.tools import dead
+
+    config = _load(args.config)
+    log_to_stderr(args.log_level or "WARNING")
+    return dead.run(config, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from burrow.tools import sendclient
+    from burrow.tools import dead, sendclient
 
     parser = argparse.ArgumentParser(prog="burrow", description="Request/response over RabbitMQ.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
     demo.set_defaults(func=cmd_demo)
 
+    dead_letters = sub.add_parser("dead", help="list, show, replay or purge the dead-letter queue")
+    dead.add_arguments(dead_letters)
+    dead_letters.set_defaults(func=cmd_dead)
+
     send = sub.add_parser("send", help="send requests to the local burrow-producer's Unix socket")
     sendclient.add_arguments(send)
     send.set_defaults(func=sendclient.run)
@@ -143,7 +157,7 @@ def _daemon_parser(prog: str, description: str) -> argparse.ArgumentParser:
 def _run_daemon(role: str, argv: Sequence[str] | None) -> int:
     args = _daemon_parser(f"burrow-{role}", f"Run the burrow {role} daemon.").parse_args(argv)
     config = _load(args.config)
-    setup_logging(config.logging.level)
+    log_to_stderr(config.logging.level)
     from burrow.daemon.daemonize import PidFileLocked
     from burrow.handlers import load_handler
     from burrow.daemon.service import run_daemon

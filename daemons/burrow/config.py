@@ -11,17 +11,12 @@ import dataclasses
 import os
 import socket
 import string
-import sys
+import tomllib
 import typing
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised only on Python 3.10
-    import tomli as tomllib
 
 from burrow.errors import ConfigError
 
@@ -92,6 +87,7 @@ class TopologyConfig:
     reply_queue_expires: int = 3600
     dead_letter_exchange: str = "burrow.x.dead"
     dead_letter_queue: str = "burrow.dead"
+    dead_letter_notice_queue: str = "burrow.dead.notices"
 
     @classmethod
     def prefixed(cls, prefix: str, **overrides: Any) -> "TopologyConfig":
@@ -104,6 +100,7 @@ class TopologyConfig:
             "reply_queue_prefix": f"{prefix}.replies",
             "dead_letter_exchange": f"{prefix}.x.dead",
             "dead_letter_queue": f"{prefix}.dead",
+            "dead_letter_notice_queue": f"{prefix}.dead.notices",
         }
         return cls(**{**names, **overrides})
 
@@ -137,11 +134,12 @@ class ConsumerConfig:
     content_types: tuple[str, ...] = ("application/octet-stream", "text/plain")
     include_traceback: bool = False
     shutdown_timeout: float = 30.0
+    dead_letter_notices: bool = True
 
-    @property
-    def effective_prefetch(self) -> int:
-        """Unacked requests to hold: ``prefetch`` or, when 0, :func:`default_prefetch`."""
-        return self.prefetch or default_prefetch(self.concurrency)
+    def effective_prefetch(self, concurrency: int) -> int:
+        """Unacked requests to hold with ``concurrency`` workers (the live count after a reload):
+        ``prefetch`` or, when 0, :func:`default_prefetch`."""
+        return self.prefetch or default_prefetch(concurrency)
 
 
 #: Requests the consumer holds per worker when ``consumer.prefetch`` is 0 (Celery's default
@@ -234,6 +232,7 @@ _CHECKS: dict[str, typing.Callable[[Any], str | None]] = {
     "topology.reply_queue_expires": _positive,
     "topology.dead_letter_exchange": _not_empty,
     "topology.dead_letter_queue": _not_empty,
+    "topology.dead_letter_notice_queue": _not_empty,
     "producer.reply_mode": _one_of("queue", "direct"),
     "producer.request_timeout": _positive,
     "producer.max_in_flight": _positive,

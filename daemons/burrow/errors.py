@@ -43,6 +43,39 @@ class RemoteError(BurrowError):
         super().__init__(f"{type_name}: {message}")
 
 
+class Rejected(BurrowError):
+    """burrow refused the request and dead-lettered it: no handler finished it, and none will.
+
+    A sibling of :class:`RemoteError`, not a subclass: a ``RemoteError`` means the handler ran and
+    raised; a ``Rejected`` request was never (successfully) handled, so retrying the same request
+    unchanged fails the same way. ``reason`` is a stable code (``too_large``, ``content_type``,
+    ``invalid_utf8``, ``stale``, ``delivery_limit``) and ``message`` says what was wrong. The
+    request stays in the dead-letter queue for ``burrow dead``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        self.message = message
+        super().__init__(f"request rejected ({reason}): {message}")
+
+
+class DeliveryLimitExceeded(Rejected):
+    """The request was delivered ``delivery_count`` times and no consumer finished it (it crashed or
+    stalled every consumer that took it), so the broker dead-lettered it.
+
+    ``first_death_reason`` and ``first_death_queue`` are the broker's ``x-first-death-*`` headers;
+    ``died_at`` is the UNIX time the broker dead-lettered it.
+    """
+
+    def __init__(self, message: str, *, delivery_count: int | None, first_death_reason: str,
+                 first_death_queue: str, died_at: float | None) -> None:
+        self.delivery_count = delivery_count
+        self.first_death_reason = first_death_reason
+        self.first_death_queue = first_death_queue
+        self.died_at = died_at
+        super().__init__("delivery_limit", message)
+
+
 class PublishError(BurrowError):
     """The broker refused the request (nack, unroutable or an error reply from the broker)."""
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from burrow.errors import BrokerUnavailable, PublishError, RemoteError, RequestTimeout, UnroutableError
+from burrow.errors import BrokerUnavailable, PublishError, Rejected, RemoteError, RequestTimeout, UnroutableError
 
-#: How a producer's request ended (the ``outcome`` label): a reply, an error reply, its deadline,
-#: no queue bound, the broker refused it, the producer closed, or anything else.
-PRODUCER_OUTCOMES = ("ok", "error", "timeout", "unroutable", "refused", "unavailable", "failed")
+#: How a producer's request ended (the ``outcome`` label): a reply, an error reply, a rejection
+#: notice (dead-lettered), its deadline, no queue bound, the broker refused it, the producer closed,
+#: or anything else.
+PRODUCER_OUTCOMES = ("ok", "error", "rejected", "timeout", "unroutable", "refused", "unavailable", "failed")
 
 #: How a consumer's handler ended: it returned, or it raised (an error reply was sent).
 CONSUMER_OUTCOMES = ("ok", "error")
@@ -36,6 +37,9 @@ class Recorder(Protocol):
 
     def dead_lettered(self, reason: str) -> None:
         """The consumer rejected a request to the dead-letter exchange for ``reason``."""
+
+    def dead_letter_notice(self, reason: str) -> None:
+        """The dead-letter watcher told a caller that the broker dead-lettered its request."""
 
     def reconnected(self) -> None:
         """A broker connection came back after a loss."""
@@ -65,13 +69,13 @@ def request_received() -> None:
 
 
 def reply_received(seconds: float, outcome: str = "ok") -> None:
-    """A request was answered after ``seconds`` ("ok" or "error"), or timed out ("timeout").
+    """A request was answered after ``seconds`` ("ok" or "error"), rejected, or timed out.
 
-    A timeout is counted but its time is not a latency: it would only measure the deadline.
+    Only answers are latencies: a timeout would measure the deadline, a rejection the dead-lettering.
     """
     recorder = _recorder
     if recorder is not None:
-        recorder.request_finished(outcome, None if outcome == "timeout" else seconds)
+        recorder.request_finished(outcome, seconds if outcome in ("ok", "error") else None)
 
 
 def request_failed(error: BaseException) -> None:
@@ -87,6 +91,8 @@ def failure_outcome(error: BaseException) -> str:
         return "error"
     if isinstance(error, RequestTimeout):
         return "timeout"
+    if isinstance(error, Rejected):
+        return "rejected"
     if isinstance(error, UnroutableError):
         return "unroutable"
     if isinstance(error, PublishError):
@@ -96,11 +102,18 @@ def failure_outcome(error: BaseException) -> str:
     return "failed"
 
 
-def dead_lettered(reason: str = "rejected") -> None:
-    """The consumer dead-lettered a request; ``reason`` is a short fixed word, not a message."""
+def dead_lettered(reason: str) -> None:
+    """The consumer dead-lettered a request; ``reason`` is a reject code (``protocol.REJECT_*``)."""
     recorder = _recorder
     if recorder is not None:
         recorder.dead_lettered(reason)
+
+
+def dead_letter_notice(reason: str) -> None:
+    """The dead-letter watcher told a caller that the broker dead-lettered its request."""
+    recorder = _recorder
+    if recorder is not None:
+        recorder.dead_letter_notice(reason)
 
 
 def reconnected() -> None:
@@ -114,6 +127,7 @@ __all__ = [
     "CONSUMER_OUTCOMES",
     "PRODUCER_OUTCOMES",
     "Recorder",
+    "dead_letter_notice",
     "dead_lettered",
     "failure_outcome",
     "install",

@@ -1,8 +1,10 @@
 """The exchanges and queues burrow needs, declared idempotently by both sides.
 
 Requests go to a direct exchange bound to one durable request queue (quorum by default) that
-dead-letters, at least once, to a durable dead-letter queue after ``delivery_limit`` deliveries or
-on rejection. Replies go through a direct exchange to per-producer durable reply queues that the
+dead-letters, at least once, through a fanout exchange after ``delivery_limit`` deliveries or on
+rejection: to the dead-letter queue, where dead letters stay for operators (``burrow dead``), and
+to the notice queue, from which the consumers' dead-letter watcher tells each caller why its
+request will never be answered. Replies go through a direct exchange to per-producer durable reply queues that the
 broker deletes after ``reply_queue_expires`` seconds without a consumer. Exchange and queue names
 differ so that broker permissions (regexes over names) can tell them apart.
 """
@@ -41,6 +43,17 @@ def request_queue_arguments(topology: TopologyConfig) -> dict[str, Any]:
     return arguments
 
 
+#: Notices kept for the dead-letter watcher while none runs; the oldest go first beyond this.
+NOTICE_QUEUE_MAX_LENGTH = 10000
+
+
+def notice_queue_arguments(topology: TopologyConfig) -> dict[str, Any]:
+    """Arguments of the notice queue: bounded, dropping its oldest notices rather than refusing new
+    ones, because at-least-once dead-lettering waits for every target queue to take a dead letter
+    and a full notice queue must never hold up the dead-letter queue itself."""
+    return {"x-queue-type": topology.queue_type, "x-max-length": NOTICE_QUEUE_MAX_LENGTH, "x-overflow": "drop-head"}
+
+
 def declaration_steps(topology: TopologyConfig, reply_queue: str | None) -> list[tuple[str, dict[str, Any]]]:
     """The ordered ``(channel method, keyword arguments)`` calls that declare the topology."""
     steps: list[tuple[str, dict[str, Any]]] = [
@@ -56,6 +69,14 @@ def declaration_steps(topology: TopologyConfig, reply_queue: str | None) -> list
             },
         ),
         ("queue_bind", {"queue": topology.dead_letter_queue, "exchange": topology.dead_letter_exchange, "routing_key": ""}),
+        (
+            "queue_declare",
+            {"queue": topology.dead_letter_notice_queue, "durable": True, "arguments": notice_queue_arguments(topology)},
+        ),
+        (
+            "queue_bind",
+            {"queue": topology.dead_letter_notice_queue, "exchange": topology.dead_letter_exchange, "routing_key": ""},
+        ),
         (
             "queue_declare",
             {"queue": topology.request_queue, "durable": True, "arguments": request_queue_arguments(topology)},

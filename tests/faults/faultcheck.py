@@ -76,8 +76,8 @@ class CountingProducer(Producer):
     def on_confirm(self, frame: pika.frame.Method) -> None:
         method = frame.method
         if isinstance(method, pika.spec.Basic.Ack):
-            for tag in self._confirmed_tags(method.delivery_tag, method.multiple):
-                self.confirmed_ids.add(self._unconfirmed[tag].correlation_id)
+            for request in self._confirms.peek(method.delivery_tag, method.multiple):
+                self.confirmed_ids.add(request.correlation_id)
         super().on_confirm(frame)
 
 

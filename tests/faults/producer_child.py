@@ -33,8 +33,8 @@ class RecordingProducer(CountingProducer):
     def on_confirm(self, frame: pika.frame.Method) -> None:
         method = frame.method
         if isinstance(method, pika.spec.Basic.Ack):
-            for tag in self._confirmed_tags(method.delivery_tag, method.multiple):
-                write(self._out, self._out_lock, f"confirmed {self._unconfirmed[tag].body.decode()}")
+            for request in self._confirms.peek(method.delivery_tag, method.multiple):
+                write(self._out, self._out_lock, f"confirmed {request.body.decode()}")
         super().on_confirm(frame)
 
 
@@ -59,7 +59,7 @@ def main(config_path: str, count: int, outcome: str) -> int:
             futures.append(future)
         for future in futures:
             future.exception(timeout=180)
-        producer.close(timeout=0)
+        producer.stop(timeout=0)
     return 0
 
 

@@ -42,8 +42,8 @@ def test_reply_flood_survives_producer_connection_close(request, make_config, lo
     config = make_config(producer={"instance_id": f"flood-{tag}"}, rabbitmq={"connection_name": f"flood-{tag}"})
     reply_queue = f"{config.topology.reply_queue_prefix}.flood-{tag}"
     first = CountingProducer(config).start()
-    assert first.wait_connected(30)
-    first.close(timeout=0)  # the reply queue now exists with nobody consuming it
+    assert first.wait_ready(30)
+    first.stop(timeout=0)  # the reply queue now exists with nobody consuming it
     for n in range(FLOOD):
         amqp.basic_publish("", reply_queue, b"r" * 64,
                            pika.BasicProperties(correlation_id=f"flood-{n}", delivery_mode=pika.DeliveryMode.Persistent))
@@ -60,7 +60,7 @@ def test_reply_flood_survives_producer_connection_close(request, make_config, lo
         seen = len(producer.seen)
         deliveries = producer.stats().orphaned_replies
     finally:
-        producer.close(timeout=0)
+        producer.stop(timeout=0)
         amqp.queue_delete(queue=reply_queue)
     tally = Tally(scenario="reply-flood", title=f"Producer connection closed while draining {FLOOD} replies",
                   sent=FLOOD, confirmed=FLOOD, answered=min(seen, FLOOD), lost=max(0, FLOOD - seen),

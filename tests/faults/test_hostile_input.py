@@ -14,6 +14,8 @@ import pika
 import pika.exceptions
 import pytest
 
+from burrow.protocol import decode_reply
+
 from faultcheck import (
     HandlerLog,
     Load,
@@ -36,6 +38,9 @@ DEAD_LETTERED = {
     "invalid UTF-8 declared as text": ({"content_type": "text/plain; charset=utf-8"}, b"\xff\xfe", "not valid UTF-8"),
     "reply_to naming no queue": ({"reply_to": "no-such-queue-anywhere"}, b"x", "reply unroutable"),
 }
+#: Dead-lettered requests that say where to answer: their caller gets a rejection notice with this reason.
+NOTIFIED = {"body over the limit": "too_large", "wrong content type": "content_type",
+            "invalid UTF-8 declared as text": "invalid_utf8"}
 
 #: name -> (properties, body): odd but valid requests that must be answered like any other
 ANSWERED = {
@@ -82,14 +87,19 @@ def test_bad_requests_under_load(request, make_config, consumer_process, countin
     dead = lambda: amqp.queue_declare(topology.dead_letter_queue, passive=True).method.message_count  # noqa: E731
     wait_for(lambda: dead() >= len(DEAD_LETTERED), 30, "every bad request dead-lettered")
     replies: dict[str, bytes] = {}
+    rejections: dict[str, str] = {}
 
     def collect() -> bool:
         method, properties, body = amqp.basic_get(raw_replies, auto_ack=True)
         if method is not None:
-            replies[properties.correlation_id] = body
-        return len(replies) >= len(ANSWERED)
+            ok, value = decode_reply(properties, body)
+            if ok:
+                replies[properties.correlation_id] = value
+            else:
+                rejections[properties.correlation_id] = value.reason
+        return len(replies) >= len(ANSWERED) and len(rejections) >= len(NOTIFIED)
 
-    wait_for(collect, 30, "a reply to every odd request")
+    wait_for(collect, 30, "a reply to every odd request and a notice for every rejected one")
     load.finish(60)
     tally = load.tally("hostile-input", "Bad requests published to the request queue mid-load", log)
     daemon_log = daemon.log()
@@ -99,6 +109,7 @@ def test_bad_requests_under_load(request, make_config, consumer_process, countin
     assert dead() == len(DEAD_LETTERED), "only the bad requests may be dead-lettered"
     assert missing_reasons == [], f"no logged reason for {missing_reasons}:\n{daemon_log[-3000:]}"
     assert replies == {f"odd:{name}": expected_reply(body) for name, (_p, body) in ANSWERED.items()}
+    assert rejections == {f"bad:{name}": reason for name, reason in NOTIFIED.items()}
     assert daemon.process.poll() is None, "the consumer daemon died"
     assert "forged" not in {body.decode(errors="replace") for body, _ in log.runs()}
     amqp.queue_delete(raw_replies)

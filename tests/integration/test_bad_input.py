@@ -31,7 +31,7 @@ def test_malformed_request_is_dead_lettered_and_consumer_keeps_serving(kind, mak
                        pika.BasicProperties(**properties))
     wait_for(lambda: queue_depth(amqp, config.topology.dead_letter_queue) == 1, 10, f"{kind} dead-lettered")
     assert any(reason in record.getMessage() for record in caplog.records), caplog.text
-    assert consumer.stats.dead_lettered == 1
+    assert consumer.stats().dead_lettered == 1
     assert producer.call(b"still-here", timeout=10) == b"Consumer processed: still-here"
 
 

@@ -8,6 +8,7 @@ import time
 import pika
 import pytest
 
+from burrow.errors import DeliveryLimitExceeded
 from burrow.producer import Producer
 
 from conftest import queue_depth, wait_for
@@ -53,21 +54,21 @@ def test_broker_restart_with_requests_queued_loses_nothing(make_config, local_br
 def test_producer_restart_replies_still_reach_its_reply_queue(make_config, start_consumer, amqp):
     config = make_config(producer={"instance_id": "restart-me"})
     first = Producer(config).start()
-    assert first.wait_connected(30)
+    assert first.wait_ready(30)
     for i in range(50):
         first.submit(f"r{i}".encode(), timeout=60)
     wait_for(lambda: queue_depth(amqp, config.topology.request_queue) == 50, 30, "requests confirmed and queued")
-    first.close(timeout=0)  # the producer goes away with 50 requests in flight
+    first.stop(timeout=0)  # the producer goes away with 50 requests in flight
     start_consumer(config)
     reply_queue = f"{config.topology.reply_queue_prefix}.restart-me"
     wait_for(lambda: queue_depth(amqp, reply_queue) == 50, 30, "50 replies waiting in the durable reply queue")
     second = Producer(config).start()
     try:
-        assert second.wait_connected(30)
+        assert second.wait_ready(30)
         wait_for(lambda: second.stats().orphaned_replies == 50, 30, "the new instance counts the 50 orphaned replies")
         assert second.call(b"after-restart", timeout=10) == b"Consumer processed: after-restart"
     finally:
-        second.close(timeout=0)
+        second.stop(timeout=0)
         amqp.queue_delete(queue=reply_queue)
 
 
@@ -109,7 +110,10 @@ def test_poison_message_reaches_dead_letter_queue_alone_after_delivery_limit(mak
     survivor.wait_ready()
     assert [f.result(timeout=60) for f in others] == [b"Consumer processed: " + body for body in bodies]
     assert survivor.process.poll() is None
+    # The survivor's dead-letter watcher tells the poison's caller why no answer will come.
+    with pytest.raises(DeliveryLimitExceeded) as failure:
+        poison.result(timeout=60)
+    assert failure.value.delivery_count == 3
     _method, _properties, body = amqp.basic_get(config.topology.dead_letter_queue, auto_ack=True)
     assert body == b"poison"
     assert dead_letters() == 0
-    assert not poison.done()

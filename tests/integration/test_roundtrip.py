@@ -170,7 +170,7 @@ def test_handler_longer_than_three_heartbeats_keeps_the_connection(make_config, 
     producer = start_producer(config)
     assert producer.call(b"4:long", timeout=20) == b"Consumer processed: 4:long"
     # The ack follows the reply's confirm, which can land just after the caller has its reply.
-    wait_for(lambda: consumer.stats.processed == 1, 5, "the request acked")
+    wait_for(lambda: consumer.stats().processed == 1, 5, "the request acked")
     assert consumer.reconnects == 0 and producer.reconnects == 0
 
 

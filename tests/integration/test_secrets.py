@@ -31,8 +31,8 @@ def test_password_absent_from_logs_of_a_full_round_trip(local_broker, make_confi
         from burrow.producer import Producer
 
         refused = Producer(bad).start()
-        assert not refused.wait_connected(2)
-        refused.close(timeout=0)
+        assert not refused.wait_ready(2)
+        refused.stop(timeout=0)
         assert caplog.records, "expected DEBUG logs to search"
         assert secret not in caplog.text
     finally:

@@ -122,14 +122,14 @@ def test_round_trip_over_tls_with_verified_peers(node, pki):
     consumer = Consumer(config).start()
     producer = Producer(config).start()
     try:
-        assert consumer.wait_ready(30) and producer.wait_connected(30)
+        assert consumer.wait_ready(30) and producer.wait_ready(30)
         assert producer.call(b"over tls", timeout=10) == b"Consumer processed: over tls"
         listing = node.ctl("list_connections", "--quiet", "--no-table-headers", "ssl", "peer_cert_subject", "port").stdout
         rows = [line.split("\t") for line in listing.splitlines()]
         assert len(rows) == 3 and all(row[0] == "true" and "burrow-client" in row[1] for row in rows), listing
         assert all(row[2] == str(node.tls_port) for row in rows)
     finally:
-        producer.close(timeout=0)
+        producer.stop(timeout=0)
         consumer.stop(timeout=5)
 
 
@@ -162,9 +162,9 @@ def test_tls_refused(node, pki, case, caplog):
     producer = Producer(BurrowConfig(rabbitmq=tls_config(node, pki, **tls), producer=ProducerConfig(instance_id="refused")))
     producer.start()
     try:
-        assert not producer.wait_connected(2)
+        assert not producer.wait_ready(2)
     finally:
-        producer.close(timeout=0)
+        producer.stop(timeout=0)
 
 
 CLIENT = textwrap.dedent("""

@@ -22,17 +22,17 @@ from burrow.producer import Producer
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
 PRODUCER = (
-    r"^burrow\.(x\.(requests|replies|dead)|requests|dead|replies\..+)$",
-    r"^burrow\.(x\.requests|x\.dead|requests|dead|replies\..+)$",
+    r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?|replies\..+)$",
+    r"^burrow\.(x\.requests|x\.dead|requests|dead(\.notices)?|replies\..+)$",
     r"^burrow\.(x\.(requests|replies|dead)|replies\..+)$",
 )
 CONSUMER = (
-    r"^burrow\.(x\.(requests|replies|dead)|requests|dead)$",
-    r"^burrow\.(x\.replies|x\.dead|requests|dead)$",
-    r"^burrow\.(requests|x\.(requests|dead))$",
+    r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?)$",
+    r"^burrow\.(x\.replies|x\.dead|requests|dead(\.notices)?)$",
+    r"^burrow\.(requests|dead\.notices|x\.(requests|dead))$",
 )
 #: Direct reply-to: replies go through the default exchange, whose name for permissions is amq.default.
-CONSUMER_DIRECT_WRITE = r"^(burrow\.(x\.replies|x\.dead|requests|dead)|amq\.default)$"
+CONSUMER_DIRECT_WRITE = r"^(burrow\.(x\.replies|x\.dead|requests|dead(\.notices)?)|amq\.default)$"
 
 
 @dataclasses.dataclass
@@ -93,10 +93,10 @@ def test_daemons_work_with_exactly_these_permissions(users, mode):
     producer = Producer(users.config(users.producer, reply_mode=mode)).start()
     try:
         assert consumer.wait_ready(30), "the consumer's user lacks a permission it needs"
-        assert producer.wait_connected(30), "the producer's user lacks a permission it needs"
+        assert producer.wait_ready(30), "the producer's user lacks a permission it needs"
         assert producer.call(b"least", timeout=10) == b"Consumer processed: least"
     finally:
-        producer.close(timeout=0)
+        producer.stop(timeout=0)
         consumer.stop(timeout=5)
 
 
@@ -119,10 +119,10 @@ def test_consumer_user_cannot_publish_requests(users):
 def test_consumer_user_cannot_read_reply_queues_nor_use_other_names(users):
     producer = Producer(users.config(users.producer)).start()
     try:
-        assert producer.wait_connected(30)
+        assert producer.wait_ready(30)
         reply_queue = producer.reply_queue
         refused(lambda: users.channel(users.consumer).basic_consume(reply_queue, lambda *_: None))
     finally:
-        producer.close(timeout=0)
+        producer.stop(timeout=0)
     refused(lambda: users.channel(users.consumer).queue_declare("something.else"))
     refused(lambda: users.channel(users.producer).exchange_declare("other.exchange", "fanout"))

@@ -29,7 +29,7 @@ import pytest
 
 from burrow import metrics
 from burrow.daemon import prometheus
-from burrow.errors import BrokerUnavailable, PublishError, RemoteError, RequestTimeout
+from burrow.errors import BrokerUnavailable, DeliveryLimitExceeded, PublishError, Rejected, RemoteError, RequestTimeout
 from burrow.daemon.httpapi import HttpApi, bind_socket, inherited_socket
 from burrow.tools.sendclient import SendError, SocketClient, UnixHTTPConnection
 
@@ -71,6 +71,12 @@ class FakeProducer:
             future.set_exception(RemoteError("ValueError", "bad input"))
         elif body == b"publish":
             future.set_exception(PublishError("queue full (reject-publish)"))
+        elif body.startswith(b"rejected:"):
+            future.set_exception(Rejected(body[9:].decode(), "the consumer refused it"))
+        elif body == b"poison":
+            future.set_exception(DeliveryLimitExceeded("crashed every consumer", delivery_count=6,
+                                                       first_death_reason="delivery_limit",
+                                                       first_death_queue="burrow.requests", died_at=None))
         else:
             future.set_result(b"reply:" + body)
         return future
@@ -169,6 +175,27 @@ def test_failures_map_to_status_codes(api: HttpApi, body: bytes, status: int, er
         assert headers["x-burrow-correlation-id"] == document["correlation_id"]
     if status == 503:
         assert headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"rejected:too_large", 413),
+        (b"rejected:content_type", 415),
+        (b"rejected:invalid_utf8", 422),
+        (b"rejected:stale", 504),
+        (b"rejected:some_future_reason", 422),
+        (b"poison", 502),
+    ],
+)
+def test_dead_lettered_request_answers_its_reason_at_once(api: HttpApi, body: bytes, status: int) -> None:
+    got, headers, data = call(api, "POST", "/v1/requests", body)
+    document = json.loads(data)
+    reason = body[9:].decode() if body != b"poison" else "delivery_limit"
+    assert (got, document["error"], document["reason"]) == (status, "rejected", reason)
+    assert headers["x-burrow-reject-reason"] == reason
+    if body == b"poison":
+        assert document["delivery_count"] == 6
 
 
 def test_remote_error_carries_type_and_message(api: HttpApi) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from burrow.daemon import journal
-from burrow.daemon.journal import JournalHandler, SecretFilter, setup_logging
+from burrow.daemon.journal import JournalHandler, SecretFilter, install_service_logging
 
 
 def parse_native(data: bytes) -> dict[str, str]:
@@ -159,14 +159,14 @@ def _matching_stream_env() -> dict[str, str]:
         ({}, False),
     ],
 )
-def test_setup_logging_picks_journal_only_for_our_stderr(
+def test_service_logging_picks_journal_only_for_our_stderr(
     journal_socket: tuple[str, socket.socket], environ: dict[str, str] | str, native: bool
 ) -> None:
     path, sock = journal_socket
     env = _matching_stream_env() if environ == "matching" else environ
     assert isinstance(env, dict)
     stream = io.StringIO()
-    setup = setup_logging("INFO", "burrow-producer", journal_socket=path, stream=stream, environ=env)
+    setup = install_service_logging("INFO", "burrow-producer", journal_socket=path, stream=stream, environ=env)
     try:
         assert setup.native is native
         logging.getLogger("burrow.tests.setup").info("started", extra={"CORRELATION_ID": "c-1"})
@@ -184,7 +184,7 @@ def test_setup_logging_picks_journal_only_for_our_stderr(
 
 def test_level_changes_live(journal_socket: tuple[str, socket.socket]) -> None:
     stream = io.StringIO()
-    setup = setup_logging("WARNING", "burrow", stream=stream, environ={})
+    setup = install_service_logging("WARNING", "burrow", stream=stream, environ={})
     try:
         log = logging.getLogger("burrow.tests.level")
         log.info("hidden")

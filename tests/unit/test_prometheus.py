@@ -12,7 +12,7 @@ import pytest
 
 from burrow import metrics
 from burrow.daemon import prometheus
-from burrow.errors import BrokerUnavailable, PublishError, RemoteError, RequestTimeout, UnroutableError
+from burrow.errors import BrokerUnavailable, PublishError, Rejected, RemoteError, RequestTimeout, UnroutableError
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -62,8 +62,9 @@ def test_consumer_series_over_http(consumer_scrape: int) -> None:
     metrics.reply_received(0.004, "ok")
     metrics.reply_received(2.0, "error")
     metrics.reconnected()
-    metrics.dead_lettered()
-    metrics.dead_lettered("expired")
+    metrics.dead_lettered("too_large")
+    metrics.dead_lettered("stale")
+    metrics.dead_letter_notice("delivery_limit")
     text = _get(consumer_scrape)
     for line in (
         "burrow_consumer_requests_received_total 2.0",
@@ -72,8 +73,10 @@ def test_consumer_series_over_http(consumer_scrape: int) -> None:
         "burrow_consumer_in_flight_requests 3.0",
         "burrow_broker_connected 1.0",
         "burrow_reconnects_total 1.0",
-        'burrow_consumer_dead_lettered_total{reason="rejected"} 1.0',
-        'burrow_consumer_dead_lettered_total{reason="expired"} 1.0',
+        'burrow_consumer_dead_lettered_total{reason="too_large"} 1.0',
+        'burrow_consumer_dead_lettered_total{reason="stale"} 1.0',
+        'burrow_consumer_dead_lettered_total{reason="malformed"} 0.0',
+        'burrow_consumer_dead_letter_notices_total{reason="delivery_limit"} 1.0',
         'burrow_consumer_handler_duration_seconds_bucket{le="0.005"} 1.0',
         "burrow_consumer_handler_duration_seconds_count 2.0",
         'burrow_info{role="consumer"',
@@ -100,6 +103,7 @@ def test_producer_timeouts_are_counted_but_not_observed(producer_metrics: promet
     [
         (RemoteError("ValueError", "bad"), "error"),
         (RequestTimeout("late"), "timeout"),
+        (Rejected("stale", "too late"), "rejected"),
         (UnroutableError("no queue"), "unroutable"),
         (PublishError("nack"), "refused"),
         (BrokerUnavailable("closed"), "unavailable"),

@@ -1,5 +1,8 @@
 """AMQP plumbing shared by the producer and the consumer: connection parameters and lifecycle."""
 
-from burrow.amqp.setup import RabbitMQSetup, call_every, connection_parameters
+from burrow.amqp.confirms import ConfirmTracker
+from burrow.amqp.inbox import Inbox
+from burrow.amqp.iothread import IOThread, call_every
+from burrow.amqp.setup import RabbitMQSetup, connection_parameters
 
-__all__ = ["RabbitMQSetup", "call_every", "connection_parameters"]
+__all__ = ["ConfirmTracker", "IOThread", "Inbox", "RabbitMQSetup", "call_every", "connection_parameters"]

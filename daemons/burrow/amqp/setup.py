@@ -109,36 +109,16 @@ def default_connection_name(role: str) -> str:
     return f"burrow-{role}@{socket.gethostname()}"
 
 
-def call_every(ioloop: IOLoop, interval: float, fn: Callable[[], None]) -> Callable[[], None]:
-    """Call ``fn`` on the I/O loop every ``interval`` seconds; return a function that stops it.
-
-    Used for deadlines, status reports and the systemd watchdog: if the loop hangs, these stop.
-    """
-    state: dict[str, object] = {"handle": None, "stopped": False}
-
-    def tick() -> None:
-        if state["stopped"]:
-            return
-        try:
-            fn()
-        finally:
-            if not state["stopped"]:
-                state["handle"] = ioloop.call_later(interval, tick)
-
-    def cancel() -> None:
-        state["stopped"] = True
-        if state["handle"] is not None:
-            ioloop.remove_timeout(state["handle"])
-
-    state["handle"] = ioloop.call_later(interval, tick)
-    return cancel
-
-
 class RabbitMQSetup:
-    """Keeps one connection with one channel open and the topology declared, on ``ioloop``.
+    """A reconnecting keeper of one connection, its channel and the topology, on ``ioloop``.
 
-    ``on_ready(channel)`` runs on the I/O thread each time a fresh channel is ready (first connect
-    and every reconnect); ``on_lost(reason)`` runs each time it is lost. Both run on the I/O loop.
+    :meth:`start` connects; from then on it keeps trying until :meth:`stop`: every loss (failed
+    connect, closed connection, channel closed by the broker) reports ``on_lost(reason)`` and
+    reconnects after a jittered backoff, and every fresh channel, once the topology (and the
+    producer's ``reply_queue``) is declared, is handed to ``on_ready(channel)``. The owner sets up
+    its consumers and confirms there and forgets the channel on ``on_lost``: a channel is never
+    reused across connections. ``declare=False`` skips the declarations (the consumer's publishing
+    connection). Everything runs on the I/O loop's thread.
     """
 
     def __init__(
@@ -171,10 +151,6 @@ class RabbitMQSetup:
         self._ready_since = 0.0
         self.reconnects = 0
         self.ready = False
-
-    @property
-    def connection(self) -> pika.SelectConnection | None:
-        return self._connection
 
     def start(self) -> None:
         """Open the connection now; call only on the I/O thread (or before the loop starts)."""
@@ -216,15 +192,12 @@ class RabbitMQSetup:
             self.on_topology_declared(channel)
 
     def on_topology_declared(self, channel: Channel) -> None:
-        if self._was_down():
+        if not self.ready:
             logger.info("%s connected to %s:%d%s", self._role.capitalize(), self._rabbitmq.host, self._rabbitmq.port,
                         f" after {self._failures} failed attempts" if self._failures else "")
         self.ready = True
         self._ready_since = time.monotonic()
         self._on_ready(channel)
-
-    def _was_down(self) -> bool:
-        return not self.ready
 
     def on_channel_closed(self, channel: Channel, reason: BaseException) -> None:
         """A channel closed under us (broker error, e.g. a refused declaration): start over."""

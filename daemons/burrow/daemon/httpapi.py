@@ -12,7 +12,10 @@ Endpoints:
   ``producer.request_timeout``; optional ``X-Burrow-Request-Id`` (else one is made up). Answers
   ``200`` with the reply body, ``504`` when the deadline passed, ``502`` with the remote error when the
   handler raised, ``503`` while the broker is unreachable or the producer refuses work, ``413`` over
-  the size limit, ``411`` without ``Content-Length``, ``400`` for a bad ``X-Burrow-Timeout``.
+  the size limit, ``411`` without ``Content-Length``, ``400`` for a bad ``X-Burrow-Timeout``. A
+  request burrow dead-lettered is answered as soon as the caller is told, with
+  :data:`REJECTED_STATUS` of its reason (413 too large, 415 content type, 422 invalid UTF-8, 504
+  stale, 502 past the delivery limit) and ``X-Burrow-Reject-Reason``.
   Every answer carries ``X-Burrow-Request-Id`` and, once published, ``X-Burrow-Correlation-Id``.
   A W3C ``traceparent`` header continues the client's trace (else a new one starts): it goes with
   the request to the consumer and comes back on the answer, and both daemons log its ``TRACE_ID``.
@@ -54,9 +57,37 @@ from typing import Any, Protocol
 
 from burrow import tracing
 from burrow.daemon import prometheus as metrics
-from burrow.errors import Backpressure, BrokerUnavailable, BurrowError, PublishError, RemoteError, RequestTimeout
+from burrow.errors import (
+    Backpressure,
+    BrokerUnavailable,
+    BurrowError,
+    DeliveryLimitExceeded,
+    PublishError,
+    Rejected,
+    RemoteError,
+    RequestTimeout,
+)
+from burrow.protocol import (
+    REJECT_CONTENT_TYPE,
+    REJECT_DELIVERY_LIMIT,
+    REJECT_INVALID_UTF8,
+    REJECT_STALE,
+    REJECT_TOO_LARGE,
+)
 
 logger = logging.getLogger(__name__)
+
+#: The status of a request burrow dead-lettered, by reject reason (others: 422). Too large and an
+#: unacceptable content type have their own codes; a body the consumer cannot read is unprocessable;
+#: a request that waited past its deadline timed out; one that crashed or stalled every consumer
+#: failed upstream, like a handler error.
+REJECTED_STATUS = {
+    REJECT_TOO_LARGE: 413,
+    REJECT_CONTENT_TYPE: 415,
+    REJECT_INVALID_UTF8: 422,
+    REJECT_STALE: 504,
+    REJECT_DELIVERY_LIMIT: 502,
+}
 
 #: First file descriptor systemd passes (``SD_LISTEN_FDS_START``).
 LISTEN_FDS_START = 3
@@ -457,6 +488,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif isinstance(exc, RemoteError):
             logger.info("Request %s failed remotely: %s", self._request_id, exc, extra=log_extra)
             self._error(502, "remote_error", exc.message, remote_type=exc.type_name)
+        elif isinstance(exc, Rejected):
+            logger.info("Request %s was dead-lettered: %s", self._request_id, exc, extra=log_extra)
+            self._error(REJECTED_STATUS.get(exc.reason, 422), "rejected", exc.message, rejected=exc)
         elif isinstance(exc, Backpressure):
             self._error(503, "busy", str(exc) or "too many requests in flight", retry_after=1)
         elif isinstance(exc, BrokerUnavailable):
@@ -481,9 +515,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         retry_after: int | None = None,
         allow: tuple[str, ...] | None = None,
         remote_type: str | None = None,
+        rejected: Rejected | None = None,
     ) -> None:
         document: dict[str, Any] = {"error": code, "message": message}
         headers: dict[str, str] = {}
+        if rejected is not None:
+            document["reason"] = rejected.reason
+            headers["X-Burrow-Reject-Reason"] = rejected.reason
+            if isinstance(rejected, DeliveryLimitExceeded):
+                document["delivery_count"] = rejected.delivery_count
         if remote_type is not None:
             document["type"] = remote_type
             headers["X-Burrow-Error-Type"] = remote_type

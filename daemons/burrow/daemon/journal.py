@@ -1,8 +1,8 @@
 """Logging for the daemons: native journald records under systemd, plain lines on stderr otherwise.
 
 systemd sets ``JOURNAL_STREAM=<dev>:<inode>`` for a service whose stderr is connected to the
-journal. When that matches our fd 2, :func:`setup_logging` installs :class:`JournalHandler`, which
-writes each record as one datagram in journald's native protocol to
+journal. When that matches our fd 2, :func:`install_service_logging` installs
+:class:`JournalHandler`, which writes each record as one datagram in journald's native protocol to
 ``/run/systemd/journal/socket`` (pure Python, no libsystemd). Every record then carries structured
 fields, so an operator can run::
 
@@ -248,7 +248,7 @@ class StderrFormatter(logging.Formatter):
 
 
 class LoggingSetup:
-    """What :func:`setup_logging` installed, so a reload can change the level and secrets live."""
+    """What :func:`install_service_logging` installed, so a reload can change the level and secrets live."""
 
     def __init__(self, handler: logging.Handler, secret_filter: SecretFilter, native: bool) -> None:
         self.handler = handler
@@ -281,7 +281,7 @@ def _apply_level(level: str) -> None:
 _installed: LoggingSetup | None = None
 
 
-def setup_logging(
+def install_service_logging(
     level: str,
     identifier: str,
     *,
@@ -329,7 +329,7 @@ __all__ = [
     "SecretFilter",
     "StderrFormatter",
     "journal_stream_matches",
-    "setup_logging",
+    "install_service_logging",
     "structured_fields",
     "syslog_priority",
 ]

@@ -5,10 +5,12 @@ opens would not survive python-daemon closing every file descriptor) and tells s
 life cycle through it. When ``NOTIFY_SOCKET`` is unset (a terminal, a test, a host without systemd)
 every call is a cheap no-op, so the daemons call it unconditionally.
 
-The watchdog is deliberately driven from the outside: the AMQP I/O loop calls
-:meth:`Notifier.watchdog_tick` on every turn, and the tick sends ``WATCHDOG=1`` at most every half of
-``WATCHDOG_USEC``. A loop that hangs stops ticking, systemd's ``WatchdogSec`` expires, and systemd
-kills and restarts the service. A separate timer thread would keep pinging through such a hang.
+The watchdog is deliberately driven from the outside: a periodic timer on the engine's AMQP I/O
+loop (every quarter of the watchdog interval, at most a second apart; see
+``burrow.daemon.service``) calls :meth:`Notifier.watchdog_tick`, and the tick sends ``WATCHDOG=1``
+at most every half of ``WATCHDOG_USEC``. A loop that hangs stops ticking, systemd's
+``WatchdogSec`` expires, and systemd kills and restarts the service. A separate timer thread would
+keep pinging through such a hang.
 
 :class:`StatusReporter` turns live counters into the one-line ``STATUS=`` that ``systemctl status``
 shows, e.g. ``processed 12034, in flight 35, 820 req/s, broker connected``.
@@ -119,8 +121,8 @@ class Notifier:
     def watchdog_tick(self) -> bool:
         """Ping the watchdog if half of ``WATCHDOG_USEC`` passed since the last ping.
 
-        Called by the AMQP I/O loop on every turn (cheap: one clock read when nothing is due), so
-        pings stop when that loop stops. Returns True when a ping was sent.
+        Called from a periodic timer on the AMQP I/O loop (cheap: one clock read when nothing is
+        due), so pings stop when that loop stops or hangs. Returns True when a ping was sent.
         """
         interval = self._watchdog_interval
         if interval is None:

@@ -16,7 +16,7 @@ Every series is named after the process that produces it, so a name never means 
   ``burrow_producer_http_responses_total{code}``;
 - consumer: ``burrow_consumer_requests_received_total``, ``burrow_consumer_requests_total{outcome}``,
   ``burrow_consumer_handler_duration_seconds``, ``burrow_consumer_in_flight_requests``,
-  ``burrow_consumer_dead_lettered_total{reason}``.
+  ``burrow_consumer_dead_lettered_total{reason}``, ``burrow_consumer_dead_letter_notices_total{reason}``.
 
 The README's metrics table is the reference; ``tests/unit/test_prometheus.py`` checks that the two
 agree and that ``promtool check metrics`` finds nothing to say about a scrape.
@@ -48,6 +48,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from burrow import metrics as hooks
+from burrow import protocol
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +62,11 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 #: Status codes of the producer's HTTP API, created at zero so that ratios exist before the first error.
 HTTP_CODES = (200, 400, 404, 405, 408, 411, 413, 429, 500, 502, 503, 504)
 
-#: Dead-letter reasons created at zero (callers may add others; keep them short fixed words).
-DEAD_LETTER_REASONS = ("rejected",)
+#: Reasons the consumer dead-letters a request, created at zero so that rates exist from the start.
+DEAD_LETTER_REASONS = (
+    protocol.REJECT_MALFORMED, protocol.REJECT_TOO_LARGE, protocol.REJECT_CONTENT_TYPE, protocol.REJECT_INVALID_UTF8,
+    protocol.REJECT_STALE, protocol.REJECT_REPLY_UNROUTABLE,
+)
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ class Metrics:
             self.finished.labels(outcome=outcome)
         self.http: Counter | None = None
         self.dead_letters: Counter | None = None
+        self.notices: Counter | None = None
         if role == "producer":
             self.http = Counter(
                 "burrow_producer_http_responses", "HTTP API responses, by status code.", ["code"], registry=registry
@@ -138,6 +143,12 @@ class Metrics:
             )
             for reason in DEAD_LETTER_REASONS:
                 self.dead_letters.labels(reason=reason)
+            self.notices = Counter(
+                "burrow_consumer_dead_letter_notices",
+                "Callers told by the dead-letter watcher that the broker dead-lettered their request, by reason.",
+                ["reason"], registry=registry,
+            )
+            self.notices.labels(reason=protocol.REJECT_DELIVERY_LIMIT)
 
     # -- the engines' events (burrow.metrics.Recorder) ----------------------------------------
 
@@ -155,6 +166,10 @@ class Metrics:
     def dead_lettered(self, reason: str) -> None:
         if self.dead_letters is not None:
             self.dead_letters.labels(reason=reason).inc()
+
+    def dead_letter_notice(self, reason: str) -> None:
+        if self.notices is not None:
+            self.notices.labels(reason=reason).inc()
 
     def reconnected(self) -> None:
         self.reconnects.inc()

@@ -25,8 +25,9 @@ from typing import Any, Protocol
 from burrow.daemon import prometheus as metrics
 from burrow.config import BurrowConfig, load_config
 from burrow.consumer import Consumer
+from burrow.deadletters import DeadLetterWatcher
 from burrow.errors import ConfigError
-from burrow.daemon.journal import LoggingSetup, setup_logging
+from burrow.daemon.journal import LoggingSetup, install_service_logging
 from burrow.daemon.notify import Notifier, StatusReporter, StatusSnapshot
 
 logger = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class _ServiceLayer:
     def __init__(self, config: BurrowConfig, role: str) -> None:
         self.config = config
         self.role = role
-        self.logs: LoggingSetup = setup_logging(
+        self.logs: LoggingSetup = install_service_logging(
             config.logging.level, f"burrow-{role}", secrets=[config.rabbitmq.password]
         )
         # Built here, i.e. after any --daemon fork: python-daemon closes inherited descriptors.
@@ -251,11 +252,12 @@ def run_consumer(config: BurrowConfig) -> int:
     block_signals()
     layer = _ServiceLayer(config, "consumer")
     consumer = Consumer(config).start()
+    watcher = DeadLetterWatcher(config).start() if config.consumer.dead_letter_notices else None
     logger.info("Consumer starting: broker %s:%d, queue %s", config.rabbitmq.host, config.rabbitmq.port,
                 config.topology.request_queue)
 
     def snapshot() -> StatusSnapshot:
-        stats = consumer.stats
+        stats = consumer.stats()
         return StatusSnapshot(
             processed=stats.processed,
             in_flight=consumer.in_flight,
@@ -278,7 +280,11 @@ def run_consumer(config: BurrowConfig) -> int:
     # replies, 3. ack them, 4. close both connections. Bounded by consumer.shutdown_timeout.
     shutdown_timeout = layer.config.consumer.shutdown_timeout
     stop_with_force(lambda: consumer.stop(shutdown_timeout), "consumer", shutdown_timeout + 15)
-    logger.info("Consumer stopped: %d processed, %d dead-lettered", consumer.stats.processed, consumer.stats.dead_lettered)
+    # 5. close the dead-letter watcher; copies it has not acked go back to its queue.
+    if watcher is not None:
+        watcher.stop()
+    stats = consumer.stats()
+    logger.info("Consumer stopped: %d processed, %d dead-lettered", stats.processed, stats.dead_lettered)
     layer.close()
     return 0
 
@@ -335,7 +341,7 @@ def run_producer(config: BurrowConfig) -> int:
             # retries within its start limit) rather than run a producer nobody can reach.
             logger.error("Cannot serve the HTTP API on %s: %s", settings.socket, exc)
             layer.stopping(producer.in_flight)
-            producer.close(0)
+            producer.stop(0)
             layer.close()
             return 1
         if layer.handle_next_signal(producer, apply):
@@ -349,7 +355,7 @@ def run_producer(config: BurrowConfig) -> int:
         started = time.monotonic()
         api.stop_accepting()
         api.drain(shutdown_timeout)
-        producer.close(max(0.0, shutdown_timeout - (time.monotonic() - started)))
+        producer.stop(max(0.0, shutdown_timeout - (time.monotonic() - started)))
         api.close()
 
     stop_with_force(drain, "producer", shutdown_timeout + 15)

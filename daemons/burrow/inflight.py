@@ -1,0 +1,105 @@
+"""The producer's requests in flight: from :meth:`~burrow.producer.Producer.submit` to their outcome.
+
+:class:`InFlight` is the one table caller threads and the I/O thread share: it bounds the requests
+outstanding to ``producer.max_in_flight`` (a slot is reserved before a request is built and freed
+when it is taken out), finds a request by correlation id when its reply arrives, and hands each
+request out of the table exactly once, so its future is resolved exactly once whichever of reply,
+nack, return, deadline or shutdown comes first. :meth:`InFlight.wait_empty` lets a stop wait for
+the last one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from burrow.protocol import request_headers
+
+
+class RequestFuture(Future):  # type: ignore[type-arg]
+    """A ``Future[bytes]`` that also knows its request's ids (for logs and HTTP headers)."""
+
+    correlation_id: str
+    message_id: str
+
+
+@dataclass(eq=False, slots=True)
+class Request:
+    """One request as the producer keeps it until its outcome."""
+
+    correlation_id: str
+    body: bytes
+    deadline: float  # time.monotonic() at which the request times out
+    wall_deadline: float  # the same moment as time.time(), sent to the consumer
+    headers: dict[str, Any]  # the caller's headers plus the deadline, as published
+    future: RequestFuture
+    submitted: float = field(default_factory=time.monotonic)
+    published: bool = False
+
+    @classmethod
+    def create(cls, correlation_id: str, body: bytes, seconds: float, headers: dict[str, Any] | None) -> "Request":
+        """A request that times out ``seconds`` from now, with a future that knows its ids."""
+        future = RequestFuture()
+        future.correlation_id = future.message_id = correlation_id
+        now = time.monotonic()
+        wall_deadline = time.time() + seconds
+        return cls(correlation_id, bytes(body), now + seconds, wall_deadline,
+                   request_headers(headers, wall_deadline), future, now)
+
+
+class InFlight:
+    """At most ``limit`` requests by correlation id; any thread."""
+
+    def __init__(self, limit: int) -> None:
+        self._lock = threading.Lock()
+        self._empty = threading.Condition(self._lock)
+        self._slots = threading.BoundedSemaphore(limit)
+        self._requests: dict[str, Request] = {}
+        self.added = 0
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+    def reserve(self, block: bool) -> bool:
+        """Take a slot for a request about to be added (waiting for one if ``block``)."""
+        return self._slots.acquire(blocking=block)
+
+    def unreserve(self) -> None:
+        """Give back a slot taken by :meth:`reserve` for a request that will not be added."""
+        self._slots.release()
+
+    def add(self, request: Request) -> None:
+        with self._lock:
+            self._requests[request.correlation_id] = request
+            self.added += 1
+
+    def get(self, correlation_id: str | None) -> Request | None:
+        with self._lock:
+            return self._requests.get(correlation_id) if correlation_id else None
+
+    def take(self, correlation_id: str | None) -> Request | None:
+        """Remove the request and free its slot; None if it was taken out before."""
+        if correlation_id is None:
+            return None
+        with self._lock:
+            request = self._requests.pop(correlation_id, None)
+            if request is not None and not self._requests:
+                self._empty.notify_all()
+        if request is not None:
+            self._slots.release()
+        return request
+
+    def snapshot(self) -> list[Request]:
+        """The requests in flight, oldest first."""
+        with self._lock:
+            return sorted(self._requests.values(), key=lambda r: r.submitted)
+
+    def wait_empty(self, deadline: float, alive: Callable[[], bool]) -> None:
+        """Block until no request is in flight, ``time.monotonic()`` passes ``deadline`` or
+        ``alive()`` turns false (the I/O thread that would answer them is gone)."""
+        with self._empty:
+            while self._requests and time.monotonic() < deadline and alive():
+                self._empty.wait(min(0.1, max(0.0, deadline - time.monotonic())))

@@ -1,0 +1,83 @@
+"""``HandlerPool``: the consumer's worker threads, which run the handler and never touch a channel.
+
+Each job is one request (its body and :class:`~burrow.handlers.RequestContext`); a worker runs the
+handler on it, turns the return value or the exception into an :class:`~burrow.protocol.Outcome`
+(data, not headers), stores it on the job and passes the job to ``on_done``, which hands it to the
+I/O thread. Handlers run in threads so that one running for minutes never starves the AMQP
+heartbeats. :meth:`HandlerPool.resize` (a SIGHUP reload) lets running handlers finish on the old
+threads.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+from typing import Callable, Generic, Protocol, TypeVar
+
+from burrow import metrics, tracing
+from burrow.handlers import Handler, RequestContext
+from burrow.protocol import Outcome
+
+logger = logging.getLogger(__name__)
+
+
+class Job(Protocol):
+    """What a worker needs of one request, and where it leaves the outcome."""
+
+    body: bytes
+    context: RequestContext
+    outcome: Outcome | None
+
+
+J = TypeVar("J", bound=Job)
+
+
+class HandlerPool(Generic[J]):
+    """``workers`` threads running ``handler`` (named ``handler_name`` in logs) on submitted jobs."""
+
+    def __init__(self, handler: Handler, handler_name: str, workers: int, *, include_traceback: bool,
+                 on_done: Callable[[J], None]) -> None:
+        self._handler = handler
+        self._handler_name = handler_name
+        self._include_traceback = include_traceback
+        self._on_done = on_done
+        self.workers = workers
+        self._pool = self._new_pool(workers)
+
+    @staticmethod
+    def _new_pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
+        return concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="burrow-handler")
+
+    def submit(self, job: J) -> None:
+        self._pool.submit(self._run, job)
+
+    def resize(self, workers: int) -> None:
+        """New jobs go to ``workers`` fresh threads; the old threads finish what they run, then end."""
+        old, self._pool = self._pool, self._new_pool(workers)
+        self.workers = workers
+        old.shutdown(wait=False)
+
+    def shutdown(self) -> None:
+        """Drop jobs not started yet (their requests are redelivered); running ones finish."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self, job: J) -> None:
+        """Worker thread: run the handler and hand its outcome on."""
+        started = time.monotonic()
+        try:
+            with tracing.active(job.context.trace_id):
+                reply = self._handler(job.body, job.context)
+            if isinstance(reply, (bytearray, memoryview)):
+                reply = bytes(reply)
+            if not isinstance(reply, bytes):
+                raise TypeError(f"handler returned {type(reply).__name__}, expected bytes")
+            job.outcome = Outcome(reply)
+            metrics.reply_received(time.monotonic() - started, "ok")
+        except Exception as exc:
+            metrics.reply_received(time.monotonic() - started, "error")
+            logger.warning("Handler %s raised %s: %s", self._handler_name, type(exc).__name__, exc,
+                           extra={"CORRELATION_ID": job.context.correlation_id, "HANDLER": self._handler_name,
+                                  "TRACE_ID": job.context.trace_id})
+            job.outcome = Outcome.failure(exc, include_traceback=self._include_traceback)
+        self._on_done(job)
