@@ -49,7 +49,7 @@ def prometheus_config() -> str:
 def query(host: Host, expr: str) -> list[dict[str, object]]:
     """The result vector of an instant query, through Prometheus' HTTP API on the host."""
     output = host.run(
-        ["curl", "-sS", "--fail", "--max-time", "10", "http://127.0.0.1:9090/api/v1/query", "--data-urlencode",
+        ["curl", "-sS", "--fail", "--max-time", "10", "-G", "http://127.0.0.1:9090/api/v1/query", "--data-urlencode",
          f"query={expr}"]
     ).stdout
     document = json.loads(output)
@@ -81,18 +81,22 @@ def monitored(nspawn_root: Path, ssh_key: SSHKey, burrow_deb: Path, tmp_path_fac
         host.systemctl("enable", "prometheus.service")
         host.systemctl("restart", "prometheus.service")
 
+        last: list[str] = []
+
         def all_up() -> bool:
             try:
                 up = query(host, "up == 1")
-            except Exception:  # Prometheus still starting: the deadline below reports it
+            except Exception as exc:  # Prometheus still starting: the deadline below reports the last error
+                last[:] = [repr(exc)]
                 return False
+            last[:] = [f"up: {up}"]
             return {sample["metric"]["job"] for sample in up} == JOBS  # type: ignore[index]
 
         try:
             wait_until(all_up, 180, f"Prometheus to scrape {sorted(JOBS)} successfully")
         except Exception as exc:
             targets = host.run(["curl", "-sS", "--max-time", "10", "http://127.0.0.1:9090/api/v1/targets"], check=False)
-            raise AssertionError(f"{exc}\ntargets: {targets.stdout[-4000:]}\n{host.journal('prometheus.service', lines=30)}") from exc
+            raise AssertionError(f"{exc}\nlast check: {last}\ntargets: {targets.stdout[-4000:]}\n{host.journal('prometheus.service', lines=30)}") from exc
         yield deployment
 
 
