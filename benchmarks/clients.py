@@ -23,6 +23,8 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import logging
+import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -44,6 +46,17 @@ DRIVER_THREADS = 4
 REPLY_TIMEOUT = 30.0
 
 Result = dict[str, Any]
+
+
+def stop_gracefully(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a daemon process (its graceful drain), SIGKILL if it takes longer than 30 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 def _result(sent: int, ok: int, failed: int, elapsed: float, latencies: list[float]) -> Result:
@@ -131,14 +144,16 @@ class BurrowDriver:
         return _result(len(futures), len(latencies), failures[0] + sum(1 for f in futures if not f.done()), elapsed, latencies)
 
 
-def burrow_client_main(conn: Connection, amqp_url: str, topology: dict[str, Any], direct: bool, instance_id: str) -> None:
-    """Child process: one burrow Producer (default settings but ``reply_mode``) serving commands."""
+def burrow_client_main(conn: Connection, amqp_url: str, topology: dict[str, Any], direct: bool, instance_id: str,
+                       hosts: tuple[str, ...] = ()) -> None:
+    """Child process: one burrow Producer (default settings but ``reply_mode``) serving commands;
+    with ``hosts``, connected to one of those cluster nodes instead of ``amqp_url``'s."""
     from burrow.config import BurrowConfig, ProducerConfig, RabbitMQConfig, TopologyConfig
     from burrow.producer import Producer
 
     logging.basicConfig(level=logging.WARNING)
     config = BurrowConfig(
-        rabbitmq=RabbitMQConfig.from_url(amqp_url, connection_name=f"bench-{instance_id}"),
+        rabbitmq=RabbitMQConfig.from_url(amqp_url, connection_name=f"bench-{instance_id}", hosts=hosts),
         topology=TopologyConfig(**topology),
         producer=ProducerConfig(instance_id=instance_id, reply_mode="direct" if direct else "queue"),
     )

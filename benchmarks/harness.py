@@ -36,7 +36,7 @@ from burrow.tools.burst import percentile
 from burrow.config import BurrowConfig, ConsumerConfig, RabbitMQConfig, TopologyConfig, to_toml
 from burrow.tools.localbroker import LocalBroker
 
-from benchmarks import clients, peers
+from benchmarks import clients, httpbench, peers
 from benchmarks.peers import PeerProcess
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ BASELINE = "baseline"
 CEILING = "ceiling"
 FLOOR = "floor"
 #: The request/response systems, in the order each round measures them.
-RPC_SYSTEMS = (RELIABLE, DIRECT, BASELINE)
+RPC_SYSTEMS = (RELIABLE, DIRECT, BASELINE, httpbench.HTTP_API)
 #: --peers: what users would otherwise use, each in its own venv (benchmarks/peers/).
 PEER_SYSTEMS = tuple(peers.PEERS)
 #: The open-loop rate of the p99 target (requests per second), measured for burrow's two modes.
@@ -100,13 +100,13 @@ class Settings:
 
     @classmethod
     def full(cls) -> "Settings":
-        return cls(mode="full", rounds=2, count=20_000, concurrencies=(1, 16, 256), max_seconds=10.0, single_seconds=6.0,
+        return cls(mode="full", rounds=2, count=20_000, concurrencies=(1, 16, 64, 256), max_seconds=10.0, single_seconds=6.0,
                    ceiling_count=60_000, rate_seconds=10.0, rss_counts=(20_000, 200_000), rss_concurrency=256,
                    rss_max_seconds=90.0, warmup=1_000)
 
     @classmethod
     def quick(cls) -> "Settings":
-        return cls(mode="quick", rounds=1, count=5_000, concurrencies=(1, 16, 256), max_seconds=3.0, single_seconds=3.0,
+        return cls(mode="quick", rounds=1, count=5_000, concurrencies=(1, 16, 64, 256), max_seconds=3.0, single_seconds=3.0,
                    ceiling_count=20_000, rate_seconds=3.0, rss_counts=(2_000, 20_000), rss_concurrency=256,
                    rss_max_seconds=15.0, warmup=500)
 
@@ -210,10 +210,11 @@ class BurrowConsumerProcess:
     The config file and the password file it points to are owner-only, in a private folder.
     """
 
-    def __init__(self, workdir: Path, name: str, amqp_url: str, topology: TopologyConfig, prefetch: int = 0) -> None:
+    def __init__(self, workdir: Path, name: str, amqp_url: str, topology: TopologyConfig, prefetch: int = 0,
+                 hosts: tuple[str, ...] = ()) -> None:
         password_file = workdir / f"{name}.password"
         password_file.touch(mode=0o600)
-        rabbitmq = RabbitMQConfig.from_url(amqp_url, connection_name=f"bench-{name}-consumer")
+        rabbitmq = RabbitMQConfig.from_url(amqp_url, connection_name=f"bench-{name}-consumer", hosts=hosts)
         password_file.write_text(rabbitmq.password)
         config = BurrowConfig(
             rabbitmq=dataclasses.replace(rabbitmq, password="", password_file=str(password_file)),
@@ -242,14 +243,7 @@ class BurrowConsumerProcess:
         raise RuntimeError(f"burrow-consumer not ready after {READY_TIMEOUT:.0f}s; see {self.log_path}")
 
     def stop(self) -> None:
-        """SIGTERM (a graceful drain), SIGKILL if it takes longer than 30 s."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        clients.stop_gracefully(self.process)
 
 
 def topology_for(system: str) -> TopologyConfig:
@@ -280,6 +274,9 @@ class RunningSystem:
 
 def start_system(name: str, broker: LocalBroker, workdir: Path) -> RunningSystem:
     """Start ``name``'s consumer, wait until it consumes, then its client; both in new processes."""
+    if name == httpbench.HTTP_API:
+        return httpbench.start_system(broker, workdir, BurrowConsumerProcess, Child,  # type: ignore[return-value]
+                                      TopologyConfig.prefixed("bench.http-api"))
     url = broker.amqp_url
     server: BurrowConsumerProcess | Child | PeerProcess
     if name in peers.PEERS:
@@ -492,7 +489,7 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
     measured = RPC_SYSTEMS + (VARIANTS if variants else ()) + (PEER_SYSTEMS if with_peers else ())
     burrow_modes = (RELIABLE, DIRECT)
     total_steps = (settings.rounds * (len(levels) * len(measured) + 2) + 2 * len(measured) + len(burrow_modes)
-                   + len(RPC_SYSTEMS) * 2)
+                   + len(RPC_SYSTEMS) * 2 + 1)
     progress = Progress(total_steps)
     profiler = Profiler(py_spy, out_dir)
     results: dict[str, Any] = {
@@ -559,6 +556,9 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
                     results["target_rate"][name] = result
                     progress.step(f"target rate {name:<16} {TARGET_RATE:6.0f} req/s {_describe(result)} "
                                   f"cores busy {result['cores_busy']:.2f}")
+                results["http_api"] = httpbench.measure_extras(
+                    systems, lambda system, rate: measure_rate(system, broker, rate, settings), rss_kib)
+                progress.step(f"HTTP API extras: {httpbench.describe_extras(results['http_api'])}")
             for name in RPC_SYSTEMS:
                 results["rss"][name] = measure_memory(name, broker, workdir, settings, progress)
         results["profiles"] = {label: profile_summary(path) for label, path in profiler.files.items() if path.exists()}

@@ -15,12 +15,15 @@ from typing import Any
 
 from burrow.tools.burst import percentile
 
+from benchmarks import httpbench
+
 logger = logging.getLogger(__name__)
 
 LABELS = {
     "burrow-reliable": "burrow, reliable mode",
     "burrow-direct": "burrow, direct reply-to",
     "baseline": "seed-style baseline",
+    httpbench.HTTP_API: httpbench.LABEL,
     "reliable-prefetch16": "variant: reliable, prefetch 16 (the old default)",
     "direct-prefetch16": "variant: direct reply-to, prefetch 16 (the old default)",
     "reliable-prefetch64": "variant: reliable, prefetch 64",
@@ -31,7 +34,7 @@ LABELS = {
     "aio-pika": "peer: aio-pika 10.2 JsonRPC pattern",
 }
 #: The systems the issue's targets are about (the rest are --variants).
-MAIN_SYSTEMS = ("burrow-reliable", "burrow-direct", "baseline", "celery", "nameko", "aio-pika")
+MAIN_SYSTEMS = ("burrow-reliable", "burrow-direct", "baseline", httpbench.HTTP_API, "celery", "nameko", "aio-pika")
 #: Quantiles kept per latency distribution for the CDF plot.
 CDF_POINTS = 200
 
@@ -102,10 +105,17 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
         "same_rate": same_rate,
         "target_rate": target_rate,
         "rss": raw["rss"],
+        "http_api": _http_api_summary(raw.get("http_api")),
         "profiles": raw.get("profiles", {}),
     }
     summary["targets"] = targets(summary)
     return summary
+
+
+def _http_api_summary(extras: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not extras:
+        return None
+    return {**extras, "rate": {name: _rate_summary(result) for name, result in extras["rate"].items()}}
 
 
 def _rate_summary(result: dict[str, Any]) -> dict[str, Any]:
@@ -161,6 +171,7 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 growth = memory["last"][f"{role}_kib"] / memory["first"][f"{role}_kib"] - 1
                 add(f"{name} {role} RSS growth {memory['first']['requests']} -> {memory['last']['requests']} requests",
                     growth, RSS_GROWTH, False, "fraction")
+    httpbench.targets(summary, add)
     return rows
 
 
@@ -226,6 +237,7 @@ def markdown(summary: dict[str, Any]) -> str:
             f"{floor['max_ms']:.1f} ms; CPU ms per request: client {cpu['producer']:.3f}, server {cpu['consumer']:.3f}, "
             f"broker {cpu['broker']:.3f}.",
         ]
+    lines += httpbench.markdown_lines(summary, LABELS)
     lines += ["", "| target | measured | bound | holds |", "|---|---|---|---|"]
     for row in summary["targets"]:
         measured = f"{row['measured'] * 100:.1f} %" if row["unit"] == "fraction" else f"{row['measured']:.2f} {row['unit']}"
@@ -243,7 +255,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     colours = {"burrow-reliable": "tab:blue", "burrow-direct": "tab:green", "baseline": "tab:red",
-               "celery": "tab:orange", "nameko": "tab:gray", "aio-pika": "gold",
+               "celery": "tab:orange", "nameko": "tab:gray", "aio-pika": "gold", httpbench.HTTP_API: "magenta",
                "reliable-prefetch16": "tab:cyan", "direct-prefetch16": "tab:pink",
                "reliable-prefetch64": "tab:purple", "direct-prefetch64": "tab:olive", "reliable-classic-queue": "tab:brown"}
     for name, per_level in summary["throughput"].items():

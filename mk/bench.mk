@@ -5,20 +5,32 @@
 #   make bench-quick    the same, smaller and one round (< 2 min)
 #   make bench-peers    make bench plus Celery (rpc://), nameko and aio-pika's RPC, each in its own venv
 #                       built from PyPI on first use and cached (benchmarks/peers/); not part of CI
+#   make bench-cluster  burrow on a throwaway 3-node cluster vs one node, quorum/classic/direct replies
+#                       (benchmarks/cluster.py, about 5 min); `make bench` runs it after the main benchmark
 #   make bench-profile  a quick run with py-spy attached to burrow's producer and consumer at the
 #                       highest concurrency (collapsed stacks + a summary in results.json)
+#   make bench-http-stacks  the two HTTP stacks considered for the producer daemon's API (aiohttp,
+#                       uvicorn) and the finished API, without a broker (benchmarks/http_candidates.py)
 #
 # All of them install what they need first: the venv of scripts/bootstrap-dev.sh (with the bench
 # extra, matplotlib) and, for bench-profile only, py-spy in its own cached venv.
 
 BENCH_ARGS ?=
+BENCH_CLUSTER_ARGS ?=
 PY_SPY_VERSION ?= 0.4.3
 PY_SPY_VENV = $${BURROW_CACHE:-/var/cache/burrow-ci}/py-spy-$(PY_SPY_VERSION)
 
-.PHONY: bench bench-quick bench-peers bench-profile
+.PHONY: bench bench-quick bench-peers bench-profile bench-cluster bench-http-stacks
 
 bench:
 	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks $(BENCH_ARGS)
+	@$(MAKE) --no-print-directory bench-cluster
+
+bench-cluster:
+	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks.cluster $(BENCH_CLUSTER_ARGS)
+
+bench-http-stacks:
+	@venv=$$(scripts/bootstrap-dev.sh) && "$$venv/bin/python" -m benchmarks.http_candidates $(BENCH_ARGS)
 
 bench-quick:
 	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks --quick $(BENCH_ARGS)

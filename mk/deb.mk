@@ -1,6 +1,6 @@
 # The Debian package and the systemd-nspawn test hosts (included by the top-level Makefile).
 #
-#   make deb               build dist/burrow_<version>_all.deb (reused while its inputs are unchanged)
+#   make deb               build dist/burrow_<version>_<arch>.deb (reused while its inputs are unchanged)
 #   make deb-force         rebuild it even if the inputs are unchanged
 #   make system-test-deps  apt-get install the tools the system tests and the build need
 #   make nspawn-root       build (or reuse) the cached Debian bookworm root of the test hosts
@@ -15,7 +15,7 @@ deb-force:
 	scripts/build-deb.sh --force
 
 deb-clean:
-	rm -f dist/burrow_*_all.deb dist/burrow_*_all.deb.inputs dist/burrow_*_all.lintian.txt
+	rm -f dist/burrow_*.deb dist/burrow_*.deb.inputs dist/burrow_*.lintian.txt
 
 system-test-deps:
 	scripts/install-system-test-deps.sh

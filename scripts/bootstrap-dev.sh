@@ -32,7 +32,7 @@ if [ ! -e "$venv/.complete" ]; then
     echo "bootstrap: building $venv (log: $log)" >&2
     rm -rf "$venv"
     /usr/bin/python3 -m venv "$venv"
-    if ! { "$venv/bin/pip" install --upgrade pip && "$venv/bin/pip" install -e "${here}[test,bench]"; } >"$log" 2>&1; then
+    if ! { "$venv/bin/pip" install --upgrade pip && "$venv/bin/pip" install -e "${here}[test,bench,docs]"; } >"$log" 2>&1; then
         tail -n 30 "$log" >&2
         exit 1
     fi

@@ -1,10 +1,10 @@
 #!/bin/bash
-# Build dist/burrow_<version>_all.deb with dh-virtualenv, or reuse it when its inputs did not change.
+# Build dist/burrow_<version>_<arch>.deb with dh-virtualenv, or reuse it when its inputs did not change.
 #
 # Usage: scripts/build-deb.sh [--force]
 #
 # Inputs are daemons/, pyproject.toml, README.md, systemd/, packaging/ and this script; their hash is
-# kept next to the .deb in dist/burrow_<version>_all.deb.inputs, and an equal hash means the .deb is
+# kept next to the .deb in dist/burrow_<version>_<arch>.deb.inputs, and an equal hash means the .deb is
 # reused as it is. The build runs in a copy under a temporary folder, so the work tree gets no
 # debian/, build/ or egg-info droppings; lintian's report is written to dist/ and an error fails.
 set -euo pipefail
@@ -18,7 +18,9 @@ log() { printf 'build-deb: %s\n' "$*" >&2; }
 
 # Debian's python3 reads the version, never a pyenv or venv python that happens to be first on PATH.
 version=$(/usr/bin/python3 -c 'import tomllib, sys; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' pyproject.toml)
-deb="dist/burrow_${version}_all.deb"
+# The venv holds compiled wheels (uvloop, httptools), so the package is built for this architecture.
+arch=$(dpkg --print-architecture)
+deb="dist/burrow_${version}_${arch}.deb"
 stamp="$deb.inputs"
 
 inputs_hash() {
@@ -75,10 +77,10 @@ start=$(date +%s)
 log "building burrow $version in $src"
 export PIP_CACHE_DIR=${PIP_CACHE_DIR:-/var/cache/burrow-ci/pip}
 (cd "$src" && dpkg-buildpackage -us -uc -b) >"$tmp/build.log" 2>&1 || { tail -n 40 "$tmp/build.log" >&2; exit 1; }
-built="$tmp/burrow_${version}_all.deb"
+built="$tmp/burrow_${version}_${arch}.deb"
 log "built in $(($(date +%s) - start)) s: $(du -h "$built" | cut -f1)"
 
-report="dist/burrow_${version}_all.lintian.txt"
+report="dist/burrow_${version}_${arch}.lintian.txt"
 status=0
 lintian --info --display-info --tag-display-limit 0 "$built" >"$report" 2>&1 || status=$?
 grep -E '^[EW]: ' "$report" >&2 || log "lintian: no errors or warnings"

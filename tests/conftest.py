@@ -158,9 +158,13 @@ def make_config(broker: Broker, names: TopologyConfig, request: pytest.FixtureRe
 
 
 class ConsumerProcess:
-    """``burrow-consumer --config FILE`` as a real child process."""
+    """``burrow-consumer --config FILE`` (or ``burrow-producer`` with ``role``) as a real child process."""
 
-    def __init__(self, config: BurrowConfig, tmp_path: Path, name: str = "consumer") -> None:
+    #: The log line each daemon writes once it is connected.
+    READY_LINES = {"consumer": "Consumer ready", "producer": "burrow-producer ready"}
+
+    def __init__(self, config: BurrowConfig, tmp_path: Path, name: str = "consumer", role: str = "consumer") -> None:
+        self.role = role
         self.config_path = tmp_path / f"{name}.toml"
         self.config_path.write_text(to_toml(config))
         self.config_path.chmod(0o600)
@@ -170,15 +174,17 @@ class ConsumerProcess:
     def start(self) -> "ConsumerProcess":
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT_DIR), env.get("PYTHONPATH")]))
-        executable = shutil.which("burrow-consumer") or str(Path(sys.executable).parent / "burrow-consumer")
+        command = f"burrow-{self.role}"
+        executable = shutil.which(command) or str(Path(sys.executable).parent / command)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen([executable, "--config", str(self.config_path)], stdout=log,
                                             stderr=subprocess.STDOUT, env=env)
         return self
 
     def wait_ready(self, timeout: float = 30) -> None:
-        wait_for(lambda: "Consumer ready" in self.log() or self.process.poll() is not None, timeout, "consumer ready")
-        assert self.process.poll() is None, f"consumer exited early:\n{self.log()}"
+        ready = self.READY_LINES[self.role]
+        wait_for(lambda: ready in self.log() or self.process.poll() is not None, timeout, f"{self.role} ready")
+        assert self.process.poll() is None, f"{self.role} exited early:\n{self.log()}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -198,8 +204,8 @@ class ConsumerProcess:
 def consumer_process(tmp_path: Path) -> Iterator[Callable[..., ConsumerProcess]]:
     started: list[ConsumerProcess] = []
 
-    def make(config: BurrowConfig, name: str = "consumer") -> ConsumerProcess:
-        proc = ConsumerProcess(config, tmp_path, name)
+    def make(config: BurrowConfig, name: str = "consumer", role: str = "consumer") -> ConsumerProcess:
+        proc = ConsumerProcess(config, tmp_path, name, role)
         started.append(proc)
         return proc
 

@@ -1,8 +1,10 @@
-"""Command-line entry points: ``burrow`` (check-config, call, send, demo), ``burrow-consumer``
+"""Command-line entry points: ``burrow`` (check-config, call, send, status, demo), ``burrow-consumer``
 and ``burrow-producer``.
 
 Each ``main`` is thin: parse arguments, set up logging, load the config, call the run function.
-Configuration errors print one line naming the file and key and exit 2, never a traceback.
+Configuration errors print one line naming the file and key and exit 78 (``EX_CONFIG``), never a
+traceback; usage errors exit 2 (:mod:`burrow.exitcodes`). The parsers are built by module-level
+functions so that the man pages and the shell completion are generated from them.
 """
 
 from __future__ import annotations
@@ -11,14 +13,22 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from burrow.config import BurrowConfig, load_config
 from burrow.errors import BurrowError, ConfigError, HandlerLoadError
+from burrow.exitcodes import EX_CONFIG, EX_FAILED
+from burrow.tools import file_argument
+
+if TYPE_CHECKING:
+    from burrow.producer import Producer
 
 logger = logging.getLogger(__name__)
 
-EXIT_CONFIG = 2
+#: ``burrow call``'s default ``--timeout``: seconds to reach the broker, then for each reply. A
+#: person at a terminal should hear about a dead broker in seconds, not after the daemons' 30 s
+#: ``producer.request_timeout``; slower handlers need an explicit ``--timeout``.
+CALL_TIMEOUT = 10.0
 
 
 def log_to_stderr(level: str) -> None:
@@ -37,52 +47,70 @@ def _load(path: str) -> BurrowConfig:
         return load_config(path)
     except ConfigError as exc:
         print(f"burrow: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG) from None
+        raise SystemExit(EX_CONFIG) from None
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate a config file (and its handler); print one line and exit 0 or 2."""
-    config = _load(args.path)
-    from burrow.handlers import load_handler
+def _version() -> str:
+    from importlib import metadata
 
-    if args.role in ("consumer", "any"):
-        try:
-            load_handler(config.consumer.handler)
-        except HandlerLoadError as exc:
-            print(f"burrow: {args.path}: consumer.handler: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
-    print(f"{args.path}: OK")
-    return 0
+    try:
+        return metadata.version("burrow")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    """Send messages through the library and print each reply, or run a burst with a summary."""
-    from burrow.tools.burst import run_burst
+    """Send messages through the library and print each reply, or run a burst with a summary.
+
+    The broker must be reachable and the AMQP session open within ``--timeout``; otherwise one
+    line says what was tried and why it failed, and the exit status is 1.
+    """
     from burrow.producer import Producer
+    from burrow.tools.reach import Unreachable, connect
 
     config = _load(args.config)
     log_to_stderr(args.log_level or "WARNING")
+    if args.log_level is None:
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
     instance_id = args.instance_id or f"{config.producer.resolved_instance_id()}-call-{os.getpid()}"
-    with Producer(config, instance_id=instance_id, name="call") as producer:
-        if args.count is None:
-            failed = 0
-            for message in args.message:
-                try:
-                    print(producer.call(message.encode(), timeout=args.timeout).decode("utf-8", "replace"))
-                except BurrowError as exc:
-                    failed += 1
-                    print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1 if failed else 0
-        bodies = [m.encode() for m in args.message] or [b"hello"]
-        result = run_burst(
-            lambda body: producer.call(body, timeout=args.timeout),
-            bodies,
-            count=args.count,
-            concurrency=args.concurrency,
-            show_progress=not args.quiet,
-        )
-        print(result.line())
-        return 1 if result.failed else 0
+    producer = Producer(config, instance_id=instance_id, name="call")
+    try:
+        connect(producer, config.rabbitmq, args.timeout, show_logs=args.log_level is not None)
+    except Unreachable as exc:
+        # Nothing was submitted, and the process exits now: the producer is left to die with it
+        # rather than closed, since closing a connection in mid-handshake trips an assertion in
+        # pika's connection workflow (a traceback on the I/O thread, after the one line below).
+        print(f"burrow call: {exc}", file=sys.stderr)
+        return EX_FAILED
+    try:
+        return _call(producer, args)
+    finally:
+        producer.close()
+
+
+def _call(producer: Producer, args: argparse.Namespace) -> int:
+    """Send ``args.message`` one by one, or a burst of ``args.count``, through a connected producer."""
+    from burrow.tools.burst import run_burst
+
+    if args.count is None:
+        failed = 0
+        for message in args.message:
+            try:
+                print(producer.call(message.encode(), timeout=args.timeout).decode("utf-8", "replace"))
+            except BurrowError as exc:
+                failed += 1
+                print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EX_FAILED if failed else 0
+    bodies = [m.encode() for m in args.message] or [b"hello"]
+    result = run_burst(
+        lambda body: producer.call(body, timeout=args.timeout),
+        bodies,
+        count=args.count,
+        concurrency=args.concurrency,
+        show_progress=not args.quiet,
+    )
+    print(result.line())
+    return EX_FAILED if result.failed else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -101,26 +129,27 @@ def cmd_dead(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from burrow.tools import dead, sendclient
+    """The ``burrow`` command's parser (also read by the man page and completion generators)."""
+    from burrow.tools import checkconfig, dead, sendclient, status
 
     parser = argparse.ArgumentParser(prog="burrow", description="Request/response over RabbitMQ.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, title="commands")
 
-    check = sub.add_parser("check-config", help="validate a configuration file")
-    check.add_argument("path")
-    check.add_argument("--role", choices=("consumer", "producer", "any"), default="any",
-                       help="also import the handler when the file is for a consumer (default: any)")
-    check.set_defaults(func=cmd_check_config)
+    check = sub.add_parser("check-config", help="check a configuration file as installed (the secret is not needed)")
+    checkconfig.add_arguments(check)
+    check.set_defaults(func=checkconfig.run)
 
     call = sub.add_parser("call", help="send requests through the library and print the replies")
-    call.add_argument("--config", required=True)
+    file_argument(call.add_argument("--config", required=True, help="TOML configuration file (the producer's)"))
     call.add_argument("message", nargs="*", help="request bodies (default for a burst: 'hello')")
     call.add_argument("--count", type=int, help="send this many requests as a burst and print a summary")
     call.add_argument("--concurrency", type=int, default=16, help="requests in flight during a burst")
-    call.add_argument("--timeout", type=float, help="seconds per request (default: producer.request_timeout)")
+    call.add_argument("--timeout", type=_positive_seconds, default=CALL_TIMEOUT,
+                      help=f"seconds to reach the broker, then for each reply (default {CALL_TIMEOUT:g})")
     call.add_argument("--instance-id", help="reply queue suffix (default: <host>-call-<pid>)")
     call.add_argument("--quiet", action="store_true", help="no progress bar")
-    call.add_argument("--log-level", help="default WARNING")
+    call.add_argument("--log-level", help="default WARNING, with the broker connection's own messages held back")
     call.set_defaults(func=cmd_call)
 
     demo = sub.add_parser("demo", help="start a throwaway broker and a consumer, send a burst, show the replies")
@@ -135,27 +164,62 @@ def build_parser() -> argparse.ArgumentParser:
     send = sub.add_parser("send", help="send requests to the local burrow-producer's Unix socket")
     sendclient.add_arguments(send)
     send.set_defaults(func=sendclient.run)
+
+    state = sub.add_parser("status", help="is each local daemon running and connected to the broker? (exit 0/1/3/4)")
+    status.add_arguments(state)
+    state.set_defaults(func=status.run)
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    """argparse type: a number of seconds greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "call" and args.count is None and not args.message:
-        print("burrow call: give at least one MESSAGE, or --count N", file=sys.stderr)
-        return EXIT_CONFIG
+        parser.error("burrow call: give at least one MESSAGE, or --count N")
     return args.func(args)
 
 
-def _daemon_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--config", required=True, help="TOML configuration file")
+#: What each daemon does, for its --help and man page.
+DAEMON_DESCRIPTIONS = {
+    "consumer": "Run the burrow consumer daemon: take requests from the broker, run the handler on each, "
+                "publish the replies.",
+    "producer": "Run the burrow producer daemon: serve the HTTP API on a Unix socket and pass its requests "
+                "through the broker to the consumers.",
+}
+
+
+def _daemon_parser(role: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"burrow-{role}", description=DAEMON_DESCRIPTIONS[role])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    file_argument(parser.add_argument("--config", required=True, help="TOML configuration file"))
     parser.add_argument("--daemon", action="store_true", help="detach from the terminal (hosts without systemd)")
-    parser.add_argument("--pidfile", help="with --daemon: write and lock this pid file")
+    file_argument(parser.add_argument("--pidfile", help="with --daemon: write and lock this pid file"))
     return parser
 
 
+def consumer_parser() -> argparse.ArgumentParser:
+    """``burrow-consumer``'s parser (also read by the man page and completion generators)."""
+    return _daemon_parser("consumer")
+
+
+def producer_parser() -> argparse.ArgumentParser:
+    """``burrow-producer``'s parser (also read by the man page and completion generators)."""
+    return _daemon_parser("producer")
+
+
 def _run_daemon(role: str, argv: Sequence[str] | None) -> int:
-    args = _daemon_parser(f"burrow-{role}", f"Run the burrow {role} daemon.").parse_args(argv)
+    args = _daemon_parser(role).parse_args(argv)
     config = _load(args.config)
     log_to_stderr(config.logging.level)
     from burrow.daemon.daemonize import PidFileLocked
@@ -168,7 +232,7 @@ def _run_daemon(role: str, argv: Sequence[str] | None) -> int:
         return run_daemon(role, config, detach=args.daemon, pidfile=args.pidfile)
     except HandlerLoadError as exc:
         logger.error("%s: consumer.handler: %s", config.path, exc)
-        return EXIT_CONFIG
+        return EX_CONFIG
     except PidFileLocked as exc:
         logger.error("%s", exc)
         return 1

@@ -8,7 +8,9 @@ message names the file, the key and what is wrong, so ``burrow check-config`` ca
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import socket
 import string
 import tomllib
@@ -36,10 +38,60 @@ class TLSConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BrokerNode:
+    """One broker node's AMQP endpoint; ``str()`` is ``host:port`` (IPv6 in brackets)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?")
+
+
+def parse_node(entry: str, default_port: int) -> BrokerNode:
+    """Parse one ``rabbitmq.hosts`` entry: ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``.
+
+    Raises ``ValueError`` saying what is wrong with the entry.
+    """
+    if entry.startswith("["):
+        address, sep, rest = entry[1:].partition("]")
+        if not sep:
+            raise ValueError("an IPv6 address in brackets needs its closing ']'")
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            raise ValueError(f"{address!r} in brackets is not an IPv6 address") from None
+        if rest and not rest.startswith(":"):
+            raise ValueError("only ':port' may follow the ']'")
+        host, port_text = address, rest[1:] if rest else None
+    elif entry.count(":") > 1:
+        raise ValueError("write an IPv6 address in brackets, e.g. '[fd00::3]:5672'")
+    else:
+        host, sep, port_text = entry.partition(":")
+        if not sep:
+            port_text = None
+        if not _HOST_NAME.fullmatch(host):
+            raise ValueError("the host must be a name or an address (letters, digits, '.', '-', '_')")
+    if port_text is None:
+        return BrokerNode(host, default_port)
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} must be a TCP port between 1 and 65535")
+    return BrokerNode(host, int(port_text))
+
+
+@dataclass(frozen=True, slots=True)
 class RabbitMQConfig:
-    """How to reach and log in to the broker. The password never appears in ``repr()``."""
+    """How to reach and log in to the broker. The password never appears in ``repr()``.
+
+    ``host`` names the one node of a single broker; ``hosts`` lists every node of a cluster (the
+    clients pick one at random and fail over to the others). :meth:`nodes` gives either as a list.
+    """
 
     host: str = "localhost"
+    hosts: tuple[str, ...] = ()
     port: int = 5672
     virtual_host: str = "/"
     username: str = "guest"
@@ -73,6 +125,12 @@ class RabbitMQConfig:
         values.update(overrides)
         return cls(**values)
 
+    def nodes(self) -> tuple[BrokerNode, ...]:
+        """Every node to connect to: the ``hosts`` entries, or ``host`` alone; ports default to ``port``."""
+        if not self.hosts:
+            return (BrokerNode(self.host, self.port),)
+        return tuple(parse_node(entry, self.port) for entry in self.hosts)
+
 
 @dataclass(frozen=True, slots=True)
 class TopologyConfig:
@@ -84,6 +142,7 @@ class TopologyConfig:
     delivery_limit: int = 5
     reply_exchange: str = "burrow.x.replies"
     reply_queue_prefix: str = "burrow.replies"
+    reply_queue_type: str = "quorum"
     reply_queue_expires: int = 3600
     dead_letter_exchange: str = "burrow.x.dead"
     dead_letter_queue: str = "burrow.dead"
@@ -229,6 +288,7 @@ _CHECKS: dict[str, typing.Callable[[Any], str | None]] = {
     "topology.delivery_limit": _positive,
     "topology.reply_exchange": _not_empty,
     "topology.reply_queue_prefix": _not_empty,
+    "topology.reply_queue_type": _one_of("quorum", "classic"),
     "topology.reply_queue_expires": _positive,
     "topology.dead_letter_exchange": _not_empty,
     "topology.dead_letter_queue": _not_empty,
@@ -313,13 +373,19 @@ def _expand(path: str, key: str, value: str) -> str:
         raise ConfigError(path, key, f"bad ${{...}} reference: {exc}") from None
 
 
-def _resolve_password(path: str, rabbitmq: RabbitMQConfig, raw: dict[str, Any]) -> RabbitMQConfig:
-    """Enforce "``password`` or ``password_file``, not both" and read the file's first line."""
+def _resolve_password(path: str, rabbitmq: RabbitMQConfig, raw: dict[str, Any], read_secrets: bool) -> RabbitMQConfig:
+    """Enforce "``password`` or ``password_file``, not both" and read the file's first line.
+
+    Without ``read_secrets`` the file is neither expanded nor read: ``password_file`` stays as
+    written, so a file can be checked where the secret is absent (``burrow check-config``).
+    """
     has_password = "password" in raw
     if has_password and rabbitmq.password_file:
         raise ConfigError(path, "rabbitmq.password_file", "set either password or password_file, not both")
     if not rabbitmq.password_file:
         return rabbitmq if has_password else dataclasses.replace(rabbitmq, password="guest")
+    if not read_secrets:
+        return rabbitmq
     secret_path = _expand(path, "rabbitmq.password_file", rabbitmq.password_file)
     try:
         secret = Path(secret_path).read_text(encoding="utf-8")
@@ -335,8 +401,32 @@ def _resolve_password(path: str, rabbitmq: RabbitMQConfig, raw: dict[str, Any]) 
     return dataclasses.replace(rabbitmq, password=secret, password_file=secret_path)
 
 
-def parse_config(data: dict[str, Any], path: str = "<string>") -> BurrowConfig:
-    """Validate an already-parsed TOML document and build the config from it."""
+def _check_hosts(path: str, rabbitmq: RabbitMQConfig, raw: dict[str, Any]) -> None:
+    """Enforce "``host`` or ``hosts``, not both" and check every ``hosts`` entry."""
+    if "hosts" not in raw:
+        return
+    if "host" in raw:
+        raise ConfigError(path, "rabbitmq.hosts",
+                          "set either rabbitmq.host (one node) or rabbitmq.hosts (every node of a cluster), not both")
+    if not rabbitmq.hosts:
+        raise ConfigError(path, "rabbitmq.hosts", "must list at least one node")
+    seen: set[BrokerNode] = set()
+    for entry in rabbitmq.hosts:
+        try:
+            node = parse_node(entry, rabbitmq.port)
+        except ValueError as exc:
+            raise ConfigError(path, "rabbitmq.hosts", f"entry {entry!r}: {exc}") from None
+        if node in seen:
+            raise ConfigError(path, "rabbitmq.hosts", f"entry {entry!r}: lists node {node} twice")
+        seen.add(node)
+
+
+def parse_config(data: dict[str, Any], path: str = "<string>", *, read_secrets: bool = True) -> BurrowConfig:
+    """Validate an already-parsed TOML document and build the config from it.
+
+    ``read_secrets=False`` checks everything but leaves ``password_file`` unread (and the password
+    empty): such a config is for inspection, not for connecting.
+    """
     sections = {f.name: f for f in dataclasses.fields(BurrowConfig) if f.name != "path"}
     hints = typing.get_type_hints(BurrowConfig)
     built: dict[str, Any] = {}
@@ -345,7 +435,8 @@ def parse_config(data: dict[str, Any], path: str = "<string>") -> BurrowConfig:
             raise ConfigError(path, name, f"unknown section (known sections: {', '.join(sorted(sections))})")
         built[name] = _build(path, name, hints[name], table)
     rabbitmq = built.get("rabbitmq", RabbitMQConfig())
-    built["rabbitmq"] = _resolve_password(path, rabbitmq, data.get("rabbitmq", {}))
+    built["rabbitmq"] = _resolve_password(path, rabbitmq, data.get("rabbitmq", {}), read_secrets)
+    _check_hosts(path, built["rabbitmq"], data.get("rabbitmq", {}))
     tls = built["rabbitmq"].tls
     if tls.enabled and bool(tls.cert_file) != bool(tls.key_file):
         raise ConfigError(path, "rabbitmq.tls", "cert_file and key_file go together")
@@ -356,8 +447,11 @@ def parse_config(data: dict[str, Any], path: str = "<string>") -> BurrowConfig:
     return BurrowConfig(**built, path=path)
 
 
-def load_config(path: str | os.PathLike[str]) -> BurrowConfig:
-    """Read and validate the TOML file at ``path``; raise :class:`ConfigError` naming what is wrong."""
+def load_config(path: str | os.PathLike[str], *, read_secrets: bool = True) -> BurrowConfig:
+    """Read and validate the TOML file at ``path``; raise :class:`ConfigError` naming what is wrong.
+
+    ``read_secrets=False``: see :func:`parse_config`.
+    """
     name = os.fspath(path)
     try:
         with open(name, "rb") as handle:
@@ -372,7 +466,7 @@ def load_config(path: str | os.PathLike[str]) -> BurrowConfig:
         raise ConfigError(name, None, f"not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(name, None, f"cannot read: {exc.strerror}") from None
-    return parse_config(data, name)
+    return parse_config(data, name, read_secrets=read_secrets)
 
 
 def _toml_value(value: Any) -> str:
@@ -406,6 +500,8 @@ def to_toml(config: BurrowConfig) -> str:
                 continue
             elif name == "rabbitmq" and item.name == "password_file" and not value:
                 continue
+            elif name == "rabbitmq" and item.name == ("host" if obj.hosts else "hosts"):
+                continue
             else:
                 lines.append(f"{item.name} = {_toml_value(value)}")
         lines.append("")
@@ -419,6 +515,7 @@ def to_toml(config: BurrowConfig) -> str:
 
 
 __all__ = [
+    "BrokerNode",
     "BurrowConfig",
     "ConsumerConfig",
     "LoggingConfig",
@@ -429,5 +526,6 @@ __all__ = [
     "TopologyConfig",
     "load_config",
     "parse_config",
+    "parse_node",
     "to_toml",
 ]

@@ -29,7 +29,7 @@ from burrow import metrics, tracing
 from burrow.amqp.acks import AckBatcher
 from burrow.amqp.iothread import IOThread
 from burrow.amqp.replies import ReplyPublisher
-from burrow.amqp.setup import RabbitMQSetup
+from burrow.amqp.setup import BrokerLink, RabbitMQSetup
 from burrow.amqp.window import RequestWindow
 from burrow.config import BurrowConfig
 from burrow.handlers import Handler, RequestContext, load_handler
@@ -81,11 +81,12 @@ class Consumer:
         )
         self._replies: ReplyPublisher[_Delivery] = ReplyPublisher(
             self._io.ioloop, config.topology.reply_exchange, on_ready=self._maybe_start_consuming, on_confirmed=self._settle,
+            on_acked=lambda: self._publish.publish_acked(), on_nacked=lambda: self._publish.publish_nacked(),
         )
         self._publish = RabbitMQSetup(
             config.rabbitmq, config.topology, self._io.ioloop,
             role=f"{name}-publish", on_ready=self._replies.on_channel_ready, on_lost=self.on_publish_lost,
-            declare=False,
+            declare=False, unconfirmed=lambda: self._replies.unconfirmed,
         )
         self._workers: HandlerPool[_Delivery] = HandlerPool(
             loaded, self._settings.handler, self._settings.concurrency,
@@ -121,6 +122,10 @@ class Consumer:
     @property
     def reconnects(self) -> int:
         return self._consume.reconnects + self._publish.reconnects
+
+    def broker_links(self) -> list[BrokerLink]:
+        """The broker nodes the consuming and the publishing connection use, and their failovers."""
+        return [self._consume.link(), self._publish.link()]
 
     def stats(self) -> ConsumerStats:
         return dataclasses.replace(self._stats)

@@ -81,7 +81,8 @@ class DeadLetterWatcher:
         self._topology = config.topology
         self._io = IOThread(f"burrow-{name}-io")
         self._setup = RabbitMQSetup(config.rabbitmq, config.topology, self._io.ioloop, role=name,
-                                    on_ready=self.on_channel_ready, on_lost=self.on_channel_lost)
+                                    on_ready=self.on_channel_ready, on_lost=self.on_channel_lost,
+                                    unconfirmed=lambda: len(self._notices))
         self._channel: Channel | None = None
         # Each unconfirmed notice -> the delivery tag of the dead letter's copy it answers.
         self._notices: ConfirmTracker[int] = ConfirmTracker()
@@ -176,6 +177,10 @@ class DeadLetterWatcher:
         channel = self._channel
         method = frame.method
         nacked = isinstance(method, pika.spec.Basic.Nack)
+        if nacked and self._setup.publish_nacked():
+            return  # reconnecting: the copies return to the notice queue with the old channel
+        if not nacked:
+            self._setup.publish_acked()
         for copy_tag in self._notices.confirmed(method.delivery_tag, method.multiple):
             if channel is None or not channel.is_open:
                 continue

@@ -44,6 +44,12 @@ class Recorder(Protocol):
     def reconnected(self) -> None:
         """A broker connection came back after a loss."""
 
+    def broker_node(self, connection: str, node: str) -> None:
+        """``connection`` is now ready on broker ``node`` (``host:port``)."""
+
+    def broker_failover(self, connection: str) -> None:
+        """``connection`` came back on another broker node than the one it lost."""
+
 
 _recorder: Recorder | None = None
 
@@ -123,10 +129,26 @@ def reconnected() -> None:
         recorder.reconnected()
 
 
+def broker_node(connection: str, node: str) -> None:
+    """``connection`` is now ready on broker ``node`` (``host:port``)."""
+    recorder = _recorder
+    if recorder is not None:
+        recorder.broker_node(connection, node)
+
+
+def broker_failover(connection: str) -> None:
+    """``connection`` came back on another broker node than the one it lost."""
+    recorder = _recorder
+    if recorder is not None:
+        recorder.broker_failover(connection)
+
+
 __all__ = [
     "CONSUMER_OUTCOMES",
     "PRODUCER_OUTCOMES",
     "Recorder",
+    "broker_failover",
+    "broker_node",
     "dead_letter_notice",
     "dead_lettered",
     "failure_outcome",

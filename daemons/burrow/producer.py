@@ -29,7 +29,7 @@ from burrow.amqp.acks import ReplyAcks
 from burrow.amqp.confirms import ConfirmTracker
 from burrow.amqp.inbox import Inbox
 from burrow.amqp.iothread import IOThread
-from burrow.amqp.setup import RabbitMQSetup
+from burrow.amqp.setup import BrokerLink, RabbitMQSetup
 from burrow.config import BurrowConfig
 from burrow.deadlines import Deadlines
 from burrow.errors import Backpressure, BrokerUnavailable, PublishError, Rejected, RemoteError, RequestTimeout, UnroutableError
@@ -80,6 +80,7 @@ class Producer:
         self._setup = RabbitMQSetup(
             config.rabbitmq, config.topology, self._io.ioloop, role=name, on_ready=self.on_channel_ready,
             on_lost=self.on_connection_lost, reply_queue=None if self.direct else self.reply_queue,
+            unconfirmed=lambda: len(self._confirms),
         )
 
     # ----------------------------------------------------------------- public API (any thread)
@@ -97,6 +98,10 @@ class Producer:
     @property
     def reconnects(self) -> int:
         return self._setup.reconnects
+
+    def broker_links(self) -> list[BrokerLink]:
+        """The broker node the connection uses and its failovers (STATUS, tests)."""
+        return [self._setup.link()]
 
     def stats(self) -> ProducerStats:
         return dataclasses.replace(self._stats, submitted=self._in_flight.added)
@@ -272,8 +277,12 @@ class Producer:
     def on_confirm(self, frame: pika.frame.Method) -> None:
         """Broker ack/nack of published requests (``multiple`` covers every tag up to this one)."""
         method = frame.method
+        if isinstance(method, pika.spec.Basic.Nack) and self._setup.publish_nacked():
+            return  # reconnecting: they stay unconfirmed and are republished
         requests = self._confirms.confirmed(method.delivery_tag, method.multiple)
-        if isinstance(method, pika.spec.Basic.Nack):
+        if not isinstance(method, pika.spec.Basic.Nack):
+            self._setup.publish_acked()
+        else:
             for request in requests:
                 self._finish(request.correlation_id, error=PublishError("the broker refused the request (nack): the request queue is full or unavailable"))
 

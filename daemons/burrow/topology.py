@@ -7,6 +7,17 @@ to the notice queue, from which the consumers' dead-letter watcher tells each ca
 request will never be answered. Replies go through a direct exchange to per-producer durable reply queues that the
 broker deletes after ``reply_queue_expires`` seconds without a consumer. Exchange and queue names
 differ so that broker permissions (regexes over names) can tell them apart.
+
+Reply queues are quorum queues by default (``topology.reply_queue_type``), so that replies on
+their way to a producer survive the loss of any one node of a cluster: a classic queue lives on
+one node, and while that node is down its replies are unreachable and the producer cannot even
+redeclare its queue elsewhere. RabbitMQ refuses to redeclare a queue with another type
+(PRECONDITION_FAILED), so the quorum reply queue has its own name, ``<prefix>.<id>.quorum``: the
+classic queue of an older burrow is left alone and expires ``reply_queue_expires`` after its
+producer went away. Quorum queues cannot be exclusive, and RabbitMQ 3.10 does not enforce the
+exclusive flag of a consume on them; single active consumer takes its place: a second producer
+with the same ``instance_id`` (or a new connection while the broker still holds the old one)
+waits as a standby and gets no reply until the first consumer is gone.
 """
 
 from __future__ import annotations
@@ -24,8 +35,20 @@ DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
 def reply_queue_name(topology: TopologyConfig, instance_id: str) -> str:
-    """The durable reply queue of the producer instance ``instance_id``."""
-    return f"{topology.reply_queue_prefix}.{instance_id}"
+    """The durable reply queue of the producer instance ``instance_id`` (module docstring)."""
+    suffix = ".quorum" if topology.reply_queue_type == "quorum" else ""
+    return f"{topology.reply_queue_prefix}.{instance_id}{suffix}"
+
+
+def reply_queue_arguments(topology: TopologyConfig) -> dict[str, Any]:
+    """Arguments of a reply queue: its type, its expiry and, for quorum, single active consumer."""
+    arguments: dict[str, Any] = {
+        "x-queue-type": topology.reply_queue_type,
+        "x-expires": topology.reply_queue_expires * 1000,
+    }
+    if topology.reply_queue_type == "quorum":
+        arguments["x-single-active-consumer"] = True
+    return arguments
 
 
 def request_queue_arguments(topology: TopologyConfig) -> dict[str, Any]:
@@ -93,7 +116,7 @@ def declaration_steps(topology: TopologyConfig, reply_queue: str | None) -> list
                 {
                     "queue": reply_queue,
                     "durable": True,
-                    "arguments": {"x-queue-type": "classic", "x-expires": topology.reply_queue_expires * 1000},
+                    "arguments": reply_queue_arguments(topology),
                 },
             ),
             ("queue_bind", {"queue": reply_queue, "exchange": topology.reply_exchange, "routing_key": reply_queue}),

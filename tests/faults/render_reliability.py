@@ -149,7 +149,8 @@ def render(tallies: list[dict], cases: list[dict]) -> str:
     else:
         out.append("No scenario results yet: run `make faults`.")
     out.append("")
-    checks = [case for case in cases if "test_fault_scenarios" not in case["nodeid"]]
+    checks = [case for case in cases
+              if "test_fault_scenarios" not in case["nodeid"] and "test_cluster_clients" not in case["nodeid"]]
     out.append("## Bad input and security (every test of the last full run)\n")
     if checks:
         passed = sum(case["outcome"] == "passed" for case in checks)

@@ -1,6 +1,6 @@
 """Bad configuration files: every key with a value of the wrong type, a missing password file and
 an unreadable credential each stop the real ``burrow-consumer`` with one line naming the file and
-the key (exit 2, no traceback). tests/unit/test_config.py covers the loader's messages one by one.
+the key (exit 78, EX_CONFIG, no traceback). tests/unit/test_config.py covers the loader's messages one by one.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from burrow.errors import ConfigError
 
 pytestmark = pytest.mark.faults
 
-EXIT_CONFIG = 2
+EXIT_CONFIG = 78
 
 
 def wrong_value(expected: typing.Any) -> str:

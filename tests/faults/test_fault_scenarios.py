@@ -21,6 +21,7 @@ import pytest
 
 from burrow.config import to_toml
 from burrow.errors import DeliveryLimitExceeded
+from burrow.topology import reply_queue_name
 
 from faultcheck import (
     HandlerLog,
@@ -107,7 +108,7 @@ def test_producer_process_restart_with_requests_in_flight(request, make_config, 
     # Let the consumer finish everything the first instance had queued.
     wait_for(lambda: amqp.queue_declare(config.topology.request_queue, passive=True).method.message_count == 0
              and consumer.in_flight == 0, 60, "request queue drained")
-    reply_queue = f"{config.topology.reply_queue_prefix}.{instance}"
+    reply_queue = reply_queue_name(config.topology, instance)
     waiting = amqp.queue_declare(reply_queue, passive=True).method.message_count
     processed = [body.decode() for body, _ in log.runs()]
     caplog.set_level(logging.WARNING, logger="burrow.producer")

@@ -10,6 +10,7 @@ import pytest
 
 from burrow.errors import DeliveryLimitExceeded
 from burrow.producer import Producer
+from burrow.topology import reply_queue_name
 
 from conftest import queue_depth, wait_for
 
@@ -60,7 +61,7 @@ def test_producer_restart_replies_still_reach_its_reply_queue(make_config, start
     wait_for(lambda: queue_depth(amqp, config.topology.request_queue) == 50, 30, "requests confirmed and queued")
     first.stop(timeout=0)  # the producer goes away with 50 requests in flight
     start_consumer(config)
-    reply_queue = f"{config.topology.reply_queue_prefix}.restart-me"
+    reply_queue = reply_queue_name(config.topology, "restart-me")
     wait_for(lambda: queue_depth(amqp, reply_queue) == 50, 30, "50 replies waiting in the durable reply queue")
     second = Producer(config).start()
     try:

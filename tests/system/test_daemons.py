@@ -56,17 +56,18 @@ WATCHDOG_DROPIN = """\
 Environment=BURROW_TEST_HOOKS=1
 WatchdogSec=4
 """
-#: Least-privilege broker permissions (configure, write, read) per daemon.
+#: Least-privilege broker permissions (configure, write, read) per daemon, as the Ansible roles grant
+#: them (ansible/group_vars/brokers/burrow.yml), the dead-letter notice queue included.
 PERMISSIONS = {
     "burrow-producer": (
-        r"^burrow\.(x\.(requests|replies|dead)|requests|dead|replies\..+)$",
-        r"^burrow\.(x\.requests|x\.dead|requests|dead|replies\..+)$",
+        r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?|replies\..+)$",
+        r"^burrow\.(x\.requests|x\.dead|requests|dead(\.notices)?|replies\..+)$",
         r"^burrow\.(x\.(requests|replies|dead)|replies\..+)$",
     ),
     "burrow-consumer": (
-        r"^burrow\.(x\.(requests|replies|dead)|requests|dead)$",
-        r"^burrow\.(x\.replies|x\.dead|requests|dead)$",
-        r"^burrow\.(requests|x\.(requests|dead))$",
+        r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?)$",
+        r"^burrow\.(x\.replies|x\.dead|requests|dead(\.notices)?)$",
+        r"^burrow\.(requests|dead\.notices|x\.(requests|dead))$",
     ),
 }
 STATUS_LINE = re.compile(r"^processed \d+, (failed \d+, )?in flight \d+, \d+ req/s, broker \S+ connected$")
@@ -366,3 +367,29 @@ def test_password_is_readable_only_through_the_credential(box: Host) -> None:
         # The copy systemd hands the service: read-only, for its user only, gone when it stops.
         credential = f"/run/credentials/{unit}/amqp-password"
         assert box.run(["stat", "-c", "%a %U", credential]).stdout.split() == ["400", "burrow"]
+
+
+def test_operator_commands_on_the_installed_files(box: Host) -> None:
+    """``burrow check-config`` on the conffiles as installed, where the secret is absent; with
+    ``--secrets`` under the unit's credential; ``burrow status`` on a host whose consumer has no
+    metrics endpoint (the package default)."""
+    for role in ("consumer", "producer"):
+        path = f"/etc/burrow/{role}.toml"
+        checked = box.run(["burrow", "check-config", "--role", role, path], check=False,
+                          env={"PYTHONPATH": "/usr/local/lib/burrow-test"})  # the test handler's folder
+        assert checked.returncode == 0, checked.stderr
+        assert ("not checked: CREDENTIALS_DIRECTORY not set here (systemd sets it from the unit's LoadCredential=)"
+                in checked.stdout), checked.stdout
+        credential = f"amqp-password:/etc/burrow/credentials/{role}-amqp-password"
+        with_secret = box.run(["systemd-run", "--quiet", "--pipe", "--wait", "--collect",
+                               f"--property=LoadCredential={credential}",
+                               "--setenv=PYTHONPATH=/usr/local/lib/burrow-test",
+                               "/usr/bin/burrow", "check-config", "--secrets", "--role", role, path], check=False)
+        assert with_secret.returncode == 0, with_secret
+        assert "/amqp-password (rabbitmq.password_file): OK" in with_secret.stdout, with_secret.stdout
+    wait_until(lambda: box.run(["burrow", "status", "producer"], check=False).returncode == 0, 60, "producer up")
+    status = box.run(["burrow", "status"], check=False)
+    assert status.returncode == 4, status  # the consumer's state cannot be read without [metrics]
+    producer_line, consumer_line = status.stdout.splitlines()
+    assert producer_line.startswith(f"producer  {SOCKET}") and " up: broker connected, " in producer_line
+    assert consumer_line.startswith("consumer  /etc/burrow/consumer.toml") and " unknown: " in consumer_line

@@ -7,6 +7,7 @@ the API can answer is reachable: anything else is echoed as ``reply:<body>``; ``
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import inspect
 import itertools
@@ -25,13 +26,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httptools
 import pytest
+import uvloop
 
 from burrow import metrics
 from burrow.daemon import prometheus
 from burrow.errors import BrokerUnavailable, DeliveryLimitExceeded, PublishError, Rejected, RemoteError, RequestTimeout
 from burrow.daemon.httpapi import HttpApi, bind_socket, inherited_socket
+from burrow.tools import sendclient, socketburst
 from burrow.tools.sendclient import SendError, SocketClient, UnixHTTPConnection
+
 
 class FakeProducer:
     """Implements burrow.daemon.httpapi.ProducerAPI; the request body says what happens."""
@@ -514,3 +519,88 @@ def test_concurrent_requests_share_the_producer(api: HttpApi) -> None:
         replies = list(pool.map(lambda n: client.send(b"c%d" % n), range(40)))
     assert replies == [b"reply:c%d" % n for n in range(40)]
 
+
+
+def test_pipelined_requests_are_answered_in_order(api: HttpApi) -> None:
+    """Three requests in one write; the first one's reply comes late, and still comes first."""
+    requests = b"".join(
+        b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        for body in (b"slow:0.3", b"p1", b"p2")
+    )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(api.address)
+        sock.sendall(requests)
+        replies: list[tuple[int, bytes]] = []
+        parser: Any = None
+
+        class Responses:
+            body = b""
+
+            def on_body(self, data: bytes) -> None:
+                self.body += data
+
+            def on_message_complete(self) -> None:
+                replies.append((parser.get_status_code(), self.body))
+                self.body = b""
+
+        parser = httptools.HttpResponseParser(Responses())
+        while len(replies) < 3:
+            chunk = sock.recv(65536)
+            assert chunk, replies
+            parser.feed_data(chunk)
+    assert replies == [(200, b"done"), (200, b"reply:p1"), (200, b"reply:p2")]
+
+
+def test_burst_reuses_keep_alive_connections(api: HttpApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``burrow send --count`` opens one connection per concurrent request, not one per request."""
+    opened = []
+    connect = socketburst.KeepAliveClient._connect
+
+    async def counting_connect(self: socketburst.KeepAliveClient) -> Any:
+        opened.append(self)
+        return await connect(self)
+
+    monkeypatch.setattr(socketburst.KeepAliveClient, "_connect", counting_connect)
+    result = socketburst.run_socket_burst(
+        api.address, [b"a", b"b"], count=200, concurrency=3, show_progress=False,
+        check=lambda body, reply: reply == b"reply:" + body,
+    )
+    assert (result.sent, result.failed) == (200, 0), result.line()
+    assert len(opened) == 3
+
+
+def test_burst_reconnects_after_the_server_closed_an_idle_connection(api: HttpApi) -> None:
+    async def scenario() -> list[tuple[int, bytes]]:
+        client = socketburst.KeepAliveClient(api.address, timeout=5)
+        try:
+            first = await client.post("/v1/requests", b"one")
+            protocol = client._protocol
+            assert protocol is not None
+            deadline = time.monotonic() + 5
+            while not protocol.closed and time.monotonic() < deadline:  # read_timeout (0.5 s) closes it
+                await asyncio.sleep(0.02)
+            assert protocol.closed
+            return [first, await client.post("/v1/requests", b"two")]
+        finally:
+            client.close()
+
+    loop = uvloop.new_event_loop()
+    try:
+        assert loop.run_until_complete(scenario()) == [(200, b"reply:one"), (200, b"reply:two")]
+    finally:
+        loop.close()
+
+
+def test_burst_counts_error_statuses(api: HttpApi) -> None:
+    result = socketburst.run_socket_burst(api.address, [b"ok", b"remote"], count=10, concurrency=2, show_progress=False)
+    assert (result.sent, result.failed) == (10, 5)
+    assert set(result.errors) == {"HttpStatusError"}
+
+
+def test_send_burst_summary_and_error_kinds(api: HttpApi, capsys: pytest.CaptureFixture[str]) -> None:
+    """``burrow send --count``: the summary line, failures grouped by status and error code."""
+    assert sendclient.main(["--socket", api.address, "--count", "20", "--concurrency", "4", "--quiet", "ok"]) == 0
+    assert capsys.readouterr().out.startswith("20 requests, 0 failed, ")
+    assert sendclient.main(["--socket", api.address, "--count", "6", "--concurrency", "2", "--quiet", "ok", "remote"]) == 1
+    assert capsys.readouterr().out.rstrip().endswith("(502 remote_error: 3)")

@@ -6,7 +6,8 @@ order, persistent to the reply exchange or transient to a direct reply-to addres
 confirms decide what happens next: acked replies go to the owner's ``on_confirmed`` (which acks
 their requests), nacked ones are published again after :data:`REPLY_RETRY_DELAY`, and a reply
 the broker returned as unroutable is marked ``returned`` before its confirm arrives so the owner
-dead-letters its request. When the channel is lost, every unconfirmed reply goes out again first
+dead-letters its request. ``on_acked``/``on_nacked`` tell the connection's keeper about confirms
+(a fresh channel whose first confirms are nacks is reopened, see ``burrow.amqp.setup``). When the channel is lost, every unconfirmed reply goes out again first
 on the next one. Lifecycle steps: ``on_channel_ready`` -> ``on_confirms_enabled`` -> the owner's
 ``on_ready``; ``on_channel_lost`` forgets the channel.
 """
@@ -59,11 +60,15 @@ class ReplyPublisher(Generic[R]):
         *,
         on_ready: Callable[[], None],
         on_confirmed: Callable[[list[R]], None],
+        on_acked: Callable[[], None] = lambda: None,
+        on_nacked: Callable[[], bool] = lambda: False,
     ) -> None:
         self._ioloop = ioloop
         self._reply_exchange = reply_exchange
         self._on_ready = on_ready
         self._on_confirmed = on_confirmed
+        self._on_acked = on_acked
+        self._on_nacked = on_nacked
         self._channel: Channel | None = None
         self._confirms: ConfirmTracker[R] = ConfirmTracker()
         self._waiting: Inbox[R] = Inbox(ioloop, self.publish_waiting)
@@ -71,6 +76,11 @@ class ReplyPublisher(Generic[R]):
     @property
     def ready(self) -> bool:
         return self._channel is not None
+
+    @property
+    def unconfirmed(self) -> int:
+        """Replies published and not yet confirmed."""
+        return len(self._confirms)
 
     def put(self, reply: R) -> None:
         """Any thread: publish ``reply`` on the I/O thread's next turn (or after reconnecting)."""
@@ -94,8 +104,24 @@ class ReplyPublisher(Generic[R]):
         self.publish_waiting()
         self._on_ready()
 
-    def on_channel_lost(self, _reason: str) -> None:
+    def on_channel_lost(self, reason: str) -> None:
         self._channel = None
+        if "INTERNAL_ERROR" in reason:
+            self._drop_direct_replies()
+
+    def _drop_direct_replies(self) -> None:
+        """RabbitMQ 3.10 closes a channel with INTERNAL_ERROR when it publishes to a direct
+        reply-to address whose connection lived on a node that is now down. Sending those replies
+        again would close every new channel the same way, so they are dropped and handed on as
+        settled (their requests are acked): the producer whose connection died republishes its
+        pending requests on its new connection anyway."""
+        pending = self._confirms.reset()
+        direct = [reply for reply in pending if reply.reply_to.startswith(DIRECT_REPLY_TO)]
+        self._waiting.put_back([reply for reply in pending if not reply.reply_to.startswith(DIRECT_REPLY_TO)])
+        if direct:
+            logger.warning("Dropping %d direct reply-to replies the broker could not deliver (their producer's "
+                           "connection is gone); those producers republish the requests", len(direct))
+            self._on_confirmed(direct)
 
     def publish_waiting(self) -> None:
         channel = self._channel
@@ -130,8 +156,11 @@ class ReplyPublisher(Generic[R]):
     def on_confirm(self, frame: pika.frame.Method) -> None:
         """Broker ack/nack of replies: hand the acked batch on at once, retry the nacked ones."""
         method = frame.method
+        if isinstance(method, pika.spec.Basic.Nack) and self._on_nacked():
+            return  # reconnecting: they stay unconfirmed and go out again first on the next channel
         replies = self._confirms.confirmed(method.delivery_tag, method.multiple)
         if not isinstance(method, pika.spec.Basic.Nack):
+            self._on_acked()
             if replies:
                 self._on_confirmed(replies)
             return

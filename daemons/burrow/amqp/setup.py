@@ -5,6 +5,20 @@ lifecycle follows pika's asynchronous examples as named steps: ``connect`` ->
 ``on_connection_open`` -> ``on_channel_open`` -> topology declared -> the owner's ``on_ready``.
 Any loss (failed connect, closed connection, closed channel) reports ``on_lost`` and schedules a
 reconnect after a capped, jittered exponential backoff, until ``stop`` is called.
+
+With several broker nodes (``rabbitmq.hosts``) each ``RabbitMQSetup`` walks its own random order
+of them: the first connect goes to a node picked at random, so clients spread over the cluster,
+and every reconnect goes to the next node of that order, so losing a node fails over to the
+others at the same backoff. Which node it uses and how often it moved are in :meth:`link`, the
+logs and the ``burrow_broker_*`` metrics.
+
+A channel that first publishes to a quorum queue while that queue's leader is being re-elected
+(right after a node died, i.e. right after a failover) stays bound to the dead leader on RabbitMQ
+3.10: every later publish to that queue is nacked, or never confirmed at all, until the channel
+closes (newer releases look the leader up afresh, rabbitmq-server pull request 9241). So the
+publishing engines report their confirms: a nack before the fresh channel's first ack, or no
+confirm for ``CONFIRM_STALL`` seconds, reopens the connection, and the engine publishes what
+was not confirmed again on the new one, as after any reconnect.
 """
 
 from __future__ import annotations
@@ -16,6 +30,7 @@ import socket
 import ssl
 import time
 import types
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import pika
@@ -24,7 +39,8 @@ from pika.adapters.utils.io_services_utils import _AsyncPlaintextTransport
 from pika.channel import Channel
 
 from burrow import metrics
-from burrow.config import RabbitMQConfig, TopologyConfig
+from burrow.amqp.iothread import call_every
+from burrow.config import BrokerNode, RabbitMQConfig, TopologyConfig
 from burrow.topology import declare_topology
 
 logger = logging.getLogger(__name__)
@@ -32,9 +48,19 @@ logger = logging.getLogger(__name__)
 #: Seconds a connection must stay ready before losing it starts the reconnect backoff afresh.
 STABLE_AFTER = 5.0
 
+#: Seconds a publish may wait for its confirm before the channel is presumed stuck and the
+#: connection reopened (see :meth:`RabbitMQSetup.publish_nacked`). Confirms take milliseconds,
+#: about a second on a loaded machine; a blocked connection is left to blocked_connection_timeout.
+CONFIRM_STALL = 10.0
 
-def connection_parameters(config: RabbitMQConfig, connection_name: str) -> pika.ConnectionParameters:
-    """Translate the config into pika's parameters (credentials, TLS, heartbeat, timeouts)."""
+
+def connection_parameters(
+    config: RabbitMQConfig, connection_name: str, node: BrokerNode | None = None
+) -> pika.ConnectionParameters:
+    """Translate the config into pika's parameters (credentials, TLS, heartbeat, timeouts) for
+    ``node`` (default: the first of ``config.nodes()``). TLS checks the certificate against
+    ``tls.server_hostname`` or, when that is empty, the node's own name."""
+    node = node or config.nodes()[0]
     ssl_options = None
     if config.tls.enabled:
         context = ssl.create_default_context(cafile=config.tls.ca_file or None)
@@ -43,10 +69,10 @@ def connection_parameters(config: RabbitMQConfig, connection_name: str) -> pika.
         if not config.tls.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        ssl_options = pika.SSLOptions(context, server_hostname=config.tls.server_hostname or config.host)
+        ssl_options = pika.SSLOptions(context, server_hostname=config.tls.server_hostname or node.host)
     return pika.ConnectionParameters(
-        host=config.host,
-        port=config.port,
+        host=node.host,
+        port=node.port,
         virtual_host=config.virtual_host,
         credentials=pika.PlainCredentials(config.username, config.password, erase_on_connect=False),
         heartbeat=config.heartbeat,
@@ -109,6 +135,32 @@ def default_connection_name(role: str) -> str:
     return f"burrow-{role}@{socket.gethostname()}"
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerLink:
+    """What one connection is doing, for logs, STATUS and metrics: ``role`` (e.g.
+    "consumer-publish"), the ``node`` it uses or is trying, whether it is ``connected``, and how
+    many ``failovers`` (becoming ready on another node than the last one) it made."""
+
+    role: str
+    node: BrokerNode
+    connected: bool
+    failovers: int
+
+
+def broker_status(links: list[BrokerLink]) -> str:
+    """The STATUS words about the broker: the node(s) in use and the failovers so far, e.g.
+    "broker 10.0.0.2:5672 connected", "broker b1:5672 connected (also b3:5672), 2 failovers" or
+    "waiting for broker b2:5672 (retrying with backoff)"."""
+    nodes = list(dict.fromkeys(str(link.node) for link in links))
+    failovers = sum(link.failovers for link in links)
+    moves = f", {failovers} failover{'s' if failovers != 1 else ''}" if failovers else ""
+    also = f" (also {', '.join(nodes[1:])})" if len(nodes) > 1 else ""
+    if all(link.connected for link in links):
+        return f"broker {nodes[0]} connected{also}{moves}"
+    waiting = [str(link.node) for link in links if not link.connected]
+    return f"waiting for broker {', '.join(dict.fromkeys(waiting))} (retrying with backoff{moves})"
+
+
 class RabbitMQSetup:
     """A reconnecting keeper of one connection, its channel and the topology, on ``ioloop``.
 
@@ -119,6 +171,9 @@ class RabbitMQSetup:
     its consumers and confirms there and forgets the channel on ``on_lost``: a channel is never
     reused across connections. ``declare=False`` skips the declarations (the consumer's publishing
     connection). Everything runs on the I/O loop's thread.
+    The connection goes to one of ``rabbitmq.nodes()`` at a time (module docstring). A publishing
+    owner passes ``unconfirmed`` (how many of its publishes await a confirm) and reports confirms
+    with :meth:`publish_acked` and :meth:`publish_nacked`, so a stuck channel gets reopened.
     """
 
     def __init__(
@@ -132,6 +187,7 @@ class RabbitMQSetup:
         on_lost: Callable[[str], None],
         reply_queue: str | None = None,
         declare: bool = True,
+        unconfirmed: Callable[[], int] = lambda: 0,
     ) -> None:
         self._rabbitmq = rabbitmq
         self._topology = topology
@@ -141,7 +197,15 @@ class RabbitMQSetup:
         self._on_lost = on_lost
         self._reply_queue = reply_queue
         self._declare = declare
-        self._parameters = connection_parameters(rabbitmq, default_connection_name(role))
+        name = default_connection_name(role)
+        nodes = rabbitmq.nodes()
+        # This connection's own random order of the nodes: a random first node spreads clients
+        # over the cluster; each reconnect moves on to the next one.
+        self._nodes = random.sample(nodes, len(nodes))
+        self._parameters = {node: connection_parameters(rabbitmq, name, node) for node in self._nodes}
+        self._cursor = 0
+        self._ready_node: BrokerNode | None = None
+        self.failovers = 0
         self._connection: pika.SelectConnection | None = None
         self._channel: Channel | None = None
         self._stopping = False
@@ -151,16 +215,66 @@ class RabbitMQSetup:
         self._ready_since = 0.0
         self.reconnects = 0
         self.ready = False
+        self._unconfirmed = unconfirmed
+        self._acked = False
+        self._last_confirm = 0.0
+        self._blocked = False
+        self._stop_checks: Callable[[], None] | None = None
+
+    @property
+    def node(self) -> BrokerNode:
+        """The node connected to, or being tried next."""
+        return self._nodes[self._cursor]
+
+    def link(self) -> BrokerLink:
+        """A snapshot of this connection's node and failovers (safe to call from any thread)."""
+        return BrokerLink(self._role, self.node, self.ready, self.failovers)
 
     def start(self) -> None:
         """Open the connection now; call only on the I/O thread (or before the loop starts)."""
+        self._stop_checks = call_every(self._ioloop, 1.0, self._check_confirms)
         self._connect()
+
+    def publish_acked(self) -> None:
+        """The engine got a publisher ack on this connection's channel."""
+        self._acked = True
+        self._last_confirm = time.monotonic()
+
+    def publish_nacked(self) -> bool:
+        """The engine got a nack. Before the channel's first ack this is RabbitMQ 3.10's stale
+        quorum queue leader (module docstring): reopen the connection and return True, and the
+        engine keeps the nacked publishes to send again after the reconnect. Later nacks are the
+        queue's own refusal (e.g. full, with reject-publish): False, the engine handles them."""
+        self._last_confirm = time.monotonic()
+        if self._acked or not self.ready:
+            return False
+        self._reopen("the broker nacked the first publishes of a fresh channel")
+        return True
+
+    def _check_confirms(self) -> None:
+        """Every second: reopen a connection whose publishes went unconfirmed for CONFIRM_STALL."""
+        now = time.monotonic()
+        if not self.ready or self._blocked or self._unconfirmed() == 0:
+            self._last_confirm = now
+            return
+        if now - self._last_confirm > CONFIRM_STALL:
+            self._reopen(f"no publisher confirm for {CONFIRM_STALL:.0f}s with {self._unconfirmed()} outstanding")
+
+    def _reopen(self, why: str) -> None:
+        logger.warning("%s: %s on %s; reopening the connection (the channel may be bound to a quorum queue "
+                       "leader that is gone)", self._role.capitalize(), why, self.node)
+        self._last_confirm = time.monotonic()
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close(reply_text=f"burrow: {why}")
+
+    def _set_blocked(self, blocked: bool) -> None:
+        self._blocked = blocked
 
     def _connect(self) -> None:
         self._reconnect_handle = None
-        logger.debug("Connecting %s to %s:%d", self._role, self._rabbitmq.host, self._rabbitmq.port)
+        logger.debug("Connecting %s to %s", self._role, self.node)
         self._connection = pika.SelectConnection(
-            parameters=self._parameters,
+            parameters=self._parameters[self.node],
             on_open_callback=self.on_connection_open,
             on_open_error_callback=self.on_connection_open_error,
             on_close_callback=self.on_connection_closed,
@@ -170,10 +284,13 @@ class RabbitMQSetup:
     def on_connection_open(self, connection: pika.SelectConnection) -> None:
         logger.debug("Connection of %s open (gathered writes: %s); opening a channel", self._role,
                      gather_writes(connection))
+        self._blocked = False
+        connection.add_on_connection_blocked_callback(lambda _c, _f: self._set_blocked(True))
+        connection.add_on_connection_unblocked_callback(lambda _c, _f: self._set_blocked(False))
         connection.channel(on_open_callback=self.on_channel_open)
 
     def on_connection_open_error(self, _connection: pika.SelectConnection, error: BaseException) -> None:
-        self._lost(f"cannot connect to {self._rabbitmq.host}:{self._rabbitmq.port}: {str(error) or repr(error)}")
+        self._lost(f"cannot connect to {self.node}: {str(error) or repr(error)}")
 
     def on_connection_closed(self, _connection: pika.SelectConnection, reason: BaseException) -> None:
         self._channel = None
@@ -181,7 +298,7 @@ class RabbitMQSetup:
             logger.debug("Connection of %s closed as asked", self._role)
             self._finish_stop()
             return
-        self._lost(f"connection lost: {reason}")
+        self._lost(f"connection to {self.node} lost: {reason}")
 
     def on_channel_open(self, channel: Channel) -> None:
         self._channel = channel
@@ -192,11 +309,20 @@ class RabbitMQSetup:
             self.on_topology_declared(channel)
 
     def on_topology_declared(self, channel: Channel) -> None:
+        node = self.node
+        previous, self._ready_node = self._ready_node, node
+        if previous is not None and previous != node:
+            self.failovers += 1
+            metrics.broker_failover(self._role)
+            logger.warning("%s failed over from %s to %s (failover %d)", self._role.capitalize(), previous, node,
+                           self.failovers)
         if not self.ready:
-            logger.info("%s connected to %s:%d%s", self._role.capitalize(), self._rabbitmq.host, self._rabbitmq.port,
+            logger.info("%s connected to %s%s", self._role.capitalize(), node,
                         f" after {self._failures} failed attempts" if self._failures else "")
+        metrics.broker_node(self._role, str(node))
         self.ready = True
-        self._ready_since = time.monotonic()
+        self._ready_since = self._last_confirm = time.monotonic()
+        self._acked = False
         self._on_ready(channel)
 
     def on_channel_closed(self, channel: Channel, reason: BaseException) -> None:
@@ -223,7 +349,9 @@ class RabbitMQSetup:
         self._failures += 1
         delay = self._backoff_delay()
         log = logger.warning if was_ready or self._failures in (1, 10) or self._failures % 50 == 0 else logger.debug
-        log("%s: %s; retrying in %.1fs (attempt %d)", self._role.capitalize(), reason, delay, self._failures)
+        self._cursor = (self._cursor + 1) % len(self._nodes)
+        log("%s: %s; retrying in %.1fs on %s (attempt %d)", self._role.capitalize(), reason, delay, self.node,
+            self._failures)
         if was_ready:
             self.reconnects += 1
             metrics.reconnected()
@@ -243,6 +371,8 @@ class RabbitMQSetup:
         self._stopping = True
         self._on_stopped = on_stopped
         self.ready = False
+        if self._stop_checks is not None:
+            self._stop_checks()
         if self._reconnect_handle is not None:
             self._ioloop.remove_timeout(self._reconnect_handle)
             self._reconnect_handle = None

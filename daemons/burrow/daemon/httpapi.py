@@ -1,4 +1,4 @@
-"""The producer daemon's local HTTP/1.1 API on a Unix socket.
+"""The producer daemon's local HTTP/1.1 API on a Unix socket, served by uvicorn on uvloop.
 
 Local applications send a request and get the consumer's reply in the response::
 
@@ -23,11 +23,17 @@ Endpoints:
 - ``GET /v1/health``: ``{"broker_connected": ..., "in_flight": ..., ...}``, 200 when connected, else 503.
 - ``GET /metrics``: Prometheus text when metrics are enabled, else 404.
 
-One thread per connection (socketserver's ThreadingMixIn), all sharing the one producer, whose
-``submit`` is thread-safe. Connections are capped at ``max_connections``: beyond it the accept
-loop waits briefly (clients queue in the kernel's backlog), then answers 503. Each request must
-arrive completely (request line, headers, body) within ``read_timeout`` seconds, measured as a
-deadline rather than per ``recv``, so a slow-loris client trickling one byte at a time is cut off.
+How it is served: one thread runs an asyncio event loop (uvloop) with uvicorn's httptools protocol
+(HTTP/1.1 parsing by httptools/llhttp, keep-alive, pipelining, flow control, ``100 Continue``) and
+a small ASGI application, :class:`_App`, that calls ``Producer.submit`` and awaits the reply through
+:class:`burrow.daemon.bridge.FutureBridge`: no thread per connection or per request. uvicorn's
+protocol is subclassed (:class:`_Protocol`) only for what uvicorn does not do and this API
+promises: JSON answers for unparsable requests (400, 431, 501), a cap on the request head's size,
+a connection cap (beyond ``max_connections`` a client waits up to :data:`SLOT_WAIT` for a slot,
+then gets 503), the whole-request read deadline (request line, headers and body must arrive within
+``read_timeout`` seconds of the first byte, so a slow-loris client trickling one byte at a time is
+cut off; an idle connection is closed after ``read_timeout`` too), and the drain bookkeeping.
+Every answer's status is decided in one place, :func:`_answer`.
 
 Under systemd socket activation (``burrow-producer.socket``) the listening socket arrives as fd 3
 (``LISTEN_FDS``/``LISTEN_PID``). Clients connecting while the producer restarts then wait in the
@@ -36,27 +42,35 @@ kernel's queue, and the next producer answers them.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import concurrent.futures
 import errno
-import http.server
-import io
+import http
+import itertools
 import json
 import logging
 import math
 import os
 import re
 import socket
-import socketserver
 import stat
 import threading
 import time
 import types
-import uuid
-from collections.abc import Mapping
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
+
+import httptools
+import uvicorn
+import uvloop
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
 
 from burrow import tracing
 from burrow.daemon import prometheus as metrics
+from burrow.daemon.bridge import FutureBridge
 from burrow.errors import (
     Backpressure,
     BrokerUnavailable,
@@ -92,20 +106,35 @@ REJECTED_STATUS = {
 #: First file descriptor systemd passes (``SD_LISTEN_FDS_START``).
 LISTEN_FDS_START = 3
 
-DEFAULT_MAX_CONNECTIONS = 256
+#: Connections are cheap on the event loop (a few KiB each, no thread): the cap leaves room above
+#: the benchmark's 256 keep-alive connections while staying well under the 1024 descriptors of a
+#: systemd service's default soft ``LimitNOFILE``.
+DEFAULT_MAX_CONNECTIONS = 512
 DEFAULT_READ_TIMEOUT = 10.0
-#: How long the accept loop waits for a free connection slot before answering 503.
+#: How long a connection over ``max_connections`` waits for a free slot before it is answered 503.
 SLOT_WAIT = 1.0
 #: Largest ``X-Burrow-Timeout`` accepted (seconds).
 MAX_TIMEOUT = 86400.0
 #: Extra seconds to wait for a future beyond the request's own deadline before giving up with 504.
 RESULT_GRACE = 5.0
+#: Largest request line plus headers (bytes); a longer head is answered 431.
+MAX_HEAD_BYTES = 65536
+#: A body at most this much over the size limit is read (and dropped) before the 413 answer.
+DISCARD_LIMIT = 65536
+#: Pause between two ``submit`` attempts while the producer has ``max_in_flight`` requests out.
+BACKPRESSURE_PAUSE = 0.005
+#: Listen backlog (asyncio calls ``listen()`` again on the socket it serves, systemd's too).
+BACKLOG = 1024
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: A request line that is well formed apart from its method (then 501, else 400).
+_REQUEST_LINE = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+ \S+ HTTP/1\.[01]\r?\n")
 #: Path -> the methods it answers; other methods get 405 with an Allow header.
 ROUTES: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
     {"/v1/requests": ("POST",), "/v1/health": ("GET",), "/metrics": ("GET",)}
 )
+
+Headers = list[tuple[bytes, bytes]]
 
 
 class ProducerAPI(Protocol):
@@ -202,310 +231,246 @@ def bind_socket(path: str, mode: int, backlog: int = 128) -> socket.socket:
     return sock
 
 
-class _DeadlineReader(io.RawIOBase):
-    """Socket reads bounded by one absolute deadline for the whole request (anti slow-loris)."""
+def _answer(
+    status: int,
+    body: bytes,
+    content_type: str,
+    *,
+    request_id: str = "",
+    correlation_id: str = "",
+    close: bool = False,
+    extra: Mapping[str, str] | None = None,
+) -> Headers:
+    """The response headers of one answer: every answer of the API, whatever layer sends it.
 
-    def __init__(self, sock: socket.socket) -> None:
-        super().__init__()
-        self._sock = sock
-        self.deadline: float | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self.deadline is not None:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("request not received in time")
-            self._sock.settimeout(remaining)
-        return self._sock.recv_into(buffer)
-
-
-class _Connection:
-    """Drain bookkeeping for one client connection, registered as soon as it is accepted."""
-
-    __slots__ = ("busy", "served", "sock")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.busy = True
-        self.served = 0
+    The single place where an answer's status is final, so per-status accounting goes here.
+    """
+    metrics.http_answered(status)
+    headers: Headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if request_id:
+        headers.append((b"x-burrow-request-id", request_id.encode()))
+    if correlation_id:
+        headers.append((b"x-burrow-correlation-id", correlation_id.encode("latin-1")))
+    for name, value in (extra or {}).items():
+        headers.append((name.lower().encode(), value.encode("latin-1")))
+    if close:
+        headers.append((b"connection", b"close"))
+    return headers
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """A threading Unix-socket server on an already listening socket, with a connection cap."""
+def _error_document(
+    code: str, message: str, request_id: str = "", correlation_id: str = "", fields: Mapping[str, Any] | None = None
+) -> bytes:
+    document: dict[str, Any] = {"error": code, "message": message, **(fields or {})}
+    if request_id:
+        document["request_id"] = request_id
+    if correlation_id:
+        document["correlation_id"] = correlation_id
+    return (json.dumps(document) + "\n").encode()
 
-    daemon_threads = True
-    block_on_close = False
 
-    def __init__(self, api: HttpApi, sock: socket.socket) -> None:
-        super().__init__(sock.getsockname(), _Handler, bind_and_activate=False)
-        self.socket.close()
-        self.socket = sock
+def _raw_error(status: int, code: str, message: str, extra: Mapping[str, str] | None = None) -> bytes:
+    """A complete ``Connection: close`` JSON error response, for answers written by the protocol."""
+    body = _error_document(code, message)
+    headers = _answer(status, body, "application/json", close=True, extra=extra)
+    return STATUS_LINE[status] + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n" + body
+
+
+def _status_code(status: int) -> str:
+    """``request_header_fields_too_large`` for 431: the error code of a protocol-level answer."""
+    return http.HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+
+
+class _Reject(Exception):
+    """Raised from a parser callback: answer ``status`` and close the connection."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Protocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol plus the connection cap, the read deadline and JSON errors."""
+
+    def __init__(self, api: HttpApi, config: uvicorn.Config, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(config, state, {}, loop)
         self.api = api
+        self.timeout_keep_alive = api.read_timeout
+        self.admitted = False
+        self.served = 0
+        self.in_head = False
+        self.head_bytes = 0
+        self.deadline = 0.0
+        self._deadline_handle: asyncio.TimerHandle | None = None
+        self._slot_handle: asyncio.TimerHandle | None = None
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.api._slots.acquire(timeout=SLOT_WAIT):
-            self.api._refuse(request)
-            self.shutdown_request(request)
+    # -- connection cap ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        self.transport = _CorkedTransport(transport, self.loop)  # type: ignore[assignment]
+        if len(self.connections) < self.api.max_connections:
+            self.admit()
             return
-        self.api._track(request)
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.api._untrack(request)
-            self.api._slots.release()
-            raise
+        transport.pause_reading()  # type: ignore[attr-defined]
+        self.api._waiting.append(self)
+        self._slot_handle = self.loop.call_later(SLOT_WAIT, self.refuse)
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.api._untrack(request)
-            self.api._slots.release()
+    def admit(self) -> None:
+        """Take a connection slot: serve this client from now on (idle for at most read_timeout)."""
+        if self._slot_handle is not None:
+            self._slot_handle.cancel()
+            self._slot_handle = None
+        self.admitted = True
+        super().connection_made(self.transport)
+        self.transport.resume_reading()
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.exception("Unexpected error while serving a client of the HTTP API")
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Parses one connection's requests and maps producer outcomes to status codes."""
-
-    protocol_version = "HTTP/1.1"
-    default_request_version = "HTTP/1.1"
-    server_version = "burrow"
-    sys_version = ""
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self._reader = _DeadlineReader(self.connection)
-        self.rfile = io.BufferedReader(self._reader)
-        self._request_id = ""
-        self._correlation_id = ""
-        self._traceparent = ""
-
-    def handle_one_request(self) -> None:
-        """Give the next request ``read_timeout`` seconds to arrive in full, then serve it."""
-        api = self.server.api
-        self._reader.deadline = time.monotonic() + api.read_timeout
-        self._request_id = ""
-        self._correlation_id = ""
-        self._traceparent = ""
-        try:
-            super().handle_one_request()
-        except TimeoutError:
-            logger.debug("Client too slow to send its request; closing the connection")
-            self.close_connection = True
-        except (ConnectionResetError, BrokenPipeError):
-            self.close_connection = True
-        if api._idle(self.connection):
-            self.close_connection = True
-
-    def handle_expect_100(self) -> bool:
-        """Refuse an oversized body before the client sends it (curl sends Expect above 1 KiB)."""
-        length = self.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > self.server.api.max_body:
-            self._error(413, "too_large", f"request body over {self.server.api.max_body} bytes", close=True)
-            return False
-        return super().handle_expect_100()
-
-    # -- routing ---------------------------------------------------------------------------------
-
-    def _route(self, method: str) -> None:
-        path = self.path.split("?", 1)[0]
-        self.server.api._busy(self.connection)
-        self._request_id = self._client_request_id() or uuid.uuid4().hex
-        allowed = ROUTES.get(path)
-        if allowed is None:
-            self._discard_body()
-            self._error(404, "not_found", f"no such endpoint {path}; try POST /v1/requests or GET /v1/health")
-        elif method not in allowed:
-            self._discard_body()
-            self._error(405, "method_not_allowed", f"{path} allows {', '.join(allowed)}", allow=allowed)
-        elif path == "/v1/requests":
-            self._post_request()
-        elif path == "/v1/health":
-            self._health()
-        else:
-            self._metrics()
-
-    def do_GET(self) -> None:
-        self._route("GET")
-
-    def do_POST(self) -> None:
-        self._route("POST")
-
-    def do_PUT(self) -> None:
-        self._route("PUT")
-
-    def do_DELETE(self) -> None:
-        self._route("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._route("PATCH")
-
-    def do_HEAD(self) -> None:
-        self._route("HEAD")
-
-    def do_OPTIONS(self) -> None:
-        self._route("OPTIONS")
-
-    # -- endpoints -------------------------------------------------------------------------------
-
-    def _post_request(self) -> None:
-        api = self.server.api
-        body = self._read_body()
-        if body is None:
-            return
-        timeout = self._timeout_header()
-        if timeout is False:
-            return
-        producer = api.producer
-        if not producer.connected:
-            self._error(503, "unavailable", "the broker is unreachable", retry_after=1)
-            return
-        effective = timeout if timeout is not None else api.default_timeout
-        self._traceparent = tracing.child(self.headers.get(tracing.HEADER))
-        try:
-            future = producer.submit(
-                body, timeout=effective, block=True,
-                headers={"x-burrow-request-id": self._request_id, tracing.HEADER: self._traceparent},
-            )
-            self._correlation_id = str(getattr(future, "correlation_id", "") or "")
-            reply = future.result(timeout=effective + RESULT_GRACE)
-        except concurrent.futures.TimeoutError:
-            self._failed(RequestTimeout(f"no reply within {effective:g} s"))
-            return
-        except Exception as exc:  # every failure becomes a status code; unknown ones a logged 500
-            self._failed(exc)
-            return
-        logger.debug(
-            "Request %s answered (%d bytes)", self._request_id, len(reply),
-            extra={"REQUEST_ID": self._request_id, "CORRELATION_ID": self._correlation_id, "TRACE_ID": self._trace_id},
+    def refuse(self) -> None:
+        """No slot came free within SLOT_WAIT: answer 503 without reading the request."""
+        self._slot_handle = None
+        self.api._waiting.remove(self)
+        logger.warning("Refusing a client: %d connections open", self.api.max_connections)
+        self.transport.write(
+            _raw_error(503, "busy", f"over {self.api.max_connections} connections", extra={"Retry-After": "1"})
         )
-        self._respond(200, reply, "application/octet-stream")
+        self.transport.close()
 
-    def _health(self) -> None:
-        api = self.server.api
-        self._discard_body()
-        producer = api.producer
-        connected = bool(producer.connected)
-        document = {
-            "broker_connected": connected,
-            "in_flight": int(producer.in_flight),
-            "draining": api.draining,
-            "connections": api.connection_count,
-            "uptime_seconds": round(time.monotonic() - api.started_at, 3),
-        }
-        healthy = connected and not api.draining
-        self._json(200 if healthy else 503, document)
-
-    def _metrics(self) -> None:
-        self._discard_body()
-        exposition = metrics.exposition()
-        if exposition is None:
-            self._error(404, "not_found", "metrics are disabled ([metrics] enabled = false)")
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        if not self.admitted:
+            if self._slot_handle is not None:
+                self._slot_handle.cancel()
+                self.api._waiting.remove(self)
             return
-        body, content_type = exposition
-        self._respond(200, body, content_type)
+        super().connection_lost(exc)
+        self.api._connection_closed()
 
-    # -- request parsing -------------------------------------------------------------------------
+    # -- parsing, the head's size and deadline -------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        if self.in_head or self.cycle is None or self.cycle.response_complete or not self.cycle.more_body:
+            self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _Reject):
+                raise
+            self.reject(exc.__context__.status, exc.__context__.message)
+            return
+        except httptools.HttpParserInvalidMethodError:
+            well_formed = _REQUEST_LINE.match(data) is not None
+            self.reject(501 if well_formed else 400, "unsupported method" if well_formed else "malformed request line")
+            return
+        except httptools.HttpParserError as exc:
+            self.reject(400, f"malformed request: {exc}")
+            return
+        if self.in_head:
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self.reject(431, f"request line and headers over {MAX_HEAD_BYTES} bytes")
+            elif self._deadline_handle is None:
+                # Only a head split over several reads needs the timer: most arrive in one.
+                self._deadline_handle = self.loop.call_at(self.deadline, self._too_slow)
+
+    def reject(self, status: int, message: str) -> None:
+        """Answer a request the parser refused in JSON, then close (nothing after it can be trusted)."""
+        logger.debug("Rejecting a request: %d %s", status, message)
+        self._cancel_deadline()
+        if not self.transport.is_closing():
+            self.transport.write(_raw_error(status, _status_code(status), message))
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.in_head = True
+        self.deadline = self.loop.time() + self.api.read_timeout
+        self.scope["extensions"] = {"burrow": {"deadline": self.deadline, "complete": False}}
+
+    def on_message_complete(self) -> None:
+        self.scope["extensions"]["burrow"]["complete"] = True
+        super().on_message_complete()
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_bytes = 0
+        # A head that arrived in one read was not measured by data_received: measure it here.
+        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > MAX_HEAD_BYTES:
+            raise _Reject(431, f"request line and headers over {MAX_HEAD_BYTES} bytes")
+        self._cancel_deadline()
+        version = self.parser.get_http_version()
+        if version not in ("1.0", "1.1"):
+            raise _Reject(400, f"HTTP/{version} is not supported")
+        self.api._busy_changed()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        self.served += 1
+        super().on_response_complete()
+        self.api._busy_changed()
+
+    def _too_slow(self) -> None:
+        """The request's head did not arrive within read_timeout: close without an answer."""
+        self._deadline_handle = None
+        if self.in_head:
+            logger.debug("Client too slow to send its request; closing the connection")
+            self.transport.close()
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline_handle is not None:
+            self._deadline_handle.cancel()
+            self._deadline_handle = None
+
+    # -- drain ---------------------------------------------------------------------------------
 
     @property
-    def _trace_id(self) -> str | None:
-        return tracing.trace_id({tracing.HEADER: self._traceparent})
+    def busy(self) -> bool:
+        """Serving a request, or not having sent its first one yet (its client is about to)."""
+        if self.cycle is None:
+            return self.served == 0
+        return not self.cycle.response_complete or bool(self.pipeline) or self.in_head
 
-    def _client_request_id(self) -> str | None:
-        value = self.headers.get("X-Burrow-Request-Id", "")
-        return value if _REQUEST_ID.match(value) else None
+    def close_if_idle(self) -> None:
+        """Drain: close a keep-alive connection between two requests (busy ones close after theirs)."""
+        if not self.busy:
+            self.transport.close()
 
-    def _read_body(self) -> bytes | None:
-        """Read exactly Content-Length bytes; answer 411/400/413/408 and return None otherwise."""
-        api = self.server.api
-        if "Transfer-Encoding" in self.headers:
-            self._error(411, "length_required", "chunked bodies are not supported; send Content-Length", close=True)
-            return None
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
-            self._error(411, "length_required", "Content-Length is required", close=True)
-            return None
-        if not length_text.strip().isdigit():
-            self._error(400, "bad_request", f"bad Content-Length {length_text!r}", close=True)
-            return None
-        length = int(length_text)
-        if length > api.max_body:
-            self._error(413, "too_large", f"request body of {length} bytes is over {api.max_body}", close=True)
-            return None
-        try:
-            body = self.rfile.read(length)
-        except TimeoutError:
-            self._error(408, "request_timeout", f"body not received within {api.read_timeout:g} s", close=True)
-            return None
-        if len(body) != length:
-            self.close_connection = True
-            return None
-        return body
 
-    def _discard_body(self) -> None:
-        """Skip a small body so the connection stays usable; close it if the body is large."""
-        length_text = self.headers.get("Content-Length", "0").strip()
-        length = int(length_text) if length_text.isdigit() else 0
-        if length > 65536 or "Transfer-Encoding" in self.headers:
-            self.close_connection = True
-            return
-        if length:
-            try:
-                self.rfile.read(length)
-            except TimeoutError:
-                self.close_connection = True
+class _Exchange:
+    """One request on ``POST``/``GET``: its ids, and the answer sent through :func:`_answer`."""
 
-    def _timeout_header(self) -> float | None | bool:
-        """The X-Burrow-Timeout seconds, None when absent, False after answering 400."""
-        value = self.headers.get("X-Burrow-Timeout")
-        if value is None:
-            return None
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = math.nan
-        if not math.isfinite(seconds) or not 0 < seconds <= MAX_TIMEOUT:
-            self._error(
-                400, "bad_timeout", f"X-Burrow-Timeout must be seconds in (0, {MAX_TIMEOUT:g}], got {value!r}"
-            )
-            return False
-        return seconds
+    __slots__ = ("api", "correlation_id", "request_id", "scope", "send", "traceparent")
 
-    # -- responses -------------------------------------------------------------------------------
+    def __init__(self, api: HttpApi, scope: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        self.api = api
+        self.scope = scope
+        self.send = send
+        self.request_id = ""
+        self.correlation_id = ""
+        self.traceparent = ""
 
-    def _failed(self, exc: BaseException) -> None:
-        """Map a submit/result exception to its status code (see the module docstring)."""
-        log_extra = {"REQUEST_ID": self._request_id, "CORRELATION_ID": self._correlation_id, "TRACE_ID": self._trace_id}
-        if isinstance(exc, RequestTimeout):
-            logger.info("Request %s timed out: %s", self._request_id, exc, extra=log_extra)
-            self._error(504, "timeout", str(exc) or "no reply before the deadline")
-        elif isinstance(exc, RemoteError):
-            logger.info("Request %s failed remotely: %s", self._request_id, exc, extra=log_extra)
-            self._error(502, "remote_error", exc.message, remote_type=exc.type_name)
-        elif isinstance(exc, Rejected):
-            logger.info("Request %s was dead-lettered: %s", self._request_id, exc, extra=log_extra)
-            self._error(REJECTED_STATUS.get(exc.reason, 422), "rejected", exc.message, rejected=exc)
-        elif isinstance(exc, Backpressure):
-            self._error(503, "busy", str(exc) or "too many requests in flight", retry_after=1)
-        elif isinstance(exc, BrokerUnavailable):
-            self._error(503, "unavailable", str(exc) or "the broker is unreachable", retry_after=1)
-        elif isinstance(exc, PublishError):
-            logger.info("Request %s refused by the broker: %s", self._request_id, exc, extra=log_extra)
-            self._error(503, "refused", str(exc) or "the broker refused the request", retry_after=1)
-        elif isinstance(exc, BurrowError):
-            logger.warning("Request %s failed: %s", self._request_id, exc, extra=log_extra)
-            self._error(500, "internal", str(exc))
-        else:
-            logger.error("Request %s failed unexpectedly", self._request_id, exc_info=exc, extra=log_extra)
-            self._error(500, "internal", "unexpected error; see the producer's log")
+    async def respond(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/octet-stream",
+        *,
+        close: bool = False,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        headers = _answer(
+            status, body, content_type, request_id=self.request_id, correlation_id=self.correlation_id,
+            close=close or self.api.draining, extra=extra,
+        )
+        if self.traceparent:
+            headers.append((b"traceparent", self.traceparent.encode()))
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
 
-    def _error(
+    async def error(
         self,
         status: int,
         code: str,
@@ -517,82 +482,282 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         remote_type: str | None = None,
         rejected: Rejected | None = None,
     ) -> None:
-        document: dict[str, Any] = {"error": code, "message": message}
-        headers: dict[str, str] = {}
+        extra: dict[str, str] = {}
+        fields: dict[str, Any] = {}
         if rejected is not None:
-            document["reason"] = rejected.reason
-            headers["X-Burrow-Reject-Reason"] = rejected.reason
+            fields["reason"] = rejected.reason
+            extra["X-Burrow-Reject-Reason"] = rejected.reason
             if isinstance(rejected, DeliveryLimitExceeded):
-                document["delivery_count"] = rejected.delivery_count
+                fields["delivery_count"] = rejected.delivery_count
         if remote_type is not None:
-            document["type"] = remote_type
-            headers["X-Burrow-Error-Type"] = remote_type
+            fields["type"] = remote_type
+            extra["X-Burrow-Error-Type"] = remote_type
+        body = _error_document(code, message, self.request_id, self.correlation_id, fields)
         if retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
+            extra["Retry-After"] = str(retry_after)
         if allow is not None:
-            headers["Allow"] = ", ".join(allow)
-        self._json(status, document, headers=headers, close=close)
+            extra["Allow"] = ", ".join(allow)
+        await self.respond(status, body, "application/json", close=close, extra=extra)
 
-    def _json(
-        self, status: int, document: dict[str, Any], *, headers: dict[str, str] | None = None, close: bool = False
-    ) -> None:
-        if self._request_id:
-            document.setdefault("request_id", self._request_id)
-        if self._correlation_id:
-            document.setdefault("correlation_id", self._correlation_id)
-        body = (json.dumps(document) + "\n").encode()
-        self._respond(status, body, "application/json", headers=headers, close=close)
+    async def json(self, status: int, document: dict[str, Any]) -> None:
+        await self.respond(status, (json.dumps(document) + "\n").encode(), "application/json")
 
-    def _respond(
-        self,
-        status: int,
-        body: bytes,
-        content_type: str,
-        *,
-        headers: dict[str, str] | None = None,
-        close: bool = False,
-    ) -> None:
-        api = self.server.api
-        self._reader.deadline = None
-        self.connection.settimeout(api.read_timeout)
-        if close or api.draining:
-            self.close_connection = True
-        self.send_response(status)
-        metrics.http_answered(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if self._request_id:
-            self.send_header("X-Burrow-Request-Id", self._request_id)
-        if self._correlation_id:
-            self.send_header("X-Burrow-Correlation-Id", self._correlation_id)
-        if self._traceparent:
-            self.send_header("traceparent", self._traceparent)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
+
+class _App:
+    """The ASGI application: routing, the three endpoints and the mapping of failures to statuses."""
+
+    def __init__(self, api: HttpApi) -> None:
+        self.api = api
+        self.bridge: FutureBridge | None = None
+        # Made-up request ids: 32 hex digits, a random 64-bit prefix per process and a counter
+        # (unique across restarts without a uuid4() system call per request).
+        self._id_prefix = f"{secrets.randbits(64):016x}"
+        self._id_counter = itertools.count(1)
+
+    def _new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):016x}"
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        exchange = _Exchange(self.api, scope, send)
+        headers = _header_map(scope["headers"])
+        exchange.request_id = _client_request_id(headers) or self._new_request_id()
+        exchange.traceparent = tracing.child(headers.get(tracing.HEADER.encode()))
+        path, method = scope["path"], scope["method"]
+        allowed = ROUTES.get(path)
+        if allowed is None:
+            await exchange.error(404, "not_found", f"no such endpoint {path}; try POST /v1/requests or GET /v1/health",
+                                 close=_has_large_body(headers))
+        elif method not in allowed:
+            await exchange.error(405, "method_not_allowed", f"{path} allows {', '.join(allowed)}", allow=allowed,
+                                 close=_has_large_body(headers))
+        elif path == "/v1/requests":
+            await self._post_request(exchange, headers, receive)
+        elif path == "/v1/health":
+            await self._health(exchange)
+        else:
+            await self._metrics(exchange)
+
+    async def _post_request(self, exchange: _Exchange, headers: dict[bytes, bytes],
+                            receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        api = self.api
+        if b"transfer-encoding" in headers:
+            await exchange.error(411, "length_required", "chunked bodies are not supported; send Content-Length",
+                                 close=True)
+            return
+        length_text = headers.get(b"content-length")
+        if length_text is None:
+            await exchange.error(411, "length_required", "Content-Length is required", close=True)
+            return
+        length = int(length_text)  # httptools refused anything but digits already
+        if length > api.max_body:
+            if b"expect" not in headers and length <= api.max_body + DISCARD_LIMIT:
+                # Read the body first: closing on a client still sending it would reset the
+                # connection, and the client would see the reset instead of this answer.
+                await _receive_body(exchange.scope, receive)
+            await exchange.error(413, "too_large", f"request body of {length} bytes is over {api.max_body}", close=True)
+            return
+        body = await _receive_body(exchange.scope, receive)
+        if body is None:
+            await exchange.error(
+                408, "request_timeout", f"body not received within {api.read_timeout:g} s", close=True
+            )
+            return
+        if len(body) != length:
+            return  # the client went away before sending all of it
+        timeout = await self._timeout_header(exchange, headers)
+        if timeout is False:
+            return
+        producer = api.producer
+        if not producer.connected:
+            await exchange.error(503, "unavailable", "the broker is unreachable", retry_after=1)
+            return
+        effective = timeout if timeout is not None else api.default_timeout
         try:
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            logger.debug("Client of request %s went away before its response", self._request_id)
-            self.close_connection = True
+            reply = await self._submit(exchange, body, effective)
+        except Exception as exc:  # every failure becomes a status code; unknown ones a logged 500
+            await self._failed(exchange, exc)
+            return
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "Request %s answered (%d bytes)", exchange.request_id, len(reply),
+                extra={"REQUEST_ID": exchange.request_id, "CORRELATION_ID": exchange.correlation_id,
+                       "TRACE_ID": tracing.trace_id({tracing.HEADER: exchange.traceparent})},
+            )
+        await exchange.respond(200, reply)
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Answer http.server's own errors (malformed request line, huge headers) in JSON too."""
-        short = self.responses.get(code, ("error",))[0]
-        self._error(code, short.lower().replace(" ", "_"), explain or message or short, close=True)
+    async def _submit(self, exchange: _Exchange, body: bytes, timeout: float) -> bytes:
+        """Publish and await the reply; waits (without blocking the loop) while the producer is full."""
+        loop = asyncio.get_running_loop()
+        if self.bridge is None:
+            self.bridge = FutureBridge(loop)
+        give_up = loop.time() + timeout + RESULT_GRACE
+        while True:
+            try:
+                future = self.api.producer.submit(
+                    body, timeout=timeout, block=False,
+                    headers={"x-burrow-request-id": exchange.request_id, tracing.HEADER: exchange.traceparent},
+                )
+                break
+            except Backpressure:
+                if loop.time() + BACKPRESSURE_PAUSE >= give_up:
+                    raise
+                await asyncio.sleep(BACKPRESSURE_PAUSE)
+        exchange.correlation_id = str(getattr(future, "correlation_id", "") or "")
+        try:
+            return await self.bridge.wrap(future, give_up)
+        except TimeoutError:
+            raise RequestTimeout(f"no reply within {timeout:g} s") from None
 
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("HTTP API: " + format, *args, extra={"REQUEST_ID": self._request_id})
+    async def _timeout_header(self, exchange: _Exchange, headers: dict[bytes, bytes]) -> float | None | bool:
+        """The X-Burrow-Timeout seconds, None when absent, False after answering 400."""
+        raw_value = headers.get(b"x-burrow-timeout")
+        if raw_value is None:
+            return None
+        value = raw_value.decode("latin-1")
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds) or not 0 < seconds <= MAX_TIMEOUT:
+            await exchange.error(
+                400, "bad_timeout", f"X-Burrow-Timeout must be seconds in (0, {MAX_TIMEOUT:g}], got {value!r}"
+            )
+            return False
+        return seconds
+
+    async def _health(self, exchange: _Exchange) -> None:
+        api = self.api
+        producer = api.producer
+        connected = bool(producer.connected)
+        document = {
+            "broker_connected": connected,
+            "in_flight": int(producer.in_flight),
+            "draining": api.draining,
+            "connections": api.connection_count,
+            "uptime_seconds": round(time.monotonic() - api.started_at, 3),
+            "request_id": exchange.request_id,
+        }
+        await exchange.json(200 if connected and not api.draining else 503, document)
+
+    async def _metrics(self, exchange: _Exchange) -> None:
+        exposition = metrics.exposition()
+        if exposition is None:
+            await exchange.error(404, "not_found", "metrics are disabled ([metrics] enabled = false)")
+            return
+        body, content_type = exposition
+        await exchange.respond(200, body, content_type)
+
+    async def _failed(self, exchange: _Exchange, exc: BaseException) -> None:
+        """Map a submit/result exception to its status code (see the module docstring)."""
+        request_id = exchange.request_id
+        log_extra = {"REQUEST_ID": request_id, "CORRELATION_ID": exchange.correlation_id,
+                     "TRACE_ID": tracing.trace_id({tracing.HEADER: exchange.traceparent})}
+        if isinstance(exc, RequestTimeout):
+            logger.info("Request %s timed out: %s", request_id, exc, extra=log_extra)
+            await exchange.error(504, "timeout", str(exc) or "no reply before the deadline")
+        elif isinstance(exc, RemoteError):
+            logger.info("Request %s failed remotely: %s", request_id, exc, extra=log_extra)
+            await exchange.error(502, "remote_error", exc.message, remote_type=exc.type_name)
+        elif isinstance(exc, Rejected):
+            logger.info("Request %s was dead-lettered: %s", request_id, exc, extra=log_extra)
+            await exchange.error(REJECTED_STATUS.get(exc.reason, 422), "rejected", exc.message, rejected=exc)
+        elif isinstance(exc, Backpressure):
+            await exchange.error(503, "busy", str(exc) or "too many requests in flight", retry_after=1)
+        elif isinstance(exc, BrokerUnavailable):
+            await exchange.error(503, "unavailable", str(exc) or "the broker is unreachable", retry_after=1)
+        elif isinstance(exc, PublishError):
+            logger.info("Request %s refused by the broker: %s", request_id, exc, extra=log_extra)
+            await exchange.error(503, "refused", str(exc) or "the broker refused the request", retry_after=1)
+        elif isinstance(exc, BurrowError):
+            logger.warning("Request %s failed: %s", request_id, exc, extra=log_extra)
+            await exchange.error(500, "internal", str(exc))
+        else:
+            logger.error("Request %s failed unexpectedly", request_id, exc_info=exc, extra=log_extra)
+            await exchange.error(500, "internal", "unexpected error; see the producer's log")
+
+
+async def _receive_body(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes | None:
+    """The body as received by the request's read deadline (shorter if the client left); None when late."""
+    progress = scope["extensions"]["burrow"]
+    if progress["complete"]:  # the usual case: the whole request came in one read, nothing to wait for
+        message = await receive()
+        return bytes(message.get("body", b""))
+    chunks: list[bytes] = []
+    try:
+        async with asyncio.timeout_at(progress["deadline"]):
+            while True:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                if message["type"] == "http.disconnect" or not message.get("more_body"):
+                    return b"".join(chunks)
+    except TimeoutError:
+        return None
+
+
+class _CorkedTransport:
+    """A connection's transport whose writes within one loop iteration leave in one ``write``.
+
+    uvicorn writes a response's head and body separately; corked, they cost one system call (and,
+    for pipelined requests, several responses share one). ``close`` sends what is pending first.
+    Everything else is the transport's own.
+    """
+
+    def __init__(self, transport: asyncio.BaseTransport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(data)
+
+    def flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending = []
+            if not self._transport.is_closing():
+                self._transport.write(data)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = []
+        self._transport.abort()  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _header_map(raw: Headers) -> dict[bytes, bytes]:
+    """Lower-case header names (uvicorn lowers them) -> value; a repeated header keeps its first value."""
+    headers: dict[bytes, bytes] = {}
+    for name, value in raw:
+        headers.setdefault(name, value)
+    return headers
+
+
+def _client_request_id(headers: dict[bytes, bytes]) -> str | None:
+    value = headers.get(b"x-burrow-request-id", b"").decode("latin-1")
+    return value if _REQUEST_ID.match(value) else None
+
+
+def _has_large_body(headers: dict[bytes, bytes]) -> bool:
+    """A body not worth reading past on a request we refuse: close the connection after the answer."""
+    length = headers.get(b"content-length", b"0")
+    return b"transfer-encoding" in headers or int(length) > DISCARD_LIMIT
 
 
 class HttpApi:
-    """The producer's HTTP API: owns the listening socket, the server thread and the drain.
+    """The producer's HTTP API: owns the listening socket, the event loop thread and the drain.
 
     Lifecycle, driven by the producer daemon: :meth:`start` before ``READY=1`` (the socket listens
     from then on); on SIGTERM :meth:`stop_accepting`, :meth:`drain` while the producer still answers,
     then :meth:`close`. :meth:`reconfigure` applies a SIGHUP reload's timeouts and size limit.
+    Those methods are called from other threads; they hand their work to the loop.
     """
 
     def __init__(
@@ -618,10 +783,11 @@ class HttpApi:
         self.activated = False
         self.draining = False
         self.started_at = time.monotonic()
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self._connections: dict[socket.socket, _Connection] = {}
-        self._changed = threading.Condition()
-        self._server: _Server | None = None
+        self._state = ServerState()
+        self._waiting: collections.deque[_Protocol] = collections.deque()
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
         self._bound_inode: tuple[int, int] | None = None
         self._address = socket_path
@@ -634,16 +800,15 @@ class HttpApi:
     @property
     def started(self) -> bool:
         """True once :meth:`start` has run (and until :meth:`close`)."""
-        return self._server is not None
+        return self._loop is not None
 
     @property
     def connection_count(self) -> int:
-        """Open client connections right now."""
-        with self._changed:
-            return len(self._connections)
+        """Open client connections holding a slot right now."""
+        return len(self._state.connections)
 
     def start(self) -> None:
-        """Take systemd's socket or bind our own, and start serving in a background thread."""
+        """Take systemd's socket or bind our own, and start serving on a loop in a background thread."""
         sock = inherited_socket() if self.socket_activation else None
         if sock is not None:
             self.activated = True
@@ -653,13 +818,25 @@ class HttpApi:
             if self._address != self.socket_path:
                 logger.warning("Using systemd's socket %s, not producer.socket %s", self._address, self.socket_path)
         else:
-            sock = bind_socket(self.socket_path, self.socket_mode)
+            sock = bind_socket(self.socket_path, self.socket_mode, BACKLOG)
             info = os.stat(self.socket_path)
             self._bound_inode = (info.st_dev, info.st_ino)
-        self._server = _Server(self, sock)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="burrow-http", daemon=True
+        loop = uvloop.new_event_loop()
+        config = uvicorn.Config(
+            _App(self), http="httptools", ws="none", loop="none", lifespan="off", log_config=None,
+            access_log=False, proxy_headers=False, server_header=False, date_header=False,
         )
+        config.load()
+        try:
+            self._server = loop.run_until_complete(
+                loop.create_unix_server(lambda: _Protocol(self, config, self._state, loop), sock=sock, backlog=BACKLOG)
+            )
+        except BaseException:
+            loop.close()
+            sock.close()
+            raise
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="burrow-http", daemon=True)
         self._thread.start()
         logger.info(
             "HTTP API listening on %s (%s)", self.address, "socket activation" if self.activated else "own socket"
@@ -677,55 +854,57 @@ class HttpApi:
             self.read_timeout = read_timeout
 
     def stop_accepting(self) -> None:
-        """Stop the accept loop and let go of the listening socket.
+        """Stop accepting, let go of the listening socket and close idle keep-alive connections.
 
         With socket activation systemd keeps its copy, so new clients wait in its queue for the
         next producer; our own socket is closed and unlinked, so new clients fail at once instead
-        of hanging in a backlog nobody will read.
+        of hanging in a backlog nobody will read. From now on every answer says ``Connection: close``.
         """
         self.draining = True
-        server = self._server
-        if server is None:
+        if self._loop is None:
             return
-        if self._thread is not None and self._thread.is_alive():
-            server.shutdown()
-        self._release_listener()
-        self._close_idle()
+        self._call(self._stop_accepting)
 
     def drain(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for requests being served; True when none is left.
 
         Connections that have not sent their first request yet count as busy (their client is
-        about to send one), idle keep-alive connections are closed so they do not hold the drain.
+        about to send one); idle keep-alive connections are closed so they do not hold the drain.
         """
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while any(c.busy for c in self._connections.values()):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    busy = sum(1 for c in self._connections.values() if c.busy)
-                    logger.warning("%d HTTP requests still running after %.1f s of drain", busy, timeout)
-                    return False
-                self._changed.wait(remaining)
-        self._close_idle()
-        return True
+        if self._loop is None:
+            return True
+        future = asyncio.run_coroutine_threadsafe(self._wait_idle(timeout), self._loop)
+        return future.result(timeout + 5)
 
     def close(self) -> None:
-        """Stop serving, cut every remaining connection and release the socket (unlink ours)."""
-        if self._server is None:
+        """Stop serving, cut every remaining connection, release the socket and stop the loop."""
+        loop = self._loop
+        if loop is None:
             return
         self.stop_accepting()
-        with self._changed:
-            remaining = list(self._connections)
-        for sock in remaining:
-            _shutdown(sock)
-        self._server = None
+        asyncio.run_coroutine_threadsafe(self._abort_all(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        loop.close()
+        self._loop = None
+        self._thread = None
 
-    def _release_listener(self) -> None:
-        server = self._server
-        if server is None or server.socket.fileno() < 0:
-            return
-        server.server_close()
+    # -- on the loop ---------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop and wait for it (from another thread)."""
+        assert self._loop is not None
+
+        async def run() -> None:
+            fn()
+
+        asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+
+    def _stop_accepting(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         if self._bound_inode is not None:
             try:
                 info = os.stat(self.socket_path)
@@ -734,60 +913,55 @@ class HttpApi:
             except FileNotFoundError:
                 pass
             self._bound_inode = None
+        for connection in list(self._state.connections):
+            connection.close_if_idle()  # type: ignore[attr-defined]
 
-    # -- called by handler threads ---------------------------------------------------------------
+    async def _wait_idle(self, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            busy = [c for c in self._state.connections if c.busy]  # type: ignore[attr-defined]
+            if not busy:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                logger.warning("%d HTTP requests still running after %.1f s of drain", len(busy), timeout)
+                return False
+            changed = loop.create_future()
+            self._idle_waiters.append(changed)
+            try:
+                await asyncio.wait_for(changed, remaining)
+            except asyncio.TimeoutError:
+                pass
 
-    def _track(self, sock: socket.socket) -> None:
-        with self._changed:
-            self._connections[sock] = _Connection(sock)
+    async def _abort_all(self) -> None:
+        """Cut every connection and end the requests still running (their clients get nothing)."""
+        for connection in list(self._state.connections) + list(self._waiting):
+            connection.transport.abort()  # type: ignore[attr-defined]
+        tasks = list(self._state.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _untrack(self, sock: socket.socket) -> None:
-        with self._changed:
-            self._connections.pop(sock, None)
-            self._changed.notify_all()
+    def _busy_changed(self) -> None:
+        """A request started or finished: wake :meth:`drain`; when draining, close idle connections."""
+        if not self.draining and not self._idle_waiters:
+            return
+        if self.draining:
+            for connection in list(self._state.connections):
+                connection.close_if_idle()  # type: ignore[attr-defined]
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
-    def _busy(self, sock: socket.socket) -> None:
-        with self._changed:
-            connection = self._connections.get(sock)
-            if connection is not None:
-                connection.busy = True
-
-    def _idle(self, sock: socket.socket) -> bool:
-        """A request was answered; True when the connection should close because we drain."""
-        with self._changed:
-            connection = self._connections.get(sock)
-            if connection is not None:
-                connection.served += 1
-                connection.busy = False
-            self._changed.notify_all()
-            return self.draining
-
-    def _close_idle(self) -> None:
-        with self._changed:
-            idle = [c.sock for c in self._connections.values() if not c.busy and c.served]
-        for sock in idle:
-            _shutdown(sock)
-
-    def _refuse(self, request: socket.socket) -> None:
-        """Answer 503 on a connection over ``max_connections`` without giving it a thread."""
-        body = json.dumps({"error": "busy", "message": f"over {self.max_connections} connections"}).encode()
-        head = (
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-        ).encode()
-        logger.warning("Refusing a client: %d connections open", self.max_connections)
-        try:
-            request.settimeout(1.0)
-            request.sendall(head + body)
-        except OSError:
-            pass
-
-
-def _shutdown(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+    def _connection_closed(self) -> None:
+        """A slot came free: give it to the longest-waiting client, if any."""
+        while self._waiting and len(self._state.connections) < self.max_connections:
+            waiting = self._waiting.popleft()
+            if not waiting.transport.is_closing():
+                waiting.admit()
+        self._busy_changed()
 
 
 __all__ = [

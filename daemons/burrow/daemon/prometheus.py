@@ -121,6 +121,15 @@ class Metrics:
         )
         self.connected = Gauge("burrow_broker_connected", "1 while the broker connection is open, else 0.", registry=registry)
         self.reconnects = Counter("burrow_reconnects", "Broker connections re-established after a loss.", registry=registry)
+        self.node = Gauge(
+            "burrow_broker_info", "1 for the broker node each connection last connected to.", ["connection", "node"],
+            registry=registry,
+        )
+        self.nodes: dict[str, str] = {}
+        self.failovers = Counter(
+            "burrow_broker_failovers", "Connections made ready on another broker node than the last one.",
+            ["connection"], registry=registry,
+        )
         self.sent = Counter(*series.sent, registry=registry)
         self.finished = Counter(*series.finished, ["outcome"], registry=registry)
         self.latency = Histogram(*series.latency, buckets=LATENCY_BUCKETS, registry=registry)
@@ -173,6 +182,17 @@ class Metrics:
 
     def reconnected(self) -> None:
         self.reconnects.inc()
+
+    def broker_node(self, connection: str, node: str) -> None:
+        with _lock:
+            previous = self.nodes.get(connection)
+            if previous is not None and previous != node:
+                self.node.remove(connection, previous)
+            self.nodes[connection] = node
+        self.node.labels(connection=connection, node=node).set(1)
+
+    def broker_failover(self, connection: str) -> None:
+        self.failovers.labels(connection=connection).inc()
 
     # -- the daemon's own --------------------------------------------------------------------
 

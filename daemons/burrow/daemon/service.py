@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from burrow.amqp.setup import BrokerLink, broker_status
 from burrow.daemon import prometheus as metrics
 from burrow.config import BurrowConfig, load_config
 from burrow.consumer import Consumer
@@ -86,6 +87,8 @@ class Engine(Protocol):
 
     def add_periodic(self, interval: float, fn: Callable[[], None]) -> None: ...
 
+    def broker_links(self) -> list[BrokerLink]: ...
+
 
 def changed_settings(old: BurrowConfig, new: BurrowConfig) -> list[str]:
     """Dotted names of the settings that differ (values are not returned: one may be a password)."""
@@ -135,11 +138,6 @@ class _ServiceLayer:
                 logger.error("Cannot serve metrics on %s:%d: %s; running without the HTTP endpoint",
                              config.metrics.host, config.metrics.port, exc)
 
-    def broker_detail(self, connected: bool) -> str:
-        rabbitmq = self.config.rabbitmq
-        if connected:
-            return f"broker {rabbitmq.host}:{rabbitmq.port} connected"
-        return f"waiting for broker {rabbitmq.host}:{rabbitmq.port} (retrying with backoff)"
 
     def attach(self, engine: Engine, snapshot: Callable[[], StatusSnapshot]) -> None:
         """Ping the watchdog from the engine's I/O loop and start the STATUS= reporter.
@@ -152,7 +150,7 @@ class _ServiceLayer:
         engine.add_periodic(tick, self._watchdog)
         metrics.track_in_flight(lambda: engine.in_flight)
         metrics.track_connected(lambda: engine.connected)
-        self.notifier.status(self.broker_detail(False))
+        self.notifier.status(broker_status(engine.broker_links()))
         self.reporter = StatusReporter(self.notifier, snapshot, STATUS_INTERVAL)
         self.reporter.start()
 
@@ -164,7 +162,7 @@ class _ServiceLayer:
         if self.ready_sent or not engine.connected or not extra_ready():
             return self.ready_sent
         self.ready_sent = True
-        status = self.reporter.report() if self.reporter is not None else self.broker_detail(True)
+        status = self.reporter.report() if self.reporter is not None else broker_status(engine.broker_links())
         self.notifier.ready(status)
         logger.info("burrow-%s ready (%s)", self.role, status)
         return True
@@ -253,7 +251,7 @@ def run_consumer(config: BurrowConfig) -> int:
     layer = _ServiceLayer(config, "consumer")
     consumer = Consumer(config).start()
     watcher = DeadLetterWatcher(config).start() if config.consumer.dead_letter_notices else None
-    logger.info("Consumer starting: broker %s:%d, queue %s", config.rabbitmq.host, config.rabbitmq.port,
+    logger.info("Consumer starting: broker %s, queue %s", ", ".join(map(str, config.rabbitmq.nodes())),
                 config.topology.request_queue)
 
     def snapshot() -> StatusSnapshot:
@@ -263,7 +261,7 @@ def run_consumer(config: BurrowConfig) -> int:
             in_flight=consumer.in_flight,
             connected=consumer.connected,
             failed=stats.handler_errors + stats.dead_lettered,
-            detail=layer.broker_detail(consumer.connected),
+            detail=broker_status(consumer.broker_links()),
         )
 
     def apply(new: BurrowConfig, changed: list[str]) -> None:
@@ -310,7 +308,7 @@ def run_producer(config: BurrowConfig) -> int:
         max_body=settings.max_message_bytes,
         default_timeout=settings.request_timeout,
     )
-    logger.info("Producer starting: broker %s:%d, API socket %s", config.rabbitmq.host, config.rabbitmq.port,
+    logger.info("Producer starting: broker %s, API socket %s", ", ".join(map(str, config.rabbitmq.nodes())),
                 settings.socket)
 
     def snapshot() -> StatusSnapshot:
@@ -320,7 +318,7 @@ def run_producer(config: BurrowConfig) -> int:
             in_flight=producer.in_flight,
             connected=producer.connected,
             failed=stats.remote_errors + stats.timeouts + stats.failed,
-            detail=layer.broker_detail(producer.connected),
+            detail=broker_status(producer.broker_links()),
         )
 
     def apply(new: BurrowConfig, changed: list[str]) -> None:

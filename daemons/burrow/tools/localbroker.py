@@ -195,6 +195,23 @@ class LocalBroker:
         """SIGCONT the Erlang VM after :meth:`pause`."""
         os.kill(self.os_pid(), signal.SIGCONT)
 
+    @property
+    def running(self) -> bool:
+        """True from :meth:`start` until the node is stopped, killed or exits."""
+        return self._process is not None and self._process.poll() is None
+
+    def kill(self, timeout: float = 30.0) -> None:
+        """SIGKILL the Erlang VM, like a host losing power; the data stays for :meth:`start`."""
+        if self._process is None:
+            return
+        logger.info("Killing RabbitMQ node %s (SIGKILL)", self.nodename)
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError, ValueError):
+            os.kill(self.os_pid(), signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGKILL)
+        self._process.wait(timeout=timeout)
+        self._process = None
+
     def os_pid(self) -> int:
         """The Erlang VM's process id (for SIGSTOP/SIGCONT fault tests)."""
         return int((self.dir / "node.pid").read_text().strip())

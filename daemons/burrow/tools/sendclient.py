@@ -6,9 +6,13 @@
     burrow send --count 1000 --concurrency 16 x  # a burst with a progress bar and a summary line
     burrow send --socket /tmp/p.sock --timeout 5 -   # body from stdin
 
-Each request uses its own connection (cheap on a Unix socket): a connection never outlives a
+Single requests use one connection each (cheap on a Unix socket): a connection never outlives a
 producer restart, so under socket activation a request sent while the producer restarts waits in
 the kernel's queue and is answered by the next producer instead of failing on a stale connection.
+A burst (``--count``) holds ``--concurrency`` HTTP/1.1 keep-alive connections on one asyncio loop
+(:mod:`burrow.tools.socketburst`), so the client costs far less CPU per request than the daemon
+and does not limit its own measurement; a keep-alive connection that a restarting producer closed
+is replaced the same way.
 Exit status: 0 when every request got a reply, 1 when any failed, 2 for usage errors.
 """
 
@@ -23,7 +27,9 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from burrow.tools.burst import run_burst
+from burrow.exitcodes import EX_FAILED, EX_USAGE
+from burrow.tools import file_argument
+from burrow.tools.socketburst import HttpStatusError, run_socket_burst
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +90,14 @@ class SocketClient:
         finally:
             connection.close()
 
+    def probe(self) -> None:
+        """Connect to the socket and hang up; raises the ``OSError`` a request would meet first."""
+        connection = UnixHTTPConnection(self.path, timeout=CLIENT_GRACE)
+        try:
+            connection.connect()
+        finally:
+            connection.close()
+
     def send(self, body: bytes) -> bytes:
         """POST ``body`` to ``/v1/requests`` and return the reply; raise :class:`SendError` otherwise."""
         status, _headers, data = self.request("POST", "/v1/requests", body)
@@ -111,14 +125,19 @@ def _error_from(status: int, data: bytes) -> SendError:
     return SendError(status, code, message)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``burrow send``'s options to its sub-parser (the CLI calls this, then :func:`run`)."""
-    parser.add_argument("messages", nargs="+", metavar="MESSAGE", help="request bodies; '-' reads stdin")
-    parser.add_argument(
+def add_socket_argument(parser: argparse.ArgumentParser) -> None:
+    """``--socket PATH``: the producer's API socket, by default ``$BURROW_SOCKET`` or the installed one."""
+    file_argument(parser.add_argument(
         "--socket",
         default=os.environ.get("BURROW_SOCKET", DEFAULT_SOCKET),
         help=f"the producer's API socket (default: $BURROW_SOCKET or {DEFAULT_SOCKET})",
-    )
+    ))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``burrow send``'s options to its sub-parser (the CLI calls this, then :func:`run`)."""
+    parser.add_argument("messages", nargs="+", metavar="MESSAGE", help="request bodies; '-' reads stdin")
+    add_socket_argument(parser)
     parser.add_argument("--timeout", type=float, help="seconds per request (X-Burrow-Timeout)")
     parser.add_argument("--count", type=int, help="send this many requests, cycling through the messages")
     parser.add_argument("--concurrency", type=int, default=1, help="parallel requests with --count (default 1)")
@@ -134,25 +153,34 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``burrow send`` with parsed ``args``; returns the exit status."""
     if args.timeout is not None and args.timeout <= 0:
         print("burrow send: --timeout must be greater than 0", file=sys.stderr)
-        return 2
+        return EX_USAGE
     if args.concurrency < 1 or (args.count is not None and args.count < 1):
         print("burrow send: --count and --concurrency must be at least 1", file=sys.stderr)
-        return 2
+        return EX_USAGE
     client = SocketClient(args.socket, timeout=args.timeout)
     bodies = _bodies(args.messages)
     if args.count is None:
         return _send_each(client, bodies)
-    result = run_burst(
-        client.send,
+    try:
+        # One connection before the burst: with no producer, say so once, as a single send does,
+        # rather than count every request as failed.
+        client.probe()
+    except OSError as exc:
+        print(f"burrow send: {_describe(exc, client.path)}", file=sys.stderr)
+        return EX_FAILED
+    result = run_socket_burst(
+        args.socket,
         bodies,
         count=args.count,
         concurrency=args.concurrency,
+        timeout=args.timeout,
+        client_timeout=args.timeout + CLIENT_GRACE if args.timeout is not None else DEFAULT_CLIENT_TIMEOUT,
         max_seconds=args.max_seconds,
         show_progress=not args.quiet,
-        error_kind=_kind,
+        error_kind=lambda exc: _kind(exc, client.path),
     )
     print(result.line())
-    return 1 if result.failed or result.skipped else 0
+    return EX_FAILED if result.failed or result.skipped else 0
 
 
 def _send_each(client: SocketClient, bodies: Sequence[bytes]) -> int:
@@ -167,13 +195,18 @@ def _send_each(client: SocketClient, bodies: Sequence[bytes]) -> int:
             continue
         sys.stdout.buffer.write(reply + b"\n")
         sys.stdout.flush()
-    return 1 if failed else 0
+    return EX_FAILED if failed else 0
 
 
-def _kind(exc: BaseException) -> str:
-    """Group burst failures by HTTP status and code (``504 timeout``), else by exception class."""
+def _kind(exc: BaseException, path: str) -> str:
+    """Group burst failures by HTTP status and code (``504 timeout``), by what went wrong with the
+    socket (the producer stopped mid-burst), else by exception class."""
+    if isinstance(exc, HttpStatusError):
+        exc = _error_from(exc.status, exc.body)
     if isinstance(exc, SendError):
         return f"{exc.status} {exc.code}"
+    if isinstance(exc, (FileNotFoundError, PermissionError, ConnectionRefusedError)):
+        return _describe(exc, path)
     return type(exc).__name__
 
 
