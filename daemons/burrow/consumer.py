@@ -25,7 +25,7 @@ import pika
 import pika.spec
 from pika.channel import Channel
 
-from burrow import metrics
+from burrow import metrics, tracing
 from burrow.amqp.acks import AckBatcher
 from burrow.amqp.iothread import IOThread
 from burrow.amqp.replies import ReplyPublisher
@@ -55,6 +55,11 @@ class _Delivery:
     @property
     def correlation_id(self) -> str:
         return self.context.correlation_id
+
+    @property
+    def traceparent(self) -> str | None:
+        value = self.context.headers.get(tracing.HEADER)
+        return value if isinstance(value, str) else None
 
 
 class Consumer:
@@ -273,6 +278,7 @@ class Consumer:
         logger.warning(
             "Dead-lettering request: %s", rejection.reason,
             extra={"CORRELATION_ID": delivery.correlation_id or "-", "MESSAGE_ID": delivery.context.message_id or "-",
+                   "TRACE_ID": delivery.context.trace_id,
                    "QUEUE": self._config.topology.request_queue, "REASON": rejection.code},
         )
         if not (tell_caller and delivery.reply_to and delivery.correlation_id):
@@ -311,7 +317,7 @@ class Consumer:
                 self._dead_letter(channel, delivery, Rejection(REJECT_REPLY_UNROUTABLE, delivery.returned), tell_caller=False)
             else:
                 logger.debug("Handled request", extra={"CORRELATION_ID": delivery.correlation_id,
-                                                       "HANDLER": self._settings.handler})
+                                                       "HANDLER": self._settings.handler, "TRACE_ID": delivery.context.trace_id})
                 acks.append(delivery.delivery_tag)
         if acks:
             self._stats.processed += len(acks)

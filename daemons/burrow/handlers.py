@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from burrow import tracing
 from burrow.errors import HandlerLoadError
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,11 @@ class RequestContext:
     redelivered: bool
     headers: dict[str, Any] = field(default_factory=dict)
     content_type: str | None = None
+
+    @property
+    def trace_id(self) -> str | None:
+        """The W3C trace id of the request's ``traceparent`` header (32 hex digits), or ``None``."""
+        return tracing.trace_id(self.headers)
 
 
 Handler = Callable[[bytes, RequestContext], bytes]

@@ -356,7 +356,7 @@ class Producer:
             metrics.reply_received(elapsed, "timeout")
         else:
             self._stats.failed += 1
-            metrics.error(type(error).__name__)
+            metrics.request_failed(error)
         request.future.set_exception(error)
 
     def _fail_all(self, error: BaseException) -> None:

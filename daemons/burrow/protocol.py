@@ -23,6 +23,7 @@ from typing import Any
 
 import pika
 
+from burrow import tracing
 from burrow.errors import DeliveryLimitExceeded, Rejected, RemoteError
 
 CONTENT_TYPE = "application/octet-stream"
@@ -62,8 +63,9 @@ def _int(value: Any) -> int | None:
 
 
 def request_headers(headers: dict[str, Any] | None, wall_deadline: float) -> dict[str, Any]:
-    """The caller's headers plus the deadline (``wall_deadline`` in UNIX seconds) as published."""
-    return {**(headers or {}), HEADER_DEADLINE: int(wall_deadline * 1000)}
+    """The caller's headers plus the deadline (``wall_deadline`` in UNIX seconds) as published, and a
+    W3C ``traceparent``: the caller's, or a new trace's (:mod:`burrow.tracing`)."""
+    return {**tracing.with_traceparent(headers), HEADER_DEADLINE: int(wall_deadline * 1000)}
 
 
 def request_properties(
@@ -179,13 +181,16 @@ def reply_headers(outcome: Outcome) -> dict[str, Any]:
     return headers
 
 
-def reply_properties(correlation_id: str, outcome: Outcome, *, persistent: bool) -> pika.BasicProperties:
-    """AMQP properties of the reply to ``correlation_id`` (transient for direct reply-to)."""
+def reply_properties(
+    correlation_id: str, outcome: Outcome, *, persistent: bool, traceparent: str | None = None
+) -> pika.BasicProperties:
+    """AMQP properties of the reply to ``correlation_id`` (transient for direct reply-to), carrying
+    its request's ``traceparent``."""
     return pika.BasicProperties(
         content_type=CONTENT_TYPE,
         delivery_mode=pika.DeliveryMode.Persistent if persistent else pika.DeliveryMode.Transient,
         correlation_id=correlation_id,
-        headers=reply_headers(outcome),
+        headers=tracing.propagate({tracing.HEADER: traceparent} if traceparent else None, reply_headers(outcome)),
     )
 
 

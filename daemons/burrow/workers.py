@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Callable, Generic, Protocol, TypeVar
 
-from burrow import metrics
+from burrow import metrics, tracing
 from burrow.handlers import Handler, RequestContext
 from burrow.protocol import Outcome
 
@@ -66,7 +66,8 @@ class HandlerPool(Generic[J]):
         """Worker thread: run the handler and hand its outcome on."""
         started = time.monotonic()
         try:
-            reply = self._handler(job.body, job.context)
+            with tracing.active(job.context.trace_id):
+                reply = self._handler(job.body, job.context)
             if isinstance(reply, (bytearray, memoryview)):
                 reply = bytes(reply)
             if not isinstance(reply, bytes):
@@ -75,8 +76,8 @@ class HandlerPool(Generic[J]):
             metrics.reply_received(time.monotonic() - started, "ok")
         except Exception as exc:
             metrics.reply_received(time.monotonic() - started, "error")
-            metrics.error("handler")
             logger.warning("Handler %s raised %s: %s", self._handler_name, type(exc).__name__, exc,
-                           extra={"CORRELATION_ID": job.context.correlation_id, "HANDLER": self._handler_name})
+                           extra={"CORRELATION_ID": job.context.correlation_id, "HANDLER": self._handler_name,
+                                  "TRACE_ID": job.context.trace_id})
             job.outcome = Outcome.failure(exc, include_traceback=self._include_traceback)
         self._on_done(job)

@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+from burrow import tracing
 from burrow.handlers import RequestContext
 
 SEEN_LOCK = threading.Lock()
@@ -50,3 +51,8 @@ def poison(body: bytes, context: RequestContext) -> bytes:
 
 def returns_text(body: bytes) -> str:
     return "not bytes"
+
+
+def trace(body: bytes, context: RequestContext) -> bytes:
+    """Answer with the request's trace id as the handler sees it: from its context, and as active."""
+    return f"{context.trace_id} {tracing.current()}".encode()

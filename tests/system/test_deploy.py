@@ -106,6 +106,8 @@ def run_playbook(
         "ANSIBLE_HOST_KEY_CHECKING": "False",
         "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-local"),
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp / "cp"),
+        # Timestamped, and kept when the run times out (its captured output is lost then).
+        "ANSIBLE_LOG_PATH": str(tmp / "ansible.log"),
     }
     started = time.monotonic()
     try:
@@ -152,8 +154,18 @@ def task_results(result: subprocess.CompletedProcess[str], name: str) -> list[st
     return outcomes
 
 
-def deploy(broker: Host, producer: Host, consumer: Host, tmp: Path, deb: Path, broker_address: str) -> Deployment:
-    """Write the inventory (0600, fresh random passwords) and run the playbook twice."""
+def deploy(
+    broker: Host,
+    producer: Host,
+    consumer: Host,
+    tmp: Path,
+    deb: Path,
+    broker_address: str,
+    extra_vars: dict[str, object] | None = None,
+    runs: int = 2,
+) -> Deployment:
+    """Write the inventory (0600, fresh random passwords, ``extra_vars`` last) and run the playbook
+    ``runs`` times (the second run, with -v, is the idempotence check)."""
     for host in {h.name: h for h in (broker, producer, consumer)}.values():
         host.wait_for_ssh()
     passwords = {PRODUCER_USER: secrets.token_urlsafe(24), CONSUMER_USER: secrets.token_urlsafe(24)}
@@ -168,6 +180,7 @@ def deploy(broker: Host, producer: Host, consumer: Host, tmp: Path, deb: Path, b
         "burrow_consumer_rabbitmq_password": passwords[CONSUMER_USER],
         # rabbitmq-server is preinstalled in the root and the hosts have no mirror: never refresh.
         "rabbitmq_apt_cache_valid_time": 10 * 365 * 86400,
+        **(extra_vars or {}),
     }
     inventory = write_inventory(
         tmp / "inventory.yml",
@@ -175,7 +188,7 @@ def deploy(broker: Host, producer: Host, consumer: Host, tmp: Path, deb: Path, b
         site_vars,
     )
     deployment = Deployment(broker, producer, consumer, inventory, passwords)
-    for extra in ((), ("-v",)):
+    for extra in ((), ("-v",))[:runs]:
         result = run_playbook(inventory, tmp, *extra)
         deployment.runs.append(result)
         if result.returncode != 0:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from burrow import metrics
+from burrow.daemon import prometheus
 from burrow.amqp.setup import BrokerLink, broker_status
 from burrow.config import BrokerNode
 
@@ -32,12 +33,12 @@ def test_status_names_the_nodes_and_counts_failovers(links: list[BrokerLink], te
 
 
 @pytest.fixture
-def collectors() -> Iterator[metrics.Metrics]:
-    yield metrics.enable("consumer")
-    metrics.disable()
+def collectors() -> Iterator[prometheus.Metrics]:
+    yield prometheus.enable("consumer")
+    prometheus.disable()
 
 
-def test_broker_info_follows_the_node_and_failovers_count(collectors: metrics.Metrics) -> None:
+def test_broker_info_follows_the_node_and_failovers_count(collectors: prometheus.Metrics) -> None:
     metrics.broker_node("consumer-consume", "b1:5672")
     metrics.broker_node("consumer-publish", "b1:5672")
     metrics.broker_failover("consumer-consume")

@@ -13,6 +13,7 @@ import inspect
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -30,6 +31,7 @@ import pytest
 import uvloop
 
 from burrow import metrics
+from burrow.daemon import prometheus
 from burrow.errors import BrokerUnavailable, DeliveryLimitExceeded, PublishError, Rejected, RemoteError, RequestTimeout
 from burrow.daemon.httpapi import HttpApi, bind_socket, inherited_socket
 from burrow.tools import sendclient, socketburst
@@ -137,7 +139,19 @@ def test_post_returns_the_reply_with_ids(api: HttpApi, producer: FakeProducer) -
     assert headers["x-burrow-correlation-id"] == "corr-1"
     request_id = headers["x-burrow-request-id"]
     assert len(request_id) == 32
-    assert producer.calls == [(b"hello", 5.0, {"x-burrow-request-id": request_id})]
+    traceparent = headers["traceparent"]
+    assert producer.calls == [(b"hello", 5.0, {"x-burrow-request-id": request_id, "traceparent": traceparent})]
+
+
+def test_traceparent_continues_the_clients_trace_with_a_new_parent(api: HttpApi, producer: FakeProducer) -> None:
+    theirs = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    _, headers, _ = call(api, "POST", "/v1/requests", b"traced", {"traceparent": theirs})
+    sent = producer.calls[-1][2]["traceparent"]
+    assert sent == headers["traceparent"]
+    assert sent.startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-") and sent.endswith("-01") and sent != theirs
+    _, headers, _ = call(api, "POST", "/v1/requests", b"untraced", {"traceparent": "garbage"})
+    assert "4bf92f3577b34da6a3ce929d0e0e4736" not in headers["traceparent"]
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", headers["traceparent"])
 
 
 def test_client_request_id_is_kept_and_bad_ones_replaced(api: HttpApi) -> None:
@@ -295,14 +309,16 @@ def test_health(api: HttpApi, producer: FakeProducer) -> None:
 
 def test_metrics_endpoint(api: HttpApi) -> None:
     assert call(api, "GET", "/metrics")[0] == 404
-    metrics.enable("producer")
+    prometheus.enable("producer")
     try:
         metrics.request_sent()
+        call(api, "GET", "/nowhere")
         status, headers, data = call(api, "GET", "/metrics")
     finally:
-        metrics.disable()
+        prometheus.disable()
     assert status == 200 and headers["content-type"].startswith("text/plain")
-    assert b"burrow_requests_total 1.0" in data
+    assert b"burrow_producer_requests_published_total 1.0" in data
+    assert b'burrow_producer_http_responses_total{code="404"} 1.0' in data
 
 
 def test_keep_alive_serves_several_requests_on_one_connection(api: HttpApi) -> None:

@@ -16,7 +16,8 @@ def test_a_new_request_knows_its_ids_and_deadline() -> None:
     assert request.future.correlation_id == request.future.message_id == "p-1"
     assert abs(request.deadline - request.submitted - 2.0) < 1e-6
     assert before + 2.0 <= request.wall_deadline <= time.time() + 2.0
-    assert request.headers == {"h": 1, HEADER_DEADLINE: int(request.wall_deadline * 1000)}
+    assert request.headers == {"h": 1, HEADER_DEADLINE: int(request.wall_deadline * 1000),
+                               "traceparent": request.headers["traceparent"]}
 
 
 def test_slots_bound_the_requests_and_come_back_when_one_is_taken() -> None:

@@ -45,8 +45,10 @@ def check(properties: pika.BasicProperties, body: bytes = b"x", now: float | Non
 
 
 def test_request_headers_keep_the_callers_and_add_the_deadline_in_ms() -> None:
-    headers = request_headers({"tenant": "a"}, 1700000000.25)
-    assert headers == {"tenant": "a", HEADER_DEADLINE: 1700000000250}
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = request_headers({"tenant": "a", "traceparent": traceparent}, 1700000000.25)
+    assert headers == {"tenant": "a", "traceparent": traceparent, HEADER_DEADLINE: 1700000000250}
+    assert request_headers(None, 1700000000.25)["traceparent"] != traceparent  # a new trace
     assert request_deadline(pika.BasicProperties(headers=headers)) == 1700000000.25
 
 

@@ -23,6 +23,7 @@ class Finished:
     reply_to: str = "burrow.replies.p"
     outcome: Outcome | None = None
     returned: str | None = None
+    traceparent: str | None = None
 
 
 class RecordingChannel:

@@ -39,6 +39,9 @@ class PendingReply(Protocol):
     @property
     def correlation_id(self) -> str: ...
 
+    @property
+    def traceparent(self) -> str | None: ...
+
     reply_to: str
     outcome: Outcome | None
     returned: str | None
@@ -130,7 +133,8 @@ class ReplyPublisher(Generic[R]):
             if outcome is None:
                 raise ValueError(f"reply {reply.correlation_id} has no outcome to publish")
             direct = reply.reply_to.startswith(DIRECT_REPLY_TO)
-            properties = reply_properties(reply.correlation_id, outcome, persistent=not direct)
+            properties = reply_properties(reply.correlation_id, outcome, persistent=not direct,
+                                          traceparent=reply.traceparent)
             try:
                 # Not mandatory for direct reply-to: RabbitMQ 3.10 returns every such reply as
                 # NO_ROUTE although it delivers it (the benchmark saw all of them returned, and all

@@ -2,6 +2,7 @@
 
 ``service`` runs a producer or consumer engine until a signal, ``notify`` speaks sd_notify (READY,
 STATUS, WATCHDOG), ``journal`` logs to journald with structured fields, ``daemonize`` detaches on
-hosts without systemd, and ``httpapi`` serves the producer's API on its Unix socket. The core
+hosts without systemd, ``httpapi`` serves the producer's API on its Unix socket, and ``prometheus`` exports the engines'
+events (:mod:`burrow.metrics`) as Prometheus metrics. The core
 library (``burrow``) never imports from here.
 """

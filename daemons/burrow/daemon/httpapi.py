@@ -17,6 +17,8 @@ Endpoints:
   :data:`REJECTED_STATUS` of its reason (413 too large, 415 content type, 422 invalid UTF-8, 504
   stale, 502 past the delivery limit) and ``X-Burrow-Reject-Reason``.
   Every answer carries ``X-Burrow-Request-Id`` and, once published, ``X-Burrow-Correlation-Id``.
+  A W3C ``traceparent`` header continues the client's trace (else a new one starts): it goes with
+  the request to the consumer and comes back on the answer, and both daemons log its ``TRACE_ID``.
   Error bodies are JSON: ``{"error": "...", "message": "...", ...}``.
 - ``GET /v1/health``: ``{"broker_connected": ..., "in_flight": ..., ...}``, 200 when connected, else 503.
 - ``GET /metrics``: Prometheus text when metrics are enabled, else 404.
@@ -66,7 +68,8 @@ import uvloop
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from burrow import metrics
+from burrow import tracing
+from burrow.daemon import prometheus as metrics
 from burrow.daemon.bridge import FutureBridge
 from burrow.errors import (
     Backpressure,
@@ -242,6 +245,7 @@ def _answer(
 
     The single place where an answer's status is final, so per-status accounting goes here.
     """
+    metrics.http_answered(status)
     headers: Headers = [
         (b"content-type", content_type.encode()),
         (b"content-length", str(len(body)).encode()),
@@ -438,7 +442,7 @@ class _Protocol(HttpToolsProtocol):
 class _Exchange:
     """One request on ``POST``/``GET``: its ids, and the answer sent through :func:`_answer`."""
 
-    __slots__ = ("api", "correlation_id", "request_id", "scope", "send")
+    __slots__ = ("api", "correlation_id", "request_id", "scope", "send", "traceparent")
 
     def __init__(self, api: HttpApi, scope: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         self.api = api
@@ -446,6 +450,7 @@ class _Exchange:
         self.send = send
         self.request_id = ""
         self.correlation_id = ""
+        self.traceparent = ""
 
     async def respond(
         self,
@@ -460,6 +465,8 @@ class _Exchange:
             status, body, content_type, request_id=self.request_id, correlation_id=self.correlation_id,
             close=close or self.api.draining, extra=extra,
         )
+        if self.traceparent:
+            headers.append((b"traceparent", self.traceparent.encode()))
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
 
@@ -515,6 +522,7 @@ class _App:
         exchange = _Exchange(self.api, scope, send)
         headers = _header_map(scope["headers"])
         exchange.request_id = _client_request_id(headers) or self._new_request_id()
+        exchange.traceparent = tracing.child(headers.get(tracing.HEADER.encode()))
         path, method = scope["path"], scope["method"]
         allowed = ROUTES.get(path)
         if allowed is None:
@@ -573,7 +581,8 @@ class _App:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "Request %s answered (%d bytes)", exchange.request_id, len(reply),
-                extra={"REQUEST_ID": exchange.request_id, "CORRELATION_ID": exchange.correlation_id},
+                extra={"REQUEST_ID": exchange.request_id, "CORRELATION_ID": exchange.correlation_id,
+                       "TRACE_ID": tracing.trace_id({tracing.HEADER: exchange.traceparent})},
             )
         await exchange.respond(200, reply)
 
@@ -586,7 +595,8 @@ class _App:
         while True:
             try:
                 future = self.api.producer.submit(
-                    body, timeout=timeout, headers={"x-burrow-request-id": exchange.request_id}, block=False
+                    body, timeout=timeout, block=False,
+                    headers={"x-burrow-request-id": exchange.request_id, tracing.HEADER: exchange.traceparent},
                 )
                 break
             except Backpressure:
@@ -641,7 +651,8 @@ class _App:
     async def _failed(self, exchange: _Exchange, exc: BaseException) -> None:
         """Map a submit/result exception to its status code (see the module docstring)."""
         request_id = exchange.request_id
-        log_extra = {"REQUEST_ID": request_id, "CORRELATION_ID": exchange.correlation_id}
+        log_extra = {"REQUEST_ID": request_id, "CORRELATION_ID": exchange.correlation_id,
+                     "TRACE_ID": tracing.trace_id({tracing.HEADER: exchange.traceparent})}
         if isinstance(exc, RequestTimeout):
             logger.info("Request %s timed out: %s", request_id, exc, extra=log_extra)
             await exchange.error(504, "timeout", str(exc) or "no reply before the deadline")

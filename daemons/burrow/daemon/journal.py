@@ -7,12 +7,15 @@ journal. When that matches our fd 2, :func:`install_service_logging` installs
 fields, so an operator can run::
 
     journalctl -u burrow-consumer CORRELATION_ID=3f2a...        # one request, both daemons
+    journalctl TRACE_ID=4bf92f3577b34da6a3ce929d0e0e4736         # its W3C trace, handler logs included
     journalctl -u burrow-producer PRIORITY=3 -o json-pretty      # errors with CODE_FILE/LINE/FUNC
 
 Fields: MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, CODE_FILE, CODE_LINE, CODE_FUNC, LOGGER,
 THREAD_NAME, and whichever of :data:`STRUCTURED_FIELDS` a call passes via ``extra=``, e.g.
 ``logger.info("Handled %s", cid, extra={"CORRELATION_ID": cid, "QUEUE": queue})`` (the lower-case
-spellings ``correlation_id`` etc. work too). Without ``JOURNAL_STREAM`` (a terminal, ``--daemon``,
+spellings ``correlation_id`` etc. work too). A record without its own ``TRACE_ID`` gets the trace of
+the request its thread or task works on (:func:`burrow.tracing.active`), so a handler's own log
+lines carry the request's trace. Without ``JOURNAL_STREAM`` (a terminal, ``--daemon``,
 a test) the same records go to stderr as timestamped lines with the fields appended.
 
 Secrets never reach either output: :class:`SecretFilter` replaces every registered secret (the AMQP
@@ -32,13 +35,15 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import TextIO
 
+from burrow import tracing
+
 logger = logging.getLogger(__name__)
 
 #: Where journald listens for native-protocol datagrams.
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 #: Record attributes (from ``extra=``) copied into journal fields of the same name.
-STRUCTURED_FIELDS = ("CORRELATION_ID", "MESSAGE_ID", "REQUEST_ID", "QUEUE", "HANDLER")
+STRUCTURED_FIELDS = ("CORRELATION_ID", "MESSAGE_ID", "REQUEST_ID", "TRACE_ID", "QUEUE", "HANDLER")
 
 #: syslog priorities journald uses for PRIORITY=, by Python level (rounded down).
 _PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
@@ -93,7 +98,8 @@ def _field(name: str, value: object) -> bytes:
 
 
 def structured_fields(record: logging.LogRecord) -> dict[str, str]:
-    """The :data:`STRUCTURED_FIELDS` a log call passed through ``extra=`` (either spelling)."""
+    """The :data:`STRUCTURED_FIELDS` a log call passed through ``extra=`` (either spelling), and
+    ``TRACE_ID`` from the thread's or task's active trace when the call passed none."""
     found: dict[str, str] = {}
     attributes = record.__dict__
     for name in STRUCTURED_FIELDS:
@@ -102,6 +108,10 @@ def structured_fields(record: logging.LogRecord) -> dict[str, str]:
             value = attributes.get(name.lower())
         if value is not None and value != "":
             found[name] = str(value)
+    if "TRACE_ID" not in found:
+        trace = tracing.current()
+        if trace is not None:
+            found["TRACE_ID"] = trace
     return found
 
 

@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from burrow import metrics
 from burrow.amqp.setup import BrokerLink, broker_status
+from burrow.daemon import prometheus as metrics
 from burrow.config import BurrowConfig, load_config
 from burrow.consumer import Consumer
 from burrow.deadletters import DeadLetterWatcher

@@ -1,0 +1,123 @@
+"""``promtool check metrics`` on real scrapes of both daemons, run as processes against a real broker.
+
+The daemons are ``burrow-producer`` and ``burrow-consumer`` started from the test's venv with
+``[metrics] enabled = true`` on free loopback ports; requests go through the producer's Unix-socket
+API so that every series family has samples. promtool comes from Debian's ``prometheus`` package
+(scripts/install-system-test-deps.sh), hence the ``system`` mark.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from burrow.config import BurrowConfig, MetricsConfig, to_toml
+from burrow.tools.sendclient import UnixHTTPConnection
+
+from conftest import wait_for
+
+pytestmark = pytest.mark.system
+
+REQUESTS = 20
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        body: bytes = response.read()
+    return body.decode()
+
+
+def promtool_check_metrics(text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+
+
+@dataclasses.dataclass
+class Daemon:
+    """One ``burrow-<role> --config FILE`` child process with its metrics port and log."""
+
+    role: str
+    config: BurrowConfig
+    folder: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / f"{self.role}.log"
+
+    def start(self) -> Daemon:
+        path = self.folder / f"{self.role}.toml"
+        path.write_text(to_toml(self.config))
+        path.chmod(0o600)
+        executable = shutil.which(f"burrow-{self.role}") or str(Path(sys.executable).parent / f"burrow-{self.role}")
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([executable, "--config", str(path)], stdout=log, stderr=subprocess.STDOUT,
+                                            env=dict(os.environ))
+        wait_for(lambda: f"burrow-{self.role} ready" in self.log() or self.process.poll() is not None, 60,
+                 f"burrow-{self.role} ready")
+        assert self.process.poll() is None, f"burrow-{self.role} exited early:\n{self.log()}"
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+@pytest.fixture
+def daemons(make_config: Callable[..., BurrowConfig], tmp_path: Path) -> Iterator[dict[str, Daemon]]:
+    """A consumer and a producer daemon sharing the test's topology, metrics on free ports."""
+    base = make_config(producer={"socket": str(tmp_path / "producer.sock"), "request_timeout": 10.0})
+    started: dict[str, Daemon] = {}
+    try:
+        for role in ("consumer", "producer"):
+            config = dataclasses.replace(base, metrics=MetricsConfig(enabled=True, port=free_port()))
+            started[role] = Daemon(role, config, tmp_path).start()
+        yield started
+    finally:
+        for daemon in reversed(started.values()):
+            daemon.stop()
+
+
+def test_scrapes_of_both_daemons_pass_promtool(daemons: dict[str, Daemon]) -> None:
+    socket_path = daemons["producer"].config.producer.socket
+    for n in range(REQUESTS):
+        connection = UnixHTTPConnection(socket_path, timeout=15)
+        try:
+            connection.request("POST", "/v1/requests", body=b"scrape %d" % n)
+            response = connection.getresponse()
+            assert (response.status, response.read()) == (200, b"Consumer processed: scrape %d" % n)
+        finally:
+            connection.close()
+    texts = {role: scrape(daemon.config.metrics.port) for role, daemon in daemons.items()}
+    assert f"burrow_producer_http_responses_total{{code=\"200\"}} {REQUESTS}.0" in texts["producer"]
+    assert f"burrow_producer_request_duration_seconds_count {REQUESTS}.0" in texts["producer"]
+    wait_for(lambda: f'burrow_consumer_requests_total{{outcome="ok"}} {REQUESTS}.0' in scrape(daemons["consumer"].config.metrics.port),
+             10, "the consumer's count to include every request")
+    for role, text in texts.items():
+        assert "process_cpu_seconds_total" in text and f'burrow_info{{role="{role}"' in text
+        assert "burrow_broker_connected 1.0" in text
+        result = promtool_check_metrics(text)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), f"{role}: {result.stdout}{result.stderr}"
