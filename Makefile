@@ -19,17 +19,17 @@ demo:
 
 # Not part of `make test` yet, each with its own target: the nspawn cluster scenarios
 # (tests/system/test_cluster.py, `make test-cluster`; their first deployment alone took 27 min on this
-# 2-core machine, past CI's budget) and the real-Prometheus test (tests/system/test_prometheus.py,
+# 2-core machine, past CI's budget) and the real-Prometheus test (tests/system/test_prometheus_server.py,
 # `make test-prometheus`; not green yet).
 test:
 	@scripts/install-system-test-deps.sh
 	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m pytest -ra \
-		--ignore=tests/system/test_cluster.py --ignore=tests/system/test_prometheus.py $(PYTEST_ARGS)
+		--ignore=tests/system/test_cluster.py --ignore=tests/system/test_prometheus_server.py $(PYTEST_ARGS)
 
 test-prometheus:
 	@scripts/install-system-test-deps.sh
 	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m pytest -ra \
-		tests/system/test_prometheus.py $(PYTEST_ARGS)
+		tests/system/test_prometheus_server.py $(PYTEST_ARGS)
 
 test-fast:
 	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m pytest -ra -m "not system and not faults" $(PYTEST_ARGS)
