@@ -121,6 +121,17 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
+def start_victims_until_dead_lettered(config: BurrowConfig, consumer_process: Callable[..., "ConsumerProcess"],
+                                      dead_letters: Callable[[], int], attempts: int = 6) -> None:
+    """Start consumer daemons one after another, each once the poison request killed the one before,
+    until the broker dead-letters the poison (at most ``attempts`` consumers, 60 s each)."""
+    for attempt in range(attempts):
+        if dead_letters() == 1:
+            return
+        victim = consumer_process(config, f"victim{attempt}").start()
+        wait_for(lambda: victim.process.poll() is not None or dead_letters() == 1, 60, "the poison to kill a consumer")
+
+
 @pytest.fixture
 def make_config(broker: Broker, names: TopologyConfig, request: pytest.FixtureRequest) -> Iterator[Callable[..., BurrowConfig]]:
     """Build a test config on the test's broker and names; deletes the test's topology afterwards."""

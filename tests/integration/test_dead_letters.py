@@ -13,7 +13,7 @@ from burrow.deadletters import DeadLetterWatcher
 from burrow.errors import DeliveryLimitExceeded, Rejected
 from burrow.protocol import HEADER_DEADLINE, decode_reply
 
-from conftest import queue_depth, wait_for
+from conftest import queue_depth, start_victims_until_dead_lettered, wait_for
 
 #: Every request here gets this long; the point is that the caller learns far sooner.
 TIMEOUT = 30.0
@@ -90,11 +90,7 @@ def test_poison_request_fails_its_caller_with_delivery_limit_exceeded(make_confi
         producer = start_producer(config)
         poison = producer.submit(b"poison", timeout=TIMEOUT)
         dead_letters = lambda: queue_depth(amqp, config.topology.dead_letter_queue)  # noqa: E731
-        for attempt in range(6):
-            if dead_letters() == 1:
-                break
-            victim = consumer_process(config, f"victim{attempt}").start()
-            wait_for(lambda: victim.process.poll() is not None or dead_letters() == 1, 60, "the poison to kill a consumer")
+        start_victims_until_dead_lettered(config, consumer_process, dead_letters)
         dead_lettered_at = time.monotonic()
         assert dead_letters() == 1
         with pytest.raises(DeliveryLimitExceeded) as failure:

@@ -12,7 +12,7 @@ from burrow.errors import DeliveryLimitExceeded
 from burrow.producer import Producer
 from burrow.topology import reply_queue_name
 
-from conftest import queue_depth, wait_for
+from conftest import queue_depth, start_victims_until_dead_lettered, wait_for
 
 
 def test_consumer_sigkill_mid_load_then_restart_answers_every_request(make_config, consumer_process, start_producer, tmp_path, monkeypatch):
@@ -99,11 +99,7 @@ def test_poison_message_reaches_dead_letter_queue_alone_after_delivery_limit(mak
     poison = producer.submit(b"poison", timeout=120)
     others += [producer.submit(body, timeout=120) for body in bodies[3:]]
     dead_letters = lambda: queue_depth(amqp, config.topology.dead_letter_queue)  # noqa: E731
-    for attempt in range(6):
-        if dead_letters() == 1:
-            break
-        proc = consumer_process(config, f"victim{attempt}").start()
-        wait_for(lambda: proc.process.poll() is not None or dead_letters() == 1, 60, "poison to kill the consumer")
+    start_victims_until_dead_lettered(config, consumer_process, dead_letters)
     assert dead_letters() == 1
     # The first delivery and delivery_limit (2) redeliveries each killed a consumer.
     assert record.read_text().count("poison-hit") == 3
