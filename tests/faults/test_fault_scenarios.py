@@ -105,21 +105,37 @@ def test_consumer_sigkill_mid_load_restarted(request, mode, make_config, consume
 def test_three_consumers_two_killed_in_turn(request, make_config, consumer_process, start_producer, republished, tmp_path, monkeypatch):
     log = HandlerLog(tmp_path / "handled.txt")
     monkeypatch.setenv("BURROW_TEST_RECORD", str(log.path))
-    config = make_config(consumer={"handler": "burrow_test_handlers:record", "concurrency": 2})
+    # The poison handler records and echoes like "record", and takes 0.3 s for "slow:" bodies.
+    config = make_config(consumer={"handler": "burrow_test_handlers:poison", "concurrency": 2})
     consumers = [consumer_process(config, f"c{n}").start() for n in range(3)]
     for consumer in consumers:
         consumer.wait_ready()
     producer = start_producer(config)
     load = Load(producer, 3000, prefix="three", rate=400).start()
+    held: list[Load] = []
+
+    def hold_some(prefix: str) -> None:
+        """16 slow requests beside the load, spread over the consumers, so that the one about to be
+        killed surely holds some in its handlers (the fast load alone often leaves it holding none)."""
+        slow = Load(producer, 16, prefix=f"slow:{prefix}", rate=200).start()
+        wait_for(lambda: len(slow.futures) == 16, 10, "the slow requests submitted")
+        time.sleep(0.15)  # the fault itself: kill while the slow ones are in their handlers
+        held.append(slow)
+
     load.wait_answered(600, 30)
+    hold_some("held1")
     consumers[0].kill()
     first_kill = load.answered()
     load.wait_answered(first_kill + 600, 60)
+    hold_some("held2")
     consumers[1].kill()
     second_kill = load.answered()
     load.finish(120)
+    for slow in held:
+        slow.finish(60)
     runs_by_survivor = len(log.runs())
-    tally = load.tally("three-consumers", "Three consumer processes on one queue, two SIGKILLed in turn", log, republished)
+    tally = load.tally("three-consumers", "Three consumer processes on one queue, two SIGKILLed in turn", log, republished,
+                       extra_loads=held)
     tally.notes.update(answered_at_first_kill=first_kill, answered_at_second_kill=second_kill)
     finish_scenario(request, tally)
     assert second_kill < 3000, "the load finished before the second kill; the test proved nothing"
