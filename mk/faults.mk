@@ -3,7 +3,8 @@
 #   make faults              run every fault, bad-input and security test (pytest -m faults); each
 #                            load scenario rewrites its own docs/reliability/<scenario>.json, the
 #                            full run also rewrites docs/reliability/checks.json; then render
-#                            docs/reliability.md from docs/reliability/
+#                            docs/reliability.md from docs/reliability/. The run's DEBUG log (with
+#                            each request's correlation id) stays in build/faults-debug.log
 #   make faults FAULTS_ARGS='tests/faults/test_fault_scenarios.py::test_broker_crash_mid_load'
 #                            run some scenarios: only their tallies are rewritten, the others stay
 #   make reliability-report  only re-render docs/reliability.md from the committed tallies
@@ -25,7 +26,8 @@ faults:
 	mkdir -p $(RELIABILITY_DIR) build; \
 	junit=build/faults-junit.xml; rm -f $$junit; \
 	PATH="$$venv/bin:$$PATH" BURROW_RELIABILITY_DIR=$(RELIABILITY_DIR) \
-		"$$venv/bin/python" -m pytest -ra -m faults --junitxml=$$junit $(FAULTS_ARGS); \
+		"$$venv/bin/python" -m pytest -ra -m faults --junitxml=$$junit \
+		--log-file=build/faults-debug.log --log-file-level=DEBUG $(FAULTS_ARGS); \
 	status=$$?; \
 	if [ "$(FAULTS_ARGS)" = "$(FAULTS_DEFAULT)" ] && [ -s $$junit ]; then \
 		"$$venv/bin/python" tests/faults/render_reliability.py --checks $$junit $(RELIABILITY_DIR); fi; \

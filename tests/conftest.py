@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import re
 import shutil
@@ -260,6 +261,30 @@ def start_producer() -> Iterator[Callable[..., Any]]:
 
     with _engines(Producer, lambda producer: producer.wait_ready(30), lambda producer: producer.stop(timeout=0)) as start:
         yield start
+
+
+class CorrelationFormatter(logging.Formatter):
+    """Log file lines with time, thread and logger, plus the correlation id a record carries as
+    ``extra`` (burrow's per-request DEBUG records), so a run's log can follow one request."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s.%(msecs)03d %(threadName)s %(name)s %(levelname)s %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        correlation_id = getattr(record, "CORRELATION_ID", None)
+        return f"{line} [CORRELATION_ID={correlation_id}]" if correlation_id else line
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """With ``--log-file`` (``make faults`` keeps build/faults-debug.log), write each record's
+    correlation id and leave pika's per-frame DEBUG records out, so the file stays readable."""
+    plugin = config.pluginmanager.get_plugin("logging-plugin")
+    if plugin is None or not config.getoption("log_file", None):
+        return
+    plugin.log_file_handler.setFormatter(CorrelationFormatter())
+    logging.getLogger("pika").setLevel(logging.INFO)
 
 
 @pytest.hookimpl(hookwrapper=True)
