@@ -19,7 +19,7 @@ Last, a fourth broker added to the inventory joins the cluster on the next site.
 
 Counting is from the caller's side: every id the load handed out must end with the right reply
 (``answered``) or a 503/504 (``failed_503``/``failed_504``); anything else is ``lost``. The
-consumers' handler (``burrow_test_handlers:record``) appends ``<id> <redelivered>`` to a file on its
+consumers' handler (``burrow_test_handlers:record``) appends ``<id> <redelivered> <correlation id>`` to a file on its
 host; every handler run of an id beyond its first must carry the redelivery flag. Requests may fail
 with 503 only while the producer has no broker connection, and with 504 only when their 30-second
 deadline passes first; scenarios 3 and 4 (planned restarts) must fail none. Each scenario's tally
@@ -63,10 +63,12 @@ LOAD_IN_HOST = "/usr/local/lib/burrow-test/cluster_load.py"
 # The stdlib folder is on the package venv's sys.path (the venv is built on Debian's python3), so the
 # test handler imports there both for `burrow check-config` during the deployment and in the units.
 HANDLERS_IN_HOST = "/usr/lib/python3.11/burrow_test_handlers.py"
-HANDLED_LOG = "/var/lib/burrow/handled.log"
+HANDLED_LOG = "/var/lib/burrow-test/handled.log"
 RECORD_DROPIN = f"""\
 [Service]
-# The test handler appends "<id> <redelivered>" here (StateDirectory=burrow is writable).
+# The test handler appends "<id> <redelivered> <correlation id>" here: a state folder of the test's
+# own, the one place besides the credentials that the sandbox (ProtectSystem=strict) lets it write.
+StateDirectory=burrow-test
 Environment=BURROW_TEST_RECORD={HANDLED_LOG}
 """
 # Short heartbeats so that a silent peer (cut link, power loss) is noticed within seconds.
@@ -356,9 +358,9 @@ def handler_runs(cluster: Cluster, scenario: str) -> dict[str, list[bool]]:
         if not path.exists():
             continue
         for line in path.read_text().splitlines():
-            request_id, _, flag = line.rpartition(" ")
-            if request_id.startswith(f"{scenario}-") and flag in ("0", "1"):
-                runs[request_id].append(flag == "1")
+            fields = line.split(" ")
+            if len(fields) == 3 and fields[0].startswith(f"{scenario}-") and fields[1] in ("0", "1"):
+                runs[fields[0]].append(fields[1] == "1")
     return runs
 
 
@@ -516,10 +518,11 @@ def repackaged_deb(original: Path, tmp: Path, version_suffix: str) -> Path:
     control = unpacked / "DEBIAN" / "control"
     lines = control.read_text().splitlines()
     version = next(line.split(": ", 1)[1] for line in lines if line.startswith("Version: "))
+    architecture = next(line.split(": ", 1)[1] for line in lines if line.startswith("Architecture: "))
     new_version = f"{version}+{version_suffix}"
     control.write_text("\n".join(f"Version: {new_version}" if line.startswith("Version: ") else line
                                  for line in lines) + "\n")
-    target = tmp / f"burrow_{new_version}_all.deb"
+    target = tmp / f"burrow_{new_version}_{architecture}.deb"
     subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(unpacked), str(target)], check=True,
                    capture_output=True)
     return target
