@@ -364,8 +364,11 @@ def handler_runs(cluster: Cluster, scenario: str) -> dict[str, list[bool]]:
     return runs
 
 
-def tally(cluster: Cluster, load: Load, scenario: str, command: str) -> dict[str, object]:
-    """Count by id from the caller's side, check the handler runs, save and return the tally."""
+def tally(cluster: Cluster, load: Load, scenario: str, command: str, title: str, planned: bool) -> dict[str, object]:
+    """Count by id from the caller's side, check the handler runs, save and return the tally.
+
+    ``planned`` (a rolling restart or upgrade): no request may fail, not even with 503/504.
+    """
     sent = load.finish()
     outcomes = {str(outcome["id"]): outcome for outcome in load.outcomes()}
     expected_ids = {f"{scenario}-{n:06d}" for n in range(1, sent + 1)}
@@ -384,7 +387,9 @@ def tally(cluster: Cluster, load: Load, scenario: str, command: str) -> dict[str
     )
     result: dict[str, object] = {
         "scenario": f"cluster-{scenario}",
+        "title": title,
         "command": command,
+        "allow_errors": not planned,
         "revision": git_revision(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "sent": sent,
@@ -408,6 +413,8 @@ def tally(cluster: Cluster, load: Load, scenario: str, command: str) -> dict[str
     assert never_handled == [], f"answered but never handled: {never_handled[:5]}"
     assert result["lost"] == 0
     assert result["duplicates_unexplained"] == 0, {k: v for k, v in runs.items() if v.count(False) > 1}
+    if planned:
+        assert failed_503 == 0 and failed_504 == 0, f"a planned restart failed {failed_503} + {failed_504} requests"
     return result
 
 
@@ -421,15 +428,24 @@ def nodeid_command(request: pytest.FixtureRequest) -> str:
 
 
 def run_scenario(
-    cluster: Cluster, request: pytest.FixtureRequest, scenario: str, count: int, fault: Callable[[Load], None]
+    cluster: Cluster,
+    request: pytest.FixtureRequest,
+    scenario: str,
+    count: int,
+    fault: Callable[[Load], None],
+    *,
+    planned: bool = False,
 ) -> dict[str, object]:
+    """Settle, run ``fault`` under a load of at most ``count`` requests, and count; the test's
+    docstring is the tally's title."""
     settle(cluster)
     load = Load(cluster, scenario, count)
     try:
         fault(load)
     finally:
         load.stop()
-    return tally(cluster, load, scenario, nodeid_command(request))
+    title = " ".join((request.node.function.__doc__ or scenario).split())
+    return tally(cluster, load, scenario, nodeid_command(request), title, planned)
 
 
 KEEP_DOWN = "/run/systemd/system/rabbitmq-server.service.d/50-test-keep-down.conf"
@@ -470,8 +486,21 @@ def sees_majority(broker: Host, others: list[Host]) -> bool:
     return all(f"rabbit@{other.name}" in running for other in others)
 
 
+def declared_down(observer: Host, victim: Host) -> bool:
+    """True once ``observer`` no longer lists the victim's node as running.
+
+    While Erlang still waits for the cut-off node (up to net_ticktime, 60 s), ``cluster_status`` can
+    hang on it: a query that times out counts as "not yet".
+    """
+    try:
+        return f"rabbit@{victim.name}" not in running_nodes(observer)
+    except subprocess.SubprocessError:
+        return False
+
+
 def test_broker_cut_off_then_healed(cluster: Cluster, request: pytest.FixtureRequest) -> None:
-    """One broker's link goes down for 75 s (> heartbeat 5 s, > net_ticktime 60 s), then comes back."""
+    """The request queue leader's link goes down (no FIN, no RST) until the other brokers declare it
+    gone (> heartbeat 5 s, > net_ticktime 60 s) and it pauses itself, then comes back."""
 
     def fault(load: Load) -> None:
         load.wait_done(100)
@@ -479,9 +508,7 @@ def test_broker_cut_off_then_healed(cluster: Cluster, request: pytest.FixtureReq
         victim.set_link(up=False)
         try:
             others = [broker for broker in cluster.brokers if broker is not victim]
-            wait_until(
-                lambda: f"rabbit@{victim.name}" not in running_nodes(others[0]), 120, f"{victim.name} declared down", 2
-            )
+            wait_until(lambda: declared_down(others[0], victim), 240, f"{victim.name} declared down", 2)
             # pause_minority: the cut-off node stops serving by itself.
             wait_until(lambda: not sees_majority(victim, others), 60, f"{victim.name} to notice it is alone", 2)
             load.wait_done(len(load.outcomes()) + 100)
@@ -506,10 +533,9 @@ def test_rolling_restart_fails_no_request(cluster: Cluster, request: pytest.Fixt
         load.wait_done(len(load.outcomes()) + 30)
         load.stop()
 
-    tally_ = run_scenario(cluster, request, "rolling-restart", 6000, fault)
+    run_scenario(cluster, request, "rolling-restart", 6000, fault, planned=True)
     result = outcome["run"]
     assert result.returncode == 0, result.stdout[-15000:] + result.stderr[-3000:]
-    assert tally_["failed_503"] == 0 and tally_["failed_504"] == 0
 
 
 def repackaged_deb(original: Path, tmp: Path, version_suffix: str) -> Path:
@@ -549,13 +575,12 @@ def test_rolling_upgrade_of_the_consumers_fails_no_request(cluster: Cluster, req
         load.wait_done(len(load.outcomes()) + 30)
         load.stop()
 
-    tally_ = run_scenario(cluster, request, "consumer-upgrade", 6000, fault)
+    run_scenario(cluster, request, "consumer-upgrade", 6000, fault, planned=True)
     result = outcome["run"]
     assert result.returncode == 0, result.stdout[-15000:] + result.stderr[-3000:]
     for host in cluster.consumers:
         installed = host.run(["dpkg-query", "-W", "-f", "${Version}", "burrow"]).stdout
         assert installed.endswith("+upgrade1"), (host.name, installed)
-    assert tally_["failed_503"] == 0 and tally_["failed_504"] == 0
 
 
 def test_consumer_host_power_cut(cluster: Cluster, request: pytest.FixtureRequest) -> None:
