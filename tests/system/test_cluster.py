@@ -364,6 +364,14 @@ def handler_runs(cluster: Cluster, scenario: str) -> dict[str, list[bool]]:
     return runs
 
 
+def error_code(outcome: dict[str, object]) -> str:
+    """The ``error`` field of a failed request's JSON body (``unavailable``, ``busy``, ``timeout``...)."""
+    try:
+        return str(json.loads(str(outcome.get("body", "")))["error"])
+    except (ValueError, KeyError, TypeError):
+        return "?"
+
+
 def tally(cluster: Cluster, load: Load, scenario: str, command: str, title: str, planned: bool) -> dict[str, object]:
     """Count by id from the caller's side, check the handler runs, save and return the tally.
 
@@ -375,6 +383,10 @@ def tally(cluster: Cluster, load: Load, scenario: str, command: str, title: str,
     answered = sum(1 for request_id in expected_ids if outcomes.get(request_id, {}).get("ok"))
     status = collections.Counter(outcomes[request_id].get("status") for request_id in expected_ids & outcomes.keys())
     failed_503, failed_504 = status.get(503, 0), status.get(504, 0)
+    reasons = collections.Counter(
+        f"{outcome.get('status')} {error_code(outcome)}" for request_id, outcome in outcomes.items()
+        if request_id in expected_ids and outcome.get("status") in (503, 504)
+    )
     runs = handler_runs(cluster, scenario)
     duplicates = sum(len(flags) - 1 for flags in runs.values() if len(flags) > 1)
     # Only the first run of an id may lack the redelivery flag.
@@ -405,6 +417,7 @@ def tally(cluster: Cluster, load: Load, scenario: str, command: str, title: str,
         "rate_per_s": RATE,
         "request_timeout_s": REQUEST_TIMEOUT,
         "load_average": os.getloadavg()[0],
+        "notes": {f"failed {reason}": count for reason, count in sorted(reasons.items())},
     }
     path = results_dir() / f"cluster-{scenario}.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
