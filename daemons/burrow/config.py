@@ -176,6 +176,7 @@ class ProducerConfig:
     shutdown_timeout: float = 30.0
     socket: str = "/run/burrow/producer.sock"
     socket_mode: int = 0o660
+    unavailable_wait: float = 5.0
 
     def resolved_instance_id(self) -> str:
         """The reply queue's stable suffix: ``instance_id`` or, by default, this host's name."""
@@ -299,6 +300,7 @@ _CHECKS: dict[str, typing.Callable[[Any], str | None]] = {
     "producer.max_message_bytes": _positive,
     "producer.shutdown_timeout": _non_negative,
     "producer.socket": _not_empty,
+    "producer.unavailable_wait": _non_negative,
     "consumer.handler": _handler_spec,
     "consumer.concurrency": _positive,
     "consumer.prefetch": _non_negative,

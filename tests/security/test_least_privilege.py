@@ -18,19 +18,13 @@ from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQ
 from burrow.consumer import Consumer
 from burrow.tools.localbroker import LocalBroker
 from burrow.producer import Producer
+from broker_permissions import permissions  # tests/support
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
-PRODUCER = (
-    r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?|replies\..+)$",
-    r"^burrow\.(x\.requests|x\.dead|requests|dead(\.notices)?|replies\..+)$",
-    r"^burrow\.(x\.(requests|replies|dead)|replies\..+)$",
-)
-CONSUMER = (
-    r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?)$",
-    r"^burrow\.(x\.replies|x\.dead|requests|dead(\.notices)?)$",
-    r"^burrow\.(requests|dead\.notices|x\.(requests|dead))$",
-)
+GRANTED = permissions()
+PRODUCER = GRANTED["producer"]
+CONSUMER = GRANTED["consumer"]
 #: Direct reply-to: replies go through the default exchange, whose name for permissions is amq.default.
 CONSUMER_DIRECT_WRITE = r"^(burrow\.(x\.replies|x\.dead|requests|dead(\.notices)?)|amq\.default)$"
 

@@ -7,6 +7,7 @@ skipping them: a skipped system test would hide that the feature was never check
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -37,9 +38,18 @@ def ssh_key(tmp_path_factory: pytest.TempPathFactory) -> SSHKey:
 
 
 @pytest.fixture(scope="session")
-def burrow_deb() -> Path:
-    """The package built by scripts/build-deb.sh (reused when daemons/, systemd/, packaging/... match)."""
+def burrow_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package built by scripts/build-deb.sh (reused when daemons/, systemd/, packaging/... match).
+
+    Copied, with its lintian report, into the session's own folder: a build for a newer commit in
+    another session replaces dist/'s package, which a long run (the cluster) still deploys later.
+    """
     result = subprocess.run([str(BUILD_DEB_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True, cwd=REPO)
-    deb = REPO / result.stdout.strip().splitlines()[-1]
-    logger.info("using %s", deb)
+    built = REPO / result.stdout.strip().splitlines()[-1]
+    folder = tmp_path_factory.mktemp("deb")
+    deb = folder / built.name
+    shutil.copy2(built, deb)
+    lintian = built.with_name(built.name.removesuffix(".deb") + ".lintian.txt")
+    shutil.copy2(lintian, folder / lintian.name)
+    logger.info("using %s (a copy of %s)", deb, built)
     return deb

@@ -10,23 +10,14 @@ from __future__ import annotations
 import re
 import secrets
 
+from broker_permissions import permissions  # tests/support
+
 from .nspawn import Host, wait_until
 
 SOCKET = "/run/burrow/producer.sock"
-#: Least-privilege broker permissions (configure, write, read) per daemon, as the Ansible roles grant
-#: them (ansible/group_vars/brokers/burrow.yml), the dead-letter notice queue included.
-PERMISSIONS = {
-    "burrow-producer": (
-        r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?|replies\..+)$",
-        r"^burrow\.(x\.requests|x\.dead|requests|dead(\.notices)?|replies\..+)$",
-        r"^burrow\.(x\.(requests|replies|dead)|replies\..+)$",
-    ),
-    "burrow-consumer": (
-        r"^burrow\.(x\.(requests|replies|dead)|requests|dead(\.notices)?)$",
-        r"^burrow\.(x\.replies|x\.dead|requests|dead(\.notices)?)$",
-        r"^burrow\.(requests|dead\.notices|x\.(requests|dead))$",
-    ),
-}
+#: Least-privilege broker permissions (configure, write, read) per daemon's user, as the Ansible
+#: roles grant them (ansible/group_vars/brokers/burrow.yml), the dead-letter notice queue included.
+PERMISSIONS = {f"burrow-{role}": granted for role, granted in permissions().items()}
 
 
 def add_broker_users(host: Host) -> None:

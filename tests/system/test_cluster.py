@@ -19,7 +19,7 @@ Last, a fourth broker added to the inventory joins the cluster on the next site.
 
 Counting is from the caller's side: every id the load handed out must end with the right reply
 (``answered``) or a 503/504 (``failed_503``/``failed_504``); anything else is ``lost``. The
-consumers' handler (``burrow_test_handlers:record``) appends ``<id> <redelivered>`` to a file on its
+consumers' handler (``burrow_test_handlers:record``) appends ``<id> <redelivered> <correlation id>`` to a file on its
 host; every handler run of an id beyond its first must carry the redelivery flag. Requests may fail
 with 503 only while the producer has no broker connection, and with 504 only when their 30-second
 deadline passes first; scenarios 3 and 4 (planned restarts) must fail none. Each scenario's tally
@@ -63,10 +63,12 @@ LOAD_IN_HOST = "/usr/local/lib/burrow-test/cluster_load.py"
 # The stdlib folder is on the package venv's sys.path (the venv is built on Debian's python3), so the
 # test handler imports there both for `burrow check-config` during the deployment and in the units.
 HANDLERS_IN_HOST = "/usr/lib/python3.11/burrow_test_handlers.py"
-HANDLED_LOG = "/var/lib/burrow/handled.log"
+HANDLED_LOG = "/var/lib/burrow-test/handled.log"
 RECORD_DROPIN = f"""\
 [Service]
-# The test handler appends "<id> <redelivered>" here (StateDirectory=burrow is writable).
+# The test handler appends "<id> <redelivered> <correlation id>" here: a state folder of the test's
+# own, the one place besides the credentials that the sandbox (ProtectSystem=strict) lets it write.
+StateDirectory=burrow-test
 Environment=BURROW_TEST_RECORD={HANDLED_LOG}
 """
 # Short heartbeats so that a silent peer (cut link, power loss) is noticed within seconds.
@@ -356,20 +358,35 @@ def handler_runs(cluster: Cluster, scenario: str) -> dict[str, list[bool]]:
         if not path.exists():
             continue
         for line in path.read_text().splitlines():
-            request_id, _, flag = line.rpartition(" ")
-            if request_id.startswith(f"{scenario}-") and flag in ("0", "1"):
-                runs[request_id].append(flag == "1")
+            fields = line.split(" ")
+            if len(fields) == 3 and fields[0].startswith(f"{scenario}-") and fields[1] in ("0", "1"):
+                runs[fields[0]].append(fields[1] == "1")
     return runs
 
 
-def tally(cluster: Cluster, load: Load, scenario: str, command: str) -> dict[str, object]:
-    """Count by id from the caller's side, check the handler runs, save and return the tally."""
+def error_code(outcome: dict[str, object]) -> str:
+    """The ``error`` field of a failed request's JSON body (``unavailable``, ``busy``, ``timeout``...)."""
+    try:
+        return str(json.loads(str(outcome.get("body", "")))["error"])
+    except (ValueError, KeyError, TypeError):
+        return "?"
+
+
+def tally(cluster: Cluster, load: Load, scenario: str, command: str, title: str, planned: bool) -> dict[str, object]:
+    """Count by id from the caller's side, check the handler runs, save and return the tally.
+
+    ``planned`` (a rolling restart or upgrade): no request may fail, not even with 503/504.
+    """
     sent = load.finish()
     outcomes = {str(outcome["id"]): outcome for outcome in load.outcomes()}
     expected_ids = {f"{scenario}-{n:06d}" for n in range(1, sent + 1)}
     answered = sum(1 for request_id in expected_ids if outcomes.get(request_id, {}).get("ok"))
     status = collections.Counter(outcomes[request_id].get("status") for request_id in expected_ids & outcomes.keys())
     failed_503, failed_504 = status.get(503, 0), status.get(504, 0)
+    reasons = collections.Counter(
+        f"{outcome.get('status')} {error_code(outcome)}" for request_id, outcome in outcomes.items()
+        if request_id in expected_ids and outcome.get("status") in (503, 504)
+    )
     runs = handler_runs(cluster, scenario)
     duplicates = sum(len(flags) - 1 for flags in runs.values() if len(flags) > 1)
     # Only the first run of an id may lack the redelivery flag.
@@ -382,7 +399,9 @@ def tally(cluster: Cluster, load: Load, scenario: str, command: str) -> dict[str
     )
     result: dict[str, object] = {
         "scenario": f"cluster-{scenario}",
+        "title": title,
         "command": command,
+        "allow_errors": not planned,
         "revision": git_revision(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "sent": sent,
@@ -398,6 +417,7 @@ def tally(cluster: Cluster, load: Load, scenario: str, command: str) -> dict[str
         "rate_per_s": RATE,
         "request_timeout_s": REQUEST_TIMEOUT,
         "load_average": os.getloadavg()[0],
+        "notes": {f"failed {reason}": count for reason, count in sorted(reasons.items())},
     }
     path = results_dir() / f"cluster-{scenario}.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -406,6 +426,8 @@ def tally(cluster: Cluster, load: Load, scenario: str, command: str) -> dict[str
     assert never_handled == [], f"answered but never handled: {never_handled[:5]}"
     assert result["lost"] == 0
     assert result["duplicates_unexplained"] == 0, {k: v for k, v in runs.items() if v.count(False) > 1}
+    if planned:
+        assert failed_503 == 0 and failed_504 == 0, f"a planned restart failed {failed_503} + {failed_504} requests"
     return result
 
 
@@ -419,15 +441,24 @@ def nodeid_command(request: pytest.FixtureRequest) -> str:
 
 
 def run_scenario(
-    cluster: Cluster, request: pytest.FixtureRequest, scenario: str, count: int, fault: Callable[[Load], None]
+    cluster: Cluster,
+    request: pytest.FixtureRequest,
+    scenario: str,
+    count: int,
+    fault: Callable[[Load], None],
+    *,
+    planned: bool = False,
 ) -> dict[str, object]:
+    """Settle, run ``fault`` under a load of at most ``count`` requests, and count; the test's
+    docstring is the tally's title."""
     settle(cluster)
     load = Load(cluster, scenario, count)
     try:
         fault(load)
     finally:
         load.stop()
-    return tally(cluster, load, scenario, nodeid_command(request))
+    title = " ".join((request.node.function.__doc__ or scenario).split())
+    return tally(cluster, load, scenario, nodeid_command(request), title, planned)
 
 
 KEEP_DOWN = "/run/systemd/system/rabbitmq-server.service.d/50-test-keep-down.conf"
@@ -442,7 +473,9 @@ def test_sigkill_of_the_request_queue_leader(cluster: Cluster, request: pytest.F
         logger.info("killing %s, the leader of %s", victim.name, REQUEST_QUEUE)
         victim.write_file(KEEP_DOWN, "[Service]\nRestart=no\n")
         victim.systemctl("daemon-reload")
-        victim.systemctl("kill", "--signal=SIGKILL", "rabbitmq-server.service")
+        # The node is beam.smp, the main process (its port programs die with it). Signalling the
+        # whole control group fails inside nspawn ("Input/output error") after killing the main one.
+        victim.systemctl("kill", "--kill-who=main", "--signal=SIGKILL", "rabbitmq-server.service")
         load.wait_done(len(load.outcomes()) + 250)
         assert victim.systemctl("is-active", "rabbitmq-server.service", check=False).stdout.strip() != "active"
         # The two other nodes elected a leader among themselves and serve meanwhile.
@@ -466,8 +499,21 @@ def sees_majority(broker: Host, others: list[Host]) -> bool:
     return all(f"rabbit@{other.name}" in running for other in others)
 
 
+def declared_down(observer: Host, victim: Host) -> bool:
+    """True once ``observer`` no longer lists the victim's node as running.
+
+    While Erlang still waits for the cut-off node (up to net_ticktime, 60 s), ``cluster_status`` can
+    hang on it: a query that times out counts as "not yet".
+    """
+    try:
+        return f"rabbit@{victim.name}" not in running_nodes(observer)
+    except subprocess.SubprocessError:
+        return False
+
+
 def test_broker_cut_off_then_healed(cluster: Cluster, request: pytest.FixtureRequest) -> None:
-    """One broker's link goes down for 75 s (> heartbeat 5 s, > net_ticktime 60 s), then comes back."""
+    """The request queue leader's link goes down (no FIN, no RST) until the other brokers declare it
+    gone (> heartbeat 5 s, > net_ticktime 60 s) and it pauses itself, then comes back."""
 
     def fault(load: Load) -> None:
         load.wait_done(100)
@@ -475,9 +521,7 @@ def test_broker_cut_off_then_healed(cluster: Cluster, request: pytest.FixtureReq
         victim.set_link(up=False)
         try:
             others = [broker for broker in cluster.brokers if broker is not victim]
-            wait_until(
-                lambda: f"rabbit@{victim.name}" not in running_nodes(others[0]), 120, f"{victim.name} declared down", 2
-            )
+            wait_until(lambda: declared_down(others[0], victim), 240, f"{victim.name} declared down", 2)
             # pause_minority: the cut-off node stops serving by itself.
             wait_until(lambda: not sees_majority(victim, others), 60, f"{victim.name} to notice it is alone", 2)
             load.wait_done(len(load.outcomes()) + 100)
@@ -502,10 +546,9 @@ def test_rolling_restart_fails_no_request(cluster: Cluster, request: pytest.Fixt
         load.wait_done(len(load.outcomes()) + 30)
         load.stop()
 
-    tally_ = run_scenario(cluster, request, "rolling-restart", 6000, fault)
+    run_scenario(cluster, request, "rolling-restart", 6000, fault, planned=True)
     result = outcome["run"]
     assert result.returncode == 0, result.stdout[-15000:] + result.stderr[-3000:]
-    assert tally_["failed_503"] == 0 and tally_["failed_504"] == 0
 
 
 def repackaged_deb(original: Path, tmp: Path, version_suffix: str) -> Path:
@@ -516,10 +559,11 @@ def repackaged_deb(original: Path, tmp: Path, version_suffix: str) -> Path:
     control = unpacked / "DEBIAN" / "control"
     lines = control.read_text().splitlines()
     version = next(line.split(": ", 1)[1] for line in lines if line.startswith("Version: "))
+    architecture = next(line.split(": ", 1)[1] for line in lines if line.startswith("Architecture: "))
     new_version = f"{version}+{version_suffix}"
     control.write_text("\n".join(f"Version: {new_version}" if line.startswith("Version: ") else line
                                  for line in lines) + "\n")
-    target = tmp / f"burrow_{new_version}_all.deb"
+    target = tmp / f"burrow_{new_version}_{architecture}.deb"
     subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(unpacked), str(target)], check=True,
                    capture_output=True)
     return target
@@ -544,13 +588,12 @@ def test_rolling_upgrade_of_the_consumers_fails_no_request(cluster: Cluster, req
         load.wait_done(len(load.outcomes()) + 30)
         load.stop()
 
-    tally_ = run_scenario(cluster, request, "consumer-upgrade", 6000, fault)
+    run_scenario(cluster, request, "consumer-upgrade", 6000, fault, planned=True)
     result = outcome["run"]
     assert result.returncode == 0, result.stdout[-15000:] + result.stderr[-3000:]
     for host in cluster.consumers:
         installed = host.run(["dpkg-query", "-W", "-f", "${Version}", "burrow"]).stdout
         assert installed.endswith("+upgrade1"), (host.name, installed)
-    assert tally_["failed_503"] == 0 and tally_["failed_504"] == 0
 
 
 def test_consumer_host_power_cut(cluster: Cluster, request: pytest.FixtureRequest) -> None:

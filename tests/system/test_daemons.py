@@ -349,7 +349,8 @@ def _consumer_processed(box: Host) -> int:
 
 
 def test_broker_outage_answers_503_then_recovers(box: Host) -> None:
-    """While RabbitMQ is down the API says 503 at once; nothing restarts; it recovers by itself."""
+    """While RabbitMQ is down the API says 503 (once producer.unavailable_wait, 5 s, has passed);
+    nothing restarts; it recovers by itself."""
     restarts = {unit: show(box, unit, "NRestarts") for unit in UNITS}
     box.systemctl("stop", "rabbitmq-server.service")
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from .nspawn import Host, SSHKey, ensure_root, hosts, wait_until
-from .test_deploy import VHOST, Deployment, deploy
+from .test_deploy import DEPLOY_PACKAGES, VHOST, Deployment, deploy
 from .test_monitoring import ALERTS, SCRAPE_CONFIG, dashboard_queries
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
@@ -68,9 +68,10 @@ def monitored(nspawn_root: Path, ssh_key: SSHKey, burrow_deb: Path, tmp_path_fac
     """The deployed host with Prometheus scraping it; every job up before the tests start.
 
     ``nspawn_root`` checks the tools and reaps leftovers; this scenario needs its own root with the
-    prometheus package (the hosts have no mirror).
+    deployment's packages plus prometheus (the hosts have no mirror: the rabbitmq role's firewall
+    needs nftables preinstalled).
     """
-    root = ensure_root(["rabbitmq-server", "prometheus"])
+    root = ensure_root([*DEPLOY_PACKAGES, "prometheus"])
     tmp = tmp_path_factory.mktemp("prometheus")
     metrics_on = {"burrow_producer_metrics_enabled": True, "burrow_consumer_metrics_enabled": True}
     with hosts(root, ["monitored"], ssh_key=ssh_key, private_network=True) as (host,):
@@ -118,7 +119,9 @@ def test_burrow_and_broker_series_are_scraped(monitored: Deployment) -> None:
         f'rabbitmq_detailed_queue_messages{{vhost="{VHOST}", queue="burrow.dead"}}',
         "rabbitmq_identity_info",
     ):
-        assert query(host, expr), expr
+        # Each target is scraped on its own 2 s clock: the consumer's last scrape may predate the
+        # producer's, so each series gets a scrape interval or few to appear.
+        wait_until(lambda: bool(query(host, expr)), 20, expr, 1)
 
 
 def test_every_dashboard_query_returns_data(monitored: Deployment) -> None:

@@ -217,6 +217,23 @@ def test_broker_down_answers_503_without_submitting(api: HttpApi, producer: Fake
     assert producer.calls == []
 
 
+def test_request_waits_for_the_broker_connection_to_come_back(producer: FakeProducer, tmp_path: Path) -> None:
+    """A failover (a drained broker) is a moment without a connection: the request waits it out."""
+    server = HttpApi(producer, socket_path=str(tmp_path / "producer.sock"), unavailable_wait=30.0,
+                     socket_activation=False)
+    server.start()
+    producer.connected = False
+    reconnect = threading.Timer(0.2, setattr, (producer, "connected", True))
+    reconnect.start()
+    try:
+        status, _, data = call(server, "POST", "/v1/requests", b"during failover")
+    finally:
+        reconnect.cancel()
+        server.close()
+    assert (status, data) == (200, b"reply:during failover")
+    assert [body for body, _, _ in producer.calls] == [b"during failover"]
+
+
 def test_future_never_resolving_gives_504(api: HttpApi, monkeypatch: pytest.MonkeyPatch) -> None:
     """Belt and braces: even if the producer never fails the future, the client gets 504."""
     monkeypatch.setattr("burrow.daemon.httpapi.RESULT_GRACE", 0.0)

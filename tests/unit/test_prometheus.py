@@ -159,3 +159,28 @@ def test_readme_table_lists_every_burrow_series() -> None:
     """The README's metrics table names exactly the series the two daemons export."""
     documented = set(re.findall(r"^\| `(burrow_[a-z_]+)`", README.read_text(), re.MULTILINE))
     assert documented == _families("producer") | _families("consumer")
+
+
+def test_process_series_without_proc_stat(tmp_path: Path) -> None:
+    """Under ProcSubset=pid /proc/stat is hidden: the process series still come, with the right start time.
+
+    The collector reads a /proc that has only ``self`` (as the hardened units see it: no ``stat``).
+    """
+    (tmp_path / "self").symlink_to("/proc/self")
+    registry = prometheus.CollectorRegistry()
+    prometheus.SandboxedProcessCollector(proc=str(tmp_path), registry=registry)
+    reference = prometheus.CollectorRegistry()
+    prometheus.ProcessCollector(registry=reference)
+    start = registry.get_sample_value("process_start_time_seconds")
+    expected = reference.get_sample_value("process_start_time_seconds")
+    assert start is not None and expected is not None
+    assert abs(start - expected) < 2.0
+    assert registry.get_sample_value("process_resident_memory_bytes")
+
+
+def test_failovers_exist_at_zero_once_a_connection_has_a_node(producer_metrics: prometheus.Metrics) -> None:
+    metrics.broker_node("producer", "rabbit@one")
+    assert producer_metrics.registry.get_sample_value("burrow_broker_failovers_total", {"connection": "producer"}) == 0.0
+    metrics.broker_failover("producer")
+    metrics.broker_node("producer", "rabbit@two")
+    assert producer_metrics.registry.get_sample_value("burrow_broker_failovers_total", {"connection": "producer"}) == 1.0

@@ -11,7 +11,8 @@ Endpoints:
   ``producer.max_message_bytes``); optional ``X-Burrow-Timeout: <seconds>`` overrides
   ``producer.request_timeout``; optional ``X-Burrow-Request-Id`` (else one is made up). Answers
   ``200`` with the reply body, ``504`` when the deadline passed, ``502`` with the remote error when the
-  handler raised, ``503`` while the broker is unreachable or the producer refuses work, ``413`` over
+  handler raised, ``503`` while the broker is unreachable (after waiting up to
+  ``producer.unavailable_wait`` for the connection to come back) or the producer refuses work, ``413`` over
   the size limit, ``411`` without ``Content-Length``, ``400`` for a bad ``X-Burrow-Timeout``. A
   request burrow dead-lettered is answered as soon as the caller is told, with
   :data:`REJECTED_STATUS` of its reason (413 too large, 415 content type, 422 invalid UTF-8, 504
@@ -113,6 +114,8 @@ DEFAULT_MAX_CONNECTIONS = 512
 DEFAULT_READ_TIMEOUT = 10.0
 #: How long a connection over ``max_connections`` waits for a free slot before it is answered 503.
 SLOT_WAIT = 1.0
+#: How often a request waiting for the broker connection (``producer.unavailable_wait``) looks again.
+CONNECTED_POLL = 0.05
 #: Largest ``X-Burrow-Timeout`` accepted (seconds).
 MAX_TIMEOUT = 86400.0
 #: Extra seconds to wait for a future beyond the request's own deadline before giving up with 504.
@@ -568,11 +571,10 @@ class _App:
         timeout = await self._timeout_header(exchange, headers)
         if timeout is False:
             return
-        producer = api.producer
-        if not producer.connected:
+        effective = timeout if timeout is not None else api.default_timeout
+        if not api.producer.connected and not await self._broker_back(min(api.unavailable_wait, effective)):
             await exchange.error(503, "unavailable", "the broker is unreachable", retry_after=1)
             return
-        effective = timeout if timeout is not None else api.default_timeout
         try:
             reply = await self._submit(exchange, body, effective)
         except Exception as exc:  # every failure becomes a status code; unknown ones a logged 500
@@ -585,6 +587,21 @@ class _App:
                        "TRACE_ID": tracing.trace_id({tracing.HEADER: exchange.traceparent})},
             )
         await exchange.respond(200, reply)
+
+    async def _broker_back(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the producer's broker connection to come back.
+
+        A planned failover (a drained or restarted broker) takes the producer a moment to reconnect
+        to another node; a request arriving then waits for it instead of failing, and one arriving
+        during a real outage is answered 503 once the wait is over.
+        """
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + seconds
+        while not self.api.producer.connected:
+            if loop.time() >= give_up:
+                return False
+            await asyncio.sleep(CONNECTED_POLL)
+        return True
 
     async def _submit(self, exchange: _Exchange, body: bytes, timeout: float) -> bytes:
         """Publish and await the reply; waits (without blocking the loop) while the producer is full."""
@@ -771,6 +788,7 @@ class HttpApi:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         socket_activation: bool = True,
+        unavailable_wait: float = 0.0,
     ) -> None:
         self.producer = producer
         self.socket_path = socket_path
@@ -778,6 +796,7 @@ class HttpApi:
         self.max_body = max_body
         self.default_timeout = default_timeout
         self.read_timeout = read_timeout
+        self.unavailable_wait = unavailable_wait
         self.socket_activation = socket_activation
         self.max_connections = max_connections
         self.activated = False

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from collections.abc import Callable
 from importlib import metadata
@@ -104,6 +105,25 @@ ROLES: dict[str, _RoleSeries] = {
 }
 
 
+class SandboxedProcessCollector(ProcessCollector):
+    """The standard ``process_*`` series, also under the units' ``ProcSubset=pid``.
+
+    prometheus_client takes the boot time from ``btime`` in ``/proc/stat`` and, when it cannot read
+    that file, exports no process series at all; the hardened units hide it. The clock gives the
+    same number: now minus the time since boot on ``CLOCK_BOOTTIME``, the clock that the start
+    times in ``/proc/<pid>/stat`` count in.
+    """
+
+    def _boot_time(self) -> float:
+        try:
+            btime = super()._boot_time()
+        except OSError:
+            btime = None
+        if btime is None:
+            return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+        return float(btime)
+
+
 class Metrics:
     """The collectors of one daemon in their own registry (tests can build several); a recorder."""
 
@@ -113,7 +133,7 @@ class Metrics:
             raise ValueError(f"metrics role must be one of {', '.join(ROLES)}, got {role!r}")
         self.role = role
         self.registry = registry = CollectorRegistry(auto_describe=True)
-        ProcessCollector(registry=registry)
+        SandboxedProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
         Info("burrow", "Which burrow daemon this is (always 1).", registry=registry).info(
@@ -190,6 +210,8 @@ class Metrics:
                 self.node.remove(connection, previous)
             self.nodes[connection] = node
         self.node.labels(connection=connection, node=node).set(1)
+        # Created at zero with the connection, so that increase() has a series before the first failover.
+        self.failovers.labels(connection=connection)
 
     def broker_failover(self, connection: str) -> None:
         self.failovers.labels(connection=connection).inc()

@@ -47,6 +47,7 @@ LIVE_SETTINGS = {
     "logging.level",
     "consumer.concurrency",
     "producer.request_timeout",
+    "producer.unavailable_wait",
     "producer.shutdown_timeout",
     "consumer.shutdown_timeout",
 }
@@ -307,6 +308,7 @@ def run_producer(config: BurrowConfig) -> int:
         socket_mode=settings.socket_mode,
         max_body=settings.max_message_bytes,
         default_timeout=settings.request_timeout,
+        unavailable_wait=settings.unavailable_wait,
     )
     logger.info("Producer starting: broker %s, API socket %s", ", ".join(map(str, config.rabbitmq.nodes())),
                 settings.socket)
@@ -324,6 +326,8 @@ def run_producer(config: BurrowConfig) -> int:
     def apply(new: BurrowConfig, changed: list[str]) -> None:
         if "producer.request_timeout" in changed:
             api.reconfigure(default_timeout=new.producer.request_timeout)
+        if "producer.unavailable_wait" in changed:
+            api.unavailable_wait = new.producer.unavailable_wait
 
     def api_serving() -> bool:
         if not api.started:
