@@ -382,6 +382,10 @@ def tally(cluster: Cluster, load: Load, scenario: str, command: str, title: str,
     ``planned`` (a rolling restart or upgrade): no request may fail, not even with 503/504.
     """
     sent = load.finish()
+    # Each request's outcome, kept beside the session's other files for a look after the hosts are gone.
+    (cluster.tmp / f"load-{scenario}.jsonl").write_text(
+        "".join(json.dumps(outcome) + "\n" for outcome in load.outcomes()), encoding="utf-8"
+    )
     outcomes = {str(outcome["id"]): outcome for outcome in load.outcomes()}
     expected_ids = {f"{scenario}-{n:06d}" for n in range(1, sent + 1)}
     answered = sum(1 for request_id in expected_ids if outcomes.get(request_id, {}).get("ok"))
