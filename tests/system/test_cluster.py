@@ -602,6 +602,9 @@ def test_rolling_upgrade_of_the_consumers_fails_no_request(cluster: Cluster, req
     for host in cluster.consumers:
         installed = host.run(["dpkg-query", "-W", "-f", "${Version}", "burrow"]).stdout
         assert installed.endswith("+upgrade1"), (host.name, installed)
+    # The deployment ships the new package from now on (the apt module refuses a downgrade).
+    cluster.deb = upgrade
+    cluster.site_vars["burrow_common_deb_path"] = str(upgrade)
 
 
 def test_consumer_host_power_cut(cluster: Cluster, request: pytest.FixtureRequest) -> None:
