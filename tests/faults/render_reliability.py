@@ -74,6 +74,25 @@ request answered.
 """
 
 
+#: Tallies of the scenarios on the deployed 3-broker cluster (tests/system/test_cluster.py).
+CLUSTER_PREFIX = "cluster-"
+CLUSTER_INTRO = """\
+## Cluster scenarios
+
+Six Debian hosts booted with systemd-nspawn, each in its own network namespace, deployed by the real
+`ansible/site.yml` over SSH: three RabbitMQ brokers forming a cluster, a producer host and two
+consumer hosts with two consumer daemons each (`tests/system/test_cluster.py`; `make test` runs it,
+alone `make test-cluster`, writing its tallies to `build/reliability/`). A steady load of 10
+requests/s goes through the producer daemon's HTTP API from inside the producer host
+(`tests/system/cluster_load.py`), each request with its own id and a 30 s deadline; the consumers'
+handler records every run of an id with its redelivered flag and holds the request 0.5 s, so that
+every fault finds requests in hand. Counted by id at the HTTP clients: **503**/**504** are allowed
+after a crash, a cut-off or a power cut (`allow_errors`), never in a planned restart or upgrade;
+each tally's notes say why requests failed. The columns are those of the table above that this
+campaign counts.
+"""
+
+
 def load_tallies(results: Path) -> list[dict[str, Any]]:
     """Every ``*.json`` tally except checks.json, sorted by scenario name."""
     tallies = []
@@ -165,8 +184,12 @@ def render_checks(cases: list[dict[str, Any]]) -> list[str]:
 
 
 def render(tallies: list[dict[str, Any]], checks: dict[str, Any] | None) -> str:
+    on_cluster = [tally for tally in tallies if str(tally["scenario"]).startswith(CLUSTER_PREFIX)]
     out = [INTRO, "## Load scenarios", ""]
-    out += render_scenarios(tallies)
+    out += render_scenarios([tally for tally in tallies if tally not in on_cluster])
+    if on_cluster:
+        out += [CLUSTER_INTRO]
+        out += render_scenarios(on_cluster)
     heading = "## Bad input and security"
     if checks:
         heading += f" (last full run: {checks.get('revision', '?')}, {checks.get('date', '?')})"

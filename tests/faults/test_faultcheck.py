@@ -62,5 +62,7 @@ def test_the_report_renders_a_tally_of_the_shared_shape_and_judges_it_by_its_cou
     assert not passed({**cluster, "answered": 10, "lost": 0, "test_failed": "AssertionError: the fault did not bite"})
     text = render([json.loads(json.dumps(cluster))], None)
     assert "| cluster-node-kill | 10 | 9 | 0 | 0 | 1 | 0 | 0 | 5.0 | **FAIL** |" in text
+    # Scenarios on the deployed cluster get a table (and a description) of their own.
+    assert text.index("## Cluster scenarios") < text.index("| cluster-node-kill |")
     assert "`make cluster-faults`" in text and "abc123, 2026-11-29T06:00:00Z" in text
     assert expected_reply(b"x") == b"Consumer processed: x"

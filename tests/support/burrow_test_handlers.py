@@ -17,7 +17,11 @@ SEEN: list[bytes] = []
 def record(body: bytes, context: RequestContext) -> bytes:
     """Remember every body (whether it was a redelivery, and its correlation id), then echo: in
     the file ``BURROW_TEST_RECORD`` names when set (consumer processes), else in :data:`SEEN`
-    (in-process tests). Only one of the two, so a long run's memory stays flat (the soak)."""
+    (in-process tests). Only one of the two, so a long run's memory stays flat (the soak).
+
+    With ``BURROW_TEST_HOLD`` (seconds) set, the handler keeps each request that long after
+    recording it, so that a fault always finds requests in the consumers' hands, and a test can
+    see from outside which ones (recorded, not yet answered)."""
     log = os.environ.get("BURROW_TEST_RECORD")
     if log:
         with open(log, "a") as handle:
@@ -25,6 +29,9 @@ def record(body: bytes, context: RequestContext) -> bytes:
     else:
         with SEEN_LOCK:
             SEEN.append(body)
+    hold = float(os.environ.get("BURROW_TEST_HOLD", "0"))
+    if hold:
+        time.sleep(hold)
     return b"Consumer processed: " + body
 
 

@@ -64,12 +64,16 @@ LOAD_IN_HOST = "/usr/local/lib/burrow-test/cluster_load.py"
 # test handler imports there both for `burrow check-config` during the deployment and in the units.
 HANDLERS_IN_HOST = "/usr/lib/python3.11/burrow_test_handlers.py"
 HANDLED_LOG = "/var/lib/burrow-test/handled.log"
+HOLD = 0.5
 RECORD_DROPIN = f"""\
 [Service]
 # The test handler appends "<id> <redelivered> <correlation id>" here: a state folder of the test's
 # own, the one place besides the credentials that the sandbox (ProtectSystem=strict) lets it write.
 StateDirectory=burrow-test
 Environment=BURROW_TEST_RECORD={HANDLED_LOG}
+# Each request stays {HOLD} s in the handler: at 10 requests/s about 5 are in the consumers' hands
+# whenever a fault strikes.
+Environment=BURROW_TEST_HOLD={HOLD}
 """
 # Short heartbeats so that a silent peer (cut link, power loss) is noticed within seconds.
 HEARTBEAT = 5
@@ -347,13 +351,13 @@ class Load:
         return sent[0]
 
 
-def handler_runs(cluster: Cluster, scenario: str) -> dict[str, list[bool]]:
-    """Every handler run of this scenario's ids on any consumer host: id -> redelivered flags.
+def handler_runs(cluster: Cluster, scenario: str, hosts: list[Host] | None = None) -> dict[str, list[bool]]:
+    """Every handler run of this scenario's ids on the consumer hosts: id -> redelivered flags.
 
     Read from each host's root copy, so a host that lost power still counts what it handled.
     """
     runs: dict[str, list[bool]] = collections.defaultdict(list)
-    for host in cluster.consumers:
+    for host in cluster.consumers if hosts is None else hosts:
         path = host.rootdir / HANDLED_LOG.lstrip("/")
         if not path.exists():
             continue
@@ -378,6 +382,10 @@ def tally(cluster: Cluster, load: Load, scenario: str, command: str, title: str,
     ``planned`` (a rolling restart or upgrade): no request may fail, not even with 503/504.
     """
     sent = load.finish()
+    # Each request's outcome, kept beside the session's other files for a look after the hosts are gone.
+    (cluster.tmp / f"load-{scenario}.jsonl").write_text(
+        "".join(json.dumps(outcome) + "\n" for outcome in load.outcomes()), encoding="utf-8"
+    )
     outcomes = {str(outcome["id"]): outcome for outcome in load.outcomes()}
     expected_ids = {f"{scenario}-{n:06d}" for n in range(1, sent + 1)}
     answered = sum(1 for request_id in expected_ids if outcomes.get(request_id, {}).get("ok"))
@@ -594,19 +602,37 @@ def test_rolling_upgrade_of_the_consumers_fails_no_request(cluster: Cluster, req
     for host in cluster.consumers:
         installed = host.run(["dpkg-query", "-W", "-f", "${Version}", "burrow"]).stdout
         assert installed.endswith("+upgrade1"), (host.name, installed)
+    # The deployment ships the new package from now on (the apt module refuses a downgrade).
+    cluster.deb = upgrade
+    cluster.site_vars["burrow_common_deb_path"] = str(upgrade)
 
 
 def test_consumer_host_power_cut(cluster: Cluster, request: pytest.FixtureRequest) -> None:
-    """consumer2 loses power mid-load; its unacked requests are redelivered to consumer1 (flagged)."""
+    """consumer2 loses power mid-load with requests in its handlers; they are redelivered to
+    consumer1 (flagged) once the broker misses consumer2's heartbeats, and answered."""
     victim = cluster.consumers[1]
+    scenario = "consumer-power-cut"
+    held: list[str] = []
 
     def fault(load: Load) -> None:
         load.wait_done(150)
+
+        def victim_holds_requests() -> bool:
+            answered = {str(outcome["id"]) for outcome in load.outcomes()}
+            held[:] = [rid for rid in handler_runs(cluster, scenario, [victim]) if rid not in answered]
+            return len(held) >= 2
+
+        # Seen from outside: requests consumer2's handler recorded whose callers have no answer yet.
+        wait_until(victim_holds_requests, 60, "consumer2 to hold requests in its handlers", 0.05)
         victim.power_cut()
         load.wait_done(len(load.outcomes()) + 300)
 
-    tally_ = run_scenario(cluster, request, "consumer-power-cut", 6000, fault)
+    tally_ = run_scenario(cluster, request, scenario, 6000, fault)
     assert tally_["answered"] > 0
+    # A request still in consumer2's handler at the cut (its answer can have left a moment before)
+    # ran again on consumer1 with the redelivered flag.
+    reruns = handler_runs(cluster, scenario, [cluster.consumers[0]])
+    assert any(True in reruns.get(rid, []) for rid in held), (held, {rid: reruns.get(rid) for rid in held})
 
 
 def test_a_fourth_broker_in_the_inventory_grows_the_cluster(

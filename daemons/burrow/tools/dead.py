@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import re
 import sys
 import time
@@ -59,13 +60,18 @@ class DeadLetter:
     def id(self) -> str:
         return self.properties.correlation_id or self.properties.message_id or "-"
 
+    @functools.cached_property
+    def summary(self) -> tuple[str, str, float | None]:
+        """First death reason, queue and time, read from the headers once per letter."""
+        return death_summary(self.headers)
+
     @property
     def reason(self) -> str:
-        return death_summary(self.headers)[0] or "-"
+        return self.summary[0] or "-"
 
     @property
     def died_at(self) -> float | None:
-        return death_summary(self.headers)[2]
+        return self.summary[2]
 
     @property
     def deaths(self) -> int:

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `make test`: the whole suite, in two pytest sessions that run side by side.
+#
+#   scripts/test-all.sh [PYTEST ARGS...]
+#
+# - the cluster scenarios (tests/system/test_cluster.py: six nspawn hosts deployed by site.yml, five
+#   faults under load, a fourth broker; about 20 minutes, most of it waiting for Ansible, for Raft
+#   elections and for Erlang to declare a node gone), output in build/test-cluster.log;
+# - everything else (unit, integration, faults, system), with the given pytest arguments.
+#
+# Side by side because one after the other they take about 40 minutes on a 2-core machine, CI's
+# whole budget. The sessions share nothing they could trip over: each host, bridge and broker has
+# its own name, subnet or port, the nspawn roots and the .deb are built under locks, and each
+# session deploys its own copy of the .deb. The exit status is the first failing session's.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+venv=$(scripts/bootstrap-dev.sh) || exit 1
+export PATH="$venv/bin:$PATH"
+mkdir -p build
+log=build/test-cluster.log
+cluster_tmp="${TMPDIR:-/tmp}/burrow-test-cluster"
+
+"$venv/bin/python" -m pytest -ra -p no:cacheprovider --basetemp="$cluster_tmp" -m system \
+    tests/system/test_cluster.py >"$log" 2>&1 &
+cluster=$!
+echo "test-all: the cluster scenarios run beside this session (pid $cluster, log $log)"
+
+"$venv/bin/python" -m pytest -ra --ignore=tests/system/test_cluster.py "$@"
+suite=$?
+
+wait "$cluster"
+cluster_status=$?
+echo "=== tests/system/test_cluster.py: exit status $cluster_status (whole log: $log) ==="
+if [ "$cluster_status" -eq 0 ]; then
+    tail -n 3 "$log"
+else
+    tail -n 150 "$log"
+fi
+if [ "$suite" -ne 0 ]; then
+    exit "$suite"
+fi
+exit "$cluster_status"
