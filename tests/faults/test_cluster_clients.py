@@ -11,6 +11,9 @@ and start it again after the load, so every test begins with three running nodes
 - the node leading the request queue, with every client connected elsewhere;
 - in direct reply-to mode, the producer's node: replies to the old connection are gone and the
   producer republishes what is still pending.
+
+Their tallies are named ``failover-*``: ``cluster-*`` is the deployed nspawn cluster's
+(tests/system/test_cluster.py), which docs/reliability.md reports in a section of its own.
 """
 
 from __future__ import annotations
@@ -169,8 +172,8 @@ def test_kill_the_producers_node_which_leads_its_reply_queue(request, cluster_co
     reply_leader = healthy_cluster.queue_leader(producer.reply_queue)
     assert reply_leader is node_of(healthy_cluster, producer), "the reply queue's leader is not on the producer's node"
     tally, victim = run_kill_scenario(
-        request, healthy_cluster, "cluster-producer-node",
-        "Cluster: SIGKILL of the producer's node, which leads its quorum reply queue",
+        request, healthy_cluster, "failover-producer-node",
+        "Loopback cluster: SIGKILL of the producer's node, which leads its quorum reply queue",
         lambda p, _c: node_of(healthy_cluster, p), producer, consumer, log, republished, "pnode")
     assert producer.broker_links()[0].failovers >= 1 and node_of(healthy_cluster, producer) is not victim
     assert healthy_cluster.queue_leader(producer.reply_queue) is not victim
@@ -182,7 +185,7 @@ def test_kill_the_consumers_node(request, cluster_config, healthy_cluster, start
     consumer = start_consumer(config, handler=log.handler(delay=0.01))
     producer = start_producer(config)
     tally, victim = run_kill_scenario(
-        request, healthy_cluster, "cluster-consumer-node", "Cluster: SIGKILL of the node the consumer consumes through",
+        request, healthy_cluster, "failover-consumer-node", "Loopback cluster: SIGKILL of the node the consumer consumes through",
         lambda _p, c: node_of(healthy_cluster, c, 0), producer, consumer, log, republished, "cnode")
     assert consumer.broker_links()[0].failovers >= 1 and node_of(healthy_cluster, consumer, 0) is not victim
     assert tally.redelivered_flagged >= 1, "the consumer held no unacked request on the killed node"
@@ -206,8 +209,8 @@ def test_kill_the_request_queue_leader_with_clients_elsewhere(request, cluster_c
     consumer = start_consumer(config, handler=log.handler(delay=0.01))
     producer = start_producer(config)
     tally, _victim = run_kill_scenario(
-        request, healthy_cluster, "cluster-request-leader",
-        "Cluster: SIGKILL of the node leading the request queue (clients connected elsewhere)",
+        request, healthy_cluster, "failover-request-leader",
+        "Loopback cluster: SIGKILL of the node leading the request queue (clients connected elsewhere)",
         lambda _p, _c: leader, producer, consumer, log, republished, "leader")
     assert healthy_cluster.queue_leader(names.request_queue) in others
     assert tally.reconnects == 0 and consumer.reconnects == 0, "a client lost its connection to a surviving node"
@@ -220,7 +223,7 @@ def test_kill_the_producers_node_in_direct_reply_mode(request, cluster_config, h
     consumer = start_consumer(config, handler=log.handler(delay=0.01))
     producer = start_producer(config)
     tally, _victim = run_kill_scenario(
-        request, healthy_cluster, "cluster-direct-producer-node",
-        "Cluster, direct reply-to: SIGKILL of the producer's node (pending requests republished)",
+        request, healthy_cluster, "failover-direct-producer-node",
+        "Loopback cluster, direct reply-to: SIGKILL of the producer's node (pending requests republished)",
         lambda p, _c: node_of(healthy_cluster, p), producer, consumer, log, republished, "direct")
     assert tally.republished >= 1, "nothing was pending when the producer's node died"
