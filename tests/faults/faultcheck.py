@@ -35,9 +35,7 @@ import collections
 import dataclasses
 import json
 import logging
-import os
 import re
-import subprocess
 import threading
 import time
 from concurrent.futures import Future
@@ -50,11 +48,10 @@ from burrow.errors import Backpressure, BrokerUnavailable, PublishError, Request
 from burrow.handlers import RequestContext
 from burrow.producer import REPUBLISHED_MESSAGE, Producer
 from burrow.tools.localbroker import LocalBroker
+from provenance import git_revision, results_dir  # tests/support
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
-RESULTS_ENV = "BURROW_RELIABILITY_DIR"
 REPLY_PREFIX = b"Consumer processed: "
 #: Exceptions a caller of the library gets where the HTTP API answers 503 (see burrow.daemon.httpapi).
 REFUSALS = (Backpressure, BrokerUnavailable, PublishError)
@@ -62,30 +59,9 @@ REFUSALS = (Backpressure, BrokerUnavailable, PublishError)
 REPUBLISHED_LINE = re.compile(r" burrow\.producer: " + re.escape(REPUBLISHED_MESSAGE) + r" \[.*?CORRELATION_ID=(\S+?)[\] ]")
 
 
-def results_dir() -> Path:
-    """Where scenario tallies go (created on first use): ``make faults`` points
-    ``BURROW_RELIABILITY_DIR`` at docs/reliability/, beside the report; other runs (``make test``)
-    write to build/reliability/ and leave the committed tallies alone."""
-    path = Path(os.environ.get(RESULTS_ENV) or REPO / "build" / "reliability")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def expected_reply(body: bytes) -> bytes:
     """What ``burrow.handlers:echo`` and the test handlers answer for ``body``."""
     return REPLY_PREFIX + body
-
-
-def git_revision() -> str:
-    """The checkout's commit (``+dirty`` with uncommitted changes), for the tally's provenance."""
-    try:
-        revision = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                                  text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "daemons", "tests"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return revision + ("+dirty" if dirty else "")
 
 
 #: The checkout's revision when this run started (a long run may outlive a commit).

@@ -185,8 +185,9 @@ def render_checks(cases: list[dict[str, Any]]) -> list[str]:
 
 def render(tallies: list[dict[str, Any]], checks: dict[str, Any] | None) -> str:
     on_cluster = [tally for tally in tallies if str(tally["scenario"]).startswith(CLUSTER_PREFIX)]
+    on_one_node = [tally for tally in tallies if not str(tally["scenario"]).startswith(CLUSTER_PREFIX)]
     out = [INTRO, "## Load scenarios", ""]
-    out += render_scenarios([tally for tally in tallies if tally not in on_cluster])
+    out += render_scenarios(on_one_node)
     if on_cluster:
         out += [CLUSTER_INTRO]
         out += render_scenarios(on_cluster)
@@ -202,8 +203,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if len(argv) > 2 and argv[1] == "--checks":
         results = Path(argv[3]) if len(argv) > 3 else REPO / "docs" / "reliability"
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from faultcheck import git_revision
+        sys.path.insert(0, str(REPO / "tests" / "support"))
+        from provenance import git_revision
 
         document = {"revision": git_revision(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "cases": checks_from_junit(Path(argv[2]))}

@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
 from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, TopologyConfig  # noqa: E402
 from burrow.tools.localbroker import LocalBroker  # noqa: E402

@@ -44,6 +44,8 @@ from pathlib import Path
 
 import pytest
 
+from provenance import git_revision, results_dir  # tests/support
+
 from .nspawn import REPO, Host, Network, SSHKey, ensure_root, wait_until, write_inventory
 from .test_deploy import ANSIBLE_DIR, CONSUMER_USER, DEPLOY_PACKAGES, PRODUCER_USER, VHOST, recap, run_playbook
 
@@ -170,21 +172,6 @@ def everything_up(cluster: Cluster) -> bool:
         if host.running and host.run(["systemctl", "is-active", *consumer_units(host)], check=False).returncode != 0:
             return False
     return cluster.producer.run(["systemctl", "is-active", "burrow-producer.service"], check=False).returncode == 0
-
-
-def git_revision() -> str:
-    revision = subprocess.run(
-        ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
-    ).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
-                           text=True, check=False).stdout.strip()
-    return (revision or "unknown") + ("-dirty" if dirty else "")
-
-
-def results_dir() -> Path:
-    path = Path(os.environ.get("BURROW_RELIABILITY_DIR") or REPO / "build" / "reliability")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 # --- the deployment ---------------------------------------------------------------------------------
@@ -382,11 +369,12 @@ def tally(cluster: Cluster, load: Load, scenario: str, command: str, title: str,
     ``planned`` (a rolling restart or upgrade): no request may fail, not even with 503/504.
     """
     sent = load.finish()
+    listed = load.outcomes()
     # Each request's outcome, kept beside the session's other files for a look after the hosts are gone.
     (cluster.tmp / f"load-{scenario}.jsonl").write_text(
-        "".join(json.dumps(outcome) + "\n" for outcome in load.outcomes()), encoding="utf-8"
+        "".join(json.dumps(outcome) + "\n" for outcome in listed), encoding="utf-8"
     )
-    outcomes = {str(outcome["id"]): outcome for outcome in load.outcomes()}
+    outcomes = {str(outcome["id"]): outcome for outcome in listed}
     expected_ids = {f"{scenario}-{n:06d}" for n in range(1, sent + 1)}
     answered = sum(1 for request_id in expected_ids if outcomes.get(request_id, {}).get("ok"))
     status = collections.Counter(outcomes[request_id].get("status") for request_id in expected_ids & outcomes.keys())
