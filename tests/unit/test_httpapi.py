@@ -102,6 +102,8 @@ def api(producer: FakeProducer, tmp_path: Path) -> Iterator[HttpApi]:
         read_timeout=0.5,
         max_connections=4,
         socket_activation=False,
+        # A broker that is down is answered at once here; waiting for it has a test of its own.
+        unavailable_wait=0.0,
     )
     server.start()
     yield server

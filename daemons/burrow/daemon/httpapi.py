@@ -788,7 +788,7 @@ class HttpApi:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         socket_activation: bool = True,
-        unavailable_wait: float = 0.0,
+        unavailable_wait: float = 5.0,
     ) -> None:
         self.producer = producer
         self.socket_path = socket_path
@@ -862,11 +862,18 @@ class HttpApi:
         )
 
     def reconfigure(
-        self, *, default_timeout: float | None = None, max_body: int | None = None, read_timeout: float | None = None
+        self,
+        *,
+        default_timeout: float | None = None,
+        max_body: int | None = None,
+        read_timeout: float | None = None,
+        unavailable_wait: float | None = None,
     ) -> None:
         """Apply reloaded limits; requests already waiting keep the values they started with."""
         if default_timeout is not None:
             self.default_timeout = default_timeout
+        if unavailable_wait is not None:
+            self.unavailable_wait = unavailable_wait
         if max_body is not None:
             self.max_body = max_body
         if read_timeout is not None:

@@ -327,7 +327,7 @@ def run_producer(config: BurrowConfig) -> int:
         if "producer.request_timeout" in changed:
             api.reconfigure(default_timeout=new.producer.request_timeout)
         if "producer.unavailable_wait" in changed:
-            api.unavailable_wait = new.producer.unavailable_wait
+            api.reconfigure(unavailable_wait=new.producer.unavailable_wait)
 
     def api_serving() -> bool:
         if not api.started:
