@@ -1,10 +1,15 @@
 #!/bin/bash
-# Build (or reuse) a cached Debian bookworm root for the systemd-nspawn test hosts and print its path.
+# Build (or reuse) a cached Debian root for the systemd-nspawn test hosts and print its path.
 #
-# Usage: scripts/build-root.sh [EXTRA_PACKAGE...]
+# Usage: scripts/build-root.sh [--suite SUITE] [EXTRA_PACKAGE...]
 #
-# The root lives in /var/cache/burrow-ci/roots/<key>/rootfs, where <key> is a hash of this script and
-# the package list, so changing either builds a new root and an unchanged pair is reused at once.
+# SUITE is a Debian codename, bookworm (12) or trixie (13); the default is $BURROW_ROOT_SUITE, or
+# bookworm. The same script also makes the roots that scripts/build-deb.sh builds a package in for
+# another release than the machine's.
+#
+# The root lives in /var/cache/burrow-ci/roots/<key>/rootfs, where <key> is a hash of this script,
+# the suite and the package list, so changing any builds a new root and an unchanged set is reused
+# at once.
 # Concurrent callers take a lock per key; the root is built in a temporary folder next to its final
 # place and renamed into it only when complete, so a crashed build never leaves a half root behind.
 # Extra packages (e.g. rabbitmq-server for the end-to-end test) are part of the key. Their services
@@ -12,7 +17,8 @@
 set -euo pipefail
 
 CACHE_BASE=${BURROW_CI_CACHE:-/var/cache/burrow-ci}/roots
-SUITE=bookworm
+SUITE=${BURROW_ROOT_SUITE:-bookworm}
+SUITES=(bookworm trixie)
 MIRROR=${BURROW_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # What every test host needs: systemd as PID 1, sshd for Ansible, python3 (+ python3-apt for
 # ansible.builtin.apt), sudo for become, adduser for packages that create system users (minbase
@@ -33,7 +39,17 @@ ensure_tools() {
     fi
 }
 
+if [[ "${1:-}" == --suite ]]; then
+    SUITE=${2:?--suite needs a Debian codename}
+    shift 2
+fi
+if [[ " ${SUITES[*]} " != *" $SUITE "* ]]; then
+    log "unknown suite '$SUITE': use one of ${SUITES[*]}"
+    exit 2
+fi
+
 packages=("${BASE_PACKAGES[@]}" "$@")
+extras=("$@")
 package_list=$(printf '%s\n' "${packages[@]}" | sort -u | paste -sd, -)
 key=$( { cat "${BASH_SOURCE[0]}"; printf '%s\n%s\n' "$SUITE" "$package_list"; } | sha256sum | cut -c1-16)
 final="$CACHE_BASE/$key"
@@ -55,13 +71,30 @@ if [[ -e "$final/rootfs/etc/os-release" ]]; then
 fi
 
 work=$(mktemp -d "$CACHE_BASE/.build-$key.XXXXXX")
-trap 'rm -rf --one-file-system "$work"' EXIT
-start=$(date +%s)
-log "debootstrap $SUITE with $package_list into $work"
-debootstrap --variant=minbase --include="$package_list" "$SUITE" "$work/rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
-    || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
-
 root="$work/rootfs"
+trap 'umount "$root/proc" 2>/dev/null; rm -rf --one-file-system "$work"' EXIT
+start=$(date +%s)
+# debootstrap installs the base packages only: it configures what --include adds in no reliable
+# order (trixie's lintian failed that way), while apt, run in the new root afterwards, orders the
+# extra packages' configuration by their dependencies.
+base_list=$(printf '%s\n' "${BASE_PACKAGES[@]}" | sort -u | paste -sd, -)
+log "debootstrap $SUITE with $base_list into $work"
+debootstrap --variant=minbase --include="$base_list" "$SUITE" "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
+    || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
+if ((${#extras[@]})); then
+    log "apt-get install ${extras[*]}"
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    # No service a package would start (rabbitmq-server) may run in the build's chroot.
+    printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+    chmod 0755 "$root/usr/sbin/policy-rc.d"
+    mount -t proc proc "$root/proc"
+    { chroot "$root" apt-get update -qq && DEBIAN_FRONTEND=noninteractive chroot "$root" \
+        apt-get install -y -qq --no-install-recommends "${extras[@]}"; } >"$work/apt.log" 2>&1 \
+        || { tail -n 30 "$work/apt.log" >&2; exit 1; }
+    umount "$root/proc"
+    rm "$root/usr/sbin/policy-rc.d"
+fi
+
 # Every copy must get its own machine id at boot (journald and D-Bus key on it): empty means
 # "generate one", and systemd-firstboot is not run because the file exists.
 : >"$root/etc/machine-id"
@@ -102,6 +135,9 @@ rm -f "$root/etc/systemd/system/multi-user.target.wants/systemd-networkd.service
     "$root/etc/systemd/system/sockets.target.wants/systemd-networkd.socket" \
     "$root/etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service"
 printf 'burrow-test\n' >"$root/etc/hostname"
+# A minbase root has no /etc/hosts, so "localhost" (the shipped configurations' broker) would not
+# resolve; a real Debian install always has one.
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 # The package lists stay so that apt can install local .debs offline inside private networks.
 chroot "$root" apt-get clean
 rm -rf "$root"/var/log/*.log "$root"/var/cache/debconf/*-old

@@ -18,6 +18,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 INPUTS = ("daemons", "pyproject.toml", "packaging", "scripts/build-deb.sh", "README.md", "systemd")
 BASE = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+#: The suffix of a package built for this machine's Debian release (e.g. ~deb12u1 on Debian 12).
+HOST_SUFFIX = "~deb{}u1".format(
+    dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)[
+        "VERSION_ID"
+    ].strip('"')
+)
 
 
 def git(tree: Path, *args: str, when: str = "2026-01-02T03:04:05Z") -> str:
@@ -76,7 +82,7 @@ def test_a_clean_checkout_is_named_by_commit_time_and_hash(tree: Path) -> None:
     sha = git(tree, "rev-parse", "--short=7", "HEAD").strip()
     result = version(tree)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"{BASE}~git20260102030405.{sha}"
+    assert result.stdout.strip() == f"{BASE}~git20260102030405.{sha}{HOST_SUFFIX}"
     assert newer(BASE, result.stdout.strip()), "a development build must sort before the release"
 
 
@@ -88,7 +94,7 @@ def test_changes_make_a_dirty_version_that_upgrades_the_commit_and_the_next_comm
     handler.write_text(handler.read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
     touch(handler, "20260103101112")
     dirty = version(tree).stdout.strip()
-    assert re.fullmatch(rf"{re.escape(BASE)}~git20260103101112\.[0-9a-f]{{7}}\.dirty", dirty), dirty
+    assert re.fullmatch(rf"{re.escape(BASE)}~git20260103101112\.[0-9a-f]{{7}}\.dirty{HOST_SUFFIX}", dirty), dirty
     assert newer(dirty, clean)
     git(tree, "commit", "-q", "-am", "second", when="2026-01-04T00:00:00Z")
     committed = version(tree).stdout.strip()
@@ -97,7 +103,7 @@ def test_changes_make_a_dirty_version_that_upgrades_the_commit_and_the_next_comm
 
 def test_a_deleted_input_makes_the_tree_dirty(tree: Path) -> None:
     (tree / "systemd" / "hardening.conf").unlink()
-    assert version(tree).stdout.strip().endswith(".dirty")
+    assert version(tree).stdout.strip().endswith(f".dirty{HOST_SUFFIX}")
 
 
 def test_a_tree_without_git_is_named_by_its_newest_input(tree: Path) -> None:
@@ -105,10 +111,24 @@ def test_a_tree_without_git_is_named_by_its_newest_input(tree: Path) -> None:
     for path in tree.rglob("*"):
         touch(path, "20260105000000")
     touch(tree / "pyproject.toml", "20260106070809")
-    assert version(tree).stdout.strip() == f"{BASE}~git20260106070809.nogit"
+    assert version(tree).stdout.strip() == f"{BASE}~git20260106070809.nogit{HOST_SUFFIX}"
 
 
 def test_an_explicit_version_wins_and_a_bad_one_is_refused(tree: Path) -> None:
     assert version(tree, "--version", f"{BASE}~older").stdout.strip() == f"{BASE}~older"
     refused = version(tree, "--version", "not a version")
     assert refused.returncode == 2 and "not a valid Debian version: not a version" in refused.stderr
+
+
+def test_each_release_gets_its_own_version_of_one_tree(tree: Path) -> None:
+    sha = git(tree, "rev-parse", "--short=7", "HEAD").strip()
+    bookworm = version(tree, "--dist", "bookworm").stdout.strip()
+    trixie = version(tree, "--dist", "trixie").stdout.strip()
+    assert bookworm == f"{BASE}~git20260102030405.{sha}~deb12u1"
+    assert trixie == f"{BASE}~git20260102030405.{sha}~deb13u1"
+    assert newer(trixie, bookworm) and newer(BASE, trixie), "both development builds sort before the release"
+
+
+def test_an_unknown_release_is_refused(tree: Path) -> None:
+    refused = version(tree, "--dist", "bullseye")
+    assert refused.returncode == 2 and "cannot build for 'bullseye'" in refused.stderr
