@@ -18,7 +18,8 @@ A channel that first publishes to a quorum queue while that queue's leader is be
 closes (newer releases look the leader up afresh, rabbitmq-server pull request 9241). So the
 publishing engines report their confirms: a nack before the fresh channel's first ack, or no
 confirm for ``CONFIRM_STALL`` seconds, reopens the connection, and the engine publishes what
-was not confirmed again on the new one, as after any reconnect.
+was not confirmed again on the new one, as after any reconnect. Only on brokers that need it
+(``burrow.amqp.brokerversion``: before 3.13, not on RabbitMQ 4.0), by the version each connection reports.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pika.adapters.utils.io_services_utils import _AsyncPlaintextTransport
 from pika.channel import Channel
 
 from burrow import metrics
+from burrow.amqp.brokerversion import describe_broker, needs_stale_leader_workaround
 from burrow.amqp.iothread import call_every
 from burrow.config import BrokerNode, RabbitMQConfig, TopologyConfig
 from burrow.topology import declare_topology
@@ -219,6 +221,9 @@ class RabbitMQSetup:
         self._acked = False
         self._last_confirm = 0.0
         self._blocked = False
+        #: Whether the connected broker needs the stale-leader workaround (module docstring).
+        self.stale_leader_workaround = True
+        self._server: dict[str, Any] = {}
         self._stop_checks: Callable[[], None] | None = None
 
     @property
@@ -246,7 +251,7 @@ class RabbitMQSetup:
         engine keeps the nacked publishes to send again after the reconnect. Later nacks are the
         queue's own refusal (e.g. full, with reject-publish): False, the engine handles them."""
         self._last_confirm = time.monotonic()
-        if self._acked or not self.ready:
+        if self._acked or not self.ready or not self.stale_leader_workaround:
             return False
         self._reopen("the broker nacked the first publishes of a fresh channel")
         return True
@@ -254,7 +259,7 @@ class RabbitMQSetup:
     def _check_confirms(self) -> None:
         """Every second: reopen a connection whose publishes went unconfirmed for CONFIRM_STALL."""
         now = time.monotonic()
-        if not self.ready or self._blocked or self._unconfirmed() == 0:
+        if not self.ready or self._blocked or not self.stale_leader_workaround or self._unconfirmed() == 0:
             self._last_confirm = now
             return
         if now - self._last_confirm > CONFIRM_STALL:
@@ -285,6 +290,8 @@ class RabbitMQSetup:
         logger.debug("Connection of %s open (gathered writes: %s); opening a channel", self._role,
                      gather_writes(connection))
         self._blocked = False
+        self._server = connection.server_properties or {}
+        self.stale_leader_workaround = needs_stale_leader_workaround(self._server)
         connection.add_on_connection_blocked_callback(lambda _c, _f: self._set_blocked(True))
         connection.add_on_connection_unblocked_callback(lambda _c, _f: self._set_blocked(False))
         connection.channel(on_open_callback=self.on_channel_open)
@@ -317,7 +324,8 @@ class RabbitMQSetup:
             logger.warning("%s failed over from %s to %s (failover %d)", self._role.capitalize(), previous, node,
                            self.failovers)
         if not self.ready:
-            logger.info("%s connected to %s%s", self._role.capitalize(), node,
+            logger.info("%s connected to %s (%s, stale quorum leader workaround %s)%s", self._role.capitalize(), node,
+                        describe_broker(self._server), "on" if self.stale_leader_workaround else "off",
                         f" after {self._failures} failed attempts" if self._failures else "")
         metrics.broker_node(self._role, str(node))
         self.ready = True
