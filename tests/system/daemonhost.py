@@ -7,17 +7,29 @@ credential files, read unit properties and change one config key.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
+from collections.abc import Iterator
 
 from broker_permissions import permissions  # tests/support
 
-from .nspawn import Host, wait_until
+from .nspawn import Host, Network, ensure_root, require_root_and_tools, wait_until
 
 SOCKET = "/run/burrow/producer.sock"
 #: Least-privilege broker permissions (configure, write, read) per daemon's user, as the Ansible
 #: roles grant them (ansible/group_vars/brokers/burrow.yml), the dead-letter notice queue included.
 PERMISSIONS = {f"burrow-{role}": granted for role, granted in permissions().items()}
+
+
+@contextlib.contextmanager
+def broker_box(name: str, suite: str) -> Iterator[Host]:
+    """A booted container of Debian ``suite`` with its RabbitMQ active, on a network of its own."""
+    require_root_and_tools()
+    root = ensure_root(["rabbitmq-server"], suite)
+    with Network() as network, Host(name, root, network=network, boot_timeout=90) as host:
+        wait_active(host, "rabbitmq-server.service", 120)
+        yield host
 
 
 def add_broker_users(host: Host) -> None:

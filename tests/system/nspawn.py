@@ -57,6 +57,11 @@ CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EXIT_REBOOT = 133
 REQUIRED_TOOLS = ("systemd-nspawn", "nsenter", "unshare", "ssh-keygen", "ssh", "ip", "mount", "tar")
 HOST_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+#: The Debian releases the test hosts run, by codename: their major version and Debian's python3.
+#: Debian 13 comes first: every nspawn test runs on it; Debian 12 keeps a smaller run (the tests
+#: that take the ``suite`` fixture run on both).
+RELEASES = {"trixie": (13, "3.13"), "bookworm": (12, "3.11")}
+DEFAULT_SUITE = "trixie"
 INSTALL_HINT = "run scripts/install-system-test-deps.sh (apt-get install of the system-test tools)"
 
 
@@ -73,16 +78,21 @@ def require_root_and_tools() -> None:
         raise HarnessError(f"missing tools {', '.join(missing)}: {INSTALL_HINT}")
 
 
-def ensure_root(extra_packages: Sequence[str] = ()) -> Path:
-    """Return the cached bookworm root with the base packages plus ``extra_packages``, building it once.
+def ensure_root(extra_packages: Sequence[str] = (), suite: str = DEFAULT_SUITE) -> Path:
+    """Return the cached root of Debian ``suite`` with the base packages plus ``extra_packages``,
+    building it once.
 
-    The build script keys the cache on its own text and the package list and serialises concurrent
-    builders with a lock, so parallel sessions share one root.
+    The build script keys the cache on its own text, the suite and the package list and serialises
+    concurrent builders with a lock, so parallel sessions share one root.
     """
+    if suite not in RELEASES:
+        raise ValueError(f"suite {suite!r}: the system tests run on {', '.join(RELEASES)}")
     started = time.monotonic()
-    result = subprocess.run([str(BUILD_ROOT_SCRIPT), *extra_packages], check=True, stdout=subprocess.PIPE, text=True)
+    result = subprocess.run(
+        [str(BUILD_ROOT_SCRIPT), "--suite", suite, *extra_packages], check=True, stdout=subprocess.PIPE, text=True
+    )
     root = Path(result.stdout.strip().splitlines()[-1])
-    logger.info("root %s ready in %.1f s", root, time.monotonic() - started)
+    logger.info("%s root %s ready in %.1f s", suite, root, time.monotonic() - started)
     return root
 
 

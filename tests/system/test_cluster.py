@@ -46,7 +46,7 @@ import pytest
 
 from provenance import git_revision, results_dir  # tests/support
 
-from .nspawn import REPO, Host, Network, SSHKey, ensure_root, wait_until, write_inventory
+from .nspawn import DEFAULT_SUITE, RELEASES, REPO, Host, Network, SSHKey, ensure_root, wait_until, write_inventory
 from .test_deploy import ANSIBLE_DIR, CONSUMER_USER, DEPLOY_PACKAGES, PRODUCER_USER, VHOST, recap, run_playbook
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ HANDLERS = REPO / "tests" / "support" / "burrow_test_handlers.py"
 LOAD_IN_HOST = "/usr/local/lib/burrow-test/cluster_load.py"
 # The stdlib folder is on the package venv's sys.path (the venv is built on Debian's python3), so the
 # test handler imports there both for `burrow check-config` during the deployment and in the units.
-HANDLERS_IN_HOST = "/usr/lib/python3.11/burrow_test_handlers.py"
+HANDLERS_IN_HOST = f"/usr/lib/python{RELEASES[DEFAULT_SUITE][1]}/burrow_test_handlers.py"
 HANDLED_LOG = "/var/lib/burrow-test/handled.log"
 HOLD = 0.5
 RECORD_DROPIN = f"""\

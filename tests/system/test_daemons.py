@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -128,13 +129,14 @@ def producer_connected(host: Host) -> bool:
 
 
 @pytest.fixture(scope="module")
-def box(burrow_deb: Path) -> Iterator[Host]:
-    """The container with RabbitMQ, the package, broker users, credentials and the test handler."""
+def box(suite: str, deb_for: Callable[[str], Path]) -> Iterator[Host]:
+    """The container with RabbitMQ, the package, broker users, credentials and the test handler,
+    on each Debian release (``suite``)."""
     require_root_and_tools()
-    root = ensure_root(["rabbitmq-server"])
+    root = ensure_root(["rabbitmq-server"], suite)
     with Network() as network, Host("daemons", root, network=network, boot_timeout=90) as host:
-        host.copy_in(burrow_deb, "/tmp/burrow.deb")
-        host.run(["dpkg", "-i", "/tmp/burrow.deb"])
+        host.copy_in(deb_for(suite), "/root/burrow.deb")
+        host.run(["dpkg", "-i", "/root/burrow.deb"])
         wait_active(host, "rabbitmq-server.service", 120)
         add_broker_users(host)
         host.write_file("/usr/local/lib/burrow-test/burrowtest.py", TEST_HANDLER)

@@ -23,13 +23,13 @@ import subprocess
 import threading
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from .nspawn import REPO, Host, SSHKey, ensure_root, hosts, wait_until, write_inventory
+from .nspawn import RELEASES, REPO, Host, SSHKey, ensure_root, hosts, wait_until, write_inventory
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +85,16 @@ DEPLOY_PACKAGES = ["rabbitmq-server", "nftables"]
 
 
 @pytest.fixture(scope="module")
-def deploy_root(nspawn_root: Path) -> Path:
-    """The cached bookworm root plus Debian's rabbitmq-server and nftables (the broker's firewall)."""
-    return ensure_root(DEPLOY_PACKAGES)
+def deploy_root(nspawn_root: Path, suite: str) -> Path:
+    """The cached root of each Debian release plus its rabbitmq-server and nftables (the broker's
+    firewall)."""
+    return ensure_root(DEPLOY_PACKAGES, suite)
+
+
+@pytest.fixture(scope="module")
+def burrow_deb(suite: str, deb_for: Callable[[str], Path]) -> Path:
+    """The package of the release the module's hosts run (the role's default picks it by release too)."""
+    return deb_for(suite)
 
 
 def run_playbook(
@@ -438,8 +445,18 @@ def test_multi_host_units_come_back_after_every_host_reboots(multi: Deployment) 
     assert send(multi.producer, "after reboots").stdout.strip() == "Consumer processed: after reboots"
 
 
-def test_role_default_package_is_the_link_to_the_latest_build() -> None:
-    """The version changes with every build, so the role copies the link build-deb.sh keeps current."""
-    defaults = (ANSIBLE_DIR / "roles" / "burrow_common" / "defaults" / "main.yml").read_text(encoding="utf-8")
-    assert 'burrow_common_deb_path: "{{ playbook_dir }}/../dist/burrow_latest.deb"' in defaults
-    assert "dist/burrow_latest.deb" in (REPO / "scripts" / "build-deb.sh").read_text(encoding="utf-8")
+def test_role_default_package_is_the_link_to_the_latest_build_of_the_hosts_release() -> None:
+    """The version changes with every build, so the role copies the link build-deb.sh keeps current
+    for the host's Debian release (named in the role's vars file of that release)."""
+    role = ANSIBLE_DIR / "roles" / "burrow_common"
+    defaults = (role / "defaults" / "main.yml").read_text(encoding="utf-8")
+    assert (
+        'burrow_common_deb_path: "{{ playbook_dir }}/../dist/burrow_latest_{{ __burrow_common_deb_release }}.deb"'
+        in defaults
+    )
+    assert 'ln -sfn "$(basename "$deb")" "dist/burrow_latest_$release.deb"' in (
+        REPO / "scripts" / "build-deb.sh"
+    ).read_text(encoding="utf-8")
+    for codename, (major, _python) in RELEASES.items():
+        release_vars = (role / "vars" / f"Debian-{major}.yml").read_text(encoding="utf-8")
+        assert f"__burrow_common_deb_release: deb{major}\n" in release_vars, codename

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .nspawn import HarnessError, Host, Network, SSHKey, hosts, reap_stale, wait_until, write_inventory
+from .nspawn import DEFAULT_SUITE, RELEASES, HarnessError, Host, Network, SSHKey, hosts, reap_stale, wait_until, write_inventory
 
 logger = logging.getLogger(__name__)
 
@@ -269,8 +269,9 @@ def test_package_installs_with_units_disabled_user_and_private_configs(nspawn_ro
             assert host.run(f"readlink -f /usr/bin/{command}").stdout.strip() == f"/opt/venvs/burrow/bin/{command}"
             assert host.run(f"{command} --help", check=False).returncode == 0
         # Byte code ships compiled, hash-checked, with installed paths.
-        pyc = host.run("ls /opt/venvs/burrow/lib/python3.11/site-packages/burrow/__pycache__/").stdout
-        assert "config.cpython-311.pyc" in pyc
+        python = RELEASES[DEFAULT_SUITE][1]
+        pyc = host.run(f"ls /opt/venvs/burrow/lib/python{python}/site-packages/burrow/__pycache__/").stdout
+        assert f"config.cpython-{python.replace('.', '')}.pyc" in pyc
 
         user = host.run("getent passwd burrow").stdout.strip().split(":")
         assert user[0] == "burrow" and int(user[2]) < 1000 and user[6] in ("/usr/sbin/nologin", "/bin/false")
@@ -284,7 +285,8 @@ def test_package_installs_with_units_disabled_user_and_private_configs(nspawn_ro
         assert host.run("stat -c '%a %U' /etc/burrow/credentials").stdout.strip() == "700 root"
 
         listed = host.run("dpkg -L burrow").stdout.splitlines()
-        units = sorted(Path(line).name for line in listed if line.startswith("/lib/systemd/system/"))
+        # Where the release's systemd keeps its units: /usr/lib/systemd/system on Debian 13.
+        units = sorted(Path(line).name for line in listed if line.startswith("/usr/lib/systemd/system/"))
         repo_units = Path(__file__).resolve().parents[2] / "systemd"
         assert units == sorted(p.name for p in repo_units.iterdir() if p.suffix in (".service", ".socket", ".timer"))
         assert units, "the package ships no systemd units"

@@ -20,14 +20,14 @@ import logging
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from .conftest import BUILD_DEB_SCRIPT
-from .daemonhost import add_broker_users, set_option, show, wait_active
-from .nspawn import REPO, Host, Network, ensure_root, require_root_and_tools, wait_until
+from .daemonhost import add_broker_users, broker_box, set_option, show, wait_active
+from .nspawn import RELEASES, REPO, Host, wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +111,18 @@ def deb_version(deb: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def older_deb(burrow_deb: Path) -> Path:
+def burrow_deb(suite: str, deb_for: Callable[[str], Path]) -> Path:
+    """Version N+1: the package of the release the module's host runs, as every system test uses it."""
+    return deb_for(suite)
+
+
+@pytest.fixture(scope="module")
+def older_deb(suite: str, burrow_deb: Path) -> Path:
     """Version N: this tree packaged again with a version dpkg orders just below the fixture's."""
     older = f"{deb_version(burrow_deb)}~prev"
     started = time.monotonic()
     result = subprocess.run(
-        [str(BUILD_DEB_SCRIPT), "--version", older], check=True, stdout=subprocess.PIPE, text=True, cwd=REPO
+        [str(BUILD_DEB_SCRIPT), "--dist", suite, "--version", older], check=True, stdout=subprocess.PIPE, text=True, cwd=REPO
     )
     deb = REPO / result.stdout.strip().splitlines()[-1]
     logger.info("older package %s ready in %.1f s", deb.name, time.monotonic() - started)
@@ -125,12 +131,9 @@ def older_deb(burrow_deb: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def host() -> Iterator[Host]:
-    """A booted container with RabbitMQ running, on a network of its own."""
-    require_root_and_tools()
-    root = ensure_root(["rabbitmq-server"])
-    with Network() as network, Host("upgrade", root, network=network, boot_timeout=90) as booted:
-        wait_active(booted, "rabbitmq-server.service", 120)
+def host(suite: str) -> Iterator[Host]:
+    """A booted container of each Debian release with RabbitMQ running, on a network of its own."""
+    with broker_box("upgrade", suite) as booted:
         yield booted
 
 
@@ -148,8 +151,8 @@ def load_records(host: Host) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.endswith("}")]
 
 
-def test_latest_link_names_the_derived_build_not_the_older_one(burrow_deb: Path, older_deb: Path) -> None:
-    latest = REPO / "dist" / "burrow_latest.deb"
+def test_latest_link_names_the_derived_build_not_the_older_one(suite: str, burrow_deb: Path, older_deb: Path) -> None:
+    latest = REPO / "dist" / f"burrow_latest_deb{RELEASES[suite][0]}.deb"
     # burrow_deb is the session's copy of the build: same name, same bytes.
     assert latest.resolve().name == burrow_deb.name != older_deb.name
     assert filecmp.cmp(latest, burrow_deb, shallow=False)
