@@ -56,6 +56,19 @@ def test_vagrantfile_rejects_bad_counts(variable, value):
     assert f"{variable} must be a whole number" in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("debian", ["12", "13"])
+def test_vagrantfile_validates_on_each_debian_release(debian):
+    result = run(VALIDATE, BURROW_DEBIAN=debian, BURROW_BROKERS="3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Vagrantfile validated successfully" in result.stdout
+
+
+def test_vagrantfile_rejects_another_debian_release():
+    result = run(VALIDATE, BURROW_DEBIAN="11")
+    assert result.returncode != 0
+    assert "BURROW_DEBIAN must be one of 12, 13" in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("unit", ["burrow-consumer.service", "burrow-consumer@.service", "burrow-producer.service"])
 def test_units_score_at_most_0_9_offline(unit):
     result = run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(REPO / "systemd" / unit)])
