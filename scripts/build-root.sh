@@ -74,14 +74,15 @@ work=$(mktemp -d "$CACHE_BASE/.build-$key.XXXXXX")
 root="$work/rootfs"
 trap 'umount "$root/proc" 2>/dev/null; rm -rf --one-file-system "$work"' EXIT
 start=$(date +%s)
-# debootstrap installs the base packages only: it configures what --include adds in no reliable
-# order (trixie's lintian failed that way), while apt, run in the new root afterwards, orders the
-# extra packages' configuration by their dependencies.
-base_list=$(printf '%s\n' "${BASE_PACKAGES[@]}" | sort -u | paste -sd, -)
-log "debootstrap $SUITE with $base_list into $work"
-debootstrap --variant=minbase --include="$base_list" "$SUITE" "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
-    || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
+# The base packages come from debootstrap, in a root of their own (the one a call without extra
+# packages returns); a root with extra packages starts as a copy of that cached base root, a
+# matter of seconds instead of a second debootstrap, and apt installs the extras into it:
+# debootstrap's --include configures what it adds in no reliable order (trixie's lintian failed that
+# way), while apt orders their configuration by their dependencies.
 if ((${#extras[@]})); then
+    base_root=$("${BASH_SOURCE[0]}" --suite "$SUITE" | tail -n 1)
+    log "copying the $SUITE base root $base_root"
+    cp -a "$base_root" "$root"
     log "apt-get install ${extras[*]}"
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     # No service a package would start (rabbitmq-server) may run in the build's chroot.
@@ -93,6 +94,10 @@ if ((${#extras[@]})); then
         || { tail -n 30 "$work/apt.log" >&2; exit 1; }
     umount "$root/proc"
     rm "$root/usr/sbin/policy-rc.d"
+else
+    log "debootstrap $SUITE with $package_list into $work"
+    debootstrap --variant=minbase --include="$package_list" "$SUITE" "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
+        || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
 fi
 
 # Every copy must get its own machine id at boot (journald and D-Bus key on it): empty means
