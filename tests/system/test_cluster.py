@@ -254,6 +254,8 @@ def test_site_yml_forms_the_cluster_and_a_second_run_changes_nothing(cluster: Cl
     conf = cluster.brokers[0].run(["cat", "/etc/rabbitmq/rabbitmq.conf"]).stdout
     assert "cluster_formation.peer_discovery_backend = classic_config" in conf
     assert "cluster_partition_handling = pause_minority" in conf
+    # RabbitMQ 4.0 (Debian 13) spreads quorum queue leaders with "balanced" (3.10's least-leaders).
+    assert "queue_leader_locator = balanced" in conf
 
 
 def test_daemons_know_every_broker_and_their_firewall_allows_each(cluster: Cluster) -> None:
@@ -621,6 +623,19 @@ def test_consumer_host_power_cut(cluster: Cluster, request: pytest.FixtureReques
     # ran again on consumer1 with the redelivered flag.
     reruns = handler_runs(cluster, scenario, [cluster.consumers[0]])
     assert any(True in reruns.get(rid, []) for rid in held), (held, {rid: reruns.get(rid) for rid in held})
+
+
+def test_on_rabbitmq_4_0_the_failovers_reopened_no_connection_for_a_stale_leader(cluster: Cluster) -> None:
+    """The scenarios above lost leaders and brokers on RabbitMQ 4.0 with the 3.10 workaround off
+    (rabbitmq-server PR 9241): every daemon said so on each connect, and none reopened a connection
+    for an unconfirmed or nacked publish. consumer2 lost its power (and its journal) above."""
+    units = {cluster.producer: ["burrow-producer.service"], cluster.consumers[0]: consumer_units(cluster.consumers[0])}
+    for host, names in units.items():
+        for unit in names:
+            journal = host.journal(unit)
+            assert "(RabbitMQ 4.0." in journal and "stale quorum leader workaround off)" in journal, journal[-2000:]
+            assert "stale quorum leader workaround on)" not in journal
+            assert "reopening the connection" not in journal, (host.name, unit)
 
 
 def test_a_fourth_broker_in_the_inventory_grows_the_cluster(
