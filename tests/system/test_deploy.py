@@ -1,7 +1,8 @@
 """The real ``ansible-playbook ansible/site.yml`` deploys burrow onto booted Debian hosts, as onto VMs.
 
-Each scenario boots nspawn containers (systemd as PID 1, sshd) from the cached bookworm root with
-Debian's rabbitmq-server preinstalled (the hosts have no mirror), writes an inventory for them and
+Each scenario boots nspawn containers (systemd as PID 1, sshd) from a cached Debian root with the
+release's rabbitmq-server preinstalled (the hosts have no mirror): the one-host scenario on Debian 13
+and 12, the three-host one on Debian 13, writes an inventory for them and
 runs the playbook over SSH twice: the first run must succeed and end with its own smoke tests, the
 second must change nothing. Then the deployment is checked from outside: a request through the
 producer's socket, the consumer's journal, the broker's users and permissions, a broker restart with
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from .nspawn import RELEASES, REPO, Host, SSHKey, ensure_root, hosts, wait_until, write_inventory
+from .nspawn import DEFAULT_SUITE, RELEASES, REPO, Host, SSHKey, ensure_root, hosts, wait_until, write_inventory
 
 logger = logging.getLogger(__name__)
 
@@ -217,13 +218,15 @@ def single(
 
 @pytest.fixture(scope="module")
 def multi(
-    deploy_root: Path, ssh_key: SSHKey, burrow_deb: Path, tmp_path_factory: pytest.TempPathFactory
+    nspawn_root: Path, ssh_key: SSHKey, deb_for: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
-    """Broker, producer and consumer on three hosts, each in its own network namespace."""
+    """Broker, producer and consumer on three hosts, each in its own network namespace: on Debian 13
+    only (Debian 12's smaller run keeps the one-host deployment)."""
     tmp = tmp_path_factory.mktemp("deploy-multi")
     names = ["broker", "producer", "consumer1"]
-    with hosts(deploy_root, names, ssh_key=ssh_key, private_network=True) as (broker, producer, consumer):
-        yield deploy(broker, producer, consumer, tmp, burrow_deb, "broker")
+    root = ensure_root(DEPLOY_PACKAGES, DEFAULT_SUITE)
+    with hosts(root, names, ssh_key=ssh_key, private_network=True) as (broker, producer, consumer):
+        yield deploy(broker, producer, consumer, tmp, deb_for(DEFAULT_SUITE), "broker")
 
 
 def send(producer: Host, body: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
