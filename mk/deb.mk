@@ -9,7 +9,7 @@
 #   make debs              one package for each release (DEB_DISTS)
 #   make deb-force         rebuild it even if the inputs are unchanged (DIST as for make deb)
 #   make system-test-deps  apt-get install the tools the system tests and the build need
-#   make nspawn-root       build (or reuse) the cached Debian root of the test hosts (DIST, default bookworm)
+#   make nspawn-root       build (or reuse) the cached Debian root of the test hosts (DIST, default trixie)
 #   make test-hosts        prove the nspawn harness and install the .deb into a test host
 
 DIST ?=
@@ -34,7 +34,7 @@ system-test-deps:
 	scripts/install-system-test-deps.sh
 
 nspawn-root: system-test-deps
-	scripts/build-root.sh $(if $(DIST),--suite $(DIST))
+	scripts/build-root.sh --suite $(or $(DIST),trixie)
 
 test-hosts: system-test-deps
 	@venv=$$(scripts/bootstrap-dev.sh) && "$$venv/bin/python" -m pytest -ra -m system \
