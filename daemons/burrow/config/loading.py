@@ -50,7 +50,7 @@ def _typed(path: str, key: str, expected: Any, rule: Rule | None, value: Any) ->
     else:
         raise TypeError(f"{key}: the loader has no branch for the field type {expected!r}")
     if not ok:
-        allowed = f"; allowed: {rule.describe()}" if isinstance(rule, Between) else ""
+        allowed = f"; must be between {rule.bounds(' and ')}" if isinstance(rule, Between) else ""
         raise ConfigError(path, key, f"expected {_TYPE_NAMES[expected]}, got {describe(value)}{allowed}")
     return value
 

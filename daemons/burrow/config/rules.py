@@ -55,7 +55,7 @@ class Rule(Protocol):
 
 def _number(value: float, octal: bool) -> str:
     if octal:
-        return oct(int(value))
+        return oct(int(value)) if value else "0"
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 

@@ -85,14 +85,15 @@ class RabbitMQConfig:
 
     host: str = setting("localhost", Text(accept=is_host, shape="a host name or address"),
                         "the broker, when it is one node")
-    hosts: tuple[str, ...] = setting((), None, "every node of a cluster instead of `host`: "
-                                     '"host", "host:port" or "[v6]:port"')
+    hosts: tuple[str, ...] = setting((), None, "every node of a cluster instead of `host` (never both): "
+                                     '"host", "host:port" or "[v6]:port", the port defaulting to `port`')
     port: int = setting(5672, PORT, "AMQP port (5671 is usual with TLS)")
     virtual_host: str = setting("/", NAME, "the broker's virtual host")
     username: str = setting("guest", NAME, "broker user")
-    password: str = setting("", Text(empty=True), "broker password (prefer password_file)", secret=True)
-    password_file: str = setting("", Text(empty=True), "file whose first line is the password; "
-                                 "${CREDENTIALS_DIRECTORY} is expanded")
+    password: str = setting("", Text(empty=True), 'broker password; "guest" when neither this nor password_file '
+                            "is set", secret=True)
+    password_file: str = setting("", Text(empty=True), "file holding the password instead (never both); "
+                                 "${CREDENTIALS_DIRECTORY} (systemd LoadCredential=) is expanded")
     heartbeat: int = setting(30, Between(0, 65535, "seconds"), "the broker drops a peer silent for 2 x heartbeat; "
                              "0 turns heartbeats off")
     connection_attempts: int = setting(1, Between(1, 100), "attempts per connect; burrow retries forever with backoff")
@@ -137,7 +138,8 @@ class TopologyConfig:
 
     request_exchange: str = setting("burrow.x.requests", NAME, "direct exchange the producer publishes requests to")
     request_queue: str = setting("burrow.requests", NAME, "durable queue the consumers read")
-    queue_type: str = setting("quorum", QUEUE_TYPES, "quorum (replicated, delivery limit) or classic")
+    queue_type: str = setting("quorum", QUEUE_TYPES, "quorum (replicated, delivery limit) or classic "
+                              "(no delivery limit)")
     delivery_limit: int = setting(5, Between(1, 1000), "quorum only: deliveries before a request is dead-lettered")
     reply_exchange: str = setting("burrow.x.replies", NAME, "direct exchange consumers publish replies to")
     reply_queue_prefix: str = setting("burrow.replies", Text(max_bytes=100),
@@ -172,9 +174,10 @@ class ProducerConfig:
     """The producer library's and daemon's settings."""
 
     # With topology.reply_queue_prefix's 100 bytes, the reply queue's name stays an AMQP short string.
-    instance_id: str = setting("", Text(empty=True, max_bytes=128), "names the durable reply queue; "
-                               "default: this host's name")
-    reply_mode: str = setting("queue", OneOf(("queue", "direct")), "queue (durable) or direct (amq.rabbitmq.reply-to)")
+    instance_id: str = setting("", Text(empty=True, max_bytes=128), "names the durable reply queue; one live "
+                               "producer per id; default: this host's name")
+    reply_mode: str = setting("queue", OneOf(("queue", "direct")), "queue (durable, survives a producer restart) "
+                              "or direct (RabbitMQ direct reply-to: faster, replies lost on a producer restart)")
     request_timeout: float = setting(30.0, SECONDS, "default deadline; sent as the AMQP expiration too")
     max_in_flight: int = setting(1024, Between(1, 1_000_000), "requests published but not answered; "
                                  "submit() blocks beyond it")
@@ -184,7 +187,8 @@ class ProducerConfig:
                           "burrow-producer's local HTTP API (Unix socket)")
     socket_mode: int = setting(0o660, Between(0, 0o777, octal=True), "the socket's file mode")
     unavailable_wait: float = setting(5.0, SECONDS_OR_0, "seconds an API request waits for a lost broker "
-                                      "connection before it is answered 503; 0 answers at once")
+                                      "connection to come back (failover, a drained broker) before it is "
+                                      "answered 503; 0 answers at once")
 
     def resolved_instance_id(self) -> str:
         """The reply queue's stable suffix: ``instance_id`` or, by default, this host's name."""
@@ -216,7 +220,8 @@ class ConsumerConfig:
     handler: str = setting("burrow.handlers:echo", Text(accept=_handler_spec, shape="'module:function'"),
                            "takes the body (and a context) and returns bytes")
     concurrency: int = setting(8, Between(1, MAX_CONCURRENCY), "handler worker threads")
-    prefetch: int = setting(0, Between(0, 65535), "unacked requests held; 0 means 4 x concurrency")
+    prefetch: int = setting(0, Between(0, 65535), "unacked requests held; 0 means 4 x concurrency; after a "
+                            "(re)start redeliveries are taken one at a time, then the full window opens")
     max_message_bytes: int = setting(1048576, MESSAGE_BYTES, "bigger requests are dead-lettered")
     content_types: tuple[str, ...] = setting(("application/octet-stream", "text/plain"), None,
                                              "accepted; others are dead-lettered")
