@@ -97,7 +97,10 @@ class RabbitMQConfig:
     heartbeat: int = setting(30, Between(0, 65535, "seconds"), "the broker drops a peer silent for 2 x heartbeat; "
                              "0 turns heartbeats off")
     connection_attempts: int = setting(1, Between(1, 100), "attempts per connect; burrow retries forever with backoff")
-    socket_timeout: float = setting(10.0, SECONDS, "seconds to establish the TCP connection")
+    # Less than a tenth of a second would fail connects on a merely busy machine, and a failed first
+    # connect waits out reconnect_initial_delay.
+    socket_timeout: float = setting(10.0, Between(0.1, MAX_SECONDS, "seconds"),
+                                    "seconds to establish the TCP connection")
     blocked_connection_timeout: float = setting(60.0, SECONDS, "seconds a memory/disk alarm may block us "
                                                 "before we reconnect")
     reconnect_initial_delay: float = setting(0.5, SECONDS, "first reconnect delay; doubled each failure, with jitter")
