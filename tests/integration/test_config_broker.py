@@ -1,22 +1,28 @@
 """Property: a configuration ``load_config`` accepts works. On a sample of generated valid configs
-the consumer and the producer start on the suite's broker and answer one request.
+the consumer and the producer start on the suite's broker and answer a request.
 
 Each example draws every key the schema lists from its own rule (numbers anywhere in their range,
 both ends included, and every choice of each enumeration), except the keys that say where the broker
-and this example's queues are, which handler runs, and what would bind ports or sockets (the
-in-process engines do not use those). The TOML goes through ``load_config`` as a daemon's file would.
-Keys added to the schema later are drawn too, with no change here.
+and this example's queues are, which handler runs, and where sockets and ports go. The TOML goes
+through ``load_config`` as a daemon's file would. Keys added to the schema later are drawn too,
+with no change here.
 
 One request passes its own 30 s timeout and must be answered; a second relies on
 ``producer.request_timeout``, the default deadline, and must be answered unless that deadline (valid
-down to a millisecond) is shorter than a round trip. The engines are stopped with bounded timeouts
-of their own, since a valid ``shutdown_timeout`` may be weeks. In CI (the ``ci`` profile of tests/conftest.py,
-derandomized) this runs 20 examples, each 0.2-1 s, about 15 s on a loaded 2-core machine.
+down to a millisecond) is shorter than a round trip. Engines and daemons are stopped with bounded
+timeouts of the test's own, since a valid ``shutdown_timeout`` may be weeks.
+
+In CI (the ``ci`` profile of tests/conftest.py, derandomized, so the same examples every run):
+20 examples on the in-process engines (0.2-1 s each) and 4 through the daemons' processes and the
+producer's HTTP API (3-6 s each): about 30 s on a loaded 2-core machine, broker start included.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -32,6 +38,7 @@ from burrow.config.writing import toml_value
 from burrow.consumer import Consumer
 from burrow.errors import RequestTimeout
 from burrow.producer import Producer
+from burrow.tools.localbroker import free_port
 
 KEYS = list(walk(BurrowConfig))
 BODY = b"x"  # one byte: producer.max_message_bytes and consumer.max_message_bytes may be 1
@@ -87,9 +94,8 @@ def write_config(path: Path, values: dict[str, Any]) -> None:
     path.write_text("".join(f"[{section}]\n" + "\n".join(lines) + "\n" for section, lines in tables.items()))
 
 
-def delete_topology(amqp_url: str, config: BurrowConfig, reply_queue: str) -> None:
+def delete_topology(amqp_url: str, topology: TopologyConfig, reply_queue: str) -> None:
     """Remove this example's queues and exchanges from the broker."""
-    topology = config.topology
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
         channel = connection.channel()
@@ -133,7 +139,50 @@ def test_a_valid_config_starts_both_sides_and_answers_a_request(broker, drawn):
         if producer is not None:
             producer.stop(timeout=5)
         consumer.stop(timeout=10)
-        delete_topology(broker.amqp_url, config, producer.reply_queue if producer else "")
+        delete_topology(broker.amqp_url, config.topology, producer.reply_queue if producer else "")
+
+
+def daemon_keys(folder: Path) -> dict[str, Any]:
+    """What differs for the daemons: their API socket in ``folder`` and the metrics on a free port."""
+    return {"producer.socket": str(folder / "api.sock"), "metrics.port": free_port()}
+
+
+def send(socket: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """``burrow send`` one byte through the producer daemon's API, as a local application would."""
+    executable = Path(sys.executable).parent / "burrow"
+    return subprocess.run([str(executable), "send", "--socket", str(socket), *options, BODY.decode()],
+                          capture_output=True, text=True, timeout=90)
+
+
+@settings(max_examples=4, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(drawn=VALID_CONFIGS, metrics=st.booleans(), level=st.sampled_from(["DEBUG", "INFO", "info"]))
+def test_a_valid_config_runs_both_daemons_and_answers_over_the_api(broker, consumer_process, drawn, metrics, level):
+    """The same property through ``burrow-consumer`` and ``burrow-producer`` processes, so that the
+    keys only the daemons use (API socket mode, request_timeout and unavailable_wait as the API's
+    defaults, metrics) are exercised too. The log level is INFO or DEBUG: readiness is read from the
+    daemons' INFO lines. ``consumer_process`` only collects the processes to kill should an example
+    fail; each example stops its own. 4 examples, about 5 s each."""
+    prefix = f"prop.{uuid.uuid4().hex[:8]}"
+    folder = Path(tempfile.mkdtemp(prefix="bp-"))  # short: a Unix socket path holds 107 bytes
+    try:
+        path = folder / "burrow.toml"
+        write_config(path, {**drawn, **fixed_keys(broker.amqp_url, prefix), **daemon_keys(folder),
+                            "metrics.enabled": metrics, "logging.level": level})
+        config = load_config(path)
+        consumer = consumer_process(config, f"consumer-{prefix}")
+        producer_config = dataclasses.replace(config, metrics=dataclasses.replace(config.metrics, port=free_port()))
+        producer = consumer_process(producer_config, f"producer-{prefix}", role="producer")
+        consumer.start().wait_ready(60)
+        producer.start().wait_ready(60)
+        result = send(Path(config.producer.socket), "--timeout", "30")
+        assert (result.returncode, result.stdout) == (0, f"Consumer processed: {BODY.decode()}\n"), result.stderr
+        result = send(Path(config.producer.socket))  # on producer.request_timeout, the API's default
+        assert result.returncode == 0 or (config.producer.request_timeout < 30 and "504" in result.stderr), result
+        assert producer.terminate(timeout=60) == 0, producer.log()
+        assert consumer.terminate(timeout=60) == 0, consumer.log()
+    finally:
+        delete_topology(broker.amqp_url, TopologyConfig.prefixed(prefix), "")
+        shutil.rmtree(folder)
 
 
 def test_every_key_is_drawn_or_fixed_by_the_test():
