@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -18,9 +19,11 @@ from pathlib import Path
 import pika
 import pytest
 
+from burrow import tracing
 from burrow.config import BurrowConfig, MetricsConfig
 from burrow.deadletters import DeadLetterWatcher
 from burrow.errors import RemoteError, RequestTimeout
+from burrow.protocol import CONTENT_TYPE, HEADER_DEADLINE, request_deadline, validate_request
 from burrow.tools.localbroker import free_port
 from broker_helpers import queue_depth, start_victims_until_dead_lettered
 from waiting import wait_for
@@ -141,6 +144,26 @@ def test_node_caller_gets_every_answer_of_a_burrow_consumer_daemon(reply, broker
     assert not wrong, f"{len(wrong)} of {REQUESTS} answered wrongly: {dict(list(wrong.items())[:5])}"
     tally = {status: sum(1 for s, _ in expected.values() if s == status) for status in ("ok", "error", "rejected", "timeout")}
     assert tally == {"ok": 88, "error": 5, "rejected": 5, "timeout": 2}
+
+    # The too-large requests stay in burrow.dead as the Node caller sent them: burrow reads them
+    # as its own (their deadline an integer in the future, a valid traceparent, persistent).
+    dead = config.topology.dead_letter_queue
+    wait_for(lambda: queue_depth(amqp, dead) >= tally["rejected"], 10, "the rejected requests dead-lettered")
+    sent = []
+    while (message := amqp.basic_get(dead, auto_ack=True))[0] is not None:
+        if len(message[2]) > MAX_BODY:
+            sent.append(message[1])
+    assert len(sent) == tally["rejected"]
+    for properties in sent:
+        assert validate_request(properties, b"", max_message_bytes=MAX_BODY, content_types=(CONTENT_TYPE,),
+                                now=time.time()) is None, properties
+        assert isinstance(properties.headers[HEADER_DEADLINE], int)
+        assert time.time() < request_deadline(properties) <= time.time() + 20
+        assert tracing.parse(properties.headers[tracing.HEADER]) is not None
+        assert properties.delivery_mode == 2
+        # Dead-lettering moves the expiration into the broker's x-death record.
+        assert properties.headers["x-death"][0]["original-expiration"] in ("20000", b"20000")
+        assert properties.message_id == properties.correlation_id
 
 
 @pytest.mark.parametrize("reply_mode", ["queue", "direct"])
