@@ -13,6 +13,9 @@ limit also carries the delivery count and the broker's first death reason, queue
 consumer describes a reply as an :class:`Outcome`, publishes it with :func:`reply_properties`, and
 the producer turns it back into a result, a :class:`~burrow.errors.RemoteError` or a
 :class:`~burrow.errors.Rejected` with :func:`decode_reply`.
+
+Clients in other languages read the same contract in ``docs/asyncapi.yaml``; a header, status or
+reject reason added here must be named there too (``tests/unit/test_asyncapi.py`` fails until it is).
 """
 
 from __future__ import annotations
