@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -20,12 +21,13 @@ import pika
 import pytest
 
 from burrow import tracing
-from burrow.config import BurrowConfig, MetricsConfig
+from burrow.config import BurrowConfig, MetricsConfig, ProducerConfig, RabbitMQConfig
 from burrow.deadletters import DeadLetterWatcher
 from burrow.errors import RemoteError, RequestTimeout
 from burrow.protocol import CONTENT_TYPE, HEADER_DEADLINE, request_deadline, validate_request
 from burrow.tools.localbroker import free_port
 from broker_helpers import queue_depth, start_victims_until_dead_lettered
+from broker_permissions import permissions
 from waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -257,3 +259,57 @@ def test_the_rpc_tutorial_pattern_is_refused_visibly(make_config, consumer_proce
     lines = [line for line in consumer.log().splitlines() if "Dead-lettering request" in line]
     assert len(lines) == REQUESTS, consumer.log()[-2000:]
     assert all("default exchange" in line and "RPC tutorial" in line and "docs/asyncapi.yaml" in line for line in lines)
+
+
+@pytest.fixture
+def deployed_users(broker) -> Iterator[tuple[str, dict[str, tuple[str, str]]]]:
+    """A fresh virtual host with a producer and a consumer user granted exactly what the Ansible
+    roles grant (ansible/group_vars/brokers/burrow.yml): ``(vhost, {role: (user, password)})``."""
+    node = broker.local
+    if node is None:
+        pytest.skip("creates users and a virtual host with rabbitmqctl: needs the suite's own node, not AMQP_URL")
+    tag = uuid.uuid4().hex[:6]
+    vhost = f"burrow-node-{tag}"
+    accounts = {role: (f"node-{role}-{tag}", uuid.uuid4().hex) for role in ("producer", "consumer")}
+    node.ctl("add_vhost", vhost)
+    try:
+        for role, (name, password) in accounts.items():
+            node.ctl("add_user", name, password)
+            node.ctl("set_permissions", "-p", vhost, name, *permissions()[role])
+        yield vhost, accounts
+    finally:
+        for name, _password in accounts.values():
+            node.ctl("delete_user", name, check=False)
+        node.ctl("delete_vhost", vhost, check=False)
+
+
+def test_node_caller_and_worker_need_no_more_than_the_deployed_permissions(broker, deployed_users, node_env,
+                                                                         node_worker, start_consumer, start_producer):
+    """With the deployment's least-privilege users and burrow's default names: the Node caller with
+    the producer's user and a burrow.replies.* queue calls a burrow consumer, and the Node worker
+    with the consumer's user answers a burrow producer, 100 requests each, by id."""
+    vhost, accounts = deployed_users
+    port = urllib.parse.urlsplit(broker.amqp_url).port
+
+    def config(role: str) -> BurrowConfig:
+        user, password = accounts[role]
+        rabbitmq = RabbitMQConfig(host="127.0.0.1", port=port, virtual_host=vhost, username=user, password=password,
+                                  reconnect_initial_delay=0.2, reconnect_max_delay=1.0)
+        return BurrowConfig(rabbitmq=rabbitmq, producer=ProducerConfig(instance_id=f"p-{uuid.uuid4().hex[:6]}"))
+
+    def url(role: str) -> str:
+        user, password = accounts[role]
+        return f"amqp://{user}:{password}@127.0.0.1:{port}/{urllib.parse.quote(vhost, safe='')}"
+
+    consumer = start_consumer(config("consumer"))
+    requests = [{"id": f"r{i}", "body": f"r{i}"} for i in range(REQUESTS)]
+    results = caller_results(start_caller(node_env, config("producer"), url("producer"), requests))
+    assert {request_id: (answer["status"], answer["body"]) for request_id, answer in results.items()} == {
+        f"r{i}": ("ok", f"Consumer processed: r{i}") for i in range(REQUESTS)}
+    consumer.stop(timeout=10)
+
+    producer = start_producer(config("producer"))
+    node_worker(config("consumer"), url("consumer"))
+    futures = {f"r{i}": producer.submit(f"r{i}".encode(), timeout=20) for i in range(REQUESTS)}
+    answers = {request_id: future.result(timeout=30) for request_id, future in futures.items()}
+    assert answers == {f"r{i}": f"node worker: r{i}".encode() for i in range(REQUESTS)}
