@@ -295,7 +295,7 @@ def run_producer(config: BurrowConfig) -> int:
     socket's queue (systemd's, under socket activation) instead of getting 503 from a producer
     that is still connecting, which is what keeps requests alive across ``systemctl restart``.
     """
-    from burrow.daemon.httpapi import HttpApi
+    from burrow.daemon.http import HttpApi
     from burrow.producer import Producer
 
     block_signals()
