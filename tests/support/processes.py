@@ -1,10 +1,12 @@
-"""burrow's commands as real child processes: the daemons under test, and one-shot CLI runs.
+"""burrow's commands as real child processes (the daemons under test, one-shot CLI runs) and the
+config files they read.
 
 :class:`Daemon` starts ``burrow-consumer`` or ``burrow-producer --config FILE`` the way systemd
 would (its own config file, mode 0600, its output in a log file) and waits for the line each daemon
 logs when it sends systemd READY=1. The integration tests use it through the ``consumer_process``
 fixture, the fault scenarios and the soak (tests/faults/daemonload.py) directly, the metrics scrape
-with ``[metrics]`` on. :func:`run_command` runs ``burrow ...`` once and captures what it printed.
+with ``[metrics]`` on. :func:`burrow` runs ``burrow ...`` once and captures what it printed;
+:func:`write_config` and :func:`write_toml` write what they read.
 Nothing here needs pytest's fixtures, so scripts outside a pytest session can use it too.
 """
 
@@ -35,15 +37,17 @@ def command_path(command: str) -> str:
     return str(beside) if beside.exists() else shutil.which(command) or command
 
 
-def run_command(command: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``command *args`` to its end (stdin closed, so a prompt fails fast) and capture its output."""
+def run_command(command: str, *args: str, timeout: float = 120,
+                env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``command *args`` to its end (stdin closed, so a prompt fails fast) and capture its
+    output; ``env`` replaces the environment when given."""
     return subprocess.run([command_path(command), *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, env=env)
 
 
-def burrow(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def burrow(*args: str, timeout: float = 120, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``burrow *args``, the operator's command, captured."""
-    return run_command("burrow", *args, timeout=timeout)
+    return run_command("burrow", *args, timeout=timeout, env=env)
 
 
 def write_config(config: BurrowConfig, path: Path) -> Path:
@@ -51,6 +55,13 @@ def write_config(config: BurrowConfig, path: Path) -> Path:
     broker password unless a credential file does)."""
     path.write_text(to_toml(config))
     path.chmod(0o600)
+    return path
+
+
+def write_toml(folder: Path, text: str, name: str = "burrow.toml") -> Path:
+    """Write a hand-written config ``text`` (often a wrong one) to ``<folder>/<name>``."""
+    path = folder / name
+    path.write_text(text)
     return path
 
 
