@@ -20,9 +20,7 @@ producer's HTTP API (3-6 s each): about 30 s on a loaded 2-core machine, broker 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -39,6 +37,9 @@ from burrow.consumer import Consumer
 from burrow.errors import RequestTimeout
 from burrow.producer import Producer
 from burrow.tools.localbroker import free_port
+
+from broker_helpers import delete_topology
+from processes import burrow
 
 KEYS = list(walk(BurrowConfig))
 BODY = b"x"  # one byte: producer.max_message_bytes and consumer.max_message_bytes may be 1
@@ -84,7 +85,7 @@ DRAWN = [key for key in KEYS if key.dotted not in fixed_keys("amqp://guest:guest
 VALID_CONFIGS = st.fixed_dictionaries({key.dotted: valid(key) for key in DRAWN})
 
 
-def write_config(path: Path, values: dict[str, Any]) -> None:
+def write_keys(path: Path, values: dict[str, Any]) -> None:
     """Write the keys as a TOML file, one table per section (keys valued None left out)."""
     tables: dict[str, list[str]] = {}
     for dotted, value in values.items():
@@ -94,17 +95,12 @@ def write_config(path: Path, values: dict[str, Any]) -> None:
     path.write_text("".join(f"[{section}]\n" + "\n".join(lines) + "\n" for section, lines in tables.items()))
 
 
-def delete_topology(amqp_url: str, topology: TopologyConfig, reply_queue: str) -> None:
-    """Remove this example's queues and exchanges from the broker."""
+def clean_up(amqp_url: str, topology: TopologyConfig, reply_queue: str = "") -> None:
+    """Remove this example's queues and exchanges (and its reply queue, unless direct reply-to)."""
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
-        channel = connection.channel()
-        for queue in (topology.request_queue, topology.dead_letter_queue, topology.dead_letter_notice_queue,
-                      reply_queue):
-            if queue and not queue.startswith("amq."):  # direct reply-to is the broker's, not a queue
-                channel.queue_delete(queue=queue)
-        for exchange in (topology.request_exchange, topology.reply_exchange, topology.dead_letter_exchange):
-            channel.exchange_delete(exchange=exchange)
+        queues = [reply_queue] if reply_queue and not reply_queue.startswith("amq.") else []
+        delete_topology(connection.channel(), topology, queues)
     finally:
         connection.close()
 
@@ -125,7 +121,7 @@ def test_a_valid_config_starts_both_sides_and_answers_a_request(broker, drawn):
     prefix = f"prop.{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="burrow-prop-") as folder:
         path = Path(folder) / "burrow.toml"
-        write_config(path, {**drawn, **fixed_keys(broker.amqp_url, prefix)})
+        write_keys(path, {**drawn, **fixed_keys(broker.amqp_url, prefix)})
         config = load_config(path)
     consumer = Consumer(config).start()
     producer: Producer | None = None
@@ -139,19 +135,12 @@ def test_a_valid_config_starts_both_sides_and_answers_a_request(broker, drawn):
         if producer is not None:
             producer.stop(timeout=5)
         consumer.stop(timeout=10)
-        delete_topology(broker.amqp_url, config.topology, producer.reply_queue if producer else "")
+        clean_up(broker.amqp_url, config.topology, producer.reply_queue if producer else "")
 
 
-def daemon_keys(folder: Path) -> dict[str, Any]:
-    """What differs for the daemons: their API socket in ``folder`` and the metrics on a free port."""
-    return {"producer.socket": str(folder / "api.sock"), "metrics.port": free_port()}
-
-
-def send(socket: Path, *options: str) -> subprocess.CompletedProcess[str]:
+def send(socket: str, *options: str) -> subprocess.CompletedProcess[str]:
     """``burrow send`` one byte through the producer daemon's API, as a local application would."""
-    executable = Path(sys.executable).parent / "burrow"
-    return subprocess.run([str(executable), "send", "--socket", str(socket), *options, BODY.decode()],
-                          capture_output=True, text=True, timeout=90)
+    return burrow("send", "--socket", socket, *options, BODY.decode(), timeout=90)
 
 
 @settings(max_examples=4, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -159,30 +148,30 @@ def send(socket: Path, *options: str) -> subprocess.CompletedProcess[str]:
 def test_a_valid_config_runs_both_daemons_and_answers_over_the_api(broker, consumer_process, drawn, metrics, level):
     """The same property through ``burrow-consumer`` and ``burrow-producer`` processes, so that the
     keys only the daemons use (API socket mode, request_timeout and unavailable_wait as the API's
-    defaults, metrics) are exercised too. The log level is INFO or DEBUG: readiness is read from the
-    daemons' INFO lines. ``consumer_process`` only collects the processes to kill should an example
-    fail; each example stops its own. 4 examples, about 5 s each."""
+    defaults, metrics) are exercised too. The consumer logs at INFO or DEBUG (readiness is read from
+    its log; the test kit's producer always logs at DEBUG) and the producer's socket is the test
+    kit's. ``consumer_process`` only collects the processes to kill should an example fail; each
+    example stops its own. 4 examples, about 5 s each."""
     prefix = f"prop.{uuid.uuid4().hex[:8]}"
-    folder = Path(tempfile.mkdtemp(prefix="bp-"))  # short: a Unix socket path holds 107 bytes
-    try:
-        path = folder / "burrow.toml"
-        write_config(path, {**drawn, **fixed_keys(broker.amqp_url, prefix), **daemon_keys(folder),
+    with tempfile.TemporaryDirectory(prefix="burrow-prop-") as folder:
+        path = Path(folder) / "burrow.toml"
+        write_keys(path, {**drawn, **fixed_keys(broker.amqp_url, prefix), "metrics.port": free_port(),
                             "metrics.enabled": metrics, "logging.level": level})
         config = load_config(path)
+    try:
         consumer = consumer_process(config, f"consumer-{prefix}")
         producer_config = dataclasses.replace(config, metrics=dataclasses.replace(config.metrics, port=free_port()))
         producer = consumer_process(producer_config, f"producer-{prefix}", role="producer")
         consumer.start().wait_ready(60)
         producer.start().wait_ready(60)
-        result = send(Path(config.producer.socket), "--timeout", "30")
+        result = send(producer.socket_path, "--timeout", "30")
         assert (result.returncode, result.stdout) == (0, f"Consumer processed: {BODY.decode()}\n"), result.stderr
-        result = send(Path(config.producer.socket))  # on producer.request_timeout, the API's default
+        result = send(producer.socket_path)  # on producer.request_timeout, the API's default
         assert result.returncode == 0 or (config.producer.request_timeout < 30 and "504" in result.stderr), result
-        assert producer.terminate(timeout=60) == 0, producer.log()
-        assert consumer.terminate(timeout=60) == 0, consumer.log()
+        assert producer.stop(timeout=60) == 0, producer.log()
+        assert consumer.stop(timeout=60) == 0, consumer.log()
     finally:
-        delete_topology(broker.amqp_url, TopologyConfig.prefixed(prefix), "")
-        shutil.rmtree(folder)
+        clean_up(broker.amqp_url, config.topology)
 
 
 def test_every_key_is_drawn_or_fixed_by_the_test():
