@@ -6,7 +6,7 @@ The keys come from the schema, so new keys are covered as they are added. Values
 value (booleans, integers of any size, floats with infinities and nan, strings with control
 characters, arrays, tables), with numbers near each key's bounds drawn more often. In CI (the
 ``ci`` profile of tests/conftest.py: derandomized, no example database) each test below runs the
-number of examples its ``settings`` names: 1,500 in all, in about 10 s on a 2-core machine.
+number of examples its ``settings`` names: 1,500 in all, 10-25 s on a busy 2-core machine.
 """
 
 from __future__ import annotations
