@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from burrow.config import BurrowConfig, load_config, to_toml
-from burrow.config.rules import Between, Key, OneOf, sections, walk
+from burrow.config.rules import Between, Key, OneOf, checks_of, sections, walk
 from burrow.config.writing import toml_value
 from burrow.errors import ConfigError
 
@@ -29,6 +29,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "daemons" / "burrow" / "examples
 KEYS = list(walk(BurrowConfig))
 SECTIONS = [name for name, _cls in sections(BurrowConfig)]
 BASE = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+#: The name a test gives a table of named tables (``<name>`` in keys such as consumer.services.<name>.prefetch).
+SAMPLE_NAME = "sample"
 KEY_NAMES = st.text(st.characters(codec="utf-8", exclude_characters="\0"), min_size=1, max_size=12)
 
 scalars = st.one_of(
@@ -78,19 +80,46 @@ def encode(value: Any) -> str:
     return toml_value(value)
 
 
+def concrete(dotted: str) -> str:
+    """``dotted`` with the ``<name>`` of a table of named tables made a real name."""
+    return dotted.replace("<name>", SAMPLE_NAME)
+
+
+def entry_defaults(template: str) -> dict[str, Any]:
+    """Every key of one named table (``template`` ends in ``<name>``) at its default, so that the
+    entry is whole apart from the key a test sets."""
+    return {key.dotted[len(template) + 1:]: key.default for key in KEYS
+            if key.dotted.startswith(template + ".") and "." not in key.dotted[len(template) + 1:]}
+
+
 def document(path: tuple[str, ...], value: Any) -> str:
-    """The example with the key (or section) at ``path`` set to ``value``; nested tables inline."""
+    """The example with the key (or section) at ``path`` set to ``value``; nested tables inline.
+    A named table on the way (``<name>`` in ``path``) is added with its keys at their defaults."""
     data = copy.deepcopy(BASE)
     table = data
-    for part in path[:-1]:
-        table = table[part]
-    table[path[-1]] = value
+    for depth, part in enumerate(path[:-1]):
+        if concrete(part) not in table:
+            table[concrete(part)] = entry_defaults(".".join(path[:depth + 1])) if part == "<name>" else {}
+        table = table[concrete(part)]
+    table[concrete(path[-1])] = value
     lines = [f"{toml_value(key)} = {encode(item)}" for key, item in data.items() if not isinstance(item, dict)]
     for name, section in data.items():
         if isinstance(section, dict):
             lines.append(f"[{toml_value(name)}]")
             lines.extend(f"{toml_value(key)} = {encode(item)}" for key, item in section.items())
     return "\n".join(lines) + "\n"
+
+
+def related(dotted: str) -> set[str]:
+    """Keys an error about ``dotted`` may name: itself, and the keys sharing a cross-key check with
+    it or with a table it is in (a conflict between two keys is reported under one of them)."""
+    names = {dotted}
+    for section, cls in sections(BurrowConfig):
+        for rule in checks_of(cls):
+            keys = {concrete(f"{section}.{key}") for key in rule.keys}
+            if any(dotted == key or dotted.startswith(key + ".") for key in keys):
+                names |= keys
+    return names
 
 
 def outcome(text: str) -> BurrowConfig | ConfigError:
@@ -103,12 +132,14 @@ def outcome(text: str) -> BurrowConfig | ConfigError:
             return exc
 
 
-def check(dotted: str, text: str) -> None:
-    """Loading ``text`` gives a config that survives ``to_toml``, or an error naming ``dotted``."""
+def check(template: str, text: str) -> None:
+    """Loading ``text`` gives a config that survives ``to_toml``, or an error naming the key or
+    section ``template`` (a key under it, or one a cross-key check ties to it)."""
+    dotted = concrete(template)
     result = outcome(text)
     event("refused" if isinstance(result, ConfigError) else "loaded")
     if isinstance(result, ConfigError):
-        assert result.key is not None and (result.key == dotted or result.key.startswith(dotted + ".")), (
+        assert result.key is not None and (result.key in related(dotted) or result.key.startswith(dotted + ".")), (
             f"{dotted}: error names {result.key}: {result}")
         return
     again = outcome(to_toml(result))
@@ -137,4 +168,4 @@ def test_an_unknown_key_is_refused_naming_it(section, name, value):
     if any(key.dotted == f"{section}.{name}" for key in KEYS) or f"{section}.{name}" in SECTIONS:
         return
     result = outcome(document((*section.split("."), name), value))
-    assert isinstance(result, ConfigError) and result.key == f"{section}.{name}", result
+    assert isinstance(result, ConfigError) and result.key == concrete(f"{section}.{name}"), result
