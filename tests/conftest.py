@@ -26,6 +26,7 @@ import pika
 import pytest
 
 from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, TopologyConfig, to_toml
+from burrow.services import ServiceConfig, queue_name
 from burrow.tools.localbroker import RABBITMQ_SERVER, LocalBroker
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -135,10 +136,12 @@ def start_victims_until_dead_lettered(config: BurrowConfig, consumer_process: Ca
 
 @pytest.fixture
 def make_config(broker: Broker, names: TopologyConfig, request: pytest.FixtureRequest) -> Iterator[Callable[..., BurrowConfig]]:
-    """Build a test config on the test's broker and names; deletes the test's topology afterwards."""
+    """Build a test config on the test's broker and names; deletes the test's topology afterwards,
+    service queues included (``services={name: handler}`` adds ``[consumer.services.<name>]``)."""
+    service_names: set[str] = set()
 
     def build(*, producer: dict | None = None, consumer: dict | None = None, topology: dict | None = None,
-              rabbitmq: dict | None = None) -> BurrowConfig:
+              rabbitmq: dict | None = None, services: dict[str, str] | None = None) -> BurrowConfig:
         rabbit_settings = {
             "connection_name": f"test:{request.node.name}",
             "reconnect_initial_delay": 0.2,
@@ -147,12 +150,16 @@ def make_config(broker: Broker, names: TopologyConfig, request: pytest.FixtureRe
             **(rabbitmq or {}),
         }
         rabbit = RabbitMQConfig.from_url(broker.amqp_url, **rabbit_settings)
-        return BurrowConfig(
+        config = BurrowConfig(
             rabbitmq=rabbit,
             topology=dataclasses.replace(names, **(topology or {})),
             producer=ProducerConfig(**{"instance_id": f"p-{uuid.uuid4().hex[:8]}", "request_timeout": 30.0, **(producer or {})}),
-            consumer=ConsumerConfig(**(consumer or {})),
+            consumer=ConsumerConfig(**{"services": tuple(ServiceConfig(name, handler)
+                                                         for name, handler in (services or {}).items()),
+                                       **(consumer or {})}),
         )
+        service_names.update(service.name for service in config.consumer.services)
+        return config
 
     yield build
     try:
@@ -161,7 +168,8 @@ def make_config(broker: Broker, names: TopologyConfig, request: pytest.FixtureRe
         return  # a test that left the broker down has its own failure to report
     try:
         channel = connection.channel()
-        for queue in (names.request_queue, names.dead_letter_queue, names.dead_letter_notice_queue):
+        services = [queue_name(names.request_queue, service) for service in sorted(service_names)]
+        for queue in (names.request_queue, *services, names.dead_letter_queue, names.dead_letter_notice_queue):
             channel.queue_delete(queue=queue)
         for exchange in (names.request_exchange, names.reply_exchange, names.dead_letter_exchange):
             channel.exchange_delete(exchange=exchange)

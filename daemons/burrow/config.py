@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from burrow.errors import ConfigError
+from burrow.services import ServiceConfig, parse_services, services_toml
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -191,10 +192,12 @@ class ConsumerConfig:
     concurrency: int = 8
     prefetch: int = 0
     max_message_bytes: int = 1048576
-    content_types: tuple[str, ...] = ("application/octet-stream", "text/plain")
+    content_types: tuple[str, ...] = ("application/octet-stream", "text/plain", "application/json")
     include_traceback: bool = False
     shutdown_timeout: float = 30.0
     dead_letter_notices: bool = True
+    #: ``[consumer.services.<name>]`` tables, parsed by :mod:`burrow.services`; empty: the default service.
+    services: tuple[ServiceConfig, ...] = ()
 
     def effective_prefetch(self, concurrency: int) -> int:
         """Unacked requests to hold with ``concurrency`` workers (the live count after a reload):
@@ -435,7 +438,14 @@ def parse_config(data: dict[str, Any], path: str = "<string>", *, read_secrets: 
     for name, table in data.items():
         if name not in sections:
             raise ConfigError(path, name, f"unknown section (known sections: {', '.join(sorted(sections))})")
+        if name == "consumer" and isinstance(table, dict):
+            table = {key: value for key, value in table.items() if key != "services"}
         built[name] = _build(path, name, hints[name], table)
+    if isinstance(data.get("consumer"), dict):
+        consumer = built["consumer"]
+        services = parse_services(path, data["consumer"], consumer.handler)
+        handler = next((service.handler for service in services if service.is_default), consumer.handler)
+        built["consumer"] = dataclasses.replace(consumer, services=services, handler=handler)
     rabbitmq = built.get("rabbitmq", RabbitMQConfig())
     built["rabbitmq"] = _resolve_password(path, rabbitmq, data.get("rabbitmq", {}), read_secrets)
     _check_hosts(path, built["rabbitmq"], data.get("rabbitmq", {}))
@@ -504,11 +514,15 @@ def to_toml(config: BurrowConfig) -> str:
                 continue
             elif name == "rabbitmq" and item.name == ("host" if obj.hosts else "hosts"):
                 continue
+            elif name == "consumer" and (item.name == "services" or (item.name == "handler" and obj.services)):
+                continue  # the services, default one included, follow as their own tables
             else:
                 lines.append(f"{item.name} = {_toml_value(value)}")
         lines.append("")
         for nested_name, nested_obj in nested:
             section(nested_name, nested_obj)
+        if name == "consumer":
+            lines.extend(services_toml(obj.services))
 
     for item in dataclasses.fields(config):
         if item.name != "path":

@@ -18,6 +18,14 @@ producer went away. Quorum queues cannot be exclusive, and RabbitMQ 3.10 does no
 exclusive flag of a consume on them; single active consumer takes its place: a second producer
 with the same ``instance_id`` (or a new connection while the broker still holds the old one)
 waits as a standby and gets no reply until the first consumer is gone.
+
+Each named service (:mod:`burrow.services`) has a request queue of its own, declared by the
+consumers that serve it (a producer declares none: a service nobody ever served has no queue, so
+its requests come back unroutable and the caller hears so at once). On a cluster a quorum service
+queue asks the broker to put its leader on the node with the fewest leaders
+(``x-queue-leader-locator``, :func:`leader_locator`), so that several services spread their
+leaders, and with them the work, over the nodes. The default queue keeps the arguments it was
+declared with by earlier releases: the broker refuses a redeclaration with other arguments.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from typing import Any, Callable
 from pika.channel import Channel
 
 from burrow.config import TopologyConfig
+from burrow.services import DEFAULT_SERVICE, queue_name, routing_key
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +86,36 @@ def notice_queue_arguments(topology: TopologyConfig) -> dict[str, Any]:
     return {"x-queue-type": topology.queue_type, "x-max-length": NOTICE_QUEUE_MAX_LENGTH, "x-overflow": "drop-head"}
 
 
-def declaration_steps(topology: TopologyConfig, reply_queue: str | None) -> list[tuple[str, dict[str, Any]]]:
-    """The ordered ``(channel method, keyword arguments)`` calls that declare the topology."""
+def leader_locator(server_properties: dict[str, Any]) -> str:
+    """The ``x-queue-leader-locator`` value that spreads quorum queue leaders on the broker that
+    sent ``server_properties`` (connection.start): RabbitMQ 3.x takes ``client-local``, ``random``
+    and ``least-leaders`` (3.12 and 3.13 read the last as ``balanced``); 4.0 takes ``client-local``
+    and ``balanced`` and refuses the others as deprecated. An unreadable version counts as 3.x."""
+    version = server_properties.get("version", b"")
+    text = version.decode("ascii", "replace") if isinstance(version, bytes) else str(version)
+    major = text.split(".", 1)[0]
+    return "balanced" if major.isdigit() and int(major) >= 4 else "least-leaders"
+
+
+def service_queue_steps(topology: TopologyConfig, service: str, locator: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """Declare and bind the request queue of ``service`` (the default one: ``request_queue``);
+    a named quorum queue gets ``locator`` as its leader locator when one is given."""
+    queue = queue_name(topology.request_queue, service)
+    arguments = request_queue_arguments(topology)
+    if queue != topology.request_queue and topology.queue_type == "quorum" and locator:
+        arguments["x-queue-leader-locator"] = locator
+    return [
+        ("queue_declare", {"queue": queue, "durable": True, "arguments": arguments}),
+        ("queue_bind", {"queue": queue, "exchange": topology.request_exchange,
+                        "routing_key": routing_key(topology.request_queue, service)}),
+    ]
+
+
+def declaration_steps(topology: TopologyConfig, reply_queue: str | None, services: tuple[str, ...] = (),
+                      locator: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The ordered ``(channel method, keyword arguments)`` calls that declare the topology: the
+    exchanges, the dead-letter queues, the default request queue, then the queues of the named
+    ``services`` (with leader ``locator``) and the ``reply_queue``."""
     steps: list[tuple[str, dict[str, Any]]] = [
         ("exchange_declare", {"exchange": topology.request_exchange, "exchange_type": "direct", "durable": True}),
         ("exchange_declare", {"exchange": topology.reply_exchange, "exchange_type": "direct", "durable": True}),
@@ -100,15 +137,11 @@ def declaration_steps(topology: TopologyConfig, reply_queue: str | None) -> list
             "queue_bind",
             {"queue": topology.dead_letter_notice_queue, "exchange": topology.dead_letter_exchange, "routing_key": ""},
         ),
-        (
-            "queue_declare",
-            {"queue": topology.request_queue, "durable": True, "arguments": request_queue_arguments(topology)},
-        ),
-        (
-            "queue_bind",
-            {"queue": topology.request_queue, "exchange": topology.request_exchange, "routing_key": topology.request_queue},
-        ),
+        *service_queue_steps(topology, DEFAULT_SERVICE, None),
     ]
+    for service in services:
+        if service != DEFAULT_SERVICE:
+            steps += service_queue_steps(topology, service, locator)
     if reply_queue is not None:
         steps += [
             (
@@ -125,14 +158,18 @@ def declaration_steps(topology: TopologyConfig, reply_queue: str | None) -> list
 
 
 def declare_topology(
-    channel: Channel, topology: TopologyConfig, reply_queue: str | None, on_done: Callable[[], None]
+    channel: Channel, topology: TopologyConfig, reply_queue: str | None, on_done: Callable[[], None],
+    services: tuple[str, ...] = (),
 ) -> None:
     """Run the declaration steps one after another on ``channel``, then call ``on_done``.
 
-    A declaration the broker refuses (e.g. a queue that exists with other arguments) closes the
-    channel; the channel's close callback reports the broker's reason and the connection retries.
+    The leader locator of the ``services``' queues follows the version of the broker the channel's
+    connection reached. A declaration the broker refuses (e.g. a queue that exists with other
+    arguments) closes the channel; the channel's close callback reports the broker's reason and
+    the connection retries.
     """
-    steps = declaration_steps(topology, reply_queue)
+    locator = leader_locator(getattr(channel.connection, "server_properties", None) or {}) if services else None
+    steps = declaration_steps(topology, reply_queue, services, locator)
 
     def run(index: int) -> None:
         if index == len(steps):

@@ -1,0 +1,61 @@
+"""``ServedService``: one service inside a consumer daemon, with its own workers and request window.
+
+A consumer daemon has one I/O thread and one consuming channel; each service it serves registers
+its own consumer on its own queue on that channel, with its own prefetch, and runs its requests in
+its own :class:`~burrow.workers.HandlerPool`. So a slow service fills only its own window and its
+own threads, and the requests of a fast service beside it are never queued behind them. What is
+per channel (delivery tags, acks, the reply publisher) stays with the consumer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from burrow.config import ConsumerConfig
+from burrow.handlers import Handler
+from burrow.services import ServiceConfig, queue_name
+from burrow.amqp.window import RequestWindow
+from burrow.workers import HandlerPool
+
+
+class ServedService:
+    """The I/O thread's state of one service: its pool, window and registration on the channel.
+
+    ``concurrency``/``prefetch`` of 0 in ``service`` follow ``[consumer]`` (``settings``), also
+    after a reload changes ``consumer.concurrency`` (:meth:`follows_consumer`).
+    """
+
+    def __init__(self, service: ServiceConfig, settings: ConsumerConfig, request_queue: str, handler: Handler,
+                 on_done: Callable[[Any], None]) -> None:
+        self.config = service
+        self.name = service.name
+        self.queue = queue_name(request_queue, service.name)
+        self._settings = settings
+        self.workers: HandlerPool[Any] = HandlerPool(
+            handler, service.handler, service.concurrency or settings.concurrency,
+            include_traceback=settings.include_traceback, on_done=on_done,
+        )
+        self.window = RequestWindow(self.prefetch)
+        self.consumer_tag: str | None = None
+        self.registered = False
+
+    @property
+    def follows_consumer(self) -> bool:
+        """True when this service's concurrency is ``[consumer] concurrency`` (none of its own)."""
+        return self.config.concurrency == 0
+
+    def prefetch(self) -> int:
+        """Requests to hold unacked with the full window open: the service's ``prefetch``, else
+        ``[consumer] prefetch``, else 4 per worker."""
+        return self.config.prefetch or self._settings.effective_prefetch(self.workers.workers)
+
+    def restart(self) -> None:
+        """A new consuming channel: not registered, and back to the probation window."""
+        self.consumer_tag = None
+        self.registered = False
+        self.window.restart()
+
+    def describe(self) -> str:
+        """``name (queue, N workers, prefetch P, handler)`` for the ready log line."""
+        return (f"{self.name} ({self.queue}, {self.workers.workers} workers, prefetch {self.prefetch()}, "
+                f"handler {self.config.handler})")

@@ -1,0 +1,119 @@
+"""Named services on a real broker: one consumer daemon serves several, one producer calls them all."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from burrow import UnknownService, UnroutableError
+from burrow.config import to_toml
+from burrow.services import queue_name
+
+from conftest import queue_depth, wait_for
+
+SERVICES = {"upper": "burrow_test_handlers:upper", "reverse": "burrow_test_handlers:reverse"}
+
+
+def test_one_daemon_serves_two_services_in_one_burst_of_10000(make_config, consumer_process, start_producer):
+    """Every reply came from its service's handler and names its own request, counted per id."""
+    config = make_config(services=SERVICES)
+    daemon = consumer_process(config)
+    daemon.start().wait_ready()
+    producer = start_producer(config)
+    sent = {}
+    for i in range(10_000):
+        service = "upper" if i % 2 else "reverse"
+        body = f"req-{i}".encode()
+        sent[i] = (service, body, producer.submit(body, service=service, timeout=120))
+    wrong, answered = [], {"upper": 0, "reverse": 0}
+    for i, (service, body, future) in sent.items():
+        reply = future.result(timeout=180)
+        made = b"upper:" + body.upper() if service == "upper" else b"reverse:" + body[::-1]
+        if reply != made + b" " + future.correlation_id.encode():
+            wrong.append((i, service, reply))
+        else:
+            answered[service] += 1
+    assert wrong == [], f"{len(wrong)} replies from the wrong handler or for another request, e.g. {wrong[:3]}"
+    assert answered == {"upper": 5000, "reverse": 5000}
+    assert len({future.correlation_id for _s, _b, future in sent.values()}) == 10_000
+
+
+def test_default_service_beside_named_ones(make_config, start_consumer, start_producer, amqp):
+    """``[consumer] handler`` keeps serving the old queue with service=None, beside a named service."""
+    config = make_config(consumer={"handler": "burrow.handlers:echo"},
+                         services={"default": "burrow.handlers:echo", "upper": SERVICES["upper"]})
+    consumer = start_consumer(config)
+    assert consumer.services == ["default", "upper"]
+    producer = start_producer(config)
+    assert producer.call(b"old", timeout=10) == b"Consumer processed: old"
+    assert producer.call(b"x", service="upper", timeout=10).startswith(b"upper:X ")
+    assert queue_depth(amqp, config.topology.request_queue) == 0
+    assert queue_depth(amqp, queue_name(config.topology.request_queue, "upper")) == 0
+
+
+def test_unknown_service_reaches_the_caller_in_under_a_second(make_config, start_consumer, start_producer):
+    config = make_config(services={"upper": SERVICES["upper"]})
+    start_consumer(config)
+    producer = start_producer(config)
+    started = time.monotonic()
+    future = producer.submit(b"x", service="nosuch", timeout=30)
+    error = future.exception(timeout=30)
+    elapsed = time.monotonic() - started
+    assert isinstance(error, UnknownService) and isinstance(error, UnroutableError), repr(error)
+    assert error.service == "nosuch" and "nosuch" in str(error)
+    assert elapsed < 1.0, f"UnknownService took {elapsed:.2f}s"
+    with pytest.raises(ValueError, match="service name 'No.Such'"):
+        producer.submit(b"x", service="No.Such")
+
+
+def _p50(producer, service: str, count: int, threads: int = 4) -> float:
+    """The median round trip of ``count`` calls to ``service`` from ``threads`` caller threads."""
+
+    def one(i: int) -> float:
+        started = time.monotonic()
+        producer.call(f"f{i}".encode(), service=service, timeout=30)
+        return time.monotonic() - started
+
+    with ThreadPoolExecutor(threads) as pool:
+        return statistics.median(pool.map(one, range(count)))
+
+
+def test_a_slow_service_does_not_slow_a_fast_one_in_the_same_daemon(make_config, start_consumer, start_producer, amqp):
+    """The fast service's median round trip with the slow one saturated (its workers asleep, its
+    queue holding more) stays within 2x of its median alone."""
+    config = make_config(services={"fast": SERVICES["upper"], "slow": "burrow_test_handlers:sleep_one_second"},
+                         consumer={"concurrency": 4})
+    start_consumer(config)
+    producer = start_producer(config)
+    _p50(producer, "fast", 50)  # warm up connections and windows
+    alone = _p50(producer, "fast", 400)
+    # 300 requests of one second on 4 workers: busy for over a minute, far longer than the fast
+    # service needs for its calls; what is left is failed by the producer's stop at the end.
+    slow = [producer.submit(f"s{i}".encode(), service="slow", timeout=300) for i in range(300)]
+    wait_for(lambda: queue_depth(amqp, queue_name(config.topology.request_queue, "slow")) > 0, 10,
+             "the slow service's backlog")
+    beside = _p50(producer, "fast", 200)
+    still_busy = sum(not future.done() for future in slow)
+    print(f"fast p50: {alone * 1000:.1f} ms alone, {beside * 1000:.1f} ms beside the saturated slow service")
+    assert beside <= 2 * alone, f"fast p50 {beside * 1000:.1f} ms beside the slow service, {alone * 1000:.1f} ms alone"
+    assert still_busy > 0, "the slow service finished before the fast one was measured beside it"
+
+
+def test_burrow_call_service_reaches_that_service_and_names_an_unknown_one(make_config, start_consumer, tmp_path):
+    config = make_config(services={"reverse": SERVICES["reverse"]})
+    start_consumer(config)
+    path = tmp_path / "producer.toml"
+    path.write_text(to_toml(config))
+    burrow = Path(sys.executable).parent / "burrow"
+    result = subprocess.run([str(burrow), "call", "--config", str(path), "--service", "reverse", "abc"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("reverse:cba "), result
+    result = subprocess.run([str(burrow), "call", "--config", str(path), "--service", "nosuch", "abc"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stderr.startswith("error: UnknownService: unknown service 'nosuch'"), result
