@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -28,10 +27,10 @@ import pytest
 from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, TopologyConfig, to_toml
 from burrow.services import ServiceConfig, queue_name
 from burrow.tools.localbroker import RABBITMQ_SERVER, LocalBroker
+from waiting import wait_for
 
 TESTS_DIR = Path(__file__).resolve().parent
 SUPPORT_DIR = TESTS_DIR / "support"
-sys.path.insert(0, str(SUPPORT_DIR))
 
 
 @dataclasses.dataclass
@@ -106,32 +105,6 @@ def amqp(broker: Broker, request: pytest.FixtureRequest) -> Iterator[pika.adapte
     finally:
         if connection.is_open:
             connection.close()
-
-
-def queue_depth(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> int:
-    """Ready messages in ``queue`` (passive declare)."""
-    return channel.queue_declare(queue=queue, passive=True).method.message_count
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll ``predicate`` until it is true; fail the test naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
-
-
-def start_victims_until_dead_lettered(config: BurrowConfig, consumer_process: Callable[..., "ConsumerProcess"],
-                                      dead_letters: Callable[[], int], attempts: int = 6) -> None:
-    """Start consumer daemons one after another, each once the poison request killed the one before,
-    until the broker dead-letters the poison (at most ``attempts`` consumers, 60 s each)."""
-    for attempt in range(attempts):
-        if dead_letters() == 1:
-            return
-        victim = consumer_process(config, f"victim{attempt}").start()
-        wait_for(lambda: victim.process.poll() is not None or dead_letters() == 1, 60, "the poison to kill a consumer")
 
 
 @pytest.fixture

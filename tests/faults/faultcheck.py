@@ -49,6 +49,7 @@ from burrow.handlers import RequestContext
 from burrow.producer import REPUBLISHED_MESSAGE, Producer
 from burrow.tools.localbroker import LocalBroker
 from provenance import git_revision, results_dir  # tests/support
+from waiting import wait_for
 
 logger = logging.getLogger(__name__)
 
@@ -401,20 +402,6 @@ class Load:
         outcomes = [outcome for load in loads for outcome in load.outcomes()]
         return count(tally, outcomes, handler_log.runs() if handler_log else None,
                      republished.counts() if republished else None)
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll ``predicate`` until true; fail the test naming ``what`` after ``timeout`` seconds.
-
-    The same as the suite's ``conftest.wait_for``, repeated because ``producer_child.py`` imports
-    this module in a process that has no conftest on its path.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def connection_pids(broker: LocalBroker, name: str) -> list[str]:

@@ -7,7 +7,8 @@ import logging
 import pika
 import pytest
 
-from conftest import queue_depth, wait_for
+from broker_helpers import queue_depth
+from waiting import wait_for
 
 VALID = {"reply_to": "somewhere", "correlation_id": "c-1", "content_type": "application/octet-stream"}
 

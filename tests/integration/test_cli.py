@@ -21,8 +21,7 @@ import pytest
 from burrow.config import to_toml
 from burrow.tools.localbroker import free_port
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
-from pki import make_pki  # noqa: E402  (tests/security/pki.py, the suite's throwaway PKI)
+from pki import make_pki
 
 
 def burrow(*args: str) -> subprocess.CompletedProcess[str]:

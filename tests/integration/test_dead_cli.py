@@ -15,7 +15,8 @@ import burrow_test_handlers
 from burrow.config import BurrowConfig, to_toml
 from burrow.errors import Rejected
 
-from conftest import queue_depth, wait_for
+from broker_helpers import queue_depth
+from waiting import wait_for
 
 
 def burrow(*args: str) -> subprocess.CompletedProcess[str]:

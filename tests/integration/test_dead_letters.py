@@ -13,7 +13,8 @@ from burrow.deadletters import DeadLetterWatcher
 from burrow.errors import DeliveryLimitExceeded, Rejected
 from burrow.protocol import HEADER_DEADLINE, decode_reply
 
-from conftest import queue_depth, start_victims_until_dead_lettered, wait_for
+from broker_helpers import queue_depth, start_victims_until_dead_lettered
+from waiting import wait_for
 
 #: Every request here gets this long; the point is that the caller learns far sooner.
 TIMEOUT = 30.0

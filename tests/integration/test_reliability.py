@@ -12,7 +12,8 @@ from burrow.errors import DeliveryLimitExceeded
 from burrow.producer import Producer
 from burrow.topology import reply_queue_name
 
-from conftest import queue_depth, start_victims_until_dead_lettered, wait_for
+from broker_helpers import queue_depth, start_victims_until_dead_lettered
+from waiting import wait_for
 
 
 def test_consumer_sigkill_mid_load_then_restart_answers_every_request(make_config, consumer_process, start_producer, tmp_path, monkeypatch):

@@ -13,7 +13,8 @@ from burrow import Backpressure, RemoteError, RequestTimeout, UnroutableError
 from burrow.handlers import load_handler
 from burrow.topology import reply_queue_name
 
-from conftest import queue_depth, wait_for
+from broker_helpers import queue_depth
+from waiting import wait_for
 
 
 def test_round_trip(make_config, start_consumer, start_producer):

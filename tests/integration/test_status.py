@@ -12,7 +12,7 @@ from pathlib import Path
 from burrow.config import BurrowConfig, MetricsConfig
 from burrow.tools.localbroker import free_port
 
-from conftest import wait_for
+from waiting import wait_for
 
 
 def status(*args: str) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,8 @@ import pika
 
 from burrow.handlers import RequestContext
 
-from conftest import queue_depth, wait_for
+from broker_helpers import queue_depth
+from waiting import wait_for
 
 
 class Gate:

@@ -30,7 +30,7 @@ from burrow.consumer import Consumer
 from burrow.tools.localbroker import LocalBroker, TLSListener, free_port
 from burrow.producer import Producer
 
-from conftest import wait_for
+from waiting import wait_for
 from pki import Pki, make_pki
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]

@@ -17,7 +17,7 @@ import pytest
 from burrow.amqp.setup import connection_parameters
 from burrow.config import load_config
 
-from conftest import wait_for
+from waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 

@@ -31,7 +31,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -40,6 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
+
+from burrow.tools.localbroker import free_port
+from waiting import wait_for
 
 logger = logging.getLogger(__name__)
 
@@ -84,22 +86,9 @@ def ensure_root(extra_packages: Sequence[str] = ()) -> Path:
     return root
 
 
-def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    """Poll ``predicate`` until it is true; raise :class:`HarnessError` naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return
-        if time.monotonic() >= deadline:
-            raise HarnessError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    """:func:`waiting.wait_for` raising :class:`HarnessError`: the harness fails as a harness, not a test."""
+    wait_for(predicate, timeout, what, interval, error=HarnessError)
 
 
 @dataclass(frozen=True)

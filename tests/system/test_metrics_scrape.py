@@ -12,7 +12,6 @@ import dataclasses
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -22,19 +21,14 @@ from pathlib import Path
 import pytest
 
 from burrow.config import BurrowConfig, MetricsConfig, to_toml
+from burrow.tools.localbroker import free_port
 from burrow.tools.sendclient import UnixHTTPConnection
 
-from conftest import wait_for
+from waiting import wait_for
 
 pytestmark = pytest.mark.system
 
 REQUESTS = 20
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def scrape(port: int) -> str:

@@ -13,19 +13,14 @@ import pytest
 from burrow import metrics
 from burrow.daemon import prometheus
 from burrow.errors import BrokerUnavailable, PublishError, Rejected, RemoteError, RequestTimeout, UnroutableError
+from burrow.tools.localbroker import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def consumer_scrape() -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     prometheus.enable("consumer", "127.0.0.1", port)
     yield port
     prometheus.disable()
