@@ -15,7 +15,8 @@ from burrow import UnknownService, UnroutableError
 from burrow.config import to_toml
 from burrow.services import queue_name
 
-from conftest import queue_depth, wait_for
+from broker_helpers import queue_depth
+from waiting import wait_for
 
 SERVICES = {"upper": "burrow_test_handlers:upper", "reverse": "burrow_test_handlers:reverse"}
 
