@@ -24,8 +24,11 @@ consumers that serve it (a producer declares none: a service nobody ever served 
 its requests come back unroutable and the caller hears so at once). On a cluster a quorum service
 queue asks the broker to put its leader on the node with the fewest leaders
 (``x-queue-leader-locator``, :func:`leader_locator`), so that several services spread their
-leaders, and with them the work, over the nodes. The default queue keeps the arguments it was
-declared with by earlier releases: the broker refuses a redeclaration with other arguments.
+leaders, and with them the work, over the nodes. The broker refuses to redeclare a queue with
+another leader locator (PRECONDITION_FAILED, closing the channel), and the value it takes changed
+with RabbitMQ 4.0; so a service queue that exists is used as it is, whatever it was declared with
+(:func:`declare_service_queues` asks first, on a channel of its own), and the default queue keeps
+the arguments earlier releases declared it with.
 """
 
 from __future__ import annotations
@@ -111,11 +114,9 @@ def service_queue_steps(topology: TopologyConfig, service: str, locator: str | N
     ]
 
 
-def declaration_steps(topology: TopologyConfig, reply_queue: str | None, services: tuple[str, ...] = (),
-                      locator: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+def declaration_steps(topology: TopologyConfig, reply_queue: str | None) -> list[tuple[str, dict[str, Any]]]:
     """The ordered ``(channel method, keyword arguments)`` calls that declare the topology: the
-    exchanges, the dead-letter queues, the default request queue, then the queues of the named
-    ``services`` (with leader ``locator``) and the ``reply_queue``."""
+    exchanges, the dead-letter queues, the default request queue and the ``reply_queue``."""
     steps: list[tuple[str, dict[str, Any]]] = [
         ("exchange_declare", {"exchange": topology.request_exchange, "exchange_type": "direct", "durable": True}),
         ("exchange_declare", {"exchange": topology.reply_exchange, "exchange_type": "direct", "durable": True}),
@@ -139,9 +140,6 @@ def declaration_steps(topology: TopologyConfig, reply_queue: str | None, service
         ),
         *service_queue_steps(topology, DEFAULT_SERVICE, None),
     ]
-    for service in services:
-        if service != DEFAULT_SERVICE:
-            steps += service_queue_steps(topology, service, locator)
     if reply_queue is not None:
         steps += [
             (
@@ -161,22 +159,66 @@ def declare_topology(
     channel: Channel, topology: TopologyConfig, reply_queue: str | None, on_done: Callable[[], None],
     services: tuple[str, ...] = (),
 ) -> None:
-    """Run the declaration steps one after another on ``channel``, then call ``on_done``.
+    """Run the declaration steps one after another on ``channel``, then ensure the named
+    ``services``' queues (:func:`declare_service_queues`), then call ``on_done``.
 
-    The leader locator of the ``services``' queues follows the version of the broker the channel's
-    connection reached. A declaration the broker refuses (e.g. a queue that exists with other
-    arguments) closes the channel; the channel's close callback reports the broker's reason and
-    the connection retries.
+    A declaration the broker refuses (e.g. a queue that exists with other arguments) closes the
+    channel; the channel's close callback reports the broker's reason and the connection retries.
     """
-    locator = leader_locator(getattr(channel.connection, "server_properties", None) or {}) if services else None
-    steps = declaration_steps(topology, reply_queue, services, locator)
+    steps = declaration_steps(topology, reply_queue)
+    named = [service for service in services if service != DEFAULT_SERVICE]
 
     def run(index: int) -> None:
         if index == len(steps):
             logger.debug("Topology declared on channel %s", channel.channel_number)
-            on_done()
+            declare_service_queues(channel, topology, named, on_done)
             return
         method, kwargs = steps[index]
         getattr(channel, method)(callback=lambda _frame: run(index + 1), **kwargs)
 
     run(0)
+
+
+def declare_service_queues(channel: Channel, topology: TopologyConfig, services: list[str],
+                           on_done: Callable[[], None]) -> None:
+    """Make sure each named service has its queue and binding, then call ``on_done``.
+
+    For each service a passive declare on a short-lived probe channel asks whether the queue
+    exists; a missing queue closes only the probe channel (404), and the queue is then declared on
+    ``channel`` with the leader locator for this broker's version (:func:`leader_locator`). A queue
+    that exists is only bound again: its arguments stay as they were declared (module docstring).
+    """
+    locator = leader_locator(getattr(channel.connection, "server_properties", None) or {})
+
+    def ensure(index: int) -> None:
+        if index == len(services):
+            on_done()
+            return
+        (declare, bind) = service_queue_steps(topology, services[index], locator)
+        queue = declare[1]["queue"]
+
+        def bound() -> None:
+            channel.queue_bind(callback=lambda _frame: ensure(index + 1), **bind[1])
+
+        def on_probe_open(probe: Channel) -> None:
+            found = False
+
+            def exists(_frame: Any) -> None:
+                nonlocal found
+                found = True
+                probe.close()
+                bound()
+
+            def closed(_probe: Channel, reason: BaseException) -> None:
+                if found or not channel.is_open:
+                    return  # done, or the connection is gone and the owner reconnects
+                logger.info("Declaring the request queue %s of service %s (leader locator %s): %s",
+                            queue, services[index], locator, reason)
+                channel.queue_declare(callback=lambda _frame: bound(), **declare[1])
+
+            probe.add_on_close_callback(closed)
+            probe.queue_declare(queue=queue, passive=True, callback=exists)
+
+        channel.connection.channel(on_open_callback=on_probe_open)
+
+    ensure(0)

@@ -14,6 +14,7 @@ import pytest
 from burrow import UnknownService, UnroutableError
 from burrow.config import to_toml
 from burrow.services import queue_name
+from burrow.topology import request_queue_arguments
 
 from broker_helpers import queue_depth
 from waiting import wait_for
@@ -118,3 +119,17 @@ def test_burrow_call_service_reaches_that_service_and_names_an_unknown_one(make_
     result = subprocess.run([str(burrow), "call", "--config", str(path), "--service", "nosuch", "abc"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and result.stderr.startswith("error: UnknownService: unknown service 'nosuch'"), result
+
+
+def test_a_service_queue_declared_with_another_leader_locator_is_used_as_it_is(make_config, start_consumer,
+                                                                                 start_producer, amqp):
+    """A queue that exists keeps its arguments (e.g. the locator value of the broker release that
+    declared it): the broker refuses a redeclaration with another one, and the consumer would
+    never become ready."""
+    config = make_config(services={"upper": SERVICES["upper"]})
+    queue = queue_name(config.topology.request_queue, "upper")
+    amqp.queue_declare(queue, durable=True,
+                       arguments={**request_queue_arguments(config.topology), "x-queue-leader-locator": "client-local"})
+    start_consumer(config)
+    producer = start_producer(config)
+    assert producer.call(b"x", service="upper", timeout=10).startswith(b"upper:X ")

@@ -12,7 +12,7 @@ from burrow.config import ConsumerConfig, TopologyConfig, load_config, parse_con
 from burrow.errors import ConfigError
 from burrow.protocol import validate_request
 from burrow.services import DEFAULT_SERVICE, ServiceConfig, check_name, queue_name, routing_key, served
-from burrow.topology import declaration_steps, leader_locator
+from burrow.topology import declaration_steps, leader_locator, service_queue_steps
 
 
 def load(tmp_path: Path, text: str):
@@ -93,7 +93,7 @@ def test_service_names_producers_may_ask_for():
 
 def test_service_queues_are_quorum_with_dead_lettering_and_a_leader_locator():
     topology = TopologyConfig()
-    steps = declaration_steps(topology, None, ("default", "resize"), "least-leaders")
+    steps = declaration_steps(topology, None) + service_queue_steps(topology, "resize", "least-leaders")
     declared = {kw["queue"]: kw.get("arguments") for method, kw in steps if method == "queue_declare"}
     bound = {kw["queue"]: kw["routing_key"] for method, kw in steps if method == "queue_bind"
              and kw["exchange"] == topology.request_exchange}
