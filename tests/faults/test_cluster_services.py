@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import uuid
-from pathlib import Path
 from typing import Iterator
 
 import pika
@@ -19,21 +18,12 @@ import pytest
 
 from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, TopologyConfig
 from burrow.services import ServiceConfig, queue_name
-from burrow.tools.localbroker import RABBITMQ_SERVER
 from burrow.tools.localcluster import LocalCluster
 from burrow.topology import reply_queue_name
 
 pytestmark = [pytest.mark.faults, pytest.mark.cluster, pytest.mark.timeout(300)]
 
 SERVICES = ("images", "pdf", "fraud")
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    if not Path(RABBITMQ_SERVER).exists():
-        pytest.fail(f"{RABBITMQ_SERVER} is missing: scripts/bootstrap-dev.sh installs rabbitmq-server")
-    with LocalCluster(3, name=f"burrow-services-{uuid.uuid4().hex[:6]}") as running:
-        yield running
 
 
 @pytest.fixture
