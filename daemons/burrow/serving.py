@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from burrow.config import ConsumerConfig
+from burrow.config.schema import ConsumerConfig, ServiceConfig
 from burrow.handlers import Handler
-from burrow.services import ServiceConfig, queue_name
+from burrow.services import queue_name
 from burrow.amqp.window import RequestWindow
 from burrow.workers import HandlerPool
 
@@ -25,11 +25,11 @@ class ServedService:
     after a reload changes ``consumer.concurrency`` (:meth:`follows_consumer`).
     """
 
-    def __init__(self, service: ServiceConfig, settings: ConsumerConfig, request_queue: str, handler: Handler,
-                 on_done: Callable[[Any], None]) -> None:
+    def __init__(self, name: str, service: ServiceConfig, settings: ConsumerConfig, request_queue: str,
+                 handler: Handler, on_done: Callable[[Any], None]) -> None:
         self.config = service
-        self.name = service.name
-        self.queue = queue_name(request_queue, service.name)
+        self.name = name
+        self.queue = queue_name(request_queue, name)
         self._settings = settings
         self.workers: HandlerPool[Any] = HandlerPool(
             handler, service.handler, service.concurrency or settings.concurrency,
