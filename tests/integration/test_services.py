@@ -13,7 +13,9 @@ import pytest
 
 from burrow import UnknownService, UnroutableError
 from burrow.config import to_toml
+from burrow.daemon.http import HttpApi
 from burrow.services import queue_name
+from burrow.tools.sendclient import SendError, SocketClient
 from burrow.topology import request_queue_arguments
 
 from broker_helpers import queue_depth
@@ -132,3 +134,22 @@ def test_a_service_queue_declared_with_another_leader_locator_is_used_as_it_is(m
     start_consumer(config)
     producer = start_producer(config)
     assert producer.call(b"x", service="upper", timeout=10).startswith(b"upper:X ")
+
+
+def test_http_api_posts_to_a_service_and_answers_404_for_an_unknown_one(make_config, start_consumer, start_producer,
+                                                                         tmp_path):
+    config = make_config(services={"upper": SERVICES["upper"]})
+    start_consumer(config)
+    api = HttpApi(start_producer(config), socket_path=str(tmp_path / "producer.sock"), max_body=1024,
+                  default_timeout=10.0, socket_activation=False)
+    api.start()
+    try:
+        reply = SocketClient(api.address, timeout=10, service="upper").send(b"abc")
+        assert reply.startswith(b"upper:ABC "), reply
+        started = time.monotonic()
+        with pytest.raises(SendError) as caught:
+            SocketClient(api.address, timeout=10, service="nosuch").send(b"abc")
+        assert (caught.value.status, caught.value.code) == (404, "unknown_service"), caught.value
+        assert time.monotonic() - started < 1.0
+    finally:
+        api.close()
