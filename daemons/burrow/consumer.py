@@ -32,6 +32,7 @@ from pika.channel import Channel
 from burrow import metrics, tracing
 from burrow.amqp.acks import AckBatcher
 from burrow.amqp.iothread import IOThread
+from burrow.amqp.queuestats import QueueCount, QueueStats
 from burrow.amqp.replies import ReplyPublisher
 from burrow.amqp.setup import BrokerLink, RabbitMQSetup
 from burrow.config import BurrowConfig
@@ -42,6 +43,8 @@ from burrow.serving import ServedService
 from burrow.stats import ConsumerStats
 
 logger = logging.getLogger(__name__)
+#: Seconds between two looks at the service queues' depth and consumers (STATUS=, metrics).
+QUEUE_STATS_INTERVAL = 5.0
 
 
 @dataclass(eq=False, slots=True)
@@ -91,6 +94,7 @@ class Consumer:
                           given.get(name) or load_handler(service.handler), self._replies_put)
             for name, service in services
         ]
+        self._queue_stats = QueueStats({service.name: service.queue for service in self._services})
         self._consume = RabbitMQSetup(
             config.rabbitmq, config.topology, self._io.ioloop,
             role=f"{name}-consume", on_ready=self.on_consume_channel_ready, on_lost=self.on_consume_lost,
@@ -135,6 +139,10 @@ class Consumer:
     def services(self) -> list[str]:
         """The names of the services served, the default one as ``default``."""
         return [service.name for service in self._services]
+
+    def service_queues(self) -> dict[str, QueueCount]:
+        """Each service's queue: ready requests and consumers, as the broker last said (any thread)."""
+        return self._queue_stats.latest
 
     def _replies_put(self, delivery: _Delivery) -> None:
         """Worker thread: hand a finished request to the reply publisher."""
@@ -207,6 +215,12 @@ class Consumer:
     def _connect(self) -> None:
         self._publish.start()
         self._consume.start()
+        self._io.call_every(QUEUE_STATS_INTERVAL, self._poll_queues)
+
+    def _poll_queues(self) -> None:
+        channel = self._consume_channel
+        if channel is not None and channel.is_open and not self._draining:
+            self._queue_stats.poll(channel.connection)
 
     def on_publish_lost(self, reason: str) -> None:
         self._replies.on_channel_lost(reason)
