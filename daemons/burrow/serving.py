@@ -4,15 +4,19 @@ A consumer daemon has one I/O thread and one consuming channel; each service it 
 its own consumer on its own queue on that channel, with its own prefetch, and runs its requests in
 its own :class:`~burrow.workers.HandlerPool`. So a slow service fills only its own window and its
 own threads, and the requests of a fast service beside it are never queued behind them. What is
-per channel (delivery tags, acks, the reply publisher) stays with the consumer.
+per channel (delivery tags, acks, the reply publisher) stays with the consumer. A
+:class:`Delivery` is one request of a service on its way from the queue to its ack.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
+from burrow import tracing
 from burrow.config.schema import ConsumerConfig, ServiceConfig
-from burrow.handlers import Handler
+from burrow.handlers import Handler, RequestContext
+from burrow.protocol import Outcome
 from burrow.services import queue_name
 from burrow.amqp.window import RequestWindow
 from burrow.workers import HandlerPool
@@ -59,3 +63,26 @@ class ServedService:
         """``name (queue, N workers, prefetch P, handler)`` for the ready log line."""
         return (f"{self.name} ({self.queue}, {self.workers.workers} workers, prefetch {self.prefetch()}, "
                 f"handler {self.config.handler})")
+
+
+@dataclass(eq=False, slots=True)
+class Delivery:
+    """One request between its delivery and its ack, with the handler's outcome once it ran."""
+
+    service: ServedService
+    delivery_tag: int
+    generation: int  # which consuming channel delivered it; acks go only to that channel
+    reply_to: str
+    context: RequestContext
+    body: bytes
+    outcome: Outcome | None = None
+    returned: str | None = None
+
+    @property
+    def correlation_id(self) -> str:
+        return self.context.correlation_id
+
+    @property
+    def traceparent(self) -> str | None:
+        value = self.context.headers.get(tracing.HEADER)
+        return value if isinstance(value, str) else None
