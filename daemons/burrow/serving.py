@@ -37,7 +37,7 @@ class ServedService:
         self._settings = settings
         self.workers: HandlerPool[Any] = HandlerPool(
             handler, service.handler, service.concurrency or settings.concurrency,
-            include_traceback=settings.include_traceback, on_done=on_done,
+            include_traceback=settings.include_traceback, on_done=on_done, service=name,
         )
         self.window = RequestWindow(self.prefetch)
         self.consumer_tag: str | None = None

@@ -17,6 +17,7 @@ Every series is named after the process that produces it, so a name never means 
 - consumer: ``burrow_consumer_requests_received_total``, ``burrow_consumer_requests_total{outcome}``,
   ``burrow_consumer_handler_duration_seconds``, ``burrow_consumer_in_flight_requests``,
   ``burrow_consumer_dead_lettered_total{reason}``, ``burrow_consumer_dead_letter_notices_total{reason}``,
+  ``burrow_consumer_service_requests_total{service,outcome}``,
   ``burrow_consumer_service_ready_requests{service}``, ``burrow_consumer_service_consumers{service}``
   (the ``service`` label takes only the names the consumer's configuration serves).
 
@@ -184,6 +185,7 @@ class Metrics:
         self.dead_letters: Counter | None = None
         self.notices: Counter | None = None
         self.service_queues: ServiceQueues | None = None
+        self.service_finished: Counter | None = None
         if role == "producer":
             self.http = Counter(
                 "burrow_producer_http_responses", "HTTP API responses, by status code.", ["code"], registry=registry
@@ -205,6 +207,10 @@ class Metrics:
             self.notices.labels(reason=protocol.REJECT_DELIVERY_LIMIT)
             self.service_queues = ServiceQueues()
             registry.register(self.service_queues)
+            self.service_finished = Counter(
+                "burrow_consumer_service_requests", "Requests each served service's handler finished, by outcome.",
+                ["service", "outcome"], registry=registry,
+            )
 
     # -- the engines' events (burrow.metrics.Recorder) ----------------------------------------
 
@@ -218,6 +224,17 @@ class Metrics:
         self.finished.labels(outcome=outcome).inc()
         if seconds is not None:
             self.latency.observe(seconds)
+
+    def service_request_finished(self, service: str, outcome: str) -> None:
+        if self.service_finished is not None:
+            self.service_finished.labels(service=service, outcome=outcome).inc()
+
+    def declare_services(self, services: list[str]) -> None:
+        """Create each service's series at zero, so that rates exist before its first request."""
+        if self.service_finished is not None:
+            for service in services:
+                for outcome in hooks.CONSUMER_OUTCOMES:
+                    self.service_finished.labels(service=service, outcome=outcome)
 
     def dead_lettered(self, reason: str) -> None:
         if self.dead_letters is not None:
@@ -334,10 +351,12 @@ def track_connected(read: Callable[[], bool]) -> None:
         collectors.connected.set_function(lambda: 1.0 if read() else 0.0)
 
 
-def track_services(read: Callable[[], Mapping[str, Any]]) -> None:
-    """Read the consumer's service queues (ready requests, consumers) from ``read`` at every scrape."""
+def track_services(services: list[str], read: Callable[[], Mapping[str, Any]]) -> None:
+    """The consumer serves ``services``: create their series, and read their queues (ready
+    requests, consumers) from ``read`` at every scrape."""
     collectors = _active
     if collectors is not None and collectors.service_queues is not None:
+        collectors.declare_services(services)
         collectors.service_queues.read = read
 
 

@@ -272,7 +272,7 @@ def run_consumer(config: BurrowConfig) -> int:
             consumer.set_concurrency(new.consumer.concurrency)
 
     layer.attach(consumer, snapshot)
-    prometheus.track_services(consumer.service_queues)
+    prometheus.track_services(consumer.services, consumer.service_queues)
     while True:
         layer.maybe_ready(consumer)
         if layer.handle_next_signal(consumer, apply):
