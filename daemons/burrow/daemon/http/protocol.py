@@ -207,8 +207,12 @@ class BurrowProtocol(HttpToolsProtocol):
                 # Only a head split over several reads needs the timer: most arrive in one.
                 self._deadline_handle = self.loop.call_at(self.deadline, self._too_slow)
 
+    def _header_bytes(self) -> int:
+        """The header lines parsed so far, as sent: name, ``": "``, value and line end."""
+        return sum(len(name) + len(value) + 4 for name, value in self.headers)
+
     def _parsed_head_bytes(self) -> int:
-        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        return len(self.url) + self._header_bytes()
 
     def _head_refusal(self, complete: bool) -> _Reject | None:
         """The limit the head so far breaks, if any (with ``complete``, the finished head's)."""
@@ -216,8 +220,7 @@ class BurrowProtocol(HttpToolsProtocol):
             return _Reject(414, f"request target over {MAX_REQUEST_TARGET} bytes")
         if len(self.headers) > MAX_HEADERS:
             return _Reject(431, f"over {MAX_HEADERS} header lines")
-        header_bytes = sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if header_bytes > MAX_HEADER_BYTES:
+        if self._header_bytes() > MAX_HEADER_BYTES:
             return _Reject(431, f"header lines over {MAX_HEADER_BYTES} bytes")
         if not complete and self.head_bytes > MAX_HEAD_BYTES:
             return _Reject(431, f"request line and headers over {MAX_HEAD_BYTES} bytes")
