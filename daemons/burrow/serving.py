@@ -2,8 +2,10 @@
 
 A consumer daemon has one I/O thread and one consuming channel; each service it serves registers
 its own consumer on its own queue on that channel, with its own prefetch, and runs its requests in
-its own :class:`~burrow.workers.HandlerPool`. So a slow service fills only its own window and its
-own threads, and the requests of a fast service beside it are never queued behind them. What is
+its own :class:`~burrow.workers.HandlerPool` (threads), or for an ``async def`` handler its own
+:class:`~burrow.asyncworkers.AsyncHandlerPool` (coroutines on the daemon's one event loop). So a
+slow service fills only its own window and its own workers, and the requests of a fast service
+beside it are never queued behind them. What is
 per channel (delivery tags, acks, the reply publisher) stays with the consumer.
 """
 
@@ -12,7 +14,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from burrow.config import ConsumerConfig
-from burrow.handlers import Handler
+from burrow.asyncworkers import AsyncHandlerPool
+from burrow.handlers import Handler, is_coroutine_handler
 from burrow.services import ServiceConfig, queue_name
 from burrow.amqp.window import RequestWindow
 from burrow.workers import HandlerPool
@@ -31,7 +34,8 @@ class ServedService:
         self.name = service.name
         self.queue = queue_name(request_queue, service.name)
         self._settings = settings
-        self.workers: HandlerPool[Any] = HandlerPool(
+        pool = AsyncHandlerPool if is_coroutine_handler(handler) else HandlerPool
+        self.workers: HandlerPool[Any] | AsyncHandlerPool[Any] = pool(
             handler, service.handler, service.concurrency or settings.concurrency,
             include_traceback=settings.include_traceback, on_done=on_done,
         )
