@@ -24,8 +24,16 @@ from typing import Any, Callable, Iterator
 import pika
 import pytest
 
-from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, TopologyConfig, to_toml
-from burrow.services import ServiceConfig, queue_name
+from burrow.config import (
+    BurrowConfig,
+    ConsumerConfig,
+    ProducerConfig,
+    RabbitMQConfig,
+    ServiceConfig,
+    TopologyConfig,
+    to_toml,
+)
+from burrow.services import queue_name
 from burrow.tools.localbroker import RABBITMQ_SERVER, LocalBroker
 from waiting import wait_for
 
@@ -127,11 +135,11 @@ def make_config(broker: Broker, names: TopologyConfig, request: pytest.FixtureRe
             rabbitmq=rabbit,
             topology=dataclasses.replace(names, **(topology or {})),
             producer=ProducerConfig(**{"instance_id": f"p-{uuid.uuid4().hex[:8]}", "request_timeout": 30.0, **(producer or {})}),
-            consumer=ConsumerConfig(**{"services": tuple(ServiceConfig(name, handler)
-                                                         for name, handler in (services or {}).items()),
+            consumer=ConsumerConfig(**{"services": {name: ServiceConfig(handler=handler)
+                                                    for name, handler in (services or {}).items()},
                                        **(consumer or {})}),
         )
-        service_names.update(service.name for service in config.consumer.services)
+        service_names.update(config.consumer.services)
         return config
 
     yield build

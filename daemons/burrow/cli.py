@@ -86,7 +86,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     try:
         return _call(producer, args)
     finally:
-        producer.close()
+        producer.stop()
 
 
 def _call(producer: Producer, args: argparse.Namespace) -> int:
@@ -229,10 +229,16 @@ def _run_daemon(role: str, argv: Sequence[str] | None) -> int:
     from burrow.daemon.daemonize import PidFileLocked
     from burrow.handlers import load_handler
     from burrow.daemon.service import run_daemon
+    from burrow.services import handler_key, served
 
+    if role == "consumer":
+        for name, service in served(config.consumer):  # fail on the terminal, before any --daemon fork
+            try:
+                load_handler(service.handler)
+            except HandlerLoadError as exc:
+                logger.error("%s: %s: %s", config.path, handler_key(config.consumer, name), exc)
+                return EX_CONFIG
     try:
-        if role == "consumer":
-            load_handler(config.consumer.handler)  # fail on the terminal, before any --daemon fork
         return run_daemon(role, config, detach=args.daemon, pidfile=args.pidfile)
     except HandlerLoadError as exc:
         logger.error("%s: consumer.handler: %s", config.path, exc)

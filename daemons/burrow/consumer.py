@@ -83,18 +83,18 @@ class Consumer:
         services = served(self._settings)
         given = dict(handlers or {})
         if handler is not None:
-            given.setdefault(services[0].name, handler)
+            given.setdefault(services[0][0], handler)
         self._io = IOThread(f"burrow-{name}-io")
         self._services = [
             # a wrong handler fails here, at once
-            ServedService(service, self._settings, config.topology.request_queue,
-                          given.get(service.name) or load_handler(service.handler), self._replies_put)
-            for service in services
+            ServedService(name, service, self._settings, config.topology.request_queue,
+                          given.get(name) or load_handler(service.handler), self._replies_put)
+            for name, service in services
         ]
         self._consume = RabbitMQSetup(
             config.rabbitmq, config.topology, self._io.ioloop,
             role=f"{name}-consume", on_ready=self.on_consume_channel_ready, on_lost=self.on_consume_lost,
-            services=tuple(service.name for service in services),
+            services=tuple(name for name, _service in services),
         )
         self._replies: ReplyPublisher[_Delivery] = ReplyPublisher(
             self._io.ioloop, config.topology.reply_exchange, on_ready=self._maybe_start_consuming, on_confirmed=self._settle,

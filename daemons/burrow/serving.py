@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from burrow.config import ConsumerConfig
+from burrow.config.schema import ConsumerConfig, ServiceConfig
 from burrow.asyncworkers import AsyncHandlerPool
 from burrow.handlers import Handler, is_coroutine_handler
-from burrow.services import ServiceConfig, queue_name
+from burrow.services import queue_name
 from burrow.amqp.window import RequestWindow
 from burrow.workers import HandlerPool
 
@@ -28,11 +28,11 @@ class ServedService:
     after a reload changes ``consumer.concurrency`` (:meth:`follows_consumer`).
     """
 
-    def __init__(self, service: ServiceConfig, settings: ConsumerConfig, request_queue: str, handler: Handler,
-                 on_done: Callable[[Any], None]) -> None:
+    def __init__(self, name: str, service: ServiceConfig, settings: ConsumerConfig, request_queue: str,
+                 handler: Handler, on_done: Callable[[Any], None]) -> None:
         self.config = service
-        self.name = service.name
-        self.queue = queue_name(request_queue, service.name)
+        self.name = name
+        self.queue = queue_name(request_queue, name)
         self._settings = settings
         pool = AsyncHandlerPool if is_coroutine_handler(handler) else HandlerPool
         self.workers: HandlerPool[Any] | AsyncHandlerPool[Any] = pool(

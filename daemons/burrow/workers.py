@@ -82,13 +82,13 @@ def succeeded(job: Job, reply: object, started: float) -> None:
     if not isinstance(reply, bytes):
         raise TypeError(f"handler returned {type(reply).__name__}, expected bytes")
     job.outcome = Outcome(reply)
-    metrics.reply_received(time.monotonic() - started, "ok")
+    metrics.handler_finished(time.monotonic() - started, "ok")
 
 
 def failed(job: Job, exc: BaseException, started: float, handler_name: str, *, include_traceback: bool) -> None:
     """Log the handler's exception and store the error reply (the caller's ``RemoteError``) as
     ``job``'s outcome; call it inside the ``except`` block so the traceback can be included."""
-    metrics.reply_received(time.monotonic() - started, "error")
+    metrics.handler_finished(time.monotonic() - started, "error")
     logger.warning("Handler %s raised %s: %s", handler_name, type(exc).__name__, exc,
                    extra={"CORRELATION_ID": job.context.correlation_id, "HANDLER": handler_name,
                           "TRACE_ID": job.context.trace_id})

@@ -16,8 +16,8 @@ from typing import Iterator
 import pika
 import pytest
 
-from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, TopologyConfig
-from burrow.services import ServiceConfig, queue_name
+from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, ServiceConfig, TopologyConfig
+from burrow.services import queue_name
 from burrow.tools.localcluster import LocalCluster
 from burrow.topology import reply_queue_name
 
@@ -34,8 +34,8 @@ def config(cluster: LocalCluster, names: TopologyConfig, request: pytest.Fixture
                                          reconnect_max_delay=2.0, heartbeat=10),
         topology=names,
         producer=ProducerConfig(instance_id=f"p-{uuid.uuid4().hex[:8]}", request_timeout=60.0),
-        consumer=ConsumerConfig(concurrency=2, services=tuple(ServiceConfig(name, "burrow.handlers:echo")
-                                                              for name in SERVICES)),
+        consumer=ConsumerConfig(concurrency=2, services={name: ServiceConfig(handler="burrow.handlers:echo")
+                                                         for name in SERVICES}),
     )
     yield built
     for node in cluster.nodes:

@@ -13,7 +13,9 @@ import pytest
 
 from burrow import UnknownService, UnroutableError
 from burrow.config import to_toml
+from burrow.daemon.http import HttpApi
 from burrow.services import queue_name
+from burrow.tools.sendclient import SendError, SocketClient
 from burrow.topology import request_queue_arguments
 
 from broker_helpers import queue_depth
@@ -47,9 +49,8 @@ def test_one_daemon_serves_two_services_in_one_burst_of_10000(make_config, consu
 
 
 def test_default_service_beside_named_ones(make_config, start_consumer, start_producer, amqp):
-    """``[consumer] handler`` keeps serving the old queue with service=None, beside a named service."""
-    config = make_config(consumer={"handler": "burrow.handlers:echo"},
-                         services={"default": "burrow.handlers:echo", "upper": SERVICES["upper"]})
+    """The service named ``default`` is the old queue, reached with service=None, beside a named one."""
+    config = make_config(services={"default": "burrow.handlers:echo", "upper": SERVICES["upper"]})
     consumer = start_consumer(config)
     assert consumer.services == ["default", "upper"]
     producer = start_producer(config)
@@ -70,7 +71,7 @@ def test_unknown_service_reaches_the_caller_in_under_a_second(make_config, start
     assert isinstance(error, UnknownService) and isinstance(error, UnroutableError), repr(error)
     assert error.service == "nosuch" and "nosuch" in str(error)
     assert elapsed < 1.0, f"UnknownService took {elapsed:.2f}s"
-    with pytest.raises(ValueError, match="service name 'No.Such'"):
+    with pytest.raises(ValueError, match="service name must be .*, got 'No.Such'"):
         producer.submit(b"x", service="No.Such")
 
 
@@ -133,3 +134,22 @@ def test_a_service_queue_declared_with_another_leader_locator_is_used_as_it_is(m
     start_consumer(config)
     producer = start_producer(config)
     assert producer.call(b"x", service="upper", timeout=10).startswith(b"upper:X ")
+
+
+def test_http_api_posts_to_a_service_and_answers_404_for_an_unknown_one(make_config, start_consumer, start_producer,
+                                                                         tmp_path):
+    config = make_config(services={"upper": SERVICES["upper"]})
+    start_consumer(config)
+    api = HttpApi(start_producer(config), socket_path=str(tmp_path / "producer.sock"), max_body=1024,
+                  default_timeout=10.0, socket_activation=False)
+    api.start()
+    try:
+        reply = SocketClient(api.address, timeout=10, service="upper").send(b"abc")
+        assert reply.startswith(b"upper:ABC "), reply
+        started = time.monotonic()
+        with pytest.raises(SendError) as caught:
+            SocketClient(api.address, timeout=10, service="nosuch").send(b"abc")
+        assert (caught.value.status, caught.value.code) == (404, "unknown_service"), caught.value
+        assert time.monotonic() - started < 1.0
+    finally:
+        api.close()

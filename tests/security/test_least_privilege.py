@@ -14,9 +14,8 @@ import pika
 import pika.exceptions
 import pytest
 
-from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, TopologyConfig
+from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, ServiceConfig, TopologyConfig
 from burrow.consumer import Consumer
-from burrow.services import ServiceConfig
 from burrow.tools.localbroker import LocalBroker
 from burrow.producer import Producer
 from broker_permissions import permissions  # tests/support
@@ -151,8 +150,9 @@ def test_consumer_user_of_one_service_cannot_read_another_services_queue(service
     try:
         for name, users_of in (("alpha", alpha), ("beta", beta)):
             config = dataclasses.replace(users_of.config(users_of.consumer), consumer=ConsumerConfig(
-                concurrency=1, handler="burrow.handlers:echo",
-                services=(ServiceConfig("default", "burrow.handlers:echo"), ServiceConfig(name, "burrow.handlers:echo"))))
+                concurrency=1,
+                services={"default": ServiceConfig(handler="burrow.handlers:echo"),
+                          name: ServiceConfig(handler="burrow.handlers:echo")}))
             consumers.append(Consumer(config).start())
             assert consumers[-1].wait_ready(30), f"the consumer user of {name} lacks a permission its service needs"
     finally:

@@ -87,7 +87,7 @@ def test_secrets_option_fails_with_one_line_naming_the_key(shipped, tmp_path, pr
 @pytest.mark.parametrize(
     "old, new, key, problem",
     [
-        ("concurrency = 8", "concurrency = 0", "consumer.concurrency", "must be greater than 0, got 0"),
+        ("concurrency = 8", "concurrency = 0", "consumer.concurrency", "must be between 1 and 1024, got 0"),
         ("heartbeat = 30", 'heartbeat = "30"', "rabbitmq.heartbeat", "expected an integer, got string '30'"),
         ('handler = "burrow.handlers:echo"', 'handler = "burrow.nothing_here:run"', "consumer.handler",
          "handler 'burrow.nothing_here:run': cannot import 'burrow.nothing_here'"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from burrow.amqp.setup import connection_parameters
+from burrow.amqp.parameters import connection_parameters
 from burrow.config import BrokerNode, RabbitMQConfig, TLSConfig, load_config, parse_config, to_toml
 from burrow.errors import ConfigError
 

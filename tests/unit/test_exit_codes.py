@@ -12,7 +12,7 @@ import pytest
 EX_USAGE, EX_CONFIG = 2, 78
 
 BAD = "[consumer]\nconcurrency = -3\n"
-PROBLEM = "consumer.concurrency: must be greater than 0, got -3"
+PROBLEM = "consumer.concurrency: must be between 1 and 1024, got -3"
 
 
 def run(command: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -32,18 +32,28 @@ import uvloop
 
 from burrow import metrics
 from burrow.daemon import prometheus
-from burrow.errors import BrokerUnavailable, DeliveryLimitExceeded, PublishError, Rejected, RemoteError, RequestTimeout
-from burrow.daemon.httpapi import HttpApi, bind_socket, inherited_socket
+from burrow.errors import (
+    BrokerUnavailable,
+    DeliveryLimitExceeded,
+    PublishError,
+    Rejected,
+    RemoteError,
+    RequestTimeout,
+    UnknownService,
+)
+from burrow.daemon.http import HttpApi
+from burrow.daemon.sockets import bind_socket, inherited_socket
 from burrow.tools import sendclient, socketburst
 from burrow.tools.sendclient import SendError, SocketClient, UnixHTTPConnection
 
 
 class FakeProducer:
-    """Implements burrow.daemon.httpapi.ProducerAPI; the request body says what happens."""
+    """Implements burrow.daemon.http.ProducerAPI; the request body says what happens."""
 
     def __init__(self) -> None:
         self.connected = True
         self.calls: list[tuple[bytes, float | None, dict[str, Any]]] = []
+        self.services: list[str | None] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -53,9 +63,11 @@ class FakeProducer:
         return self._in_flight
 
     def submit(
-        self, body: bytes, *, timeout: float | None = None, headers: dict[str, Any] | None = None, block: bool = True
+        self, body: bytes, *, timeout: float | None = None, headers: dict[str, Any] | None = None, block: bool = True,
+        service: str | None = None,
     ) -> concurrent.futures.Future[bytes]:
         self.calls.append((body, timeout, dict(headers or {})))
+        self.services.append(service)
         if body == b"unavailable":
             raise BrokerUnavailable("producer is closed")
         future: concurrent.futures.Future[bytes] = concurrent.futures.Future()
@@ -74,6 +86,8 @@ class FakeProducer:
             future.set_exception(RequestTimeout("no reply within 0.1 s"))
         elif body == b"remote":
             future.set_exception(RemoteError("ValueError", "bad input"))
+        elif service == "nosuch":
+            future.set_exception(UnknownService(service, "unknown service 'nosuch': no queue serves it"))
         elif body == b"publish":
             future.set_exception(PublishError("queue full (reject-publish)"))
         elif body.startswith(b"rejected:"):
@@ -238,7 +252,7 @@ def test_request_waits_for_the_broker_connection_to_come_back(producer: FakeProd
 
 def test_future_never_resolving_gives_504(api: HttpApi, monkeypatch: pytest.MonkeyPatch) -> None:
     """Belt and braces: even if the producer never fails the future, the client gets 504."""
-    monkeypatch.setattr("burrow.daemon.httpapi.RESULT_GRACE", 0.0)
+    monkeypatch.setattr("burrow.daemon.http.app.RESULT_GRACE", 0.0)
     status, _, data = call(api, "POST", "/v1/requests", b"slow:3", {"X-Burrow-Timeout": "0.2"})
     assert (status, json.loads(data)["error"]) == (504, "timeout")
 
@@ -469,7 +483,7 @@ CHILD = (
     + textwrap.dedent(
         """
         import logging, signal, sys
-        from burrow.daemon.httpapi import HttpApi
+        from burrow.daemon.http import HttpApi
         logging.basicConfig(level=logging.INFO)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         api = HttpApi(FakeProducer(), socket_path=sys.argv[1], default_timeout=5.0)
@@ -623,3 +637,31 @@ def test_send_burst_summary_and_error_kinds(api: HttpApi, capsys: pytest.Capture
     assert capsys.readouterr().out.startswith("20 requests, 0 failed, ")
     assert sendclient.main(["--socket", api.address, "--count", "6", "--concurrency", "2", "--quiet", "ok", "remote"]) == 1
     assert capsys.readouterr().out.rstrip().endswith("(502 remote_error: 3)")
+
+
+def test_named_services_have_their_own_path(api: HttpApi, producer: FakeProducer) -> None:
+    status, headers, body = call(api, "POST", "/v1/services/resize", b"img")
+    assert (status, body) == (200, b"reply:img") and headers["x-burrow-correlation-id"]
+    assert call(api, "POST", "/v1/services/default", b"x")[0] == 200
+    assert call(api, "POST", "/v1/requests", b"y")[0] == 200
+    assert producer.services == ["resize", None, None]
+
+
+@pytest.mark.parametrize("path, submitted", [("/v1/services/nosuch", True), ("/v1/services/Bad.Name", False),
+                                             ("/v1/services/", False)])
+def test_unknown_service_is_404_unknown_service(api: HttpApi, producer: FakeProducer, path: str,
+                                                 submitted: bool) -> None:
+    status, _headers, body = call(api, "POST", path, b"x")
+    document = json.loads(body)
+    assert status == 404 and document["error"] == "unknown_service", document
+    assert bool(producer.calls) == submitted
+    assert call(api, "GET", "/v1/services/resize")[0] == 405
+
+
+def test_burrow_send_service_reaches_the_service_path(api: HttpApi, producer: FakeProducer,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert sendclient.main(["--socket", api.address, "--service", "resize", "one"]) == 0
+    assert sendclient.main(["--socket", api.address, "--service", "fraud", "--count", "4", "--quiet", "b"]) == 0
+    assert sendclient.main(["--socket", api.address, "--service", "nosuch", "two"]) == 1
+    assert producer.services == ["resize"] + ["fraud"] * 4 + ["nosuch"]
+    assert "404 unknown_service" in capsys.readouterr().err

@@ -8,10 +8,10 @@ from pathlib import Path
 import pika
 import pytest
 
-from burrow.config import ConsumerConfig, TopologyConfig, load_config, parse_config, to_toml
+from burrow.config import ConsumerConfig, ServiceConfig, TopologyConfig, load_config, parse_config, to_toml
 from burrow.errors import ConfigError
 from burrow.protocol import validate_request
-from burrow.services import DEFAULT_SERVICE, ServiceConfig, check_name, queue_name, routing_key, served
+from burrow.services import DEFAULT_SERVICE, check_name, queue_name, routing_key, served
 from burrow.topology import declaration_steps, leader_locator, service_queue_steps
 
 
@@ -23,8 +23,8 @@ def load(tmp_path: Path, text: str):
 
 def test_a_file_of_an_earlier_release_serves_the_default_service_on_the_old_queue(tmp_path):
     config = load(tmp_path, '[consumer]\nhandler = "burrow.handlers:echo"\nconcurrency = 3\n')
-    assert config.consumer.services == ()
-    assert served(config.consumer) == (ServiceConfig(DEFAULT_SERVICE, "burrow.handlers:echo"),)
+    assert config.consumer.services == {}
+    assert served(config.consumer) == ((DEFAULT_SERVICE, ServiceConfig(handler="burrow.handlers:echo")),)
     assert queue_name("burrow.requests", None) == queue_name("burrow.requests", DEFAULT_SERVICE) == "burrow.requests"
     assert routing_key("burrow.requests", None) == "burrow.requests"
 
@@ -37,20 +37,15 @@ concurrency = 4
 handler = "images.handlers:resize"
 concurrency = 8
 prefetch = 2
-[consumer.services.pdf]
+[consumer.services.default]
 handler = "docs.handlers:render"
 """)
     assert served(config.consumer) == (
-        ServiceConfig("resize", "images.handlers:resize", concurrency=8, prefetch=2),
-        ServiceConfig("pdf", "docs.handlers:render"),
+        ("resize", ServiceConfig(handler="images.handlers:resize", concurrency=8, prefetch=2)),
+        ("default", ServiceConfig(handler="docs.handlers:render")),
     )
     assert queue_name("burrow.requests", "resize") == "burrow.requests.resize"
     assert routing_key("burrow.requests", "resize") == "resize"
-
-
-def test_handler_in_consumer_beside_services_keeps_the_default_service(tmp_path):
-    config = load(tmp_path, '[consumer]\nhandler = "a:b"\n[consumer.services.pdf]\nhandler = "c:d"\n')
-    assert [(s.name, s.handler) for s in served(config.consumer)] == [("default", "a:b"), ("pdf", "c:d")]
     assert load(tmp_path, to_toml(config)).consumer == config.consumer
 
 
@@ -62,20 +57,21 @@ def test_services_round_trip_through_to_toml():
 @pytest.mark.parametrize(
     "text, key, problem",
     [
-        ('[consumer.services.""]\nhandler = "a:b"\n', 'consumer.services.', "must not be empty"),
-        (f'[consumer.services.{"x" * 65}]\nhandler = "a:b"\n', f"consumer.services.{'x' * 65}", "at most 64"),
+        ('[consumer.services.""]\nhandler = "a:b"\n', "consumer.services.", "the name must not be empty"),
+        (f'[consumer.services.{"x" * 65}]\nhandler = "a:b"\n', f"consumer.services.{'x' * 65}", "at most 64 bytes"),
         ('[consumer.services."a.b"]\nhandler = "a:b"\n', "consumer.services.a.b", "lowercase letters"),
         ('[consumer.services.Resize]\nhandler = "a:b"\n', "consumer.services.Resize", "lowercase letters"),
         ('[consumer.services."-x"]\nhandler = "a:b"\n', "consumer.services.-x", "starting with a letter"),
         ("[consumer.services.x]\nconcurrency = 2\n", "consumer.services.x.handler", "is required"),
         ('[consumer.services.x]\nhandler = "nocolon"\n', "consumer.services.x.handler", "module:function"),
         ('[consumer.services.x]\nhandler = "a:b"\nthreads = 2\n', "consumer.services.x.threads", "unknown key"),
-        ('[consumer.services.x]\nhandler = "a:b"\nconcurrency = -1\n', "consumer.services.x.concurrency", "0 or more"),
+        ('[consumer.services.x]\nhandler = "a:b"\nconcurrency = -1\n', "consumer.services.x.concurrency",
+         "between 0 and 1024"),
         ('[consumer.services.x]\nhandler = "a:b"\nprefetch = "4"\n', "consumer.services.x.prefetch", "an integer"),
-        ("[consumer]\nservices = 3\n", "consumer.services", "[consumer.services.<name>]"),
+        ("[consumer]\nservices = 3\n", "consumer.services", "expected tables [consumer.services.<name>]"),
         ("[consumer]\nservices = { x = 3 }\n", "consumer.services.x", "expected a table"),
-        ('[consumer]\nhandler = "a:b"\n[consumer.services.default]\nhandler = "c:d"\n', "consumer.services.default",
-         "set twice"),
+        ('[consumer]\nhandler = "a:b"\n[consumer.services.pdf]\nhandler = "c:d"\n', "consumer.handler",
+         "[consumer.services.default] handler"),
     ],
 )
 def test_errors_name_the_service_key(tmp_path, text, key, problem):
