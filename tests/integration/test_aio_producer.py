@@ -45,13 +45,14 @@ def test_ten_thousand_awaited_calls_from_100_tasks_each_reply_checked(make_confi
 
 
 def test_cancelled_calls_free_their_slots_and_their_late_replies_are_dropped(make_config, start_consumer):
-    """200 calls each held 1.5 s by the handler; 100 are cancelled while their requests are at the
-    consumer. When the other 100 are answered, nothing is in flight; the 100 replies that still
-    come are dropped and counted as late."""
+    """200 calls at the consumer; the 100 held 4 s are cancelled, the 100 held 1.5 s answered. Once
+    those are answered (the cancelled ones' replies still 2.5 s away) nothing is in flight; the 100
+    replies that still come are dropped and counted as late."""
     config = make_config(consumer={"handler": "burrow_test_async_handlers:held", "concurrency": 200})
     start_consumer(config)
 
-    bodies = [f"1.5:{uuid.uuid4().hex[:8]}-{i}".encode() for i in range(200)]
+    token = uuid.uuid4().hex[:8]
+    bodies = [f"{4 if i < 100 else 1.5}:{token}-{i}".encode() for i in range(200)]
 
     def all_at_the_consumer() -> bool:
         with handlers.EVENTS_LOCK:
