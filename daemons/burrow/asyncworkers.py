@@ -12,7 +12,7 @@ before the request is acked.
 The request's deadline bounds the coroutine: one still running then is cancelled, the cancellation
 logged, and its outcome is the ``stale`` rejection, so the consumer tells the caller and
 dead-letters the request as it does a request that arrived stale. A step of the handler that holds
-the loop longer than ``blocking_threshold`` is logged with the handler's name and how long it held
+the loop longer than ``blocking_threshold`` seconds (``consumer.blocking_warning``) is logged with the handler's name and how long it held
 the loop (:class:`~burrow.eventloop.TimedSteps`).
 """
 
@@ -32,17 +32,12 @@ from burrow.workers import J, failed, succeeded
 
 logger = logging.getLogger(__name__)
 
-#: A handler step holding the loop longer than this (seconds) is logged as blocking it; asyncio's
-#: own ``slow_callback_duration`` default.
-BLOCKING_THRESHOLD = 0.1
-
-
 class AsyncHandlerPool(Generic[J]):
     """Run the coroutine function ``handler`` (named ``handler_name`` in logs) on submitted jobs,
     at most ``workers`` at once, on the process's shared event loop."""
 
     def __init__(self, handler: Handler, handler_name: str, workers: int, *, include_traceback: bool,
-                 on_done: Callable[[J], None], blocking_threshold: float = BLOCKING_THRESHOLD) -> None:
+                 on_done: Callable[[J], None], blocking_threshold: float) -> None:
         self._handler: Callable[..., Any] = handler
         self._handler_name = handler_name
         self._include_traceback = include_traceback

@@ -34,11 +34,14 @@ class ServedService:
         self.name = name
         self.queue = queue_name(request_queue, name)
         self._settings = settings
-        pool = AsyncHandlerPool if is_coroutine_handler(handler) else HandlerPool
-        self.workers: HandlerPool[Any] | AsyncHandlerPool[Any] = pool(
-            handler, service.handler, service.concurrency or settings.concurrency,
-            include_traceback=settings.include_traceback, on_done=on_done,
-        )
+        workers = service.concurrency or settings.concurrency
+        self.workers: HandlerPool[Any] | AsyncHandlerPool[Any]
+        if is_coroutine_handler(handler):
+            self.workers = AsyncHandlerPool(handler, service.handler, workers, include_traceback=settings.include_traceback,
+                                            on_done=on_done, blocking_threshold=settings.blocking_warning)
+        else:
+            self.workers = HandlerPool(handler, service.handler, workers, include_traceback=settings.include_traceback,
+                                       on_done=on_done)
         self.window = RequestWindow(self.prefetch)
         self.consumer_tag: str | None = None
         self.registered = False

@@ -77,15 +77,16 @@ def test_coroutine_running_at_its_deadline_is_cancelled_and_dead_lettered_stale(
 def test_blocking_coroutine_is_logged_with_its_name_and_the_daemon_carries_on(make_config, start_consumer,
                                                                                start_producer, caplog):
     """``time.sleep(0.6)`` inside ``async def``: logged with the handler's name and how long it held
-    the loop; the I/O thread's periodic work (the systemd watchdog's ping) keeps its pace
-    meanwhile, and the next request is answered."""
+    the loop (a 0.15 s one, under ``blocking_warning``, is not); the I/O thread's periodic work
+    (the systemd watchdog's ping) keeps its pace meanwhile, and the next request is answered."""
     handler = "burrow_test_async_handlers:blocking"
-    config = make_config(consumer={"handler": handler})
+    config = make_config(consumer={"handler": handler, "blocking_warning": 0.3})
     consumer = start_consumer(config)
     producer = start_producer(config)
     ticks: list[float] = []
     consumer.add_periodic(0.05, lambda: ticks.append(time.monotonic()))
     caplog.set_level(logging.WARNING, logger="burrow.asyncworkers")
+    assert producer.call(b"block:0.15", timeout=10) == b"Consumer processed: block:0.15"
     started = time.monotonic()
     assert producer.call(b"block:0.6", timeout=10) == b"Consumer processed: block:0.6"
     ended = time.monotonic()
