@@ -37,12 +37,13 @@ class AsyncHandlerPool(Generic[J]):
     at most ``workers`` at once, on the process's shared event loop."""
 
     def __init__(self, handler: Handler, handler_name: str, workers: int, *, include_traceback: bool,
-                 on_done: Callable[[J], None], blocking_threshold: float) -> None:
+                 on_done: Callable[[J], None], blocking_threshold: float, service: str = "default") -> None:
         self._handler: Callable[..., Any] = handler
         self._handler_name = handler_name
         self._include_traceback = include_traceback
         self._on_done = on_done
         self._blocking_threshold = blocking_threshold
+        self._service = service
         self.workers = workers
         # Loop-thread state.
         self._waiting: collections.deque[J] = collections.deque()
@@ -118,17 +119,17 @@ class AsyncHandlerPool(Generic[J]):
                 async with scope:
                     reply = await eventloop.TimedSteps(self._handler(job.body, job.context), self._blocking_threshold,
                                                        lambda held: self._blocked(job, held))
-            succeeded(job, reply, started)
+            succeeded(job, reply, started, self._service)
         except asyncio.CancelledError:
             if asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 raise  # shutdown: no outcome, the request is redelivered
             failed(job, asyncio.CancelledError("the handler's own await was cancelled"), started,
-                   self._handler_name, include_traceback=self._include_traceback)
+                   self._handler_name, self._service, include_traceback=self._include_traceback)
         except Exception as exc:
             if scope.expired():
                 self._stale(job, f"still running at its deadline after {time.monotonic() - started:.3f}s; cancelled")
             else:
-                failed(job, exc, started, self._handler_name, include_traceback=self._include_traceback)
+                failed(job, exc, started, self._handler_name, self._service, include_traceback=self._include_traceback)
         self._on_done(job)
 
     def _stale(self, job: J, why: str) -> None:

@@ -5,17 +5,21 @@ its own consumer on its own queue on that channel, with its own prefetch, and ru
 its own :class:`~burrow.workers.HandlerPool` (threads), or for an ``async def`` handler its own
 :class:`~burrow.asyncworkers.AsyncHandlerPool` (coroutines on the daemon's one event loop). So a
 slow service fills only its own window and its own workers, and the requests of a fast service
-beside it are never queued behind them. What is
-per channel (delivery tags, acks, the reply publisher) stays with the consumer.
+beside it are never queued behind them. What is per channel (delivery tags, acks, the reply
+publisher) stays with the consumer. A :class:`Delivery` is one request of a service on its way
+from the queue to its ack.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
+from burrow import tracing
 from burrow.config.schema import ConsumerConfig, ServiceConfig
 from burrow.asyncworkers import AsyncHandlerPool
-from burrow.handlers import Handler, is_coroutine_handler
+from burrow.handlers import Handler, RequestContext, is_coroutine_handler
+from burrow.protocol import Outcome
 from burrow.services import queue_name
 from burrow.amqp.window import RequestWindow
 from burrow.workers import HandlerPool
@@ -38,10 +42,10 @@ class ServedService:
         self.workers: HandlerPool[Any] | AsyncHandlerPool[Any]
         if is_coroutine_handler(handler):
             self.workers = AsyncHandlerPool(handler, service.handler, workers, include_traceback=settings.include_traceback,
-                                            on_done=on_done, blocking_threshold=settings.blocking_warning)
+                                            on_done=on_done, service=name, blocking_threshold=settings.blocking_warning)
         else:
             self.workers = HandlerPool(handler, service.handler, workers, include_traceback=settings.include_traceback,
-                                       on_done=on_done)
+                                       on_done=on_done, service=name)
         self.window = RequestWindow(self.prefetch)
         self.consumer_tag: str | None = None
         self.registered = False
@@ -66,3 +70,26 @@ class ServedService:
         """``name (queue, N workers, prefetch P, handler)`` for the ready log line."""
         return (f"{self.name} ({self.queue}, {self.workers.workers} workers, prefetch {self.prefetch()}, "
                 f"handler {self.config.handler})")
+
+
+@dataclass(eq=False, slots=True)
+class Delivery:
+    """One request between its delivery and its ack, with the handler's outcome once it ran."""
+
+    service: ServedService
+    delivery_tag: int
+    generation: int  # which consuming channel delivered it; acks go only to that channel
+    reply_to: str
+    context: RequestContext
+    body: bytes
+    outcome: Outcome | None = None
+    returned: str | None = None
+
+    @property
+    def correlation_id(self) -> str:
+        return self.context.correlation_id
+
+    @property
+    def traceparent(self) -> str | None:
+        value = self.context.headers.get(tracing.HEADER)
+        return value if isinstance(value, str) else None
