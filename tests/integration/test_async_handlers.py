@@ -121,3 +121,21 @@ def test_sigterm_drains_awaiting_coroutines(make_config, consumer_process, start
     lines = record.read_text().splitlines()
     assert sum(line.startswith("finished ") for line in lines) == len(bodies)
     assert not any(line.startswith("cancelled ") for line in lines)
+
+
+def test_one_daemon_serves_an_async_and_a_sync_service_side_by_side(make_config, start_consumer, start_producer):
+    """The pool is chosen per service: the async one on the event loop, the sync one in threads,
+    both answering at once (a second of waiting each, 20 requests apiece, in well under 20 s)."""
+    config = make_config(services={"waits": "burrow_test_async_handlers:sleep_one_second",
+                                   "threads": "burrow_test_async_handlers:sync_sleep_one_second"},
+                         consumer={"concurrency": 20})
+    consumer = start_consumer(config)
+    kinds = {service.name: type(service.workers).__name__ for service in consumer._services}
+    assert kinds == {"waits": "AsyncHandlerPool", "threads": "HandlerPool"}
+    producer = start_producer(config)
+    started = time.monotonic()
+    futures = {(service, i): producer.submit(f"{service}-{i}".encode(), service=service, timeout=30)
+               for service in ("waits", "threads") for i in range(20)}
+    for (service, i), future in futures.items():
+        assert future.result(timeout=30) == f"Consumer processed: {service}-{i}".encode()
+    assert time.monotonic() - started < 5
