@@ -139,3 +139,25 @@ def test_one_daemon_serves_an_async_and_a_sync_service_side_by_side(make_config,
     for (service, i), future in futures.items():
         assert future.result(timeout=30) == f"Consumer processed: {service}-{i}".encode()
     assert time.monotonic() - started < 5
+
+
+def test_sigterm_cancels_coroutines_still_awaiting_at_shutdown_timeout(make_config, consumer_process, start_producer,
+                                                                       amqp, tmp_path, monkeypatch):
+    """``shutdown_timeout = 1`` with 5 coroutines awaiting 60 s: the daemon exits 0 within a few
+    seconds, having cancelled them (logged), and their requests are back in the queue, unanswered."""
+    record = tmp_path / "record.txt"
+    monkeypatch.setenv("BURROW_TEST_RECORD", str(record))
+    config = make_config(consumer={"handler": "burrow_test_async_handlers:held", "shutdown_timeout": 1})
+    daemon = consumer_process(config).start()
+    daemon.wait_ready()
+    producer = start_producer(config)
+    futures = [producer.submit(f"60:{i}".encode(), timeout=120) for i in range(5)]
+    wait_for(lambda: record.exists() and record.read_text().count("started ") == 5, 10, "five coroutines awaiting")
+    stopping = time.monotonic()
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.process.wait(30) == 0, daemon.log()
+    assert time.monotonic() - stopping < 10
+    assert "Cancelling 5 running handler" in daemon.log()
+    assert record.read_text().count("cancelled ") == 5
+    wait_for(lambda: queue_depth(amqp, config.topology.request_queue) == 5, 10, "the five requests back in the queue")
+    assert not any(future.done() for future in futures)
