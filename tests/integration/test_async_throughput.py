@@ -9,7 +9,6 @@ the async daemon's thread count is sampled throughout and must equal its idle co
 
 from __future__ import annotations
 
-import os
 import time
 
 from waiting import wait_for
@@ -18,15 +17,10 @@ REQUESTS = 2000
 SYNC_SAMPLE = 96
 
 
-def _threads(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/task"))
-
-
 def _run(daemon, producer, count: int, label: str) -> tuple[float, int, int]:
     """Send ``count`` requests, check every reply by body, return the seconds taken and the
     daemon's thread count before and (at most) during the run."""
-    pid = daemon.process.pid
-    idle = _threads(pid)
+    idle = daemon.resources()["threads"]
     started = time.monotonic()
     futures = {f"{label}-{i}".encode(): producer.submit(f"{label}-{i}".encode(), timeout=300) for i in range(count)}
     most = idle
@@ -34,7 +28,7 @@ def _run(daemon, producer, count: int, label: str) -> tuple[float, int, int]:
 
     def done() -> bool:
         nonlocal most
-        most = max(most, _threads(pid))
+        most = max(most, daemon.resources()["threads"])
         pending.difference_update([body for body in list(pending) if futures[body].done()])
         return not pending
 
@@ -56,7 +50,7 @@ def test_async_handler_waits_on_500_requests_with_one_thread(make_config, consum
     print(f"async: {REQUESTS} requests in {async_seconds:.2f}s, threads idle {idle}, at most {most}")
     assert async_seconds < 10, f"{REQUESTS} requests took {async_seconds:.1f}s"
     assert most == idle, f"the daemon went from {idle} threads idle to {most} under load"
-    assert daemon.terminate() == 0
+    assert daemon.stop() == 0
 
     sync_config = make_config(consumer={"handler": "burrow_test_async_handlers:sync_sleep_one_second", "concurrency": 8})
     daemon = consumer_process(sync_config, name="sync").start()
