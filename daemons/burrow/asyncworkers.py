@@ -32,6 +32,7 @@ from burrow.workers import J, failed, succeeded
 
 logger = logging.getLogger(__name__)
 
+
 class AsyncHandlerPool(Generic[J]):
     """Run the coroutine function ``handler`` (named ``handler_name`` in logs) on submitted jobs,
     at most ``workers`` at once, on the process's shared event loop."""
