@@ -180,3 +180,26 @@ def test_burrow_status_lists_each_service_with_its_backlog_and_consumers(make_co
 
     wait_for(reported, 20, "the services' backlog in burrow status")
     assert all(future.result(timeout=60) for future in backlog)
+
+
+def test_broker_restart_with_requests_queued_for_two_services_loses_nothing(make_config, local_broker, start_consumer,
+                                                                             start_producer, amqp):
+    """Requests wait in both service queues through a broker restart; a consumer started after it
+    answers each from its own service's handler, counted per id."""
+    config = make_config(services=SERVICES, producer={"request_timeout": 120.0})
+    start_consumer(config).stop(timeout=10)  # the service queues exist; nobody serves them now
+    producer = start_producer(config)
+    sent = {i: ("upper" if i % 2 else "reverse", producer.submit(f"q{i}".encode(), service="upper" if i % 2 else "reverse"))
+            for i in range(200)}
+    for service in SERVICES:
+        wait_for(lambda: queue_depth(amqp, queue_name(config.topology.request_queue, service)) == 100, 30,
+                 f"100 requests queued for {service}")
+    amqp.connection.close()
+    local_broker.stop()
+    local_broker.start()
+    wait_for(lambda: producer.connected, 60, "producer reconnected")
+    start_consumer(config)
+    for i, (service, future) in sent.items():
+        body = f"q{i}".encode()
+        made = b"upper:" + body.upper() if service == "upper" else b"reverse:" + body[::-1]
+        assert future.result(timeout=60) == made + b" " + future.correlation_id.encode(), i

@@ -253,8 +253,8 @@ def run_consumer(config: BurrowConfig) -> int:
     layer = _ServiceLayer(config, "consumer")
     consumer = Consumer(config).start()
     watcher = DeadLetterWatcher(config).start() if config.consumer.dead_letter_notices else None
-    logger.info("Consumer starting: broker %s, queue %s", ", ".join(map(str, config.rabbitmq.nodes())),
-                config.topology.request_queue)
+    logger.info("Consumer starting: broker %s, services %s", ", ".join(map(str, config.rabbitmq.nodes())),
+                ", ".join(consumer.services))
 
     def snapshot() -> StatusSnapshot:
         stats = consumer.stats()
