@@ -28,6 +28,9 @@ from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQ
 from burrow.tools.localbroker import RABBITMQ_SERVER, LocalBroker
 from waiting import wait_for
 
+#: A counted fault scenario gets its test's verdict in its tally (tests/support/verdicts.py).
+pytest_plugins = ["verdicts"]
+
 TESTS_DIR = Path(__file__).resolve().parent
 SUPPORT_DIR = TESTS_DIR / "support"
 
@@ -258,19 +261,3 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     plugin.log_file_handler.setFormatter(CorrelationFormatter())
     logging.getLogger("pika").setLevel(logging.INFO)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A fault scenario saves its tally before its last assertions (did the fault bite?); when
-    one of those fails, the saved tally says so, so the report never shows a failed run as passed."""
-    outcome = yield
-    report = outcome.get_result()
-    path = getattr(item, "reliability_tally", None)
-    if path is not None and report.when == "call" and report.failed:
-        import json
-
-        tally = json.loads(path.read_text())
-        tally["ok"] = False
-        tally["test_failed"] = (report.longreprtext.strip().splitlines() or ["failed"])[-1][:300]
-        path.write_text(json.dumps(tally, indent=2, sort_keys=True) + "\n")

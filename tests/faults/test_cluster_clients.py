@@ -32,7 +32,15 @@ from burrow.tools.localbroker import RABBITMQ_SERVER, LocalBroker
 from burrow.tools.localcluster import LocalCluster
 from burrow.topology import declaration_steps, reply_queue_name
 
-from faultcheck import HandlerLog, Load, RepublishLog, finish_scenario, republished, wait_for  # noqa: F401 - a fixture
+from faultcheck import (  # noqa: F401 - republished is a fixture
+    HandlerLog,
+    Load,
+    RepublishLog,
+    begin_scenario,
+    finish_scenario,
+    republished,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.cluster, pytest.mark.timeout(240)]
 
@@ -142,6 +150,7 @@ def run_kill_scenario(request: pytest.FixtureRequest, cluster: LocalCluster, sce
                       log: HandlerLog, republished: RepublishLog, prefix: str) -> tuple[Any, LocalBroker]:
     """Run the bounded load, SIGKILL the node ``victim_of(producer, consumer)`` after KILL_AFTER
     answers, let the load finish on the other two nodes, then count and check it."""
+    run = begin_scenario(request, scenario, title)
     load = Load(producer, REQUESTS, prefix=prefix, rate=RATE, timeout=90).start()
     load.wait_answered(KILL_AFTER, 60)
     victim = victim_of(producer, consumer)
@@ -151,7 +160,7 @@ def run_kill_scenario(request: pytest.FixtureRequest, cluster: LocalCluster, sce
     cluster.kill(victim)
     answered_at_kill = load.answered()
     load.finish(150)
-    tally = load.tally(scenario, title, log, republished)
+    tally = load.tally(run, log, republished)
     # Bring the node back before the test's queues are deleted, so that no member is left behind.
     cluster.restart(victim)
     tally.notes.update(answered_at_kill=answered_at_kill, killed=victim.name.rsplit("-", 1)[-1],
