@@ -14,7 +14,9 @@
 #
 # Every raw.json they write starts with a provenance block (benchmarks/rawfile.py): the command,
 # the git revision (tests/support/provenance.py, hence PYTHONPATH=tests/support), the UTC start and
-# end, and the load averages before and after the run. All of them install what they need first: the venv of scripts/bootstrap-dev.sh (with the bench
+# end, and the load averages before and after the run.
+#
+# All of them install what they need first: the venv of scripts/bootstrap-dev.sh (with the bench
 # extra, matplotlib) and, for bench-profile only, py-spy in its own cached venv.
 
 BENCH_ARGS ?=
