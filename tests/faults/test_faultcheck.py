@@ -13,7 +13,7 @@ import pytest
 from daemonload import HttpLoad
 from explain import Window, explain, outage_windows
 from faultcheck import Outcome, Run, Tally, count, expected_reply
-from render_reliability import load_history, load_tallies, passed, render
+from render_reliability import checks_from_junit, load_history, load_tallies, passed, render
 
 pytestmark = pytest.mark.faults
 pytest_plugins = ["pytester"]
@@ -169,6 +169,22 @@ def test_a_scenario_that_dies_before_counting_leaves_a_failed_tally(pytester: py
     text = render(load_tallies(results), None, load_history(results))
     assert "| dies-early | 2 | 0 | 0 | 0 | 0 | n/a | n/a |" in text and "**FAIL** | 1 / 1 |" in text
     assert "## Failed runs" in text and line["tally"] in text
+
+
+def test_the_checks_keep_every_fault_and_cluster_test_case(tmp_path: Path) -> None:
+    """A counted scenario that errored before it could count shows in the checks too."""
+    junit = tmp_path / "junit.xml"
+    junit.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="tests.faults.test_fault_scenarios" name="test_poison" time="3.0">'
+        '<error message="fixture failed"/></testcase>'
+        '<testcase classname="tests.faults.test_cluster_clients" name="test_kill_the_consumers_node" time="9.0"/>'
+        '<testcase classname="tests.faults.test_bad_config" name="test_missing_file" time="0.1"/>'
+        '</testsuite></testsuites>')
+    cases = {case["nodeid"]: case["outcome"] for case in checks_from_junit(junit)}
+    assert cases == {"tests/faults/test_fault_scenarios.py::test_poison": "ERROR",
+                     "tests/faults/test_cluster_clients.py::test_kill_the_consumers_node": "passed",
+                     "tests/faults/test_bad_config.py::test_missing_file": "passed"}
 
 
 def test_the_report_refuses_a_missing_or_empty_results_folder(tmp_path: Path) -> None:
