@@ -212,6 +212,10 @@ def test_the_report_renders_a_tally_of_the_shared_shape_and_judges_it_by_its_cou
                                      {"revision": "older", "result": "fail"}]}
     text = render([json.loads(json.dumps(cluster))], None, history)
     assert "| cluster-node-kill | 10 | 9 | 0 | 0 | 1 | 0 | 0 | 5.0 | **FAIL** | 2 / 1 |" in text
+    # 503s and 504s allowed in bulk but not explained per id do not read as a plain pass.
+    bulk = {**cluster, "answered": 8, "lost": 0, "failed_504": 2, "allow_errors": True}
+    assert "| 5.0 | pass, 2 503/504 not explained per id | n/a |" in render([bulk], None)
+    assert "| 5.0 | pass | n/a |" in render([{**bulk, "non_answers": []}], None)
     # Scenarios on the deployed cluster get a table (and a description) of their own.
     assert text.index("## Cluster scenarios") < text.index("| cluster-node-kill |")
     assert "`make cluster-faults`" in text and "abc123, 2026-11-29T06:00:00Z" in text
