@@ -8,7 +8,7 @@ so what differs between the rows is the HTTP stack alone:
 
 - ``aiohttp``: aiohttp's low-level server (``aiohttp.web.Server``, no router, no middlewares);
 - ``uvicorn``: uvicorn's httptools protocol on uvloop serving a bare ASGI callable;
-- ``burrow``: not a candidate but the outcome, :class:`burrow.daemon.httpapi.HttpApi` (uvicorn plus
+- ``burrow``: not a candidate but the outcome, :class:`burrow.daemon.http.HttpApi` (uvicorn plus
   the API's checks, headers, connection cap and deadlines) in front of the same stand-in.
 
 The load comes from :func:`burrow.tools.socketburst.run_socket_burst` (asyncio, uvloop, httptools)
@@ -144,7 +144,7 @@ def serve_uvicorn(path: str) -> None:
 def serve_burrow(path: str) -> None:
     import signal
 
-    from burrow.daemon.httpapi import HttpApi
+    from burrow.daemon.http import HttpApi
 
     api = HttpApi(BatchResolver(), socket_path=path, socket_activation=False)
     api.start()

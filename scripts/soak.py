@@ -35,9 +35,10 @@ from pathlib import Path
 from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, TopologyConfig
 from burrow.tools.localbroker import LocalBroker
 
-from daemonload import Daemon, HttpLoad
+from daemonload import HttpLoad
 from explain import dead_letters, explain, outage_windows
 from faultcheck import HandlerLog, RepublishLog, Tally, count
+from processes import Daemon
 from tallies import ScenarioRun
 
 logger = logging.getLogger(__name__)

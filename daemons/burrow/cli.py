@@ -85,7 +85,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     try:
         return _call(producer, args)
     finally:
-        producer.close()
+        producer.stop()
 
 
 def _call(producer: Producer, args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """The engines' measurement hooks: what happened, reported to whoever listens (usually nobody).
 
 The producer and consumer call these module-level functions (``metrics.request_sent()``,
-``metrics.reply_received(seconds, "ok")``, ...) on their hot paths. Until a :class:`Recorder` is
+``metrics.reply_received(seconds, "ok")`` in the producer, ``metrics.handler_finished(seconds, "ok")``
+in the consumer, ...) on their hot paths. Until a :class:`Recorder` is
 installed they return after one global read, so the library and its tests pay nothing and the core
 library needs no Prometheus client. The daemons install the Prometheus recorder
 (:mod:`burrow.daemon.prometheus`) when the config says ``[metrics] enabled = true``; that module
@@ -75,13 +76,20 @@ def request_received() -> None:
 
 
 def reply_received(seconds: float, outcome: str = "ok") -> None:
-    """A request was answered after ``seconds`` ("ok" or "error"), rejected, or timed out.
+    """Producer: a request was answered after ``seconds`` ("ok" or "error"), rejected, or timed out.
 
     Only answers are latencies: a timeout would measure the deadline, a rejection the dead-lettering.
     """
     recorder = _recorder
     if recorder is not None:
         recorder.request_finished(outcome, seconds if outcome in ("ok", "error") else None)
+
+
+def handler_finished(seconds: float, outcome: str) -> None:
+    """Consumer: the handler returned ("ok") or raised ("error") after ``seconds``."""
+    recorder = _recorder
+    if recorder is not None:
+        recorder.request_finished(outcome, seconds)
 
 
 def request_failed(error: BaseException) -> None:
@@ -152,6 +160,7 @@ __all__ = [
     "dead_letter_notice",
     "dead_lettered",
     "failure_outcome",
+    "handler_finished",
     "install",
     "reconnected",
     "reply_received",

@@ -73,9 +73,9 @@ class HandlerPool(Generic[J]):
             if not isinstance(reply, bytes):
                 raise TypeError(f"handler returned {type(reply).__name__}, expected bytes")
             job.outcome = Outcome(reply)
-            metrics.reply_received(time.monotonic() - started, "ok")
+            metrics.handler_finished(time.monotonic() - started, "ok")
         except Exception as exc:
-            metrics.reply_received(time.monotonic() - started, "error")
+            metrics.handler_finished(time.monotonic() - started, "error")
             logger.warning("Handler %s raised %s: %s", self._handler_name, type(exc).__name__, exc,
                            extra={"CORRELATION_ID": job.context.correlation_id, "HANDLER": self._handler_name,
                                   "TRACE_ID": job.context.trace_id})

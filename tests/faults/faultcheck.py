@@ -61,7 +61,7 @@ from waiting import wait_for
 logger = logging.getLogger(__name__)
 
 REPLY_PREFIX = b"Consumer processed: "
-#: Exceptions a caller of the library gets where the HTTP API answers 503 (see burrow.daemon.httpapi).
+#: Exceptions a caller of the library gets where the HTTP API answers 503 (see burrow.daemon.http.app).
 REFUSALS = (Backpressure, BrokerUnavailable, PublishError)
 #: A daemon's stderr line for one republished request (burrow.daemon.journal.StderrFormatter).
 REPUBLISHED_LINE = re.compile(r" burrow\.producer: " + re.escape(REPUBLISHED_MESSAGE) + r" \[.*?CORRELATION_ID=(\S+?)[\] ]")

@@ -24,9 +24,10 @@ import pytest
 
 from burrow.config import BurrowConfig
 
-from daemonload import Daemon, HttpLoad, health
+from daemonload import HttpLoad, health
 from explain import dead_letters, explain, outage_windows
 from faultcheck import HandlerLog, RepublishLog, Tally, begin_scenario, count, finish_scenario, wait_for
+from processes import Daemon
 from tallies import ScenarioRun
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from burrow.daemon.httpapi import HttpApi
+from burrow.daemon.http import HttpApi
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 

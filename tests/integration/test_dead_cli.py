@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
 import burrow_test_handlers
-from burrow.config import BurrowConfig, to_toml
+from burrow.config import BurrowConfig
 from burrow.errors import Rejected
 
 from broker_helpers import queue_depth
+from processes import burrow, write_config
 from waiting import wait_for
-
-
-def burrow(*args: str) -> subprocess.CompletedProcess[str]:
-    executable = Path(sys.executable).parent / "burrow"
-    return subprocess.run([str(executable), *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
 def dead_letter_three(config: BurrowConfig, start_consumer, start_producer, amqp) -> tuple[list[str], list[bytes]]:
@@ -42,7 +35,7 @@ def test_list_and_show_read_without_taking(make_config, start_consumer, start_pr
     config = make_config()
     ids, bodies = dead_letter_three(config, start_consumer, start_producer, amqp)
     path = tmp_path / "operator.toml"
-    path.write_text(to_toml(config))
+    write_config(config, path)
 
     listing = burrow("dead", "list", "--config", str(path))
     assert listing.returncode == 0, listing.stderr
@@ -65,7 +58,7 @@ def test_replay_publishes_again_then_removes(make_config, start_consumer, start_
     config = make_config(consumer={"handler": "burrow_test_handlers:record"})
     ids, bodies = dead_letter_three(config, start_consumer, start_producer, amqp)
     path = tmp_path / "operator.toml"
-    path.write_text(to_toml(config))
+    write_config(config, path)
     start_consumer(config)
     seen_before = len(burrow_test_handlers.SEEN)
 
@@ -87,7 +80,7 @@ def test_purge_removes_only_older_ones_and_asks_first(make_config, start_consume
     config = make_config()
     dead_letter_three(config, start_consumer, start_producer, amqp)
     path = tmp_path / "operator.toml"
-    path.write_text(to_toml(config))
+    write_config(config, path)
     depth = lambda: queue_depth(amqp, config.topology.dead_letter_queue)  # noqa: E731
 
     young = burrow("dead", "purge", "--older-than", "1h", "--yes", "--config", str(path))
@@ -115,7 +108,7 @@ def test_operator_user_needs_only_read_on_the_dead_queue_and_write_on_the_reques
                          f"^{re.escape(topology.request_exchange)}$", f"^{re.escape(topology.dead_letter_queue)}$")
         operator = dataclasses.replace(config, rabbitmq=dataclasses.replace(config.rabbitmq, username=name, password=password))
         path = tmp_path / "operator.toml"
-        path.write_text(to_toml(operator))
+        write_config(operator, path)
         assert burrow("dead", "list", "--config", str(path)).returncode == 0
         start_consumer(config)
         replay = burrow("dead", "replay", ids[0], "--config", str(path))

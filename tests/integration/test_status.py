@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-import sys
-from pathlib import Path
 
 from burrow.config import BurrowConfig, MetricsConfig
 from burrow.tools.localbroker import free_port
 
+from processes import burrow
 from waiting import wait_for
 
 
 def status(*args: str) -> subprocess.CompletedProcess[str]:
-    executable = Path(sys.executable).parent / "burrow"
-    return subprocess.run([str(executable), "status", *args], capture_output=True, text=True, timeout=60)
+    return burrow("status", *args, timeout=60)
 
 
 def with_metrics(config: BurrowConfig, port: int) -> BurrowConfig:

@@ -33,13 +33,14 @@ import uvloop
 from burrow import metrics
 from burrow.daemon import prometheus
 from burrow.errors import BrokerUnavailable, DeliveryLimitExceeded, PublishError, Rejected, RemoteError, RequestTimeout
-from burrow.daemon.httpapi import HttpApi, bind_socket, inherited_socket
+from burrow.daemon.http import HttpApi
+from burrow.daemon.sockets import bind_socket, inherited_socket
 from burrow.tools import sendclient, socketburst
 from burrow.tools.sendclient import SendError, SocketClient, UnixHTTPConnection
 
 
 class FakeProducer:
-    """Implements burrow.daemon.httpapi.ProducerAPI; the request body says what happens."""
+    """Implements burrow.daemon.http.ProducerAPI; the request body says what happens."""
 
     def __init__(self) -> None:
         self.connected = True
@@ -238,7 +239,7 @@ def test_request_waits_for_the_broker_connection_to_come_back(producer: FakeProd
 
 def test_future_never_resolving_gives_504(api: HttpApi, monkeypatch: pytest.MonkeyPatch) -> None:
     """Belt and braces: even if the producer never fails the future, the client gets 504."""
-    monkeypatch.setattr("burrow.daemon.httpapi.RESULT_GRACE", 0.0)
+    monkeypatch.setattr("burrow.daemon.http.app.RESULT_GRACE", 0.0)
     status, _, data = call(api, "POST", "/v1/requests", b"slow:3", {"X-Burrow-Timeout": "0.2"})
     assert (status, json.loads(data)["error"]) == (504, "timeout")
 
@@ -469,7 +470,7 @@ CHILD = (
     + textwrap.dedent(
         """
         import logging, signal, sys
-        from burrow.daemon.httpapi import HttpApi
+        from burrow.daemon.http import HttpApi
         logging.basicConfig(level=logging.INFO)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         api = HttpApi(FakeProducer(), socket_path=sys.argv[1], default_timeout=5.0)

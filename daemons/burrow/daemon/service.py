@@ -22,14 +22,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from burrow.amqp.setup import BrokerLink, broker_status
-from burrow.daemon import prometheus as metrics
+from burrow.amqp.setup import BrokerLink
+from burrow.daemon import prometheus
 from burrow.config import BurrowConfig, load_config
 from burrow.consumer import Consumer
 from burrow.deadletters import DeadLetterWatcher
 from burrow.errors import ConfigError
 from burrow.daemon.journal import LoggingSetup, install_service_logging
-from burrow.daemon.notify import Notifier, StatusReporter, StatusSnapshot
+from burrow.daemon.notify import Notifier, StatusReporter, StatusSnapshot, broker_status
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class _ServiceLayer:
         self.hung = False
         if config.metrics.enabled:
             try:
-                metrics.enable(role, config.metrics.host, config.metrics.port)
+                prometheus.enable(role, config.metrics.host, config.metrics.port)
             except OSError as exc:
                 # Metrics are not worth refusing requests for: say so loudly and serve anyway.
                 logger.error("Cannot serve metrics on %s:%d: %s; running without the HTTP endpoint",
@@ -149,8 +149,8 @@ class _ServiceLayer:
         interval = self.notifier.watchdog_interval
         tick = min(1.0, interval / 4) if interval else 1.0
         engine.add_periodic(tick, self._watchdog)
-        metrics.track_in_flight(lambda: engine.in_flight)
-        metrics.track_connected(lambda: engine.connected)
+        prometheus.track_in_flight(lambda: engine.in_flight)
+        prometheus.track_connected(lambda: engine.connected)
         self.notifier.status(broker_status(engine.broker_links()))
         self.reporter = StatusReporter(self.notifier, snapshot, STATUS_INTERVAL)
         self.reporter.start()
@@ -243,7 +243,7 @@ class _ServiceLayer:
     def close(self) -> None:
         if self.reporter is not None:
             self.reporter.stop()
-        metrics.disable()
+        prometheus.disable()
 
 
 def run_consumer(config: BurrowConfig) -> int:
@@ -295,7 +295,7 @@ def run_producer(config: BurrowConfig) -> int:
     socket's queue (systemd's, under socket activation) instead of getting 503 from a producer
     that is still connecting, which is what keeps requests alive across ``systemctl restart``.
     """
-    from burrow.daemon.httpapi import HttpApi
+    from burrow.daemon.http import HttpApi
     from burrow.producer import Producer
 
     block_signals()

@@ -28,7 +28,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from burrow.amqp.setup import connection_parameters, default_connection_name
+from burrow.amqp.parameters import connection_parameters, default_connection_name
 from burrow.config import BurrowConfig
 from burrow.deadletters import death_summary
 from burrow.protocol import HEADER_DEADLINE
