@@ -26,12 +26,13 @@ from typing import Any, Callable, Iterator
 import pika
 import pytest
 
-from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, TopologyConfig, load_config, to_toml
+from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, TopologyConfig, load_config
 from burrow.producer import Producer
 from burrow.tools.localbroker import RABBITMQ_SERVER, LocalBroker
 from burrow.tools.localcluster import LocalCluster
 from burrow.topology import declaration_steps, reply_queue_name
 
+from broker_helpers import delete_topology
 from faultcheck import (  # noqa: F401 - republished is a fixture
     HandlerLog,
     Load,
@@ -41,6 +42,7 @@ from faultcheck import (  # noqa: F401 - republished is a fixture
     republished,
     wait_for,
 )
+from processes import write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.cluster, pytest.mark.timeout(240)]
 
@@ -97,11 +99,7 @@ def cluster_config(healthy_cluster: LocalCluster, names: TopologyConfig,
     yield build
     connection, channel = channel_on(next(node for node in healthy_cluster.nodes if node.running))
     try:
-        for queue in (names.request_queue, names.dead_letter_queue,
-                      *(reply_queue_name(names, instance) for instance in instances)):
-            channel.queue_delete(queue=queue)
-        for exchange in (names.request_exchange, names.reply_exchange, names.dead_letter_exchange):
-            channel.exchange_delete(exchange=exchange)
+        delete_topology(channel, names, [reply_queue_name(names, instance) for instance in instances])
     finally:
         connection.close()
 
@@ -113,9 +111,7 @@ def node_of(cluster: LocalCluster, engine: Any, index: int = 0) -> LocalBroker:
 
 def test_config_file_with_every_node_serves_requests(cluster_config, consumer_process, healthy_cluster, tmp_path):
     config = cluster_config()
-    path = tmp_path / "cluster.toml"
-    path.write_text(to_toml(config))
-    path.chmod(0o600)
+    path = write_config(config, tmp_path / "cluster.toml")
     loaded = load_config(path)
     assert [str(node) for node in loaded.rabbitmq.nodes()] == list(healthy_cluster.hosts)
     consumer = consumer_process(loaded).start()

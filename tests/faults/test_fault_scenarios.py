@@ -25,7 +25,7 @@ from typing import Any, Callable
 import pika
 import pytest
 
-from burrow.config import BurrowConfig, to_toml
+from burrow.config import BurrowConfig
 from burrow.errors import DeliveryLimitExceeded
 from burrow.topology import reply_queue_name
 
@@ -43,6 +43,7 @@ from faultcheck import (
     wait_for,
 )
 from explain import explain
+from processes import write_config
 from tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
@@ -253,9 +254,7 @@ def test_producer_process_restart_with_requests_in_flight(request, make_config, 
     instance = f"restart-{uuid.uuid4().hex[:6]}"
     config = make_config(producer={"instance_id": instance}, consumer={"concurrency": 2})
     consumer = start_consumer(config, handler=log.handler(delay=0.004))
-    config_path = tmp_path / "producer.toml"
-    config_path.write_text(to_toml(config))
-    config_path.chmod(0o600)
+    config_path = write_config(config, tmp_path / "producer.toml")
     outcome = tmp_path / "first-instance.txt"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(FAULTS_DIR), str(SUPPORT_DIR), os.environ.get("PYTHONPATH", "")]))
     started = time.monotonic()
