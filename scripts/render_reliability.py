@@ -97,8 +97,9 @@ mid-load, lets it recover, and counts by request from outside the code under tes
 lost, 0 refused, 0 unexpected, 0 answered twice and 0 unexplained duplicates, and, unless it goes
 through the HTTP API (where explained 503s and 504s are the contract during an outage), every
 request answered; and only if the test around it passed too. **runs / failed** counts every
-recorded run of the scenario on the revision shown (`make faults REPEAT=N` runs it N times); the
-tally of each failed run is kept and listed under "Failed runs".
+recorded run of the scenario on the revision shown, and over all revisions when some runs were on
+others (`make faults REPEAT=N` runs it N times); the tally of each failed run is kept and listed
+under "Failed runs".
 """
 
 
@@ -186,11 +187,18 @@ def verdict(tally: dict[str, Any]) -> str:
 
 
 def runs_failed(tally: dict[str, Any], history: dict[str, list[dict[str, Any]]]) -> str:
-    """"runs / failed" of the scenario on the revision the tally shows, or n/a without a history."""
-    runs = [run for run in history.get(str(tally["scenario"]), []) if run.get("revision") == tally.get("revision")]
-    if not runs:
+    """"runs / failed" of the scenario on the revision the tally shows, then over every recorded
+    revision when there were runs on others (an older failure stays in view), or n/a without a
+    history."""
+    every = history.get(str(tally["scenario"]), [])
+    shown = [run for run in every if run.get("revision") == tally.get("revision")]
+
+    def count(runs: list[dict[str, Any]]) -> str:
+        return f"{len(runs)} / {sum(run.get('result') == 'fail' for run in runs)}"
+
+    if not every:
         return "n/a"
-    return f"{len(runs)} / {sum(run.get('result') == 'fail' for run in runs)}"
+    return count(shown) if len(shown) == len(every) else f"{count(shown)} (all revisions: {count(every)})"
 
 
 def checks_from_junit(junit: Path) -> list[dict[str, Any]]:

@@ -211,7 +211,7 @@ def test_the_report_renders_a_tally_of_the_shared_shape_and_judges_it_by_its_cou
     history = {"cluster-node-kill": [{"revision": "abc123", "result": "pass"}, {"revision": "abc123", "result": "fail"},
                                      {"revision": "older", "result": "fail"}]}
     text = render([json.loads(json.dumps(cluster))], None, history)
-    assert "| cluster-node-kill | 10 | 9 | 0 | 0 | 1 | 0 | 0 | 5.0 | **FAIL** | 2 / 1 |" in text
+    assert "| cluster-node-kill | 10 | 9 | 0 | 0 | 1 | 0 | 0 | 5.0 | **FAIL** | 2 / 1 (all revisions: 3 / 2) |" in text
     # 503s and 504s allowed in bulk but not explained per id do not read as a plain pass.
     bulk = {**cluster, "answered": 8, "lost": 0, "failed_504": 2, "allow_errors": True}
     assert "| 5.0 | pass, 2 503/504 not explained per id | n/a |" in render([bulk], None)
