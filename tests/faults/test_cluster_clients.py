@@ -35,13 +35,13 @@ from burrow.topology import declaration_steps, reply_queue_name
 from broker_helpers import delete_topology
 from faultcheck import (  # noqa: F401 - republished is a fixture
     HandlerLog,
-    Load,
     RepublishLog,
     begin_scenario,
     finish_scenario,
     republished,
     wait_for,
 )
+from loads import Load
 from processes import write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.cluster, pytest.mark.timeout(240)]

@@ -29,9 +29,9 @@ from burrow.config import BurrowConfig
 from burrow.errors import DeliveryLimitExceeded
 from burrow.topology import reply_queue_name
 
+from explain import explain
 from faultcheck import (
     HandlerLog,
-    Load,
     Outcome,
     Tally,
     begin_scenario,
@@ -42,7 +42,7 @@ from faultcheck import (
     republished,  # noqa: F401 - a fixture
     wait_for,
 )
-from explain import explain
+from loads import Load
 from processes import write_config
 from tcpproxy import TcpProxy
 

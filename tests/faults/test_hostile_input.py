@@ -18,13 +18,13 @@ from burrow.protocol import decode_reply
 
 from faultcheck import (
     HandlerLog,
-    Load,
     begin_scenario,
     expected_reply,
     finish_scenario,
     republished,  # noqa: F401 - a fixture
     wait_for,
 )
+from loads import Load
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
