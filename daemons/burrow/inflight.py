@@ -38,16 +38,18 @@ class Request:
     future: RequestFuture
     submitted: float = field(default_factory=time.monotonic)
     published: bool = False
+    service: str | None = None  # None: the default service
 
     @classmethod
-    def create(cls, correlation_id: str, body: bytes, seconds: float, headers: dict[str, Any] | None) -> "Request":
-        """A request that times out ``seconds`` from now, with a future that knows its ids."""
+    def create(cls, correlation_id: str, body: bytes, seconds: float, headers: dict[str, Any] | None,
+               service: str | None = None) -> "Request":
+        """A request for ``service`` that times out ``seconds`` from now, with a future that knows its ids."""
         future = RequestFuture()
         future.correlation_id = future.message_id = correlation_id
         now = time.monotonic()
         wall_deadline = time.time() + seconds
         return cls(correlation_id, bytes(body), now + seconds, wall_deadline,
-                   request_headers(headers, wall_deadline), future, now)
+                   request_headers(headers, wall_deadline), future, now, service=service)
 
 
 class InFlight:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import uuid
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pika
@@ -28,7 +27,7 @@ import pytest
 
 from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, TopologyConfig, load_config
 from burrow.producer import Producer
-from burrow.tools.localbroker import RABBITMQ_SERVER, LocalBroker
+from burrow.tools.localbroker import LocalBroker
 from burrow.tools.localcluster import LocalCluster
 from burrow.topology import declaration_steps, reply_queue_name
 
@@ -50,14 +49,6 @@ pytestmark = [pytest.mark.faults, pytest.mark.cluster, pytest.mark.timeout(240)]
 REQUESTS = 2000
 RATE = 250
 KILL_AFTER = 400
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    if not Path(RABBITMQ_SERVER).exists():
-        pytest.fail(f"{RABBITMQ_SERVER} is missing: scripts/bootstrap-dev.sh installs rabbitmq-server")
-    with LocalCluster(3, name=f"burrow-cluster-{uuid.uuid4().hex[:6]}") as running:
-        yield running
 
 
 @pytest.fixture
