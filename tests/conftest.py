@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 import pika
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, ServiceConfig, TopologyConfig
 from burrow.services import queue_name
@@ -26,6 +27,14 @@ from burrow.tools.localbroker import RABBITMQ_SERVER, LocalBroker
 
 from broker_helpers import delete_topology
 from processes import Daemon
+
+# Property-based tests draw the same examples on every run and machine: the "ci" profile is loaded
+# unless HYPOTHESIS_PROFILE names another; it derandomizes, keeps no example database and has no
+# per-example deadline (a loaded 2-core machine is slow). A test's own settings name how many
+# examples it runs (200 when it names none). HYPOTHESIS_PROFILE=explore draws fresh random examples.
+hypothesis_settings.register_profile("ci", max_examples=200, derandomize=True, database=None, deadline=None)
+hypothesis_settings.register_profile("explore", deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @dataclasses.dataclass

@@ -2,10 +2,12 @@
 
 A consumer daemon has one I/O thread and one consuming channel; each service it serves registers
 its own consumer on its own queue on that channel, with its own prefetch, and runs its requests in
-its own :class:`~burrow.workers.HandlerPool`. So a slow service fills only its own window and its
-own threads, and the requests of a fast service beside it are never queued behind them. What is
-per channel (delivery tags, acks, the reply publisher) stays with the consumer. A
-:class:`Delivery` is one request of a service on its way from the queue to its ack.
+its own :class:`~burrow.workers.HandlerPool` (threads), or for an ``async def`` handler its own
+:class:`~burrow.asyncworkers.AsyncHandlerPool` (coroutines on the daemon's one event loop). So a
+slow service fills only its own window and its own workers, and the requests of a fast service
+beside it are never queued behind them. What is per channel (delivery tags, acks, the reply
+publisher) stays with the consumer. A :class:`Delivery` is one request of a service on its way
+from the queue to its ack.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any, Callable
 
 from burrow import tracing
 from burrow.config.schema import ConsumerConfig, ServiceConfig
-from burrow.handlers import Handler, RequestContext
+from burrow.asyncworkers import AsyncHandlerPool
+from burrow.handlers import Handler, RequestContext, is_coroutine_handler
 from burrow.protocol import Outcome
 from burrow.services import queue_name
 from burrow.amqp.window import RequestWindow
@@ -35,10 +38,14 @@ class ServedService:
         self.name = name
         self.queue = queue_name(request_queue, name)
         self._settings = settings
-        self.workers: HandlerPool[Any] = HandlerPool(
-            handler, service.handler, service.concurrency or settings.concurrency,
-            include_traceback=settings.include_traceback, on_done=on_done, service=name,
-        )
+        workers = service.concurrency or settings.concurrency
+        self.workers: HandlerPool[Any] | AsyncHandlerPool[Any]
+        if is_coroutine_handler(handler):
+            self.workers = AsyncHandlerPool(handler, service.handler, workers, include_traceback=settings.include_traceback,
+                                            on_done=on_done, service=name, blocking_threshold=settings.blocking_warning)
+        else:
+            self.workers = HandlerPool(handler, service.handler, workers, include_traceback=settings.include_traceback,
+                                       on_done=on_done, service=name)
         self.window = RequestWindow(self.prefetch)
         self.consumer_tag: str | None = None
         self.registered = False
