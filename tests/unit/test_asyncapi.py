@@ -138,7 +138,8 @@ def test_names_content_types_and_reply_paths_match_the_defaults(document):
     schemas = document["components"]["schemas"]
     content_type = schemas["RequestHeaders"]["properties"]["content_type"]
     assert tuple(content_type["x-burrow-default-accepted"]) == ConsumerConfig().content_types
-    assert set(content_type["x-burrow-default-accepted"]) <= {example.split(";")[0] for example in content_type["examples"]}
+    examples = {example.split(";")[0] for example in content_type["examples"]}
+    assert set(content_type["x-burrow-default-accepted"]) <= examples
     assert schemas["ReplyHeaders"]["properties"]["content_type"]["const"] == protocol.CONTENT_TYPE
     assert document["defaultContentType"] == protocol.CONTENT_TYPE
 
@@ -158,7 +159,8 @@ def test_an_unroutable_reply_names_the_tutorial_pattern_only_for_a_foreign_calle
 def test_a_default_consumer_accepts_exactly_the_documented_content_types(document):
     """Each documented type passes a default consumer's checks, with parameters or in capitals;
     another type is rejected ``content_type``; no content type at all passes."""
-    accepted = document["components"]["schemas"]["RequestHeaders"]["properties"]["content_type"]["x-burrow-default-accepted"]
+    field = document["components"]["schemas"]["RequestHeaders"]["properties"]["content_type"]
+    accepted = field["x-burrow-default-accepted"]
 
     def verdict(content_type: str | None) -> str | None:
         properties = pika.BasicProperties(correlation_id="c-1", reply_to="burrow.replies.x", content_type=content_type)
@@ -185,8 +187,9 @@ def test_the_routing_key_rule_is_the_codes(document, request_queue):
     rule = service_rule(document)
     assert rule["default"]["names"] == [services.DEFAULT_SERVICE]
     for service in (None, *rule["default"]["names"]):
-        assert rule["default"]["routingKey"].format(requestQueue=request_queue) == services.routing_key(request_queue, service)
-        assert rule["default"]["queue"].format(requestQueue=request_queue) == services.queue_name(request_queue, service)
+        default = {key: rule["default"][key].format(requestQueue=request_queue) for key in ("routingKey", "queue")}
+        assert default == {"routingKey": services.routing_key(request_queue, service),
+                           "queue": services.queue_name(request_queue, service)}
     for name in SERVICE_NAMES:
         named = {"requestQueue": request_queue, "name": name}
         assert rule["named"]["routingKey"].format(**named) == services.routing_key(request_queue, name), name
