@@ -19,6 +19,7 @@ Their tallies are named ``failover-*``: ``cluster-*`` is the deployed nspawn clu
 from __future__ import annotations
 
 import collections
+import dataclasses
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -90,7 +91,8 @@ def cluster_config(healthy_cluster: LocalCluster, names: TopologyConfig,
     connection, channel = channel_on(next(node for node in healthy_cluster.nodes if node.running))
     try:
         for queue in (names.request_queue, names.dead_letter_queue,
-                      *(reply_queue_name(names, instance) for instance in instances)):
+                      *(reply_queue_name(dataclasses.replace(names, reply_queue_type=kind), instance)
+                        for instance in instances for kind in ("quorum", "classic"))):
             channel.queue_delete(queue=queue)
         for exchange in (names.request_exchange, names.reply_exchange, names.dead_letter_exchange):
             channel.exchange_delete(exchange=exchange)

@@ -44,6 +44,7 @@ class FakeProducer:
 
     def __init__(self) -> None:
         self.connected = True
+        self.reply_queue_type = "classic"
         self.calls: list[tuple[bytes, float | None, dict[str, Any]]] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()

@@ -51,6 +51,9 @@ LIVE_SETTINGS = {
     "producer.shutdown_timeout",
     "consumer.shutdown_timeout",
 }
+#: The producer also moves to other broker nodes live (``Producer.use_brokers``), which may switch
+#: its reply queue type; the consumer needs a restart for that.
+PRODUCER_LIVE_SETTINGS = LIVE_SETTINGS | {"rabbitmq.host", "rabbitmq.hosts"}
 TEST_HOOKS_ENV = "BURROW_TEST_HOOKS"
 
 
@@ -104,13 +107,13 @@ def changed_settings(old: BurrowConfig, new: BurrowConfig) -> list[str]:
     return changed
 
 
-def with_live_settings(running: BurrowConfig, new: BurrowConfig) -> BurrowConfig:
-    """``running`` with the :data:`LIVE_SETTINGS` of ``new``: what a reload actually put in force.
+def with_live_settings(running: BurrowConfig, new: BurrowConfig, live: set[str] = LIVE_SETTINGS) -> BurrowConfig:
+    """``running`` with the ``live`` settings of ``new``: what a reload actually put in force.
 
     Keys that need a restart keep their running value, so the next reload warns about them again.
     """
     sections: dict[str, Any] = {}
-    for dotted in sorted(LIVE_SETTINGS):
+    for dotted in sorted(live):
         section, key = dotted.split(".")
         current = sections.get(section, getattr(running, section))
         sections[section] = dataclasses.replace(current, **{key: getattr(getattr(new, section), key)})
@@ -120,9 +123,10 @@ def with_live_settings(running: BurrowConfig, new: BurrowConfig) -> BurrowConfig
 class _ServiceLayer:
     """Logging, sd_notify, status, watchdog and metrics around one engine, for one role."""
 
-    def __init__(self, config: BurrowConfig, role: str) -> None:
+    def __init__(self, config: BurrowConfig, role: str, live: set[str] = LIVE_SETTINGS) -> None:
         self.config = config
         self.role = role
+        self.live = live
         self.logs: LoggingSetup = install_service_logging(
             config.logging.level, f"burrow-{role}", secrets=[config.rabbitmq.password]
         )
@@ -138,7 +142,6 @@ class _ServiceLayer:
                 # Metrics are not worth refusing requests for: say so loudly and serve anyway.
                 logger.error("Cannot serve metrics on %s:%d: %s; running without the HTTP endpoint",
                              config.metrics.host, config.metrics.port, exc)
-
 
     def attach(self, engine: Engine, snapshot: Callable[[], StatusSnapshot]) -> None:
         """Ping the watchdog from the engine's I/O loop and start the STATUS= reporter.
@@ -184,7 +187,7 @@ class _ServiceLayer:
             self._reloaded()
             return
         changed = changed_settings(self.config, new)
-        restart = [name for name in changed if name not in LIVE_SETTINGS]
+        restart = [name for name in changed if name not in self.live]
         try:
             apply(new, changed)
         except (ValueError, ConfigError) as exc:
@@ -196,9 +199,9 @@ class _ServiceLayer:
         self.logs.set_secrets([new.rabbitmq.password, self.config.rabbitmq.password])
         if restart:
             logger.warning("Reloaded %s; these changes need a restart to apply: %s", path, ", ".join(restart))
-        live = [name for name in changed if name in LIVE_SETTINGS]
+        live = [name for name in changed if name in self.live]
         logger.info("Reloaded %s: %s", path, ", ".join(live) if live else "no live setting changed")
-        self.config = with_live_settings(self.config, new)
+        self.config = with_live_settings(self.config, new, self.live)
         self._reloaded()
 
     def _reloaded(self) -> None:
@@ -299,7 +302,7 @@ def run_producer(config: BurrowConfig) -> int:
     from burrow.producer import Producer
 
     block_signals()
-    layer = _ServiceLayer(config, "producer")
+    layer = _ServiceLayer(config, "producer", PRODUCER_LIVE_SETTINGS)
     settings = config.producer
     producer = Producer(config).start()
     api = HttpApi(
@@ -310,8 +313,8 @@ def run_producer(config: BurrowConfig) -> int:
         default_timeout=settings.request_timeout,
         unavailable_wait=settings.unavailable_wait,
     )
-    logger.info("Producer starting: broker %s, API socket %s", ", ".join(map(str, config.rabbitmq.nodes())),
-                settings.socket)
+    logger.info("Producer starting: broker %s, %s reply queue %s, API socket %s",
+                ", ".join(map(str, config.rabbitmq.nodes())), producer.reply_queue_type, producer.reply_queue, settings.socket)
 
     def snapshot() -> StatusSnapshot:
         stats = producer.stats()
@@ -320,10 +323,12 @@ def run_producer(config: BurrowConfig) -> int:
             in_flight=producer.in_flight,
             connected=producer.connected,
             failed=stats.remote_errors + stats.timeouts + stats.failed,
-            detail=broker_status(producer.broker_links()),
+            detail=f"{broker_status(producer.broker_links())}, {producer.reply_queue_type} reply queue",
         )
 
     def apply(new: BurrowConfig, changed: list[str]) -> None:
+        if {"rabbitmq.host", "rabbitmq.hosts"} & set(changed):
+            producer.use_brokers(with_live_settings(layer.config, new, PRODUCER_LIVE_SETTINGS).rabbitmq)
         if "producer.request_timeout" in changed:
             api.reconfigure(default_timeout=new.producer.request_timeout)
         if "producer.unavailable_wait" in changed:
@@ -383,6 +388,7 @@ def run_daemon(role: str, config: BurrowConfig, *, detach: bool = False, pidfile
 
 __all__ = [
     "FORCED_EXIT_CODE",
+    "PRODUCER_LIVE_SETTINGS",
     "block_signals",
     "changed_settings",
     "with_live_settings",

@@ -20,7 +20,8 @@ Endpoints:
   Every answer carries ``X-Burrow-Request-Id`` and, once published, ``X-Burrow-Correlation-Id``.
   A W3C ``traceparent`` header continues the client's trace (else a new one starts): it goes with
   the request to the consumer and comes back on the answer, and both daemons log its ``TRACE_ID``.
-- ``GET /v1/health``: ``{"broker_connected": ..., "in_flight": ..., ...}``, 200 when connected, else 503.
+- ``GET /v1/health``: ``{"broker_connected": ..., "in_flight": ..., "reply_queue_type": ..., ...}``, 200 when
+  connected, else 503.
 - ``GET /metrics``: Prometheus text when metrics are enabled, else 404.
 
 A new endpoint is a line in :data:`ROUTES` and a method of :class:`App`; every failure of a
@@ -98,6 +99,9 @@ ROUTES: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
 
 class ProducerAPI(Protocol):
     """What the HTTP API needs from the producer (``burrow.producer.Producer`` provides it)."""
+
+    #: "quorum", "classic" or "direct": where replies come back (shown by ``/v1/health``).
+    reply_queue_type: str
 
     @property
     def connected(self) -> bool:
@@ -263,6 +267,7 @@ class App:
         document = {
             "broker_connected": connected,
             "in_flight": int(producer.in_flight),
+            "reply_queue_type": producer.reply_queue_type,
             "draining": api.draining,
             "connections": api.connection_count,
             "uptime_seconds": round(time.monotonic() - api.started_at, 3),
