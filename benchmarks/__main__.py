@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks import harness, report
+from benchmarks import RESULTS_DIR, harness, report, revision
 
 logger = logging.getLogger(__name__)
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,8 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out_dir = args.out or RESULTS_DIR / f"{stamp}-{settings.mode}"
     out_dir.mkdir(parents=True, exist_ok=True)
+    started_at = {"revision": revision(), "command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])])}
     raw = harness.run_benchmark(settings, out_dir, py_spy=args.py_spy if args.profile else None, variants=args.variants,
                                 with_peers=args.peers)
+    raw.update(started_at)
     # Every latency sample, for other analyses than the summary's percentiles and CDF.
     (out_dir / "raw.json").write_text(json.dumps(raw))
     summary = report.summarise(raw)

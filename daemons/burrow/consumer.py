@@ -30,7 +30,7 @@ from burrow.amqp.acks import AckBatcher
 from burrow.amqp.iothread import IOThread
 from burrow.amqp.replies import ReplyPublisher
 from burrow.amqp.setup import BrokerLink, RabbitMQSetup
-from burrow.amqp.window import RequestWindow
+from burrow.amqp.window import AdaptiveWindow, RequestWindow
 from burrow.config import BurrowConfig
 from burrow.handlers import Handler, RequestContext, load_handler
 from burrow.protocol import Outcome, Rejection, unroutable_reply, validate_request
@@ -51,6 +51,7 @@ class _Delivery:
     body: bytes
     outcome: Outcome | None = None
     returned: str | None = None
+    finished_at: float = 0.0  # time.monotonic() when its handler ended (adaptive window)
 
     @property
     def correlation_id(self) -> str:
@@ -90,12 +91,14 @@ class Consumer:
         )
         self._workers: HandlerPool[_Delivery] = HandlerPool(
             loaded, self._settings.handler, self._settings.concurrency,
-            include_traceback=self._settings.include_traceback, on_done=self._replies.put,
+            include_traceback=self._settings.include_traceback, on_done=self._handled,
         )
         # I/O-thread state.
         self._consume_channel: Channel | None = None
         self._consumer_tag: str | None = None
         self._generation = 0
+        self._adaptive = (AdaptiveWindow(self._settings.effective_prefetch(self._settings.concurrency), lambda: self._workers.workers)
+                          if self._settings.window == "adaptive" else None)
         self._window = RequestWindow(self._prefetch)
         self._acks = AckBatcher()
         self._in_flight = 0
@@ -150,6 +153,8 @@ class Consumer:
 
         def apply() -> None:
             self._workers.resize(workers)
+            if self._adaptive is not None:
+                self._adaptive.reset(self._settings.effective_prefetch(workers))
             if not self._window.probation:
                 self._resubscribe()
             logger.info("Consumer concurrency is now %d (prefetch %d)", workers, self._prefetch())
@@ -157,7 +162,14 @@ class Consumer:
         self._io.call_soon(apply)
 
     def _prefetch(self) -> int:
+        if self._adaptive is not None:
+            return self._adaptive.size
         return self._settings.effective_prefetch(self._workers.workers)
+
+    def _handled(self, delivery: _Delivery) -> None:
+        """A worker finished ``delivery``: time it for the adaptive window, then publish its reply."""
+        delivery.finished_at = time.monotonic()
+        self._replies.put(delivery)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Drain and disconnect: cancel the consumer, let in-flight handlers finish, publish their
@@ -299,6 +311,8 @@ class Consumer:
         allows. A request from an older channel is left alone: the broker redelivers it and the
         producer drops the duplicate reply.
         """
+        if self._adaptive is not None:
+            self._adapt(self._adaptive, deliveries)
         self._in_flight -= len(deliveries)
         channel = self._consume_channel
         usable = channel is not None and channel.is_open
@@ -330,6 +344,15 @@ class Consumer:
             for tag in plan.single:
                 channel.basic_ack(tag)
         self._check_drained()
+
+    def _adapt(self, adaptive: AdaptiveWindow, deliveries: list[_Delivery]) -> None:
+        """Feed the replies' confirm latency to the adaptive window; register again when it moves."""
+        now = time.monotonic()
+        for delivery in deliveries:
+            if delivery.finished_at:
+                adaptive.observe(now - delivery.finished_at, self._in_flight)
+        if adaptive.decide(now) is not None and not self._window.probation:
+            self._resubscribe()
 
     # ----------------------------------------------------------------- I/O thread: shutdown
 

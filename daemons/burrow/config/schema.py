@@ -227,6 +227,9 @@ class ConsumerConfig:
     concurrency: int = setting(8, Between(1, MAX_CONCURRENCY), "handler worker threads")
     prefetch: int = setting(0, Between(0, 65535), "unacked requests held; 0 means 4 x concurrency; after a "
                             "(re)start redeliveries are taken one at a time, then the full window opens")
+    window: str = setting("fixed", OneOf(("fixed", "adaptive")), "fixed: the window is prefetch; adaptive: it "
+                          "starts there and moves between 1 and 16 requests per worker, growing while the replies' "
+                          "confirm latency stays flat and shrinking when it rises")
     max_message_bytes: int = setting(1048576, MESSAGE_BYTES, "bigger requests are dead-lettered")
     content_types: tuple[str, ...] = setting(("application/octet-stream", "text/plain"), None,
                                              "accepted; others are dead-lettered")
