@@ -11,13 +11,16 @@ cluster: what it checks is the switch, counted per request id.
 from __future__ import annotations
 
 import dataclasses
+import json
+import signal
 import threading
 
 import pika
 import pika.exceptions
 
-from burrow.config import BurrowConfig, RabbitMQConfig
+from burrow.config import BurrowConfig, RabbitMQConfig, to_toml
 from burrow.handlers import RequestContext
+from burrow.tools.sendclient import UnixHTTPConnection
 from burrow.topology import reply_queue_name
 
 from broker_helpers import queue_depth
@@ -111,3 +114,53 @@ def test_growing_from_one_node_to_three_switches_to_quorum_and_loses_no_reply(ma
     assert lost == [], f"{len(lost)} of {len(futures)} requests got no reply, e.g. {outcomes[lost[0]]}"
     wait_for(lambda: not queue_exists(amqp, classic), 20, "the drained classic reply queue to be deleted")
     assert producer.stats().orphaned_replies == 0
+
+
+def http(socket_path: str, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+    connection = UnixHTTPConnection(socket_path, timeout=60)
+    try:
+        connection.request(method, target, body=body or None, headers={"Content-Length": str(len(body))} if body else {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def health(socket_path: str) -> dict:
+    return json.loads(http(socket_path, "GET", "/v1/health")[1])
+
+
+def test_a_sighup_that_grows_the_host_list_moves_the_daemon_to_quorum_and_loses_no_reply(make_config, start_consumer,
+                                                                                          consumer_process):
+    config = make_config()
+    handler = HeldHandler()
+    start_consumer(config, handler=handler)
+    daemon = consumer_process(config, "producer", role="producer").start()
+    daemon.wait_ready()
+    assert health(daemon.socket_path)["reply_queue_type"] == "classic"
+    assert "classic reply queue" in daemon.log()
+
+    answers: dict[str, tuple[int, bytes]] = {}
+
+    def post(name: str) -> None:
+        answers[name] = http(daemon.socket_path, "POST", "/v1/requests", name.encode())
+
+    threads = [threading.Thread(target=post, args=(f"http-{i}",)) for i in range(40)]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: health(daemon.socket_path)["in_flight"] == 40, 20, "40 requests in flight")
+    grown = dataclasses.replace(daemon.config, rabbitmq=three_nodes(daemon.config.rabbitmq))
+    # One node or a list, never both: the file names the nodes only in `hosts`.
+    daemon.config_path.write_text("".join(line for line in to_toml(grown).splitlines(keepends=True)
+                                          if not line.startswith("host = ")))
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: health(daemon.socket_path)["reply_queue_type"] == "quorum" and health(daemon.socket_path)["broker_connected"],
+             30, "the daemon on its quorum reply queue")
+    handler.release.set()
+    for thread in threads:
+        thread.join(60)
+    lost = sorted(name for name in (f"http-{i}" for i in range(40))
+                  if answers.get(name) != (200, b"Consumer processed: " + name.encode()))
+    assert lost == [], {name: answers.get(name) for name in lost[:3]}
+    assert "Reloaded" in daemon.log() and "rabbitmq.hosts" in daemon.log()
