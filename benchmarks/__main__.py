@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks import RESULTS_DIR, harness, report, revision, targets
+from benchmarks import RESULTS_DIR, harness, report, targets
+from benchmarks.rawfile import RawFile
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="only re-draw results.md and results.png next to an existing results.json")
     parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="py-spy executable for --profile")
     args = parser.parse_args(argv)
+    raw_file = RawFile("benchmarks", argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.profile and not args.py_spy:
         parser.error("--profile needs py-spy (pip install py-spy, or make bench-profile)")
@@ -48,13 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out_dir = args.out or RESULTS_DIR / f"{stamp}-{settings.mode}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    started_at = {"revision": revision(), "command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])])}
     raw = harness.run_benchmark(settings, out_dir, py_spy=args.py_spy if args.profile else None, variants=args.variants,
                                 with_peers=args.peers)
-    raw.update(started_at)
     # Every latency sample, for other analyses than the summary's percentiles and CDF.
-    (out_dir / "raw.json").write_text(json.dumps(raw))
+    raw_file.write(out_dir / "raw.json", raw)
     summary = report.summarise(raw)
+    summary["provenance"] = raw_file.provenance  # the command and revision, for the target table
     paths = report.write(summary, out_dir)
     print(paths["markdown"].read_text())
     for kind, path in paths.items():

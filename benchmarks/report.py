@@ -91,8 +91,6 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
     summary = {
         "started": raw["started"],
         "finished": raw.get("finished"),
-        "revision": raw.get("revision"),
-        "command": raw.get("command"),
         "note": raw["note"],
         "machine": raw["machine"],
         "settings": raw["settings"],

@@ -224,11 +224,12 @@ def newest_run(folder: Path = HERE) -> Path:
 def block(path: Path) -> str:
     """The generated part of RESULTS.md: where the numbers come from, then the table."""
     summary = json.loads(path.read_text())
+    provenance = summary.get("provenance", {})
     before, after = summary.get("loadavg_before"), summary.get("loadavg_after")
     load = f"{before[0]:.2f} before, {after[0]:.2f} after" if before and after else "n/a"
     lines = [
-        f"From [`{path.name}`]({path.name}): started {summary['started']}, revision {summary.get('revision') or 'n/a'}, "
-        f"command `{summary.get('command') or 'n/a'}`, load average (1 min) {load}. Bounds as of this revision of "
+        f"From [`{path.name}`]({path.name}): started {summary['started']}, revision {provenance.get('revision', 'n/a')}, "
+        f"command `{provenance.get('command', 'n/a')}`, load average (1 min) {load}. Bounds as of this revision of "
         "benchmarks/targets.py; a target the run did not measure says n/a.",
         "",
     ]

@@ -14,8 +14,8 @@ Per case, in interleaved rounds on one throwaway broker, each with its own queue
    while the others idle is what a wide window risks).
 
 Every request is counted by id from the caller's side: a case with any failure says so. The JSON
-goes to ``benchmarks/results/<UTC time>-windows/windows.json`` with the revision, command, date
-and load before and after; the table is printed. Speed comparisons need a quiet machine (load
+goes to ``benchmarks/results/<UTC time>-windows/windows.json`` behind its provenance block
+(:mod:`benchmarks.rawfile`: revision, command, dates, load before and after); the table is printed. Speed comparisons need a quiet machine (load
 under 1 at the start); ``--tiny`` only proves the scenario runs.
 """
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import os
 import statistics
 import sys
@@ -39,9 +38,10 @@ from burrow.producer import Producer
 from burrow.tools.burst import percentile
 from burrow.tools.localbroker import LocalBroker
 
-from benchmarks import RESULTS_DIR, clients, revision
+from benchmarks import RESULTS_DIR, clients
 from benchmarks.handlers import SLOW_EVERY, SLOW_SECONDS, body
 from benchmarks.harness import BurrowConsumerProcess, machine_info
+from benchmarks.rawfile import RawFile
 
 #: The windows compared: name -> the consumer settings that give it (8 workers).
 WINDOWS = {
@@ -166,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="a few hundred requests, one round: proves it runs")
     parser.add_argument("--out", type=Path, help="output folder (default benchmarks/results/<UTC time>-windows)")
     args = parser.parse_args(argv)
+    raw_file = RawFile("benchmarks.windows", argv)
     sizes = Sizes.tiny() if args.tiny else Sizes.full()
     # The consumer processes import the handler from this checkout.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
@@ -173,9 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = args.out or RESULTS_DIR / f"{stamp.strftime('%Y%m%dT%H%M%SZ')}-windows"
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
-        "started": stamp.isoformat(timespec="seconds"), "revision": revision(),
-        "command": " ".join(["python -m benchmarks.windows", *(argv if argv is not None else sys.argv[1:])]),
-        "loadavg_before": os.getloadavg(), "sizes": dataclasses.asdict(sizes),
+        "sizes": dataclasses.asdict(sizes),
         "handler": {"slow_every": SLOW_EVERY, "slow_seconds": SLOW_SECONDS}, "cases": [],
     }
     workdir = Path(tempfile.mkdtemp(prefix="burrow-bench-windows-"))
@@ -188,9 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"round {round_no} window {window:>8} x{consumers}: {case['throughput']['rps']:.0f} req/s, "
                           f"burst last {case['burst']['last_s']:.2f} s", file=sys.stderr, flush=True)
                     results["cases"].append(case)
-    results["loadavg_after"] = os.getloadavg()
-    results["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    (out_dir / "windows.json").write_text(json.dumps(results, indent=1) + "\n")
+    raw_file.write(out_dir / "windows.json", results, indent=1)
     print(table(results["cases"]))
     print(f"json: {out_dir / 'windows.json'}", file=sys.stderr)
     failed = sum(len(c["throughput"]["failed"]) + len(c["burst"]["failed"]) for c in results["cases"])

@@ -5,40 +5,45 @@
 # py-spy (its own cached venv) to burrow's producer and consumer at the highest concurrency and keeps
 # collapsed stacks and a summary in results.json. All of them run in the venv of
 # scripts/bootstrap-dev.sh (with the bench extra, matplotlib).
+#
+# Every raw.json they write starts with a provenance block (benchmarks/rawfile.py): the command,
+# the git revision (tests/support/provenance.py, hence BENCH_PATH), the UTC start and end, and the
+# load averages before and after the run.
 
 BENCH_ARGS ?=
 BENCH_CLUSTER_ARGS ?=
 BENCH_WINDOWS_ARGS ?=
 PY_SPY_VERSION ?= 0.4.3
+BENCH_PATH := PYTHONPATH=tests/support
 PY_SPY_VENV = $${BURROW_CACHE:-/var/cache/burrow-ci}/py-spy-$(PY_SPY_VERSION)
 
 .PHONY: bench bench-quick bench-peers bench-profile bench-cluster bench-http-stacks bench-windows bench-targets
 
 bench: ## burrow vs a baseline and the broker's ceiling, then bench-cluster
-	@$(VENV) python -m benchmarks $(BENCH_ARGS)
+	@$(VENV) $(BENCH_PATH) python -m benchmarks $(BENCH_ARGS)
 	@$(MAKE) --no-print-directory bench-cluster
 
 bench-cluster: ## burrow on a throwaway 3-node cluster vs one node (about 5 min)
-	@$(VENV) python -m benchmarks.cluster $(BENCH_CLUSTER_ARGS)
+	@$(VENV) $(BENCH_PATH) python -m benchmarks.cluster $(BENCH_CLUSTER_ARGS)
 
 bench-windows: ## request window 32, 64 or adaptive on 1 and 3 consumers, slow handler mix
-	@$(VENV) python -m benchmarks.windows $(BENCH_WINDOWS_ARGS)
+	@$(VENV) $(BENCH_PATH) python -m benchmarks.windows $(BENCH_WINDOWS_ARGS)
 
 bench-targets: ## RESULTS.md's target table from the newest benchmarks/results-*.json
 	@$(VENV) python -m benchmarks.targets
 
 bench-http-stacks: ## the HTTP stacks considered for the producer's API, without a broker
-	@$(VENV) python -m benchmarks.http_candidates $(BENCH_ARGS)
+	@$(VENV) $(BENCH_PATH) python -m benchmarks.http_candidates $(BENCH_ARGS)
 
 bench-quick: ## the benchmark smaller and in one round (< 2 min)
-	@$(VENV) python -m benchmarks --quick $(BENCH_ARGS)
+	@$(VENV) $(BENCH_PATH) python -m benchmarks --quick $(BENCH_ARGS)
 
 bench-peers: ## make bench plus Celery, nameko and aio-pika's RPC in cached venvs (not CI)
-	@$(VENV) python -m benchmarks --peers $(BENCH_ARGS)
+	@$(VENV) $(BENCH_PATH) python -m benchmarks --peers $(BENCH_ARGS)
 
 bench-profile: ## bench-quick with py-spy on the producer and consumer at top concurrency
 	@$(VENV) \
 	if [ ! -x "$(PY_SPY_VENV)/bin/py-spy" ]; then \
 		/usr/bin/python3 -m venv "$(PY_SPY_VENV)" && "$(PY_SPY_VENV)/bin/pip" install -q "py-spy==$(PY_SPY_VERSION)"; \
 	fi && \
-	python -m benchmarks --quick --profile --py-spy "$(PY_SPY_VENV)/bin/py-spy" $(BENCH_ARGS)
+	$(BENCH_PATH) python -m benchmarks --quick --profile --py-spy "$(PY_SPY_VENV)/bin/py-spy" $(BENCH_ARGS)

@@ -17,12 +17,14 @@ from processes import burrow, write_config
 from waiting import wait_for
 
 
-def dead_letter_three(config: BurrowConfig, start_consumer, start_producer, amqp) -> tuple[list[str], list[bytes]]:
-    """Three requests too large for a picky consumer: dead-lettered, their ids and bodies returned."""
+def dead_letter_three(config: BurrowConfig, start_consumer, start_producer, amqp,
+                      service: str | None = None) -> tuple[list[str], list[bytes]]:
+    """Three requests (to ``service``) too large for a picky consumer: dead-lettered, their ids
+    and bodies returned."""
     picky = start_consumer(dataclasses.replace(config, consumer=dataclasses.replace(config.consumer, max_message_bytes=16)))
     producer = start_producer(config)
     bodies = [f"too-large-request-{i}".encode() for i in range(3)]
-    futures = [producer.submit(body, timeout=30) for body in bodies]
+    futures = [producer.submit(body, timeout=30, service=service) for body in bodies]
     for future in futures:
         with pytest.raises(Rejected):
             future.result(timeout=30)
@@ -42,12 +44,13 @@ def test_list_and_show_read_without_taking(make_config, start_consumer, start_pr
     rows = listing.stdout.splitlines()[1:]
     assert len(rows) == 3, listing.stdout
     for row, correlation_id, body in zip(rows, ids, bodies):
-        assert re.match(rf"\s*\d+s\s+rejected\s+{re.escape(correlation_id)}\s+{len(body)}\s+-\s+1\s+{re.escape(body.decode())}$", row), row
+        assert re.match(rf"\s*\d+s\s+rejected\s+default\s+{re.escape(correlation_id)}\s+{len(body)}\s+-\s+1\s+"
+                        rf"{re.escape(body.decode())}$", row), row
     assert len(burrow("dead", "list", "--config", str(path), "--limit", "2").stdout.splitlines()) == 3
 
     shown = burrow("dead", "show", ids[1], "--config", str(path))
     assert shown.returncode == 0, shown.stderr
-    assert f"correlation_id: {ids[1]}" in shown.stdout
+    assert f"correlation_id: {ids[1]}" in shown.stdout and "service:        default" in shown.stdout
     assert "x-death:" in shown.stdout and "reason=rejected" in shown.stdout
     assert bodies[1].decode() in shown.stdout
     assert burrow("dead", "show", "no-such-id", "--config", str(path)).returncode == 1
@@ -120,3 +123,21 @@ def test_operator_user_needs_only_read_on_the_dead_queue_and_write_on_the_reques
         assert queue_depth(amqp, topology.dead_letter_queue) == 2, "a refused replay keeps its dead letter"
     finally:
         local_broker.ctl("delete_user", name)
+
+
+def test_dead_letters_say_their_service_and_replay_goes_back_to_it(make_config, start_consumer, start_producer, amqp,
+                                                                    tmp_path):
+    config = make_config(services={"default": "burrow.handlers:echo", "rec": "burrow_test_handlers:record"})
+    ids, bodies = dead_letter_three(config, start_consumer, start_producer, amqp, service="rec")
+    path = tmp_path / "operator.toml"
+    write_config(config, path)
+    rows = burrow("dead", "list", "--config", str(path), "--service", "rec").stdout.splitlines()[1:]
+    assert [row.split()[2] for row in rows] == ["rec"] * 3, rows
+    assert burrow("dead", "list", "--config", str(path), "--service", "default").stdout.splitlines()[1:] == []
+    start_consumer(config)
+    seen_before = len(burrow_test_handlers.SEEN)
+    replay = burrow("dead", "replay", "--all", "--service", "rec", "--config", str(path))
+    assert replay.returncode == 0, replay.stderr
+    # Only the rec service's handler records bodies: the replays reached that service's queue.
+    wait_for(lambda: set(bodies) <= set(burrow_test_handlers.SEEN[seen_before:]), 10, "every replay handled by rec")
+    assert queue_depth(amqp, config.topology.dead_letter_queue) == 0

@@ -36,11 +36,20 @@ def refused(key) -> list[str]:
 
 
 CASES = [pytest.param(key, text, id=f"{key.dotted}={text}") for key in NUMERIC for text in refused(key)]
+#: The name given to a table of named tables (``<name>`` in a key such as consumer.services.<name>.prefetch).
+SAMPLE_NAME = "sample"
+#: What such a table needs besides the key under test.
+REQUIRED_IN_NAMED_TABLE = 'handler = "burrow.handlers:echo"\n'
+
+
+def concrete(dotted: str) -> str:
+    return dotted.replace("<name>", SAMPLE_NAME)
 
 
 def write(tmp_path: Path, dotted: str, text: str) -> Path:
-    section, _, name = dotted.rpartition(".")
-    return write_toml(tmp_path, f"[{section}]\n{name} = {text}\n")
+    section, _, name = concrete(dotted).rpartition(".")
+    required = REQUIRED_IN_NAMED_TABLE if "<name>" in dotted else ""
+    return write_toml(tmp_path, f"[{section}]\n{required}{name} = {text}\n")
 
 
 def check_config(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -61,7 +70,7 @@ def test_out_of_range_values_are_refused_naming_key_value_and_range(tmp_path, ca
     status, out, err = check_config(path, capsys)
     assert status == EX_CONFIG, out
     lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"burrow: {path}: {key.dotted}: "), err
+    assert len(lines) == 1 and lines[0].startswith(f"burrow: {path}: {concrete(key.dotted)}: "), err
     value = tomllib.loads(f"v = {text}")["v"]
     shown = {repr(value), oct(value) if isinstance(value, int) else repr(value)}
     assert any(f"got {show}" in lines[0] or f"got number {show}" in lines[0] for show in shown), lines[0]

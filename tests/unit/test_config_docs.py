@@ -25,7 +25,9 @@ EXAMPLE = REPO / "daemons" / "burrow" / "examples" / "burrow.toml"
 ROLES = REPO / "ansible" / "roles"
 TEMPLATES = sorted(ROLES.glob("burrow_*/templates/*.toml.j2"))
 KEYS = {key.dotted: key for key in walk(BurrowConfig)}
-HEADER = re.compile(r"^\[([a-z_.]+)\]")
+#: A section header; a table of named tables (``[consumer.services.<name>]``) is shown commented
+#: out in the example and looped over (``{{ name }}``) in the templates.
+HEADER = re.compile(r"^(?:# )?\[([a-z_.]+(?:<name>|\{\{ name \}\})?)\]")
 #: ``key = value  # comment``, or a key shown commented out (``# hosts = [...]``).
 ASSIGNMENT = re.compile(r"^(?:# )?([a-z_]+) = (.*?)(?:\s+#\s*(.*))?$")
 
@@ -37,7 +39,7 @@ def assignments(path: Path) -> dict[str, tuple[str, str]]:
     for line in path.read_text(encoding="utf-8").splitlines():
         header = HEADER.match(line)
         if header:
-            section, last = header.group(1), ""
+            section, last = header.group(1).replace("{{ name }}", "<name>"), ""
             continue
         match = ASSIGNMENT.match(line)
         if match and (not line.startswith("#") or f"{section}.{match.group(1)}" in KEYS):

@@ -1,9 +1,9 @@
-"""What a SIGHUP reload compares and keeps: burrow.daemon.service.changed_settings / with_live_settings."""
+"""What a SIGHUP reload compares and keeps: burrow.daemon.reload.changed_settings / with_live_settings."""
 
 from __future__ import annotations
 
 from burrow.config import parse_config
-from burrow.daemon.service import LIVE_SETTINGS, PRODUCER_LIVE_SETTINGS, changed_settings, with_live_settings
+from burrow.daemon.reload import LIVE_SETTINGS, PRODUCER_LIVE_SETTINGS, changed_settings, with_live_settings
 
 
 def test_changed_settings_names_keys_not_values() -> None:

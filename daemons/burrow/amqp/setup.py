@@ -73,7 +73,8 @@ class RabbitMQSetup:
     producer's ``reply_queue``) is declared, is handed to ``on_ready(channel)``. The owner sets up
     its consumers and confirms there and forgets the channel on ``on_lost``: a channel is never
     reused across connections. ``declare=False`` skips the declarations (the consumer's publishing
-    connection). Everything runs on the I/O loop's thread.
+    connection); ``services`` names the service queues to declare besides the default one.
+    Everything runs on the I/O loop's thread.
     The connection goes to one of ``rabbitmq.nodes()`` at a time (module docstring). A publishing
     owner passes ``unconfirmed`` (how many of its publishes await a confirm) and reports confirms
     with :meth:`publish_acked` and :meth:`publish_nacked`, so a stuck channel gets reopened.
@@ -91,6 +92,7 @@ class RabbitMQSetup:
         reply_queue: str | None = None,
         declare: bool = True,
         unconfirmed: Callable[[], int] = lambda: 0,
+        services: tuple[str, ...] = (),
     ) -> None:
         self._rabbitmq = rabbitmq
         self._topology = topology
@@ -100,6 +102,7 @@ class RabbitMQSetup:
         self._on_lost = on_lost
         self._reply_queue = reply_queue
         self._declare = declare
+        self._services = services
         self._name = default_connection_name(role)
         self._use_nodes(rabbitmq)
         self._ready_node: BrokerNode | None = None
@@ -221,7 +224,8 @@ class RabbitMQSetup:
         self._channel = channel
         channel.add_on_close_callback(self.on_channel_closed)
         if self._declare:
-            declare_topology(channel, self._topology, self._reply_queue, lambda: self.on_topology_declared(channel))
+            declare_topology(channel, self._topology, self._reply_queue, lambda: self.on_topology_declared(channel),
+                             self._services)
         else:
             self.on_topology_declared(channel)
 

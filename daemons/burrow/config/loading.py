@@ -15,7 +15,7 @@ import tomllib
 import typing
 from typing import Any
 
-from burrow.config.rules import RULE, Between, Rule, checks_of, is_section
+from burrow.config.rules import RULE, Between, Rule, checks_of, entry_section, is_section
 from burrow.config.schema import BurrowConfig, RabbitMQConfig
 from burrow.config.secrets import resolve_password
 from burrow.errors import ConfigError
@@ -72,6 +72,10 @@ def build(path: str, prefix: str, cls: type, table: Any) -> Any:
             values[key] = build(path, dotted, expected, value)
             continue
         rule = known[key].metadata[RULE]
+        entry = entry_section(expected)
+        if entry is not None:
+            values[key] = _named_tables(path, dotted, entry, rule, value)
+            continue
         value = _typed(path, dotted, expected, rule, value)
         problem = rule.problem(value) if rule is not None else None
         if problem:
@@ -79,6 +83,19 @@ def build(path: str, prefix: str, cls: type, table: Any) -> Any:
         values[key] = float(value) if expected is float else value
     built = cls(**values)
     _run_checks(path, prefix, built, frozenset(table))
+    return built
+
+
+def _named_tables(path: str, prefix: str, entry: type, names: Rule, tables: Any) -> dict[str, Any]:
+    """``[prefix.<name>]`` tables into ``{name: entry section}``, each name checked by ``names``."""
+    if not isinstance(tables, dict):
+        raise ConfigError(path, prefix, f"expected tables [{prefix}.<name>], got {describe(tables)}")
+    built: dict[str, Any] = {}
+    for name, table in tables.items():
+        problem = names.problem(name)
+        if problem:
+            raise ConfigError(path, f"{prefix}.{name}", f"the name {problem}")
+        built[name] = build(path, f"{prefix}.{name}", entry, table)
     return built
 
 

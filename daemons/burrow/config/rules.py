@@ -21,10 +21,9 @@ Adding keys or tables:
   ``limits: LimitsConfig = table(LimitsConfig, "what it holds")``. Loading, writing, the README
   reference and the property tests walk into it with no other change.
 - A table of named tables (``[consumer.services.<name>]``): a ``@section`` dataclass for one entry
-  and a parent field typed ``dict[str, ServiceConfig]``; :func:`walk` then lists its keys under
-  ``<name>``, and :func:`burrow.config.loading.build` and :func:`burrow.config.writing.to_toml`
-  each need the one branch that iterates the names (both fail loudly on a field type they do not
-  know, so the branch cannot be forgotten).
+  and in its parent a field ``services: dict[str, ServiceConfig] = named_tables(ServiceConfig,
+  rule, "what they are")``, ``rule`` checking each name; :func:`walk` lists the entry's keys under
+  ``<name>``, and the loader and the writer iterate the names.
 """
 
 from __future__ import annotations
@@ -153,6 +152,21 @@ def table(cls: type, doc: str) -> Any:
     return dataclasses.field(default_factory=cls, metadata={RULE: None, DOC: doc})
 
 
+def named_tables(cls: type, names: Rule, doc: str) -> Any:
+    """Tables of section ``cls`` under names the file chooses (``[consumer.services.<name>]``),
+    each name obeying ``names``; none by default."""
+    return dataclasses.field(default_factory=dict, metadata={RULE: names, DOC: doc})
+
+
+def entry_section(kind: Any) -> type | None:
+    """The section of one entry when ``kind`` is a field type of :func:`named_tables`, else None."""
+    if typing.get_origin(kind) is dict:
+        _name, entry = typing.get_args(kind)
+        if is_section(entry):
+            return typing.cast(type, entry)
+    return None
+
+
 def section(*checks: Check) -> Callable[[type], type]:
     """Declare a dataclass a config section; check its fields and ``checks`` now (see the module doc)."""
 
@@ -179,6 +193,11 @@ def _check_field(cls: type, item: dataclasses.Field[Any], kind: Any) -> None:
     if DOC not in item.metadata:
         raise SchemaError(f"{where}: declare it with setting() or table(), so that it has a rule and a meaning")
     if is_section(kind):
+        return
+    if typing.get_origin(kind) is dict:
+        if entry_section(kind) is None or item.metadata[RULE] is None:
+            raise SchemaError(f"{where}: a dict field holds named tables: dict[str, <a @section class>], "
+                              "declared with named_tables() and a rule for the names")
         return
     rule = item.metadata[RULE]
     if kind in (int, float) and not isinstance(rule, Between):
@@ -221,6 +240,10 @@ def walk(cls: type, prefix: str = "") -> Iterator[Key]:
         if is_section(kind):
             yield from walk(kind, dotted)
             continue
+        entry = entry_section(kind)
+        if entry is not None:
+            yield from walk(entry, f"{dotted}.<name>")
+            continue
         yield Key(dotted, kind, item.default, item.metadata[RULE], item.metadata[DOC])
 
 
@@ -229,7 +252,9 @@ def sections(cls: type, prefix: str = "") -> Iterator[tuple[str, type]]:
     hints = typing.get_type_hints(cls)
     for item in dataclasses.fields(cls):
         kind = hints[item.name]
+        dotted = f"{prefix}.{item.name}" if prefix else item.name
         if is_section(kind):
-            dotted = f"{prefix}.{item.name}" if prefix else item.name
             yield dotted, kind
             yield from sections(kind, dotted)
+        elif entry_section(kind) is not None:
+            yield f"{dotted}.<name>", typing.cast(type, entry_section(kind))

@@ -12,13 +12,14 @@ message sizes stop at RabbitMQ's largest ``max_message_size``.
 
 from __future__ import annotations
 
+import re
 import socket
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
 from burrow.config.hosts import BrokerNode, host_or_hosts, hosts_problem, is_host, parse_node
-from burrow.config.rules import Between, Check, OneOf, Text, section, setting, table
+from burrow.config.rules import Between, Check, OneOf, Text, named_tables, section, setting, table
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -40,6 +41,11 @@ PORT = Between(1, 65535, what="a TCP port")
 NAME = Text(max_bytes=SHORT_STRING)
 MESSAGE_BYTES = Between(1, MAX_MESSAGE_BYTES, "bytes")
 QUEUE_TYPES = OneOf(("quorum", "classic"))
+#: A service's name becomes a queue name, a routing key, part of a broker permission regex and a
+#: metric label: nothing in it may need quoting in any of those (no ".", which also keeps it apart
+#: from the default service's routing key, the request queue's own name).
+SERVICE_NAME = Text(max_bytes=64, accept=re.compile(r"[a-z0-9][a-z0-9_-]*").fullmatch,
+                    shape="lowercase letters, digits, '-' and '_', starting with a letter or digit")
 
 
 def _tls_pair(tls: Any, written: frozenset[str]) -> tuple[str, str] | None:
@@ -217,25 +223,55 @@ def default_prefetch(concurrency: int) -> int:
     return PREFETCH_PER_WORKER * concurrency
 
 
-@section()
+def _handler_written(service: Any, written: frozenset[str]) -> tuple[str, str] | None:
+    return None if "handler" in written else ("handler", 'is required: "module:function"')
+
+
+@section(Check(("handler",), _handler_written))
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """One named service a consumer serves (``[consumer.services.<name>]``); 0 takes ``[consumer]``'s value."""
+
+    # Required (a check refuses a table without it), so the default only shows its shape.
+    handler: str = setting("module:function", Text(accept=_handler_spec, shape="'module:function'"),
+                           "required: the service's handler")
+    concurrency: int = setting(0, Between(0, MAX_CONCURRENCY), "the service's handler threads (async def: "
+                               "requests awaited at once); 0: [consumer] concurrency")
+    prefetch: int = setting(0, Between(0, 65535), "the service's unacked requests; 0: [consumer] prefetch")
+
+
+def _default_service_once(consumer: Any, written: frozenset[str]) -> tuple[str, str] | None:
+    if "handler" in written and consumer.services:
+        return "handler", ("with [consumer.services.<name>] tables, the default service is one of them: "
+                           "write its handler as [consumer.services.default] handler (or leave it out)")
+    return None
+
+
+@section(Check(("handler", "services"), _default_service_once))
 @dataclass(frozen=True, slots=True)
 class ConsumerConfig:
     """The consumer daemon's settings."""
 
     handler: str = setting("burrow.handlers:echo", Text(accept=_handler_spec, shape="'module:function'"),
                            "takes the body (and a context) and returns bytes")
-    concurrency: int = setting(8, Between(1, MAX_CONCURRENCY), "handler worker threads")
+    concurrency: int = setting(8, Between(1, MAX_CONCURRENCY), "handler worker threads, or for an async def "
+                               "handler the requests awaited at once on the daemon's one event loop")
     prefetch: int = setting(0, Between(0, 65535), "unacked requests held; 0 means 4 x concurrency; after a "
                             "(re)start redeliveries are taken one at a time, then the full window opens")
     window: str = setting("fixed", OneOf(("fixed", "adaptive")), "fixed: the window is prefetch; adaptive: it "
                           "starts there and moves between 1 and 16 requests per worker, growing while the replies' "
                           "confirm latency stays flat and shrinking when it rises")
     max_message_bytes: int = setting(1048576, MESSAGE_BYTES, "bigger requests are dead-lettered")
-    content_types: tuple[str, ...] = setting(("application/octet-stream", "text/plain"), None,
+    content_types: tuple[str, ...] = setting(("application/octet-stream", "text/plain", "application/json"), None,
                                              "accepted; others are dead-lettered")
     include_traceback: bool = setting(False, None, "send the handler's traceback in error replies")
     shutdown_timeout: float = setting(30.0, SECONDS_OR_0, "seconds to finish in-flight handlers when stopping")
     dead_letter_notices: bool = setting(True, None, "run the dead-letter watcher in this consumer")
+    blocking_warning: float = setting(0.1, Between(MIN_SECONDS, 60), "an async def handler holding the event loop "
+                                      "longer than this many seconds (a blocking call) is logged")
+    services: dict[str, ServiceConfig] = named_tables(
+        ServiceConfig, SERVICE_NAME, "named services, each on its own queue <topology.request_queue>.<name> with "
+        "its own threads; none: the default service alone, with handler above; \"default\" is the default service")
 
     def effective_prefetch(self, concurrency: int) -> int:
         """Unacked requests to hold with ``concurrency`` workers (the live count after a reload):

@@ -7,7 +7,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from burrow.config.rules import RULE, Between, is_section
+from burrow.config.rules import RULE, Between, entry_section, is_section
 from burrow.config.schema import BurrowConfig
 
 
@@ -30,8 +30,11 @@ def toml_value(value: Any, octal: bool = False) -> str:
 
 
 def _skipped(name: str, key: str, obj: Any) -> bool:
-    """Keys left out: a password read from password_file, an empty password_file, and whichever
-    of ``host`` and ``hosts`` is not in use (the loader refuses both together)."""
+    """Keys left out: a password read from password_file, an empty password_file, whichever
+    of ``host`` and ``hosts`` is not in use (the loader refuses both together), and the consumer's
+    ``handler`` beside named services (the default service is then one of them, if served)."""
+    if name == "consumer":
+        return key == "handler" and bool(obj.services)
     if name != "rabbitmq":
         return False
     return ((key == "password" and bool(obj.password_file)) or (key == "password_file" and not obj.password_file)
@@ -54,6 +57,8 @@ def to_toml(config: BurrowConfig) -> str:
             value = getattr(obj, item.name)
             if is_section(hints[item.name]):
                 nested.append((f"{name}.{item.name}", value))
+            elif entry_section(hints[item.name]) is not None:
+                nested.extend((f"{name}.{item.name}.{entry}", table) for entry, table in value.items())
             elif not _skipped(name, item.name, obj):
                 rule = item.metadata.get(RULE)
                 lines.append(f"{item.name} = {toml_value(value, isinstance(rule, Between) and rule.octal)}")

@@ -13,15 +13,15 @@ SIGHUP reload, ``STOPPING=1`` before the drain, opt-in Prometheus metrics, and `
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
+from burrow.amqp.queuestats import describe as describe_queues
 from burrow.amqp.setup import BrokerLink
 from burrow.daemon import prometheus
 from burrow.config import BurrowConfig, load_config
@@ -29,6 +29,7 @@ from burrow.consumer import Consumer
 from burrow.deadletters import DeadLetterWatcher
 from burrow.errors import ConfigError
 from burrow.daemon.journal import LoggingSetup, install_service_logging
+from burrow.daemon.reload import LIVE_SETTINGS, PRODUCER_LIVE_SETTINGS, changed_settings, with_live_settings
 from burrow.daemon.notify import Notifier, StatusReporter, StatusSnapshot, broker_status
 
 logger = logging.getLogger(__name__)
@@ -42,18 +43,6 @@ FORCED_EXIT_CODE = 130
 MAIN_LOOP_INTERVAL = 0.25
 #: Seconds between ``STATUS=`` updates.
 STATUS_INTERVAL = 5.0
-#: Settings a SIGHUP applies live; every other changed key is logged as needing a restart.
-LIVE_SETTINGS = {
-    "logging.level",
-    "consumer.concurrency",
-    "producer.request_timeout",
-    "producer.unavailable_wait",
-    "producer.shutdown_timeout",
-    "consumer.shutdown_timeout",
-}
-#: The producer also moves to other broker nodes live (``Producer.use_brokers``), which may switch
-#: its reply queue type; the consumer needs a restart for that.
-PRODUCER_LIVE_SETTINGS = LIVE_SETTINGS | {"rabbitmq.host", "rabbitmq.hosts"}
 TEST_HOOKS_ENV = "BURROW_TEST_HOOKS"
 
 
@@ -92,32 +81,6 @@ class Engine(Protocol):
     def add_periodic(self, interval: float, fn: Callable[[], None]) -> None: ...
 
     def broker_links(self) -> list[BrokerLink]: ...
-
-
-def changed_settings(old: BurrowConfig, new: BurrowConfig) -> list[str]:
-    """Dotted names of the settings that differ (values are not returned: one may be a password)."""
-    changed: list[str] = []
-    for section in dataclasses.fields(old):
-        if section.name == "path":
-            continue
-        before, after = getattr(old, section.name), getattr(new, section.name)
-        for item in dataclasses.fields(before):
-            if getattr(before, item.name) != getattr(after, item.name):
-                changed.append(f"{section.name}.{item.name}")
-    return changed
-
-
-def with_live_settings(running: BurrowConfig, new: BurrowConfig, live: set[str] = LIVE_SETTINGS) -> BurrowConfig:
-    """``running`` with the ``live`` settings of ``new``: what a reload actually put in force.
-
-    Keys that need a restart keep their running value, so the next reload warns about them again.
-    """
-    sections: dict[str, Any] = {}
-    for dotted in sorted(live):
-        section, key = dotted.split(".")
-        current = sections.get(section, getattr(running, section))
-        sections[section] = dataclasses.replace(current, **{key: getattr(getattr(new, section), key)})
-    return dataclasses.replace(running, **sections)
 
 
 class _ServiceLayer:
@@ -255,17 +218,18 @@ def run_consumer(config: BurrowConfig) -> int:
     layer = _ServiceLayer(config, "consumer")
     consumer = Consumer(config).start()
     watcher = DeadLetterWatcher(config).start() if config.consumer.dead_letter_notices else None
-    logger.info("Consumer starting: broker %s, queue %s", ", ".join(map(str, config.rabbitmq.nodes())),
-                config.topology.request_queue)
+    logger.info("Consumer starting: broker %s, services %s", ", ".join(map(str, config.rabbitmq.nodes())),
+                ", ".join(consumer.services))
 
     def snapshot() -> StatusSnapshot:
         stats = consumer.stats()
+        services = describe_queues(consumer.service_queues())
         return StatusSnapshot(
             processed=stats.processed,
             in_flight=consumer.in_flight,
             connected=consumer.connected,
             failed=stats.handler_errors + stats.dead_lettered,
-            detail=broker_status(consumer.broker_links()),
+            detail="; ".join(filter(None, [broker_status(consumer.broker_links()), services])),
         )
 
     def apply(new: BurrowConfig, changed: list[str]) -> None:
@@ -273,6 +237,7 @@ def run_consumer(config: BurrowConfig) -> int:
             consumer.set_concurrency(new.consumer.concurrency)
 
     layer.attach(consumer, snapshot)
+    prometheus.track_services(consumer.services, consumer.service_queues)
     while True:
         layer.maybe_ready(consumer)
         if layer.handle_next_signal(consumer, apply):
@@ -388,10 +353,7 @@ def run_daemon(role: str, config: BurrowConfig, *, detach: bool = False, pidfile
 
 __all__ = [
     "FORCED_EXIT_CODE",
-    "PRODUCER_LIVE_SETTINGS",
     "block_signals",
-    "changed_settings",
-    "with_live_settings",
     "run_consumer",
     "run_daemon",
     "run_producer",

@@ -20,6 +20,9 @@ Endpoints:
   Every answer carries ``X-Burrow-Request-Id`` and, once published, ``X-Burrow-Correlation-Id``.
   A W3C ``traceparent`` header continues the client's trace (else a new one starts): it goes with
   the request to the consumer and comes back on the answer, and both daemons log its ``TRACE_ID``.
+- ``POST /v1/services/<name>``: the same for the named service (``/v1/requests`` is the default
+  service); ``404`` with ``"error": "unknown_service"`` when no queue serves that name (no
+  consumer ever declared it, or the name is not one a service can have).
 - ``GET /v1/health``: ``{"broker_connected": ..., "in_flight": ..., "reply_queue_type": ..., ...}``, 200 when
   connected, else 503.
 - ``GET /metrics``: Prometheus text when metrics are enabled, else 404.
@@ -45,7 +48,6 @@ from burrow.daemon import prometheus
 from burrow.daemon.bridge import FutureBridge
 from burrow.daemon.http.answers import Exchange, Send
 from burrow.daemon.http.inputs import (
-    DISCARD_LIMIT,
     BadHeader,
     Receive,
     client_request_id,
@@ -62,6 +64,7 @@ from burrow.errors import (
     Rejected,
     RemoteError,
     RequestTimeout,
+    UnknownService,
 )
 from burrow.protocol import (
     REJECT_CONTENT_TYPE,
@@ -70,6 +73,7 @@ from burrow.protocol import (
     REJECT_STALE,
     REJECT_TOO_LARGE,
 )
+from burrow.services import DEFAULT_SERVICE, check_name
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +96,13 @@ RESULT_GRACE = 5.0
 #: Pause between two ``submit`` attempts while the producer has ``max_in_flight`` requests out.
 BACKPRESSURE_PAUSE = 0.005
 
-#: Path -> the methods it answers; other methods get 405 with an Allow header.
+#: Requests to a named service: this prefix, then the name.
+SERVICES_PREFIX = "/v1/services/"
+SERVICE_ROUTE = SERVICES_PREFIX + "<name>"
+#: Path (a named service's as :data:`SERVICE_ROUTE`) -> the methods it answers; other methods get
+#: 405 with an Allow header.
 ROUTES: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
-    {"/v1/requests": ("POST",), "/v1/health": ("GET",), "/metrics": ("GET",)}
+    {"/v1/requests": ("POST",), SERVICE_ROUTE: ("POST",), "/v1/health": ("GET",), "/metrics": ("GET",)}
 )
 
 class ProducerAPI(Protocol):
@@ -118,8 +126,10 @@ class ProducerAPI(Protocol):
         timeout: float | None = None,
         headers: dict[str, Any] | None = None,
         block: bool = True,
+        service: str | None = None,
     ) -> concurrent.futures.Future[bytes]:
-        """Publish ``body``; the future has ``correlation_id`` and resolves to the reply body."""
+        """Publish ``body`` to ``service`` (None: the default one); the future has
+        ``correlation_id`` and resolves to the reply body."""
 
 
 class ApiState(Protocol):
@@ -160,7 +170,8 @@ class App:
         exchange.request_id = client_request_id(headers) or self._new_request_id()
         exchange.traceparent = tracing.child(headers.get(tracing.HEADER.encode()))
         path, method = scope["path"], scope["method"]
-        allowed = ROUTES.get(path)
+        service = path[len(SERVICES_PREFIX):] if path.startswith(SERVICES_PREFIX) else None
+        allowed = ROUTES.get(path if service is None else SERVICE_ROUTE)
         if allowed is None:
             await exchange.error(404, "not_found", f"no such endpoint {path}; try POST /v1/requests or GET /v1/health",
                                  close=has_large_body(headers))
@@ -168,13 +179,26 @@ class App:
             await exchange.error(405, "method_not_allowed", f"{path} allows {', '.join(allowed)}", allow=allowed,
                                  close=has_large_body(headers))
         elif path == "/v1/requests":
-            await self._post_request(exchange, headers, receive)
+            await self._post_request(exchange, headers, receive, None)
+        elif service is not None:
+            await self._post_service_request(exchange, headers, receive, service)
         elif path == "/v1/health":
             await self._health(exchange)
         else:
             await self._metrics(exchange)
 
-    async def _post_request(self, exchange: Exchange, headers: dict[bytes, bytes], receive: Receive) -> None:
+    async def _post_service_request(self, exchange: Exchange, headers: dict[bytes, bytes], receive: Receive,
+                                    service: str) -> None:
+        """``POST /v1/services/<name>``: a name no service can have is unknown without asking the broker."""
+        try:
+            check_name(service)
+        except ValueError as exc:
+            await exchange.error(404, "unknown_service", str(exc), close=has_large_body(headers))
+            return
+        await self._post_request(exchange, headers, receive, None if service == DEFAULT_SERVICE else service)
+
+    async def _post_request(self, exchange: Exchange, headers: dict[bytes, bytes], receive: Receive,
+                            service: str | None) -> None:
         api = self.api
         if b"transfer-encoding" in headers:
             await exchange.error(411, "length_required", "chunked bodies are not supported; send Content-Length",
@@ -186,10 +210,8 @@ class App:
             return
         length = int(length_text)  # httptools refused anything but digits already
         if length > api.max_body:
-            if b"expect" not in headers and length <= api.max_body + DISCARD_LIMIT:
-                # Read the body first: closing on a client still sending it would reset the
-                # connection, and the client would see the reset instead of this answer.
-                await receive_body(exchange.scope, receive)
+            # Answered before any of the body is read; closing lingers, so a client still sending
+            # it reads this answer rather than a reset (burrow.daemon.http.transport).
             await exchange.error(413, "too_large", f"request body of {length} bytes is over {api.max_body}", close=True)
             return
         body = await receive_body(exchange.scope, receive)
@@ -210,7 +232,7 @@ class App:
             await exchange.error(503, "unavailable", "the broker is unreachable", retry_after=1)
             return
         try:
-            reply = await self._submit(exchange, body, effective)
+            reply = await self._submit(exchange, body, effective, service)
         except Exception as exc:  # every failure becomes a status code; unknown ones a logged 500
             await self._failed(exchange, exc)
             return
@@ -237,7 +259,7 @@ class App:
             await asyncio.sleep(CONNECTED_POLL)
         return True
 
-    async def _submit(self, exchange: Exchange, body: bytes, timeout: float) -> bytes:
+    async def _submit(self, exchange: Exchange, body: bytes, timeout: float, service: str | None) -> bytes:
         """Publish and await the reply; waits (without blocking the loop) while the producer is full."""
         loop = asyncio.get_running_loop()
         if self.bridge is None:
@@ -246,7 +268,7 @@ class App:
         while True:
             try:
                 future = self.api.producer.submit(
-                    body, timeout=timeout, block=False,
+                    body, timeout=timeout, block=False, service=service,
                     headers={"x-burrow-request-id": exchange.request_id, tracing.HEADER: exchange.traceparent},
                 )
                 break
@@ -299,6 +321,9 @@ class App:
             await exchange.error(REJECTED_STATUS.get(exc.reason, 422), "rejected", exc.message, rejected=exc)
         elif isinstance(exc, Backpressure):
             await exchange.error(503, "busy", str(exc) or "too many requests in flight", retry_after=1)
+        elif isinstance(exc, UnknownService):
+            logger.info("Request %s is for an unknown service: %s", request_id, exc, extra=log_extra)
+            await exchange.error(404, "unknown_service", str(exc))
         elif isinstance(exc, BrokerUnavailable):
             await exchange.error(503, "unavailable", str(exc) or "the broker is unreachable", retry_after=1)
         elif isinstance(exc, PublishError):
