@@ -66,15 +66,15 @@ class Consumer:
         self._io = IOThread(f"burrow-{name}-io")
         self._services = [
             # a wrong handler fails here, at once
-            ServedService(name, service, self._settings, config.topology.request_queue,
-                          given.get(name) or load_handler(service.handler), self._replies_put)
-            for name, service in services
+            ServedService(service_name, service, self._settings, config.topology.request_queue,
+                          given.get(service_name) or load_handler(service.handler), self._replies_put)
+            for service_name, service in services
         ]
         self._queue_stats = QueueStats({service.name: service.queue for service in self._services})
         self._consume = RabbitMQSetup(
             config.rabbitmq, config.topology, self._io.ioloop,
             role=f"{name}-consume", on_ready=self.on_consume_channel_ready, on_lost=self.on_consume_lost,
-            services=tuple(name for name, _service in services),
+            services=tuple(service.name for service in self._services),
         )
         self._replies: ReplyPublisher[Delivery] = ReplyPublisher(
             self._io.ioloop, config.topology.reply_exchange, on_ready=self._maybe_start_consuming, on_confirmed=self._settle,
