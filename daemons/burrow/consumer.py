@@ -121,13 +121,11 @@ class Consumer:
         return self._queue_stats.latest
 
     def _replies_put(self, delivery: Delivery) -> None:
-        """Worker thread or event loop: hand a finished request to the reply publisher. One its
-        pool rejected instead (a coroutine cancelled at the request's deadline) is also counted,
-        on the I/O thread, with the requests the consumer itself dead-lettered."""
-        outcome = delivery.outcome
-        if outcome is not None and outcome.rejected is not None:
-            code = outcome.rejected
-            self._io.call_soon(lambda: self._count_dead_letter(code))
+        """Worker thread or event loop: time a finished request (adaptive window), hand it to the reply
+        publisher; a pool's rejection (a coroutine cancelled at its deadline) counts as dead-lettered."""
+        delivery.finished_at = time.monotonic()
+        if delivery.outcome is not None and (code := delivery.outcome.rejected) is not None:
+            self._io.call_soon(functools.partial(self._count_dead_letter, code))
         self._replies.put(delivery)
 
     def _count_dead_letter(self, code: str) -> None:
@@ -171,6 +169,8 @@ class Consumer:
                 if not service.follows_consumer:
                     continue
                 service.workers.resize(workers)
+                if service.adaptive is not None:
+                    service.adaptive.reset(service.configured_prefetch())
                 if not service.window.probation:
                     self._resubscribe(service)
                 logger.info("Service %s concurrency is now %d (prefetch %d)", service.name, workers, service.prefetch())
@@ -333,6 +333,7 @@ class Consumer:
         allows. A request from an older channel is left alone: the broker redelivers it and the
         producer drops the duplicate reply.
         """
+        self._adapt(deliveries)
         self._in_flight -= len(deliveries)
         channel = self._consume_channel
         usable = channel is not None and channel.is_open
@@ -365,6 +366,17 @@ class Consumer:
             for tag in plan.single:
                 channel.basic_ack(tag)
         self._check_drained()
+
+    def _adapt(self, deliveries: list[Delivery]) -> None:
+        """Feed the replies' confirm latency to the services' adaptive windows; register a service
+        again when its window moves."""
+        now = time.monotonic()
+        for delivery in deliveries:
+            if delivery.service.adaptive is not None and delivery.finished_at:
+                delivery.service.adaptive.observe(now - delivery.finished_at, self._in_flight)
+        for service in self._services:
+            if service.adaptive is not None and service.adaptive.decide(now) is not None and not service.window.probation:
+                self._resubscribe(service)
 
     # ----------------------------------------------------------------- I/O thread: shutdown
 
