@@ -2,8 +2,9 @@
 
 Two more burrow systems, each a ``burrow-consumer`` on its own request queue with a library client
 (reliable mode), whose handler waits 10 ms per request, as a call to a slow service would:
-``async-handler`` awaits :func:`sleep_10ms` on the consumer's one event loop with ``concurrency =
-256``, ``sync-handler`` sleeps in :func:`sync_sleep_10ms` in the default pool of 8 worker threads.
+``async-handler`` awaits ``benchmarks.handlers:sleep_10ms`` on the consumer's one event loop with
+``concurrency = 256``, ``sync-handler`` sleeps in ``benchmarks.handlers:sync_sleep_10ms`` in the
+default pool of 8 worker threads.
 :mod:`benchmarks.harness` drives both with :data:`IN_FLIGHT` requests in flight, alternating them
 in every round like the main rows, after the main rows; :func:`summarise` keeps each one's median
 req/s and their ratio (the baseline is the sync handler of the same run), :func:`markdown_lines`
@@ -12,12 +13,10 @@ reports them.
 
 from __future__ import annotations
 
-import asyncio
 import statistics
-import time
 from typing import Any
 
-from burrow.handlers import echo
+from benchmarks.handlers import WAIT_SECONDS
 
 ASYNC_HANDLER = "async-handler"
 SYNC_HANDLER = "sync-handler"
@@ -25,21 +24,6 @@ SYNC_HANDLER = "sync-handler"
 SYSTEMS = (ASYNC_HANDLER, SYNC_HANDLER)
 #: Requests in flight of every measurement.
 IN_FLIGHT = 256
-#: What one request of either handler waits (seconds).
-WORK_SECONDS = 0.010
-
-
-async def sleep_10ms(body: bytes) -> bytes:
-    """Await 10 ms on the consumer's event loop, then answer like ``burrow.handlers:echo``."""
-    await asyncio.sleep(WORK_SECONDS)
-    return echo(body)
-
-
-def sync_sleep_10ms(body: bytes) -> bytes:
-    """Sleep 10 ms in a worker thread, then answer like ``burrow.handlers:echo``."""
-    time.sleep(WORK_SECONDS)
-    return echo(body)
-
 
 def summarise(runs: dict[str, list[dict[str, Any]]] | None) -> dict[str, Any] | None:
     """Each system's median req/s and consumer CPU per request over the rounds, and the ratio."""
@@ -52,7 +36,7 @@ def summarise(runs: dict[str, list[dict[str, Any]]] | None) -> dict[str, Any] | 
     ratio = None
     if ASYNC_HANDLER in systems and systems.get(SYNC_HANDLER, {}).get("median_rps"):
         ratio = systems[ASYNC_HANDLER]["median_rps"] / systems[SYNC_HANDLER]["median_rps"]
-    return {"in_flight": IN_FLIGHT, "work_ms": WORK_SECONDS * 1000, "systems": systems, "ratio": ratio}
+    return {"in_flight": IN_FLIGHT, "work_ms": WAIT_SECONDS * 1000, "systems": systems, "ratio": ratio}
 
 
 def markdown_lines(summary: dict[str, Any]) -> list[str]:

@@ -77,8 +77,8 @@ BURROW_SYSTEMS = {
     "direct-prefetch64": BurrowVariant(direct=True, prefetch=64),
     "reliable-classic-queue": BurrowVariant(queue_type="classic"),
     # The same I/O-bound work in an async and a sync handler (benchmarks/asyncbench.py).
-    asyncbench.ASYNC_HANDLER: BurrowVariant(handler="benchmarks.asyncbench:sleep_10ms", concurrency=asyncbench.IN_FLIGHT),
-    asyncbench.SYNC_HANDLER: BurrowVariant(handler="benchmarks.asyncbench:sync_sleep_10ms"),
+    asyncbench.ASYNC_HANDLER: BurrowVariant(handler="benchmarks.handlers:sleep_10ms", concurrency=asyncbench.IN_FLIGHT),
+    asyncbench.SYNC_HANDLER: BurrowVariant(handler="benchmarks.handlers:sync_sleep_10ms"),
 }
 VARIANTS = ("reliable-prefetch16", "direct-prefetch16", "reliable-prefetch64", "direct-prefetch64", "reliable-classic-queue")
 BASELINE_QUEUE = "bench.baseline.rpc_queue"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from benchmarks import asyncbench
+from benchmarks import asyncbench, handlers
 
 
 def run(ok: int, elapsed: float, consumer_ms: float, failed: int = 0) -> dict:
@@ -34,4 +34,4 @@ def test_a_run_without_the_sync_row_prints_the_ratio_as_n_a_and_a_run_without_bo
 
 
 def test_both_handlers_do_the_same_work_and_answer_like_echo() -> None:
-    assert asyncio.run(asyncbench.sleep_10ms(b"x")) == asyncbench.sync_sleep_10ms(b"x") == b"Consumer processed: x"
+    assert asyncio.run(handlers.sleep_10ms(b"x")) == handlers.sync_sleep_10ms(b"x") == b"Consumer processed: x"
