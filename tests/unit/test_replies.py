@@ -165,13 +165,12 @@ def test_an_internal_error_drops_only_the_replies_to_the_one_address_unconfirmed
     publisher.publish_waiting()
     first.is_open = False
     publisher.on_channel_lost("(541, 'INTERNAL_ERROR')")
-    assert confirmed == [["d1"]]
     publisher.put(reply("d2", reply_to=DEAD))
     publisher.put(reply("l1", reply_to=LIVE))
     fresh = RecordingChannel()
     publisher.on_channel_ready(fresh)  # type: ignore[arg-type]
     assert [p[1:3] for p in fresh.published] == [(LIVE, b"l1")]
-    assert confirmed == [["d1"], ["d2"]]
+    assert sum(confirmed, []) == ["d1", "d2"]  # settled unsent
     io.ioloop.close()
 
 
@@ -192,11 +191,10 @@ def test_with_several_addresses_unconfirmed_nothing_is_dropped_until_one_is_name
     assert [p[2] for p in second.published] == [b"l1", b"l2", b"d1"]
     second.is_open = False
     publisher.on_channel_lost("(541, 'INTERNAL_ERROR')")  # with only d1 in flight: DEAD is named
-    assert confirmed == [["l1", "l2"], ["d1"]]
     publisher.put(reply("l3", reply_to=LIVE))
     publisher.put(reply("d2", reply_to=DEAD))
     third = RecordingChannel()
     publisher.on_channel_ready(third)  # type: ignore[arg-type]
     assert [p[2] for p in third.published] == [b"l3"]
-    assert confirmed[-1] == ["d2"]
+    assert sum(confirmed, []) == ["l1", "l2", "d1", "d2"]
     io.ioloop.close()

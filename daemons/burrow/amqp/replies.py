@@ -139,33 +139,28 @@ class ReplyPublisher(Generic[R]):
         self._dead[culprit] = None
         while len(self._dead) > DEAD_ADDRESSES_KEPT:
             self._dead.popitem(last=False)
-        self._drop_dead()
 
-    def _drop_dead(self) -> None:
-        """Settle, unsent, every waiting reply to a direct reply-to address proven dead."""
-        direct = [reply for reply in self._waiting if reply.reply_to in self._dead]
-        if not direct:
-            return
-        keep = [reply for reply in self._waiting if reply.reply_to not in self._dead]
-        while self._waiting:
-            self._waiting.pop()
-        self._waiting.put_back(keep)
+    def _drop(self, dead: list[R]) -> None:
+        """Settle, unsent, replies to direct reply-to addresses proven dead."""
         logger.warning("Dropping %d direct reply-to replies the broker could not deliver (their producer's "
-                       "connection is gone); those producers republish the requests", len(direct))
-        self._on_confirmed(direct)
+                       "connection is gone); those producers republish the requests", len(dead))
+        self._on_confirmed(dead)
 
     def publish_waiting(self) -> None:
         channel = self._channel
         if channel is None or not channel.is_open:
             return
-        self._drop_dead()
         held: list[R] = []
+        dead: list[R] = []
         while self._waiting:
             reply = self._waiting.pop()
             outcome = reply.outcome
             if outcome is None:
                 raise ValueError(f"reply {reply.correlation_id} has no outcome to publish")
             direct = reply.reply_to.startswith(DIRECT_REPLY_TO)
+            if direct and reply.reply_to in self._dead:
+                dead.append(reply)
+                continue
             if direct and self._careful:
                 # One direct reply-to address in flight at a time, so an INTERNAL_ERROR names it.
                 if self._probe is None:
@@ -184,9 +179,12 @@ class ReplyPublisher(Generic[R]):
             except Exception as exc:
                 logger.warning("Reply publish failed (%s); retrying after reconnect", exc)
                 self._waiting.put_back([reply, *held])
-                return
+                break
             self._confirms.published(reply)
-        self._waiting.put_back(held)
+        else:
+            self._waiting.put_back(held)
+        if dead:
+            self._drop(dead)
 
     def _probe_confirmed(self) -> None:
         """The address in flight is through: publish the next one, or leave one-at-a-time mode."""
