@@ -66,15 +66,15 @@ class Consumer:
         self._io = IOThread(f"burrow-{name}-io")
         self._services = [
             # a wrong handler fails here, at once
-            ServedService(name, service, self._settings, config.topology.request_queue,
-                          given.get(name) or load_handler(service.handler), self._replies_put)
-            for name, service in services
+            ServedService(service_name, service, self._settings, config.topology.request_queue,
+                          given.get(service_name) or load_handler(service.handler), self._replies_put)
+            for service_name, service in services
         ]
         self._queue_stats = QueueStats({service.name: service.queue for service in self._services})
         self._consume = RabbitMQSetup(
             config.rabbitmq, config.topology, self._io.ioloop,
             role=f"{name}-consume", on_ready=self.on_consume_channel_ready, on_lost=self.on_consume_lost,
-            services=tuple(name for name, _service in services),
+            services=tuple(service.name for service in self._services),
         )
         self._replies: ReplyPublisher[Delivery] = ReplyPublisher(
             self._io.ioloop, config.topology.reply_exchange, on_ready=self._maybe_start_consuming, on_confirmed=self._settle,
@@ -121,7 +121,8 @@ class Consumer:
         return self._queue_stats.latest
 
     def _replies_put(self, delivery: Delivery) -> None:
-        """Worker thread: hand a finished request to the reply publisher."""
+        """Worker thread: hand a finished request to the reply publisher (timed for the adaptive window)."""
+        delivery.finished_at = time.monotonic()
         self._replies.put(delivery)
 
     @property
@@ -159,6 +160,8 @@ class Consumer:
                 if not service.follows_consumer:
                     continue
                 service.workers.resize(workers)
+                if service.adaptive is not None:
+                    service.adaptive.reset(service.configured_prefetch())
                 if not service.window.probation:
                     self._resubscribe(service)
                 logger.info("Service %s concurrency is now %d (prefetch %d)", service.name, workers, service.prefetch())
@@ -323,6 +326,7 @@ class Consumer:
         allows. A request from an older channel is left alone: the broker redelivers it and the
         producer drops the duplicate reply.
         """
+        self._adapt(deliveries)
         self._in_flight -= len(deliveries)
         channel = self._consume_channel
         usable = channel is not None and channel.is_open
@@ -355,6 +359,17 @@ class Consumer:
             for tag in plan.single:
                 channel.basic_ack(tag)
         self._check_drained()
+
+    def _adapt(self, deliveries: list[Delivery]) -> None:
+        """Feed the replies' confirm latency to the services' adaptive windows; register a service
+        again when its window moves."""
+        now = time.monotonic()
+        for delivery in deliveries:
+            if delivery.service.adaptive is not None and delivery.finished_at:
+                delivery.service.adaptive.observe(now - delivery.finished_at, self._in_flight)
+        for service in self._services:
+            if service.adaptive is not None and service.adaptive.decide(now) is not None and not service.window.probation:
+                self._resubscribe(service)
 
     # ----------------------------------------------------------------- I/O thread: shutdown
 

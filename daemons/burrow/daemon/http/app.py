@@ -23,7 +23,8 @@ Endpoints:
 - ``POST /v1/services/<name>``: the same for the named service (``/v1/requests`` is the default
   service); ``404`` with ``"error": "unknown_service"`` when no queue serves that name (no
   consumer ever declared it, or the name is not one a service can have).
-- ``GET /v1/health``: ``{"broker_connected": ..., "in_flight": ..., ...}``, 200 when connected, else 503.
+- ``GET /v1/health``: ``{"broker_connected": ..., "in_flight": ..., "reply_queue_type": ..., ...}``, 200 when
+  connected, else 503.
 - ``GET /metrics``: Prometheus text when metrics are enabled, else 404.
 
 A new endpoint is a line in :data:`ROUTES` and a method of :class:`App`; every failure of a
@@ -106,6 +107,9 @@ ROUTES: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
 
 class ProducerAPI(Protocol):
     """What the HTTP API needs from the producer (``burrow.producer.Producer`` provides it)."""
+
+    #: "quorum", "classic" or "direct": where replies come back (shown by ``/v1/health``).
+    reply_queue_type: str
 
     @property
     def connected(self) -> bool:
@@ -285,6 +289,7 @@ class App:
         document = {
             "broker_connected": connected,
             "in_flight": int(producer.in_flight),
+            "reply_queue_type": producer.reply_queue_type,
             "draining": api.draining,
             "connections": api.connection_count,
             "uptime_seconds": round(time.monotonic() - api.started_at, 3),
