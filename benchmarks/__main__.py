@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks import harness, report
+from benchmarks import RESULTS_DIR, harness, report, targets
+from benchmarks.rawfile import RawFile
 
 logger = logging.getLogger(__name__)
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,11 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="only re-draw results.md and results.png next to an existing results.json")
     parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="py-spy executable for --profile")
     args = parser.parse_args(argv)
+    raw_file = RawFile("benchmarks", argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.profile and not args.py_spy:
         parser.error("--profile needs py-spy (pip install py-spy, or make bench-profile)")
     if args.render:
         summary = json.loads(args.render.read_text())
+        summary["targets"] = targets.evaluate(summary)  # the bounds as they stand now, like RESULTS.md
         paths = report.write(summary, args.render.parent)
         print(paths["markdown"].read_text())
         return 0
@@ -51,8 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = harness.run_benchmark(settings, out_dir, py_spy=args.py_spy if args.profile else None, variants=args.variants,
                                 with_peers=args.peers)
     # Every latency sample, for other analyses than the summary's percentiles and CDF.
-    (out_dir / "raw.json").write_text(json.dumps(raw))
+    raw_file.write(out_dir / "raw.json", raw)
     summary = report.summarise(raw)
+    summary["provenance"] = raw_file.provenance  # the command and revision, for the target table
     paths = report.write(summary, out_dir)
     print(paths["markdown"].read_text())
     for kind, path in paths.items():

@@ -18,24 +18,23 @@ DIST_ARG = $(if $(DIST),--dist $(DIST))
 
 .PHONY: deb debs deb-force deb-clean system-test-deps nspawn-root test-hosts
 
-deb:
+deb: ## the .deb for this Debian release (DIST=trixie|bookworm: that release's)
 	scripts/build-deb.sh $(DIST_ARG)
 
-debs:
+debs: ## one .deb for each Debian release (bookworm, trixie)
 	@for dist in $(DEB_DISTS); do scripts/build-deb.sh --dist $$dist || exit 1; done
 
-deb-force:
+deb-force: ## rebuild the .deb even if its inputs are unchanged (DIST as for make deb)
 	scripts/build-deb.sh --force $(DIST_ARG)
 
-deb-clean:
+deb-clean: ## remove the built packages and their lintian reports from dist/
 	rm -f dist/burrow_*.deb dist/burrow_*.deb.inputs dist/burrow_*.lintian.txt
 
-system-test-deps:
-	scripts/install-system-test-deps.sh
+system-test-deps: ## apt-get install what the system tests and the package build need
+	@scripts/install-system-test-deps.sh
 
-nspawn-root: system-test-deps
+nspawn-root: system-test-deps ## build (or reuse) the cached test host root (DIST, default trixie)
 	scripts/build-root.sh --suite $(or $(DIST),trixie)
 
-test-hosts: system-test-deps
-	@venv=$$(scripts/bootstrap-dev.sh) && "$$venv/bin/python" -m pytest -ra -m system \
-		tests/system/test_hosts.py $(PYTEST_ARGS)
+test-hosts: system-test-deps ## prove the nspawn harness and install the .deb into a test host (root)
+	@$(PYTEST) -m system tests/system/test_hosts.py $(PYTEST_ARGS)

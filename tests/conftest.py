@@ -13,23 +13,31 @@ import dataclasses
 import logging
 import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pika
 import pytest
+from hypothesis import settings as hypothesis_settings
 
-from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, TopologyConfig, to_toml
+from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, ServiceConfig, TopologyConfig
+from burrow.services import queue_name
 from burrow.tools.localbroker import RABBITMQ_SERVER, LocalBroker
-from waiting import wait_for
 
-TESTS_DIR = Path(__file__).resolve().parent
-SUPPORT_DIR = TESTS_DIR / "support"
+from broker_helpers import delete_topology
+from processes import Daemon
+
+#: A counted fault scenario gets its test's verdict in its tally (tests/support/verdicts.py).
+pytest_plugins = ["verdicts"]
+
+# Property-based tests draw the same examples on every run and machine: the "ci" profile is loaded
+# unless HYPOTHESIS_PROFILE names another; it derandomizes, keeps no example database and has no
+# per-example deadline (a loaded 2-core machine is slow). A test's own settings name how many
+# examples it runs (200 when it names none). HYPOTHESIS_PROFILE=explore draws fresh random examples.
+hypothesis_settings.register_profile("ci", max_examples=200, derandomize=True, database=None, deadline=None)
+hypothesis_settings.register_profile("explore", deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @dataclasses.dataclass
@@ -108,10 +116,12 @@ def amqp(broker: Broker, request: pytest.FixtureRequest) -> Iterator[pika.adapte
 
 @pytest.fixture
 def make_config(broker: Broker, names: TopologyConfig, request: pytest.FixtureRequest) -> Iterator[Callable[..., BurrowConfig]]:
-    """Build a test config on the test's broker and names; deletes the test's topology afterwards."""
+    """Build a test config on the test's broker and names; deletes the test's topology afterwards,
+    service queues included (``services={name: handler}`` adds ``[consumer.services.<name>]``)."""
+    service_names: set[str] = set()
 
     def build(*, producer: dict | None = None, consumer: dict | None = None, topology: dict | None = None,
-              rabbitmq: dict | None = None) -> BurrowConfig:
+              rabbitmq: dict | None = None, services: dict[str, str] | None = None) -> BurrowConfig:
         rabbit_settings = {
             "connection_name": f"test:{request.node.name}",
             "reconnect_initial_delay": 0.2,
@@ -120,12 +130,16 @@ def make_config(broker: Broker, names: TopologyConfig, request: pytest.FixtureRe
             **(rabbitmq or {}),
         }
         rabbit = RabbitMQConfig.from_url(broker.amqp_url, **rabbit_settings)
-        return BurrowConfig(
+        config = BurrowConfig(
             rabbitmq=rabbit,
             topology=dataclasses.replace(names, **(topology or {})),
             producer=ProducerConfig(**{"instance_id": f"p-{uuid.uuid4().hex[:8]}", "request_timeout": 30.0, **(producer or {})}),
-            consumer=ConsumerConfig(**(consumer or {})),
+            consumer=ConsumerConfig(**{"services": {name: ServiceConfig(handler=handler)
+                                                    for name, handler in (services or {}).items()},
+                                       **(consumer or {})}),
         )
+        service_names.update(config.consumer.services)
+        return config
 
     yield build
     try:
@@ -133,70 +147,26 @@ def make_config(broker: Broker, names: TopologyConfig, request: pytest.FixtureRe
     except pika.exceptions.AMQPError:
         return  # a test that left the broker down has its own failure to report
     try:
-        channel = connection.channel()
-        for queue in (names.request_queue, names.dead_letter_queue, names.dead_letter_notice_queue):
-            channel.queue_delete(queue=queue)
-        for exchange in (names.request_exchange, names.reply_exchange, names.dead_letter_exchange):
-            channel.exchange_delete(exchange=exchange)
+        delete_topology(connection.channel(), names,
+                        [queue_name(names.request_queue, service) for service in sorted(service_names)])
     finally:
         connection.close()
 
 
-class ConsumerProcess:
-    """``burrow-consumer --config FILE`` (or ``burrow-producer`` with ``role``) as a real child process."""
-
-    #: The log line each daemon writes once it is connected.
-    READY_LINES = {"consumer": "Consumer ready", "producer": "burrow-producer ready"}
-
-    def __init__(self, config: BurrowConfig, tmp_path: Path, name: str = "consumer", role: str = "consumer") -> None:
-        self.role = role
-        self.config_path = tmp_path / f"{name}.toml"
-        self.config_path.write_text(to_toml(config))
-        self.config_path.chmod(0o600)
-        self.log_path = tmp_path / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> "ConsumerProcess":
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT_DIR), env.get("PYTHONPATH")]))
-        command = f"burrow-{self.role}"
-        executable = shutil.which(command) or str(Path(sys.executable).parent / command)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([executable, "--config", str(self.config_path)], stdout=log,
-                                            stderr=subprocess.STDOUT, env=env)
-        return self
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        ready = self.READY_LINES[self.role]
-        wait_for(lambda: ready in self.log() or self.process.poll() is not None, timeout, f"{self.role} ready")
-        assert self.process.poll() is None, f"{self.role} exited early:\n{self.log()}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def terminate(self, timeout: float = 60) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
-
-
 @pytest.fixture
-def consumer_process(tmp_path: Path) -> Iterator[Callable[..., ConsumerProcess]]:
-    started: list[ConsumerProcess] = []
+def consumer_process(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """Make daemon processes (consumers, or producers with ``role="producer"``) in the test's folder,
+    not yet started; any still running are killed at the end of the test."""
+    made: list[Daemon] = []
 
-    def make(config: BurrowConfig, name: str = "consumer", role: str = "consumer") -> ConsumerProcess:
-        proc = ConsumerProcess(config, tmp_path, name, role)
-        started.append(proc)
-        return proc
+    def make(config: BurrowConfig, name: str = "consumer", role: str = "consumer") -> Daemon:
+        daemon = Daemon(role, config, tmp_path, name)
+        made.append(daemon)
+        return daemon
 
     yield make
-    for proc in started:
-        proc.kill()
+    for daemon in made:
+        daemon.kill()
 
 
 @contextlib.contextmanager
@@ -258,19 +228,3 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     plugin.log_file_handler.setFormatter(CorrelationFormatter())
     logging.getLogger("pika").setLevel(logging.INFO)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A fault scenario saves its tally before its last assertions (did the fault bite?); when
-    one of those fails, the saved tally says so, so the report never shows a failed run as passed."""
-    outcome = yield
-    report = outcome.get_result()
-    path = getattr(item, "reliability_tally", None)
-    if path is not None and report.when == "call" and report.failed:
-        import json
-
-        tally = json.loads(path.read_text())
-        tally["ok"] = False
-        tally["test_failed"] = (report.longreprtext.strip().splitlines() or ["failed"])[-1][:300]
-        path.write_text(json.dumps(tally, indent=2, sort_keys=True) + "\n")

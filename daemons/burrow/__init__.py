@@ -17,6 +17,7 @@ from burrow.errors import (
     PublishError,
     RemoteError,
     RequestTimeout,
+    UnknownService,
     UnroutableError,
 )
 from burrow.handlers import RequestContext
@@ -36,6 +37,7 @@ __all__ = [
     "RemoteError",
     "RequestContext",
     "RequestTimeout",
+    "UnknownService",
     "UnroutableError",
     "load_config",
 ]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 from burrow.config import BurrowConfig, load_config
 from burrow.errors import BurrowError, ConfigError, HandlerLoadError
 from burrow.exitcodes import EX_CONFIG, EX_FAILED
+from burrow.services import service_argument
 from burrow.tools import file_argument
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     try:
         return _call(producer, args)
     finally:
-        producer.close()
+        producer.stop()
 
 
 def _call(producer: Producer, args: argparse.Namespace) -> int:
@@ -96,14 +97,15 @@ def _call(producer: Producer, args: argparse.Namespace) -> int:
         failed = 0
         for message in args.message:
             try:
-                print(producer.call(message.encode(), timeout=args.timeout).decode("utf-8", "replace"))
+                reply = producer.call(message.encode(), timeout=args.timeout, service=args.service)
+                print(reply.decode("utf-8", "replace"))
             except BurrowError as exc:
                 failed += 1
                 print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EX_FAILED if failed else 0
     bodies = [m.encode() for m in args.message] or [b"hello"]
     result = run_burst(
-        lambda body: producer.call(body, timeout=args.timeout),
+        lambda body: producer.call(body, timeout=args.timeout, service=args.service),
         bodies,
         count=args.count,
         concurrency=args.concurrency,
@@ -143,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     call = sub.add_parser("call", help="send requests through the library and print the replies")
     file_argument(call.add_argument("--config", required=True, help="TOML configuration file (the producer's)"))
     call.add_argument("message", nargs="*", help="request bodies (default for a burst: 'hello')")
+    call.add_argument("--service", type=service_argument, metavar="NAME",
+                      help="send to this named service (default: the default service)")
     call.add_argument("--count", type=int, help="send this many requests as a burst and print a summary")
     call.add_argument("--concurrency", type=int, default=16, help="requests in flight during a burst")
     call.add_argument("--timeout", type=_positive_seconds, default=CALL_TIMEOUT,
@@ -225,10 +229,16 @@ def _run_daemon(role: str, argv: Sequence[str] | None) -> int:
     from burrow.daemon.daemonize import PidFileLocked
     from burrow.handlers import load_handler
     from burrow.daemon.service import run_daemon
+    from burrow.services import handler_key, served
 
+    if role == "consumer":
+        for name, service in served(config.consumer):  # fail on the terminal, before any --daemon fork
+            try:
+                load_handler(service.handler)
+            except HandlerLoadError as exc:
+                logger.error("%s: %s: %s", config.path, handler_key(config.consumer, name), exc)
+                return EX_CONFIG
     try:
-        if role == "consumer":
-            load_handler(config.consumer.handler)  # fail on the terminal, before any --daemon fork
         return run_daemon(role, config, detach=args.daemon, pidfile=args.pidfile)
     except HandlerLoadError as exc:
         logger.error("%s: consumer.handler: %s", config.path, exc)

@@ -1,9 +1,12 @@
-"""The consumer: runs the handler on requests in a worker pool and answers each one exactly once
-per delivery, acknowledging a request only after the broker confirmed its reply.
+"""The consumer: runs each service's handler on its requests in that service's worker pool and
+answers each one exactly once per delivery, acknowledging a request only after the broker
+confirmed its reply.
 
-Two connections share one I/O thread: one consumes requests through a :class:`RequestWindow`, one
-publishes replies with publisher confirms (:class:`ReplyPublisher`). Handlers run in a
-:class:`HandlerPool`, so a handler that runs for minutes never starves heartbeats; workers hand
+Two connections share one I/O thread: one consumes requests, every served service
+(:mod:`burrow.services`) registered on its own queue through its own :class:`RequestWindow`; one
+publishes replies with publisher confirms (:class:`ReplyPublisher`). Each service's handlers run
+in its own :class:`HandlerPool` (:class:`~burrow.serving.ServedService`), so a handler that runs
+for minutes never starves heartbeats nor another service's requests; workers hand
 their :class:`Outcome` to the I/O thread and never touch a channel. Malformed or stale requests
 are rejected to the dead-letter queue with a logged reason (:meth:`Consumer._dead_letter`); when the
 request says where to answer, its caller first gets a rejection notice (confirmed by the broker
@@ -15,71 +18,65 @@ consuming channel is lost after a handler ran, the request is redelivered (flagg
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import pika
 import pika.spec
 from pika.channel import Channel
 
-from burrow import metrics, tracing
+from burrow import metrics
 from burrow.amqp.acks import AckBatcher
 from burrow.amqp.iothread import IOThread
+from burrow.amqp.queuestats import QueueCount, QueueStats
 from burrow.amqp.replies import ReplyPublisher
 from burrow.amqp.setup import BrokerLink, RabbitMQSetup
-from burrow.amqp.window import RequestWindow
 from burrow.config import BurrowConfig
 from burrow.handlers import Handler, RequestContext, load_handler
-from burrow.protocol import REJECT_REPLY_UNROUTABLE, Outcome, Rejection, validate_request
+from burrow.protocol import REJECT_STALE, Outcome, Rejection, unroutable_reply, validate_request
+from burrow.services import served
+from burrow.serving import Delivery, ServedService
 from burrow.stats import ConsumerStats
-from burrow.workers import HandlerPool
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(eq=False, slots=True)
-class _Delivery:
-    """One request between its delivery and its ack, with the handler's outcome once it ran."""
-
-    delivery_tag: int
-    generation: int  # which consuming channel delivered it; acks go only to that channel
-    reply_to: str
-    context: RequestContext
-    body: bytes
-    outcome: Outcome | None = None
-    returned: str | None = None
-
-    @property
-    def correlation_id(self) -> str:
-        return self.context.correlation_id
-
-    @property
-    def traceparent(self) -> str | None:
-        value = self.context.headers.get(tracing.HEADER)
-        return value if isinstance(value, str) else None
+#: Seconds between two looks at the service queues' depth and consumers (STATUS=, metrics).
+QUEUE_STATS_INTERVAL = 5.0
 
 
 class Consumer:
-    """Consume requests, run ``consumer.handler`` on them, publish replies, then ack.
+    """Consume the requests of every served service, run its handler on them, publish replies, ack.
 
-    The constructor loads the handler (raising :class:`~burrow.errors.HandlerLoadError` at once
-    when it is wrong); :meth:`start` starts the I/O thread, :meth:`wait_ready` waits for the
-    subscription, :meth:`stop` drains.
+    The constructor loads the handlers (raising :class:`~burrow.errors.HandlerLoadError` at once
+    when one is wrong); ``handlers`` maps service names to handlers to use instead of loading
+    theirs (``handler`` alone: the first service's). :meth:`start` starts the I/O thread,
+    :meth:`wait_ready` waits for the subscriptions, :meth:`stop` drains.
     """
 
-    def __init__(self, config: BurrowConfig, *, handler: Handler | None = None, name: str = "consumer") -> None:
+    def __init__(self, config: BurrowConfig, *, handler: Handler | None = None,
+                 handlers: Mapping[str, Handler] | None = None, name: str = "consumer") -> None:
         self._config = config
         self._settings = config.consumer
-        loaded = handler or load_handler(self._settings.handler)  # a wrong handler fails here, at once
+        services = served(self._settings)
+        given = dict(handlers or {})
+        if handler is not None:
+            given.setdefault(services[0][0], handler)
         self._io = IOThread(f"burrow-{name}-io")
+        self._services = [
+            # a wrong handler fails here, at once
+            ServedService(service_name, service, self._settings, config.topology.request_queue,
+                          given.get(service_name) or load_handler(service.handler), self._replies_put)
+            for service_name, service in services
+        ]
+        self._queue_stats = QueueStats({service.name: service.queue for service in self._services})
         self._consume = RabbitMQSetup(
             config.rabbitmq, config.topology, self._io.ioloop,
             role=f"{name}-consume", on_ready=self.on_consume_channel_ready, on_lost=self.on_consume_lost,
+            services=tuple(service.name for service in self._services),
         )
-        self._replies: ReplyPublisher[_Delivery] = ReplyPublisher(
+        self._replies: ReplyPublisher[Delivery] = ReplyPublisher(
             self._io.ioloop, config.topology.reply_exchange, on_ready=self._maybe_start_consuming, on_confirmed=self._settle,
             on_acked=lambda: self._publish.publish_acked(), on_nacked=lambda: self._publish.publish_nacked(),
         )
@@ -88,15 +85,9 @@ class Consumer:
             role=f"{name}-publish", on_ready=self._replies.on_channel_ready, on_lost=self.on_publish_lost,
             declare=False, unconfirmed=lambda: self._replies.unconfirmed,
         )
-        self._workers: HandlerPool[_Delivery] = HandlerPool(
-            loaded, self._settings.handler, self._settings.concurrency,
-            include_traceback=self._settings.include_traceback, on_done=self._replies.put,
-        )
         # I/O-thread state.
         self._consume_channel: Channel | None = None
-        self._consumer_tag: str | None = None
         self._generation = 0
-        self._window = RequestWindow(self._prefetch)
         self._acks = AckBatcher()
         self._in_flight = 0
         self._draining = False
@@ -117,7 +108,31 @@ class Consumer:
 
     @property
     def concurrency(self) -> int:
-        return self._workers.workers
+        """Handler threads over every service."""
+        return sum(service.workers.workers for service in self._services)
+
+    @property
+    def services(self) -> list[str]:
+        """The names of the services served, the default one as ``default``."""
+        return [service.name for service in self._services]
+
+    def service_queues(self) -> dict[str, QueueCount]:
+        """Each service's queue: ready requests and consumers, as the broker last said (any thread)."""
+        return self._queue_stats.latest
+
+    def _replies_put(self, delivery: Delivery) -> None:
+        """Worker thread or event loop: time a finished request (adaptive window), hand it to the reply
+        publisher; a pool's rejection (a coroutine cancelled at its deadline) counts as dead-lettered."""
+        delivery.finished_at = time.monotonic()
+        if delivery.outcome is not None and (code := delivery.outcome.rejected) is not None:
+            self._io.call_soon(functools.partial(self._count_dead_letter, code))
+        self._replies.put(delivery)
+
+    def _count_dead_letter(self, code: str) -> None:
+        """I/O thread: one request more dead-lettered for ``code`` in :meth:`stats` and the metrics."""
+        self._stats.dead_lettered += 1
+        self._stats.stale += code == REJECT_STALE
+        metrics.dead_lettered(code)
 
     @property
     def reconnects(self) -> int:
@@ -136,7 +151,7 @@ class Consumer:
         return self
 
     def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until both connections are up and the consumer is registered on the queue."""
+        """Block until both connections are up and every service is registered on its queue."""
         return self._ready.wait(timeout)
 
     def add_periodic(self, interval: float, fn: Callable[[], None]) -> None:
@@ -144,20 +159,23 @@ class Consumer:
         self._io.call_every(interval, fn)
 
     def set_concurrency(self, workers: int) -> None:
-        """Resize the worker pool and the prefetch window (SIGHUP reload); running handlers finish."""
+        """Resize the worker pools and prefetch windows of the services without a concurrency of
+        their own (SIGHUP reload of ``consumer.concurrency``); running handlers finish."""
         if workers < 1:
             raise ValueError("concurrency must be at least 1")
 
         def apply() -> None:
-            self._workers.resize(workers)
-            if not self._window.probation:
-                self._resubscribe()
-            logger.info("Consumer concurrency is now %d (prefetch %d)", workers, self._prefetch())
+            for service in self._services:
+                if not service.follows_consumer:
+                    continue
+                service.workers.resize(workers)
+                if service.adaptive is not None:
+                    service.adaptive.reset(service.configured_prefetch())
+                if not service.window.probation:
+                    self._resubscribe(service)
+                logger.info("Service %s concurrency is now %d (prefetch %d)", service.name, workers, service.prefetch())
 
         self._io.call_soon(apply)
-
-    def _prefetch(self) -> int:
-        return self._settings.effective_prefetch(self._workers.workers)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Drain and disconnect: cancel the consumer, let in-flight handlers finish, publish their
@@ -175,7 +193,8 @@ class Consumer:
                                seconds, self._in_flight)
             self._io.call_soon(self._close_connections)
             self._io.join(timeout=10)
-        self._workers.shutdown()
+        for service in self._services:
+            service.workers.shutdown()
         self._stopped.set()
         return drained
 
@@ -184,6 +203,12 @@ class Consumer:
     def _connect(self) -> None:
         self._publish.start()
         self._consume.start()
+        self._io.call_every(QUEUE_STATS_INTERVAL, self._poll_queues)
+
+    def _poll_queues(self) -> None:
+        channel = self._consume_channel
+        if channel is not None and channel.is_open and not self._draining:
+            self._queue_stats.poll(channel.connection)
 
     def on_publish_lost(self, reason: str) -> None:
         self._replies.on_channel_lost(reason)
@@ -193,31 +218,33 @@ class Consumer:
         self._generation += 1
         self._consume_channel = channel
         self._acks.reset()
-        self._window.restart()
+        for service in self._services:
+            service.restart()
         self._maybe_start_consuming()
 
     def _maybe_start_consuming(self) -> None:
-        """Register on the request queue once both channels are usable (and not draining)."""
+        """Register every service on its queue once both channels are usable (and not draining)."""
         channel = self._consume_channel
         if channel is None or not channel.is_open or not self._replies.ready or self._draining:
             return
-        if self._consumer_tag is not None:
-            self._ready.set()
-            return
-        self._subscribe(channel, on_ok=self.on_consume_ok)
+        for service in self._services:
+            if service.consumer_tag is None:
+                self._subscribe(channel, service, on_ok=functools.partial(self.on_consume_ok, service))
+        self._check_ready()
 
-    def _subscribe(self, channel: Channel, on_ok: Callable[[], None]) -> None:
+    def _subscribe(self, channel: Channel, service: ServedService, on_ok: Callable[[], None]) -> None:
         """basic.qos, then basic.consume: a per-consumer prefetch applies to consumers registered
-        after it (and quorum queues accept no other kind), so changing the window means a new
-        registration. pika sends the consume only after the broker's qos-ok."""
-        channel.basic_qos(prefetch_count=self._window.size())
-        self._consumer_tag = channel.basic_consume(
-            queue=self._config.topology.request_queue,
-            on_message_callback=self.on_request,
+        after it (and quorum queues accept no other kind), so each service gets its own window on
+        the shared channel, and changing one means a new registration. pika sends the consume only
+        after the broker's qos-ok."""
+        channel.basic_qos(prefetch_count=service.window.size())
+        service.consumer_tag = channel.basic_consume(
+            queue=service.queue,
+            on_message_callback=functools.partial(self.on_request, service),
             callback=lambda _f: on_ok(),
         )
 
-    def _resubscribe(self) -> None:
+    def _resubscribe(self, service: ServedService) -> None:
         """Apply a new window: cancel this channel's registration and register again.
 
         Requests the old registration delivered stay ours and are acked on this channel as usual
@@ -226,46 +253,54 @@ class Consumer:
         are redelivered, flagged, to the new registration.
         """
         channel = self._consume_channel
-        if channel is None or not channel.is_open or self._consumer_tag is None or self._draining:
+        if channel is None or not channel.is_open or service.consumer_tag is None or self._draining:
             return
-        channel.basic_cancel(self._consumer_tag)
-        self._subscribe(channel, on_ok=lambda: logger.debug("Request window is now %d", self._prefetch()))
+        channel.basic_cancel(service.consumer_tag)
+        self._subscribe(channel, service, on_ok=lambda: logger.debug(
+            "Request window of service %s is now %d", service.name, service.prefetch()))
 
-    def on_consume_ok(self) -> None:
-        logger.info("Consumer ready: %d workers, prefetch %d, queue %s, handler %s",
-                    self._workers.workers, self._prefetch(), self._config.topology.request_queue, self._settings.handler)
+    def on_consume_ok(self, service: ServedService) -> None:
+        service.registered = True
+        self._check_ready()
+
+    def _check_ready(self) -> None:
+        """Ready once every service's consumer is registered (logged the first time per channel)."""
+        if self._ready.is_set() or not all(service.registered for service in self._services):
+            return
+        logger.info("Consumer ready: %s", "; ".join(service.describe() for service in self._services))
         self._ready.set()
 
     def on_consume_lost(self, _reason: str) -> None:
         self._consume_channel = None
-        self._consumer_tag = None
+        for service in self._services:
+            service.restart()
         self._ready.clear()
 
     # ----------------------------------------------------------------- I/O thread: requests
 
-    def on_request(self, channel: Channel, method: pika.spec.Basic.Deliver, properties: pika.BasicProperties, body: bytes) -> None:
-        """Validate one request and hand it to the worker pool, or dead-letter it with a reason."""
+    def on_request(self, service: ServedService, channel: Channel, method: pika.spec.Basic.Deliver,
+                   properties: pika.BasicProperties, body: bytes) -> None:
+        """Validate one request of ``service`` and hand it to its worker pool, or dead-letter it."""
         self._stats.received += 1
         metrics.request_received()
         if method.redelivered:
             self._stats.redelivered += 1
-        if self._window.on_delivery(bool(method.redelivered)):
-            self._resubscribe()
+        if service.window.on_delivery(bool(method.redelivered)):
+            self._resubscribe(service)
         rejection = validate_request(properties, body, max_message_bytes=self._settings.max_message_bytes,
                                      content_types=self._settings.content_types, now=time.time())
         context = RequestContext(correlation_id=properties.correlation_id, message_id=properties.message_id,
                                  redelivered=bool(method.redelivered), headers=dict(properties.headers or {}),
                                  content_type=properties.content_type)
-        delivery = _Delivery(method.delivery_tag, self._generation, properties.reply_to, context, body)
+        delivery = Delivery(service, method.delivery_tag, self._generation, properties.reply_to, context, body)
         if rejection is not None:
-            self._stats.stale += rejection.stale
             self._dead_letter(channel, delivery, rejection)
             return
         self._in_flight += 1
         self._acks.received(method.delivery_tag)
-        self._workers.submit(delivery)
+        service.workers.submit(delivery)
 
-    def _dead_letter(self, channel: Channel, delivery: _Delivery, rejection: Rejection, *, tell_caller: bool = True) -> None:
+    def _dead_letter(self, channel: Channel, delivery: Delivery, rejection: Rejection, *, tell_caller: bool = True) -> None:
         """Reject the request to the dead-letter queue; first tell its caller why, if it can be told.
 
         A request with a reply address and a correlation id gets a rejection notice through the
@@ -273,13 +308,12 @@ class Consumer:
         :meth:`_settle`), so its caller learns the reason at once. Others (and, with
         ``tell_caller=False``, those whose reply address is gone) are rejected now.
         """
-        self._stats.dead_lettered += 1
-        metrics.dead_lettered(rejection.code)
+        self._count_dead_letter(rejection.code)
         logger.warning(
             "Dead-lettering request: %s", rejection.reason,
             extra={"CORRELATION_ID": delivery.correlation_id or "-", "MESSAGE_ID": delivery.context.message_id or "-",
                    "TRACE_ID": delivery.context.trace_id,
-                   "QUEUE": self._config.topology.request_queue, "REASON": rejection.code},
+                   "QUEUE": delivery.service.queue, "SERVICE": delivery.service.name, "REASON": rejection.code},
         )
         if not (tell_caller and delivery.reply_to and delivery.correlation_id):
             if channel.is_open:
@@ -292,13 +326,14 @@ class Consumer:
 
     # ----------------------------------------------------------------- I/O thread: acks
 
-    def _settle(self, deliveries: list[_Delivery]) -> None:
+    def _settle(self, deliveries: list[Delivery]) -> None:
         """Their replies are safe at the broker: ack the requests (dead-letter those whose reply bounced).
 
         Bounced ones are rejected first, the rest acked in as few frames as :class:`AckBatcher`
         allows. A request from an older channel is left alone: the broker redelivers it and the
         producer drops the duplicate reply.
         """
+        self._adapt(deliveries)
         self._in_flight -= len(deliveries)
         channel = self._consume_channel
         usable = channel is not None and channel.is_open
@@ -314,10 +349,14 @@ class Consumer:
                 channel.basic_reject(delivery.delivery_tag, requeue=False)  # its caller has been told
             elif delivery.returned:
                 self._acks.rejected(delivery.delivery_tag)
-                self._dead_letter(channel, delivery, Rejection(REJECT_REPLY_UNROUTABLE, delivery.returned), tell_caller=False)
+                topology = self._config.topology
+                rejection = unroutable_reply(delivery.reply_to, delivery.returned, reply_exchange=topology.reply_exchange,
+                                             reply_queue_prefix=topology.reply_queue_prefix)
+                self._dead_letter(channel, delivery, rejection, tell_caller=False)
             else:
                 logger.debug("Handled request", extra={"CORRELATION_ID": delivery.correlation_id,
-                                                       "HANDLER": self._settings.handler, "TRACE_ID": delivery.context.trace_id})
+                                                       "HANDLER": delivery.service.config.handler,
+                                                       "TRACE_ID": delivery.context.trace_id})
                 acks.append(delivery.delivery_tag)
         if acks:
             self._stats.processed += len(acks)
@@ -328,6 +367,17 @@ class Consumer:
                 channel.basic_ack(tag)
         self._check_drained()
 
+    def _adapt(self, deliveries: list[Delivery]) -> None:
+        """Feed the replies' confirm latency to the services' adaptive windows; register a service
+        again when its window moves."""
+        now = time.monotonic()
+        for delivery in deliveries:
+            if delivery.service.adaptive is not None and delivery.finished_at:
+                delivery.service.adaptive.observe(now - delivery.finished_at, self._in_flight)
+        for service in self._services:
+            if service.adaptive is not None and service.adaptive.decide(now) is not None and not service.window.probation:
+                self._resubscribe(service)
+
     # ----------------------------------------------------------------- I/O thread: shutdown
 
     def _begin_drain(self) -> None:
@@ -335,9 +385,10 @@ class Consumer:
         self._draining = True
         self._ready.clear()
         channel = self._consume_channel
-        if channel is not None and channel.is_open and self._consumer_tag is not None:
-            channel.basic_cancel(self._consumer_tag)
-        self._consumer_tag = None
+        for service in self._services:
+            if channel is not None and channel.is_open and service.consumer_tag is not None:
+                channel.basic_cancel(service.consumer_tag)
+            service.consumer_tag = None
         self._check_drained()
 
     def _check_drained(self) -> None:

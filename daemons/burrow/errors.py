@@ -84,6 +84,15 @@ class UnroutableError(PublishError):
     """The request exchange routed the request to no queue (``mandatory`` returned it)."""
 
 
+class UnknownService(UnroutableError):
+    """No queue serves the named ``service``: no consumer ever declared it (a typo, or a service
+    not deployed yet). The broker returned the request at once, so the caller hears it at once."""
+
+    def __init__(self, service: str, message: str) -> None:
+        self.service = service
+        super().__init__(message)
+
+
 class BrokerUnavailable(BurrowError):
     """The producer is closed or cannot accept work."""
 

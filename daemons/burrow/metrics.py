@@ -1,7 +1,8 @@
 """The engines' measurement hooks: what happened, reported to whoever listens (usually nobody).
 
 The producer and consumer call these module-level functions (``metrics.request_sent()``,
-``metrics.reply_received(seconds, "ok")``, ...) on their hot paths. Until a :class:`Recorder` is
+``metrics.reply_received(seconds, "ok")`` in the producer, ``metrics.handler_finished(seconds, "ok")``
+in the consumer, ...) on their hot paths. Until a :class:`Recorder` is
 installed they return after one global read, so the library and its tests pay nothing and the core
 library needs no Prometheus client. The daemons install the Prometheus recorder
 (:mod:`burrow.daemon.prometheus`) when the config says ``[metrics] enabled = true``; that module
@@ -15,9 +16,10 @@ from typing import Protocol
 from burrow.errors import BrokerUnavailable, PublishError, Rejected, RemoteError, RequestTimeout, UnroutableError
 
 #: How a producer's request ended (the ``outcome`` label): a reply, an error reply, a rejection
-#: notice (dead-lettered), its deadline, no queue bound, the broker refused it, the producer closed,
-#: or anything else.
-PRODUCER_OUTCOMES = ("ok", "error", "rejected", "timeout", "unroutable", "refused", "unavailable", "failed")
+#: notice (dead-lettered), its deadline, its caller cancelled it, no queue bound, the broker refused
+#: it, the producer closed, or anything else.
+PRODUCER_OUTCOMES = ("ok", "error", "rejected", "timeout", "cancelled", "unroutable", "refused", "unavailable",
+                     "failed")
 
 #: How a consumer's handler ended: it returned, or it raised (an error reply was sent).
 CONSUMER_OUTCOMES = ("ok", "error")
@@ -34,6 +36,9 @@ class Recorder(Protocol):
 
     def request_finished(self, outcome: str, seconds: float | None) -> None:
         """A request ended with ``outcome``; ``seconds`` is its latency, or ``None`` if it got no answer."""
+
+    def service_request_finished(self, service: str, outcome: str) -> None:
+        """The consumer's handler of ``service`` (a configured name) ended with ``outcome``."""
 
     def dead_lettered(self, reason: str) -> None:
         """The consumer rejected a request to the dead-letter exchange for ``reason``."""
@@ -75,13 +80,21 @@ def request_received() -> None:
 
 
 def reply_received(seconds: float, outcome: str = "ok") -> None:
-    """A request was answered after ``seconds`` ("ok" or "error"), rejected, or timed out.
+    """Producer: a request was answered after ``seconds`` ("ok" or "error"), rejected, or timed out.
 
     Only answers are latencies: a timeout would measure the deadline, a rejection the dead-lettering.
     """
     recorder = _recorder
     if recorder is not None:
         recorder.request_finished(outcome, seconds if outcome in ("ok", "error") else None)
+
+
+def handler_finished(seconds: float, outcome: str, service: str = "default") -> None:
+    """Consumer: the handler of ``service`` returned ("ok") or raised ("error") after ``seconds``."""
+    recorder = _recorder
+    if recorder is not None:
+        recorder.request_finished(outcome, seconds)
+        recorder.service_request_finished(service, outcome)
 
 
 def request_failed(error: BaseException) -> None:
@@ -152,6 +165,7 @@ __all__ = [
     "dead_letter_notice",
     "dead_lettered",
     "failure_outcome",
+    "handler_finished",
     "install",
     "reconnected",
     "reply_received",

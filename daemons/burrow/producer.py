@@ -29,14 +29,22 @@ from burrow.amqp.acks import ReplyAcks
 from burrow.amqp.confirms import ConfirmTracker
 from burrow.amqp.inbox import Inbox
 from burrow.amqp.iothread import IOThread
+from burrow.amqp.replydrain import ReplyQueues
 from burrow.amqp.setup import BrokerLink, RabbitMQSetup
-from burrow.config import BurrowConfig
+from burrow.config import BurrowConfig, RabbitMQConfig
 from burrow.deadlines import Deadlines
-from burrow.errors import Backpressure, BrokerUnavailable, PublishError, Rejected, RemoteError, RequestTimeout, UnroutableError
-from burrow.inflight import InFlight, Request, RequestFuture
+from burrow.errors import (
+    Backpressure,
+    BrokerUnavailable,
+    PublishError,
+    RequestTimeout,
+    UnknownService,
+    UnroutableError,
+)
+from burrow.inflight import InFlight, Request, RequestFuture, resolve
 from burrow.protocol import decode_reply, request_properties
+from burrow.services import DEFAULT_SERVICE, check_name, routing_key
 from burrow.stats import ProducerStats
-from burrow.topology import DIRECT_REPLY_TO, reply_queue_name
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +67,15 @@ class Producer:
         settings = config.producer
         self.instance_id = instance_id or settings.resolved_instance_id()
         self.direct = settings.reply_mode == "direct"
-        self.reply_queue = DIRECT_REPLY_TO if self.direct else reply_queue_name(config.topology, self.instance_id)
+        self._io = IOThread(f"burrow-{name}-io")
+        self._replies = ReplyQueues(config, self.instance_id, self._io.ioloop, on_reply=self._take_reply,
+                                    is_pending=lambda cid: self._in_flight.get(cid) is not None)
+        self.reply_queue = self._replies.name
+        #: "quorum" or "classic" (``topology.reply_queue_type`` resolved for the nodes), or "direct".
+        self.reply_queue_type = self._replies.type
         self._request_timeout = settings.request_timeout
         self._max_message_bytes = settings.max_message_bytes
         self._in_flight = InFlight(settings.max_in_flight)
-        self._io = IOThread(f"burrow-{name}-io")
         self._outbox: Inbox[Request] = Inbox(self._io.ioloop, self._flush)
         # I/O-thread state: never touched by caller threads.
         self._confirms: ConfirmTracker[Request] = ConfirmTracker()
@@ -80,7 +92,7 @@ class Producer:
         self._closed = threading.Event()
         self._stats = ProducerStats()
         self._setup = RabbitMQSetup(
-            config.rabbitmq, config.topology, self._io.ioloop, role=name, on_ready=self.on_channel_ready,
+            config.rabbitmq, self._replies.topology, self._io.ioloop, role=name, on_ready=self.on_channel_ready,
             on_lost=self.on_connection_lost, reply_queue=None if self.direct else self.reply_queue,
             unconfirmed=lambda: len(self._confirms),
         )
@@ -132,15 +144,18 @@ class Producer:
         timeout: float | None = None,
         headers: dict[str, Any] | None = None,
         block: bool = True,
+        service: str | None = None,
     ) -> RequestFuture:
-        """Queue ``body`` as a request; the returned future resolves to the reply body.
+        """Queue ``body`` as a request to ``service`` (``None``: the default service); the returned
+        future resolves to the reply body.
 
         The future fails with :class:`RequestTimeout` after ``timeout`` seconds (default
         ``producer.request_timeout``), :class:`RemoteError` if the handler raised,
         :class:`Rejected` (or its :class:`DeliveryLimitExceeded`) as soon as burrow dead-letters it,
+        :class:`UnknownService` at once when no queue serves ``service``,
         :class:`UnroutableError`/:class:`PublishError` if the broker refused it. Blocks while
         ``max_in_flight`` requests are outstanding, or raises :class:`Backpressure` if ``block`` is
-        false.
+        false. A ``service`` name that no service could have raises ``ValueError`` here.
         """
         if self._closing or self._closed.is_set():
             raise BrokerUnavailable("producer is closed")
@@ -148,23 +163,42 @@ class Producer:
             raise TypeError(f"request body must be bytes, not {type(body).__name__}")
         if len(body) > self._max_message_bytes:
             raise ValueError(f"request body of {len(body)} bytes exceeds producer.max_message_bytes ({self._max_message_bytes})")
+        if service is not None:
+            service = None if check_name(service) == DEFAULT_SERVICE else service
         if not self._in_flight.reserve(block):
             raise Backpressure(f"{self.in_flight} requests in flight (producer.max_in_flight)")
         if self._closing:
             self._in_flight.unreserve()
             raise BrokerUnavailable("producer is closed")
         seconds = self._request_timeout if timeout is None else timeout
-        request = Request.create(f"{self._id_prefix}-{next(self._ids):x}", body, seconds, headers)
+        request = Request.create(f"{self._id_prefix}-{next(self._ids):x}", body, seconds, headers, service)
         self._in_flight.add(request)
+        request.future.add_done_callback(self._on_cancelled)
         self._outbox.put(request)
         return request.future
 
-    def call(self, body: bytes, *, timeout: float | None = None, headers: dict[str, Any] | None = None) -> bytes:
-        """Send ``body`` and block for the reply; raises :class:`RequestTimeout` or :class:`RemoteError`."""
-        future = self.submit(body, timeout=timeout, headers=headers)
+    def call(self, body: bytes, *, timeout: float | None = None, headers: dict[str, Any] | None = None,
+             service: str | None = None) -> bytes:
+        """Send ``body`` to ``service`` and block for the reply; raises what :meth:`submit`'s future
+        fails with (:class:`RequestTimeout`, :class:`RemoteError`, :class:`UnknownService`, ...)."""
+        future = self.submit(body, timeout=timeout, headers=headers, service=service)
         seconds = self._request_timeout if timeout is None else timeout
         # The I/O thread fails the future at its deadline; the margin only guards against a dead loop.
         return future.result(timeout=seconds + 5.0)
+
+    def use_brokers(self, rabbitmq: RabbitMQConfig) -> None:
+        """Reconnect to the nodes of ``rabbitmq`` (a reload that changed ``rabbitmq.hosts``); any thread.
+
+        When that changes the resolved reply queue type, new requests name the new type's queue
+        and the old one is drained of the replies to those already published before it is let go
+        (:mod:`burrow.amqp.replydrain`). Requests wait in memory while the connection moves.
+        """
+        self._io.call_soon(lambda: self._switch(rabbitmq))
+
+    def _on_cancelled(self, future: RequestFuture) -> None:
+        """A caller cancelled its future: the I/O thread frees the slot; a reply still coming is late."""
+        if future.cancelled() and self._io.is_alive():
+            self._io.call_soon(lambda: self._finish(future.correlation_id))
 
     def add_periodic(self, interval: float, fn: Any) -> None:
         """Run ``fn()`` on the I/O thread every ``interval`` seconds (watchdog pings, status)."""
@@ -203,6 +237,7 @@ class Producer:
 
     def _shutdown(self) -> None:
         self._ready.clear()
+        self._replies.stop()
         self._io.stop_after([self._setup])
 
     def on_channel_ready(self, channel: Channel) -> None:
@@ -238,9 +273,17 @@ class Producer:
             self._stats.republished += len(resend)
             self._outbox.put_back(resend)
         self._ready.set()
-        logger.info("Producer %s ready: publishing to %s, replies on %s", self.instance_id,
-                    self._config.topology.request_exchange, self.reply_queue)
+        logger.info("Producer %s ready: publishing to %s, replies on %s (%s)", self.instance_id,
+                    self._config.topology.request_exchange, self.reply_queue, self.reply_queue_type)
         self._flush()
+        self._replies.on_ready(channel.connection)
+
+    def _switch(self, rabbitmq: RabbitMQConfig) -> None:
+        """The I/O thread's half of :meth:`use_brokers`."""
+        self._replies.switch(rabbitmq, [r.correlation_id for r in self._in_flight.snapshot() if r.published])
+        self.reply_queue, self.reply_queue_type = self._replies.name, self._replies.type
+        self._config = dataclasses.replace(self._config, rabbitmq=rabbitmq)
+        self._setup.retarget(rabbitmq, self._replies.topology, None if self.direct else self.reply_queue)
 
     def on_connection_lost(self, reason: str) -> None:
         self._ready.clear()
@@ -252,7 +295,7 @@ class Producer:
         if channel is None or not channel.is_open:
             return
         exchange = self._config.topology.request_exchange
-        routing_key = self._config.topology.request_queue
+        request_queue = self._config.topology.request_queue
         now_wall = time.time()
         outbox = self._outbox
         while outbox:
@@ -268,7 +311,8 @@ class Producer:
                 self._deadlines.add(request.deadline, request.correlation_id)
             properties = request_properties(request.correlation_id, self.reply_queue, request.headers, remaining_ms, now_wall)
             try:
-                channel.basic_publish(exchange, routing_key, request.body, properties, mandatory=True)
+                key = request_queue if request.service is None else routing_key(request_queue, request.service)
+                channel.basic_publish(exchange, key, request.body, properties, mandatory=True)
             except (pika.exceptions.AMQPChannelError, pika.exceptions.AMQPConnectionError) as exc:
                 logger.warning("Publish failed (%s); the request will be resent after reconnecting", exc)
                 outbox.put_back([request])
@@ -293,19 +337,26 @@ class Producer:
                 self._finish(request.correlation_id, error=PublishError("the broker refused the request (nack): the request queue is full or unavailable"))
 
     def on_return(self, _channel: Channel, method: pika.spec.Basic.Return, properties: pika.BasicProperties, _body: bytes) -> None:
-        """A ``mandatory`` request no queue took: fail it now with the broker's reason."""
-        self._finish(
-            properties.correlation_id,
-            error=UnroutableError(
-                f"request unroutable: exchange {method.exchange!r} has no queue bound for {method.routing_key!r} "
-                f"({method.reply_code} {method.reply_text})"
-            ),
-        )
+        """A ``mandatory`` request no queue took: fail it now with the broker's reason (for a named
+        service: no consumer ever declared its queue, :class:`UnknownService`)."""
+        request = self._in_flight.get(properties.correlation_id)
+        why = (f"exchange {method.exchange!r} has no queue bound for {method.routing_key!r} "
+               f"({method.reply_code} {method.reply_text})")
+        if request is not None and request.service is not None:
+            error: UnroutableError = UnknownService(request.service, f"unknown service {request.service!r}: no queue "
+                                                                     f"serves it ({why})")
+        else:
+            error = UnroutableError(f"request unroutable: {why}")
+        self._finish(properties.correlation_id, error=error)
 
     def on_reply(self, channel: Channel, method: pika.spec.Basic.Deliver, properties: pika.BasicProperties, body: bytes) -> None:
         if not self.direct:
             # Acked on arrival: from here the reply is this process's (the future or the orphan log).
             self._reply_acks.received(channel, method.delivery_tag)
+        self._take_reply(properties, body)
+
+    def _take_reply(self, properties: pika.BasicProperties, body: bytes) -> None:
+        """Resolve the request a reply answers (from the reply queue or a drained old one), or log it."""
         correlation_id = properties.correlation_id
         if self._in_flight.get(correlation_id) is None:
             if correlation_id and correlation_id.startswith(self._id_prefix):
@@ -335,29 +386,10 @@ class Producer:
                     self._finish(request.correlation_id, error=RequestTimeout("broker unreachable until the request's deadline"))
 
     def _finish(self, correlation_id: str | None, *, result: bytes | None = None, error: BaseException | None = None) -> None:
-        """Resolve one request's future exactly once and free its in-flight slot."""
+        """Resolve one request's future exactly once (unless its caller cancelled it) and free its slot."""
         request = self._in_flight.take(correlation_id)
-        if request is None:
-            return
-        elapsed = time.monotonic() - request.submitted
-        if error is None:
-            self._stats.answered += 1
-            metrics.reply_received(elapsed, "ok")
-            request.future.set_result(result)
-            return
-        if isinstance(error, RemoteError):
-            self._stats.remote_errors += 1
-            metrics.reply_received(elapsed, "error")
-        elif isinstance(error, Rejected):
-            self._stats.rejected += 1
-            metrics.reply_received(elapsed, "rejected")
-        elif isinstance(error, RequestTimeout):
-            self._stats.timeouts += 1
-            metrics.reply_received(elapsed, "timeout")
-        else:
-            self._stats.failed += 1
-            metrics.request_failed(error)
-        request.future.set_exception(error)
+        if request is not None:
+            resolve(request, self._stats, result=result, error=error)
 
     def _fail_all(self, error: BaseException) -> None:
         for request in self._in_flight.snapshot():

@@ -8,35 +8,77 @@ request will never be answered. Replies go through a direct exchange to per-prod
 broker deletes after ``reply_queue_expires`` seconds without a consumer. Exchange and queue names
 differ so that broker permissions (regexes over names) can tell them apart.
 
-Reply queues are quorum queues by default (``topology.reply_queue_type``), so that replies on
-their way to a producer survive the loss of any one node of a cluster: a classic queue lives on
-one node, and while that node is down its replies are unreachable and the producer cannot even
-redeclare its queue elsewhere. RabbitMQ refuses to redeclare a queue with another type
-(PRECONDITION_FAILED), so the quorum reply queue has its own name, ``<prefix>.<id>.quorum``: the
-classic queue of an older burrow is left alone and expires ``reply_queue_expires`` after its
-producer went away. Quorum queues cannot be exclusive, and RabbitMQ 3.10 does not enforce the
-exclusive flag of a consume on them; single active consumer takes its place: a second producer
-with the same ``instance_id`` (or a new connection while the broker still holds the old one)
-waits as a standby and gets no reply until the first consumer is gone.
+Reply queues are quorum queues on a cluster and classic queues on one broker by default
+(``topology.reply_queue_type = "auto"``, see :func:`resolved_reply_queue_type`): on a cluster,
+replies on their way to a producer survive the loss of any one node (a classic queue lives on one
+node, and while that node is down its replies are unreachable and the producer cannot even
+redeclare its queue elsewhere); on one broker a quorum queue replicates nothing and only adds
+latency. RabbitMQ refuses to redeclare a queue with another type (PRECONDITION_FAILED), so the
+quorum reply queue has its own name, ``<prefix>.<id>.quorum``, beside the classic ``<prefix>.<id>``:
+a producer whose type changed (a host list that grew from one node to three) drains the queue of
+the other type before it lets it go (:mod:`burrow.amqp.replydrain`). Quorum queues cannot be
+exclusive, and RabbitMQ 3.10 does not enforce the exclusive flag of a consume on them; single
+active consumer takes its place: a second producer with the same ``instance_id`` (or a new
+connection while the broker still holds the old one) waits as a standby and gets no reply until
+the first consumer is gone.
+
+Each named service (:mod:`burrow.services`) has a request queue of its own, declared by the
+consumers that serve it (a producer declares none: a service nobody ever served has no queue, so
+its requests come back unroutable and the caller hears so at once). On a cluster a quorum service
+queue asks the broker to put its leader on the node with the fewest leaders
+(``x-queue-leader-locator``, :func:`leader_locator`), so that several services spread their
+leaders, and with them the work, over the nodes. The broker refuses to redeclare a queue with
+another leader locator (PRECONDITION_FAILED, closing the channel), and the value it takes changed
+with RabbitMQ 4.0; so a service queue that exists is used as it is, whatever it was declared with
+(:func:`declare_service_queues` asks first, on a channel of its own), and the default queue keeps
+the arguments earlier releases declared it with.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Callable
 
 from pika.channel import Channel
 
-from burrow.config import TopologyConfig
+from burrow.config import RabbitMQConfig, TopologyConfig
+from burrow.services import DEFAULT_SERVICE, queue_name, routing_key
 
 logger = logging.getLogger(__name__)
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
-def reply_queue_name(topology: TopologyConfig, instance_id: str) -> str:
-    """The durable reply queue of the producer instance ``instance_id`` (module docstring)."""
-    suffix = ".quorum" if topology.reply_queue_type == "quorum" else ""
+def resolved_reply_queue_type(topology: TopologyConfig, rabbitmq: RabbitMQConfig) -> str:
+    """``topology.reply_queue_type``, with "auto" made "quorum" when ``rabbitmq`` names more than one
+    node and "classic" with one (module docstring)."""
+    if topology.reply_queue_type != "auto":
+        return topology.reply_queue_type
+    return "quorum" if len(rabbitmq.nodes()) > 1 else "classic"
+
+
+def with_reply_queue_type(topology: TopologyConfig, rabbitmq: RabbitMQConfig) -> TopologyConfig:
+    """``topology`` with its reply queue type resolved for ``rabbitmq``: what the producer declares."""
+    return dataclasses.replace(topology, reply_queue_type=resolved_reply_queue_type(topology, rabbitmq))
+
+
+def other_reply_queue_type(queue_type: str) -> str:
+    """The reply queue type a producer may have used before a switch: classic for quorum and back."""
+    return "classic" if queue_type == "quorum" else "quorum"
+
+
+def reply_queue_name(topology: TopologyConfig, instance_id: str, rabbitmq: RabbitMQConfig | None = None) -> str:
+    """The durable reply queue of the producer instance ``instance_id`` (module docstring).
+
+    An "auto" type is resolved for ``rabbitmq``'s nodes, so it needs ``rabbitmq``.
+    """
+    queue_type = topology.reply_queue_type
+    if queue_type == "auto":
+        if rabbitmq is None:
+            raise ValueError('topology.reply_queue_type "auto" names no queue without the rabbitmq nodes')
+        queue_type = resolved_reply_queue_type(topology, rabbitmq)
+    suffix = ".quorum" if queue_type == "quorum" else ""
     return f"{topology.reply_queue_prefix}.{instance_id}{suffix}"
 
 
@@ -77,8 +119,34 @@ def notice_queue_arguments(topology: TopologyConfig) -> dict[str, Any]:
     return {"x-queue-type": topology.queue_type, "x-max-length": NOTICE_QUEUE_MAX_LENGTH, "x-overflow": "drop-head"}
 
 
+def leader_locator(server_properties: dict[str, Any]) -> str:
+    """The ``x-queue-leader-locator`` value that spreads quorum queue leaders on the broker that
+    sent ``server_properties`` (connection.start): RabbitMQ 3.x takes ``client-local``, ``random``
+    and ``least-leaders`` (3.12 and 3.13 read the last as ``balanced``); 4.0 takes ``client-local``
+    and ``balanced`` and refuses the others as deprecated. An unreadable version counts as 3.x."""
+    version = server_properties.get("version", b"")
+    text = version.decode("ascii", "replace") if isinstance(version, bytes) else str(version)
+    major = text.split(".", 1)[0]
+    return "balanced" if major.isdigit() and int(major) >= 4 else "least-leaders"
+
+
+def service_queue_steps(topology: TopologyConfig, service: str, locator: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """Declare and bind the request queue of ``service`` (the default one: ``request_queue``);
+    a named quorum queue gets ``locator`` as its leader locator when one is given."""
+    queue = queue_name(topology.request_queue, service)
+    arguments = request_queue_arguments(topology)
+    if queue != topology.request_queue and topology.queue_type == "quorum" and locator:
+        arguments["x-queue-leader-locator"] = locator
+    return [
+        ("queue_declare", {"queue": queue, "durable": True, "arguments": arguments}),
+        ("queue_bind", {"queue": queue, "exchange": topology.request_exchange,
+                        "routing_key": routing_key(topology.request_queue, service)}),
+    ]
+
+
 def declaration_steps(topology: TopologyConfig, reply_queue: str | None) -> list[tuple[str, dict[str, Any]]]:
-    """The ordered ``(channel method, keyword arguments)`` calls that declare the topology."""
+    """The ordered ``(channel method, keyword arguments)`` calls that declare the topology: the
+    exchanges, the dead-letter queues, the default request queue and the ``reply_queue``."""
     steps: list[tuple[str, dict[str, Any]]] = [
         ("exchange_declare", {"exchange": topology.request_exchange, "exchange_type": "direct", "durable": True}),
         ("exchange_declare", {"exchange": topology.reply_exchange, "exchange_type": "direct", "durable": True}),
@@ -100,14 +168,7 @@ def declaration_steps(topology: TopologyConfig, reply_queue: str | None) -> list
             "queue_bind",
             {"queue": topology.dead_letter_notice_queue, "exchange": topology.dead_letter_exchange, "routing_key": ""},
         ),
-        (
-            "queue_declare",
-            {"queue": topology.request_queue, "durable": True, "arguments": request_queue_arguments(topology)},
-        ),
-        (
-            "queue_bind",
-            {"queue": topology.request_queue, "exchange": topology.request_exchange, "routing_key": topology.request_queue},
-        ),
+        *service_queue_steps(topology, DEFAULT_SERVICE, None),
     ]
     if reply_queue is not None:
         steps += [
@@ -125,21 +186,69 @@ def declaration_steps(topology: TopologyConfig, reply_queue: str | None) -> list
 
 
 def declare_topology(
-    channel: Channel, topology: TopologyConfig, reply_queue: str | None, on_done: Callable[[], None]
+    channel: Channel, topology: TopologyConfig, reply_queue: str | None, on_done: Callable[[], None],
+    services: tuple[str, ...] = (),
 ) -> None:
-    """Run the declaration steps one after another on ``channel``, then call ``on_done``.
+    """Run the declaration steps one after another on ``channel``, then ensure the named
+    ``services``' queues (:func:`declare_service_queues`), then call ``on_done``.
 
     A declaration the broker refuses (e.g. a queue that exists with other arguments) closes the
     channel; the channel's close callback reports the broker's reason and the connection retries.
     """
     steps = declaration_steps(topology, reply_queue)
+    named = [service for service in services if service != DEFAULT_SERVICE]
 
     def run(index: int) -> None:
         if index == len(steps):
             logger.debug("Topology declared on channel %s", channel.channel_number)
-            on_done()
+            declare_service_queues(channel, topology, named, on_done)
             return
         method, kwargs = steps[index]
         getattr(channel, method)(callback=lambda _frame: run(index + 1), **kwargs)
 
     run(0)
+
+
+def declare_service_queues(channel: Channel, topology: TopologyConfig, services: list[str],
+                           on_done: Callable[[], None]) -> None:
+    """Make sure each named service has its queue and binding, then call ``on_done``.
+
+    For each service a passive declare on a short-lived probe channel asks whether the queue
+    exists; a missing queue closes only the probe channel (404), and the queue is then declared on
+    ``channel`` with the leader locator for this broker's version (:func:`leader_locator`). A queue
+    that exists is only bound again: its arguments stay as they were declared (module docstring).
+    """
+    locator = leader_locator(getattr(channel.connection, "server_properties", None) or {})
+
+    def ensure(index: int) -> None:
+        if index == len(services):
+            on_done()
+            return
+        (declare, bind) = service_queue_steps(topology, services[index], locator)
+        queue = declare[1]["queue"]
+
+        def bound() -> None:
+            channel.queue_bind(callback=lambda _frame: ensure(index + 1), **bind[1])
+
+        def on_probe_open(probe: Channel) -> None:
+            found = False
+
+            def exists(_frame: Any) -> None:
+                nonlocal found
+                found = True
+                probe.close()
+                bound()
+
+            def closed(_probe: Channel, reason: BaseException) -> None:
+                if found or not channel.is_open:
+                    return  # done, or the connection is gone and the owner reconnects
+                logger.info("Declaring the request queue %s of service %s (leader locator %s): %s",
+                            queue, services[index], locator, reason)
+                channel.queue_declare(callback=lambda _frame: bound(), **declare[1])
+
+            probe.add_on_close_callback(closed)
+            probe.queue_declare(queue=queue, passive=True, callback=exists)
+
+        channel.connection.channel(on_open_callback=on_probe_open)
+
+    ensure(0)

@@ -34,12 +34,14 @@ J = TypeVar("J", bound=Job)
 
 
 class HandlerPool(Generic[J]):
-    """``workers`` threads running ``handler`` (named ``handler_name`` in logs) on submitted jobs."""
+    """``workers`` threads running ``handler`` (named ``handler_name`` in logs) of ``service`` on
+    submitted jobs."""
 
     def __init__(self, handler: Handler, handler_name: str, workers: int, *, include_traceback: bool,
-                 on_done: Callable[[J], None]) -> None:
+                 on_done: Callable[[J], None], service: str = "default") -> None:
         self._handler = handler
         self._handler_name = handler_name
+        self._service = service
         self._include_traceback = include_traceback
         self._on_done = on_done
         self.workers = workers
@@ -68,16 +70,29 @@ class HandlerPool(Generic[J]):
         try:
             with tracing.active(job.context.trace_id):
                 reply = self._handler(job.body, job.context)
-            if isinstance(reply, (bytearray, memoryview)):
-                reply = bytes(reply)
-            if not isinstance(reply, bytes):
-                raise TypeError(f"handler returned {type(reply).__name__}, expected bytes")
-            job.outcome = Outcome(reply)
-            metrics.reply_received(time.monotonic() - started, "ok")
+            succeeded(job, reply, started, self._service)
         except Exception as exc:
-            metrics.reply_received(time.monotonic() - started, "error")
-            logger.warning("Handler %s raised %s: %s", self._handler_name, type(exc).__name__, exc,
-                           extra={"CORRELATION_ID": job.context.correlation_id, "HANDLER": self._handler_name,
-                                  "TRACE_ID": job.context.trace_id})
-            job.outcome = Outcome.failure(exc, include_traceback=self._include_traceback)
+            failed(job, exc, started, self._handler_name, self._service, include_traceback=self._include_traceback)
         self._on_done(job)
+
+
+def succeeded(job: Job, reply: object, started: float, service: str) -> None:
+    """Store the handler's ``reply`` as ``job``'s outcome; a reply that is not bytes-like raises
+    ``TypeError``, which the caller turns into an error reply with :func:`failed`."""
+    if isinstance(reply, (bytearray, memoryview)):
+        reply = bytes(reply)
+    if not isinstance(reply, bytes):
+        raise TypeError(f"handler returned {type(reply).__name__}, expected bytes")
+    job.outcome = Outcome(reply)
+    metrics.handler_finished(time.monotonic() - started, "ok", service)
+
+
+def failed(job: Job, exc: BaseException, started: float, handler_name: str, service: str, *,
+           include_traceback: bool) -> None:
+    """Log the handler's exception and store the error reply (the caller's ``RemoteError``) as
+    ``job``'s outcome; call it inside the ``except`` block so the traceback can be included."""
+    metrics.handler_finished(time.monotonic() - started, "error", service)
+    logger.warning("Handler %s raised %s: %s", handler_name, type(exc).__name__, exc,
+                   extra={"CORRELATION_ID": job.context.correlation_id, "HANDLER": handler_name,
+                          "TRACE_ID": job.context.trace_id})
+    job.outcome = Outcome.failure(exc, include_traceback=include_traceback)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import time
 
-import pika
 import pytest
 
 from burrow.errors import DeliveryLimitExceeded
@@ -62,7 +60,7 @@ def test_producer_restart_replies_still_reach_its_reply_queue(make_config, start
     wait_for(lambda: queue_depth(amqp, config.topology.request_queue) == 50, 30, "requests confirmed and queued")
     first.stop(timeout=0)  # the producer goes away with 50 requests in flight
     start_consumer(config)
-    reply_queue = reply_queue_name(config.topology, "restart-me")
+    reply_queue = reply_queue_name(config.topology, "restart-me", config.rabbitmq)
     wait_for(lambda: queue_depth(amqp, reply_queue) == 50, 30, "50 replies waiting in the durable reply queue")
     second = Producer(config).start()
     try:
@@ -81,7 +79,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(make_config, consumer_
     producer = start_producer(config)
     futures = [producer.submit(f"1.5:{i}".encode()) for i in range(4)]
     time.sleep(0.5)  # let the four requests reach the handlers (they each take 1.5 s)
-    assert proc.terminate(timeout=30) == 0
+    assert proc.stop(timeout=30) == 0
     assert [f.result(timeout=5) for f in futures] == [f"Consumer processed: 1.5:{i}".encode() for i in range(4)]
     assert "draining" in proc.log()
 

@@ -24,7 +24,7 @@ import pika
 import pika.exceptions
 import pytest
 
-from burrow.amqp.setup import connection_parameters
+from burrow.amqp.parameters import connection_parameters
 from burrow.config import BurrowConfig, ProducerConfig, RabbitMQConfig, TLSConfig, TopologyConfig
 from burrow.consumer import Consumer
 from burrow.tools.localbroker import LocalBroker, TLSListener, free_port

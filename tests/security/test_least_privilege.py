@@ -14,7 +14,7 @@ import pika
 import pika.exceptions
 import pytest
 
-from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, TopologyConfig
+from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, ServiceConfig, TopologyConfig
 from burrow.consumer import Consumer
 from burrow.tools.localbroker import LocalBroker
 from burrow.producer import Producer
@@ -120,3 +120,45 @@ def test_consumer_user_cannot_read_reply_queues_nor_use_other_names(users):
         producer.stop(timeout=0)
     refused(lambda: users.channel(users.consumer).queue_declare("something.else"))
     refused(lambda: users.channel(users.producer).exchange_declare("other.exchange", "fanout"))
+
+
+@pytest.fixture(scope="module")
+def service_users(broker) -> Iterator[dict[str, Users]]:
+    """One consumer user per service (``alpha``, ``beta``), each granted what the group variables
+    grant a consumer serving only that service, in a vhost of their own."""
+    node: LocalBroker = broker.local
+    tag = uuid.uuid4().hex[:6]
+    vhost = f"burrow-lps-{tag}"
+    node.ctl("add_vhost", vhost)
+    made: dict[str, Users] = {}
+    for service in ("alpha", "beta"):
+        account = (f"consumer-{service}-{tag}", uuid.uuid4().hex)
+        node.ctl("add_user", *account)
+        node.ctl("set_permissions", "-p", vhost, account[0], *permissions((service,))["consumer"])
+        made[service] = Users(vhost, account, account, account, node)
+    try:
+        yield made
+    finally:
+        for users_of in made.values():
+            node.ctl("delete_user", users_of.consumer[0], check=False)
+        node.ctl("delete_vhost", vhost, check=False)
+
+
+def test_consumer_user_of_one_service_cannot_read_another_services_queue(service_users):
+    alpha, beta = service_users["alpha"], service_users["beta"]
+    consumers = []
+    try:
+        for name, users_of in (("alpha", alpha), ("beta", beta)):
+            config = dataclasses.replace(users_of.config(users_of.consumer), consumer=ConsumerConfig(
+                concurrency=1,
+                services={"default": ServiceConfig(handler="burrow.handlers:echo"),
+                          name: ServiceConfig(handler="burrow.handlers:echo")}))
+            consumers.append(Consumer(config).start())
+            assert consumers[-1].wait_ready(30), f"the consumer user of {name} lacks a permission its service needs"
+    finally:
+        for consumer in consumers:
+            consumer.stop(timeout=5)
+    error = refused(lambda: alpha.channel(alpha.consumer).basic_get("burrow.requests.beta"))
+    assert "access to queue 'burrow.requests.beta'" in error.reply_text, error.reply_text
+    refused(lambda: beta.channel(beta.consumer).basic_get("burrow.requests.alpha"))
+    assert alpha.channel(alpha.consumer).basic_get("burrow.requests.alpha") == (None, None, None)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from burrow.amqp.setup import connection_parameters
+from burrow.amqp.parameters import connection_parameters
 from burrow.config import load_config
 
 from waiting import wait_for

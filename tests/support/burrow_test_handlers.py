@@ -63,3 +63,20 @@ def returns_text(body: bytes) -> str:
 def trace(body: bytes, context: RequestContext) -> bytes:
     """Answer with the request's trace id as the handler sees it: from its context, and as active."""
     return f"{context.trace_id} {tracing.current()}".encode()
+
+
+def upper(body: bytes, context: RequestContext) -> bytes:
+    """The ``upper`` service of the services tests: answer ``upper:<BODY>`` with the correlation id,
+    so a reply shows which handler made it and for which request."""
+    return b"upper:" + body.upper() + b" " + context.correlation_id.encode()
+
+
+def reverse(body: bytes, context: RequestContext) -> bytes:
+    """The ``reverse`` service of the services tests: ``reverse:<ydob>`` with the correlation id."""
+    return b"reverse:" + body[::-1] + b" " + context.correlation_id.encode()
+
+
+def sleep_one_second(body: bytes) -> bytes:
+    """A slow service: every request takes one second."""
+    time.sleep(1.0)
+    return b"slept: " + body

@@ -8,7 +8,8 @@ import pytest
 
 from burrow import metrics
 from burrow.daemon import prometheus
-from burrow.amqp.setup import BrokerLink, broker_status
+from burrow.amqp.setup import BrokerLink
+from burrow.daemon.notify import broker_status
 from burrow.config import BrokerNode
 
 B1, B2, B3 = BrokerNode("b1", 5672), BrokerNode("b2", 5672), BrokerNode("fd00::3", 5671)

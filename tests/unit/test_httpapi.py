@@ -32,18 +32,29 @@ import uvloop
 
 from burrow import metrics
 from burrow.daemon import prometheus
-from burrow.errors import BrokerUnavailable, DeliveryLimitExceeded, PublishError, Rejected, RemoteError, RequestTimeout
-from burrow.daemon.httpapi import HttpApi, bind_socket, inherited_socket
+from burrow.errors import (
+    BrokerUnavailable,
+    DeliveryLimitExceeded,
+    PublishError,
+    Rejected,
+    RemoteError,
+    RequestTimeout,
+    UnknownService,
+)
+from burrow.daemon.http import HttpApi
+from burrow.daemon.sockets import bind_socket, inherited_socket
 from burrow.tools import sendclient, socketburst
 from burrow.tools.sendclient import SendError, SocketClient, UnixHTTPConnection
 
 
 class FakeProducer:
-    """Implements burrow.daemon.httpapi.ProducerAPI; the request body says what happens."""
+    """Implements burrow.daemon.http.ProducerAPI; the request body says what happens."""
 
     def __init__(self) -> None:
         self.connected = True
+        self.reply_queue_type = "classic"
         self.calls: list[tuple[bytes, float | None, dict[str, Any]]] = []
+        self.services: list[str | None] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -53,9 +64,11 @@ class FakeProducer:
         return self._in_flight
 
     def submit(
-        self, body: bytes, *, timeout: float | None = None, headers: dict[str, Any] | None = None, block: bool = True
+        self, body: bytes, *, timeout: float | None = None, headers: dict[str, Any] | None = None, block: bool = True,
+        service: str | None = None,
     ) -> concurrent.futures.Future[bytes]:
         self.calls.append((body, timeout, dict(headers or {})))
+        self.services.append(service)
         if body == b"unavailable":
             raise BrokerUnavailable("producer is closed")
         future: concurrent.futures.Future[bytes] = concurrent.futures.Future()
@@ -74,6 +87,8 @@ class FakeProducer:
             future.set_exception(RequestTimeout("no reply within 0.1 s"))
         elif body == b"remote":
             future.set_exception(RemoteError("ValueError", "bad input"))
+        elif service == "nosuch":
+            future.set_exception(UnknownService(service, "unknown service 'nosuch': no queue serves it"))
         elif body == b"publish":
             future.set_exception(PublishError("queue full (reject-publish)"))
         elif body.startswith(b"rejected:"):
@@ -238,7 +253,7 @@ def test_request_waits_for_the_broker_connection_to_come_back(producer: FakeProd
 
 def test_future_never_resolving_gives_504(api: HttpApi, monkeypatch: pytest.MonkeyPatch) -> None:
     """Belt and braces: even if the producer never fails the future, the client gets 504."""
-    monkeypatch.setattr("burrow.daemon.httpapi.RESULT_GRACE", 0.0)
+    monkeypatch.setattr("burrow.daemon.http.app.RESULT_GRACE", 0.0)
     status, _, data = call(api, "POST", "/v1/requests", b"slow:3", {"X-Burrow-Timeout": "0.2"})
     assert (status, json.loads(data)["error"]) == (504, "timeout")
 
@@ -469,7 +484,7 @@ CHILD = (
     + textwrap.dedent(
         """
         import logging, signal, sys
-        from burrow.daemon.httpapi import HttpApi
+        from burrow.daemon.http import HttpApi
         logging.basicConfig(level=logging.INFO)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         api = HttpApi(FakeProducer(), socket_path=sys.argv[1], default_timeout=5.0)
@@ -540,35 +555,51 @@ def test_concurrent_requests_share_the_producer(api: HttpApi) -> None:
 
 
 
+def pipelined(api: HttpApi, requests: bytes, count: int) -> list[tuple[int, bytes]]:
+    """Send ``requests`` in one write; the responses, as (status, body), until ``count`` came or
+    the server closed the connection."""
+    replies: list[tuple[int, bytes]] = []
+    parser: Any = None
+
+    class Responses:
+        body = b""
+
+        def on_body(self, data: bytes) -> None:
+            self.body += data
+
+        def on_message_complete(self) -> None:
+            replies.append((parser.get_status_code(), self.body))
+            self.body = b""
+
+    parser = httptools.HttpResponseParser(Responses())
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(api.address)
+        sock.sendall(requests)
+        while len(replies) < count and (chunk := sock.recv(65536)):
+            parser.feed_data(chunk)
+    return replies
+
+
 def test_pipelined_requests_are_answered_in_order(api: HttpApi) -> None:
     """Three requests in one write; the first one's reply comes late, and still comes first."""
     requests = b"".join(
         b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
         for body in (b"slow:0.3", b"p1", b"p2")
     )
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(5)
-        sock.connect(api.address)
-        sock.sendall(requests)
-        replies: list[tuple[int, bytes]] = []
-        parser: Any = None
+    assert pipelined(api, requests, 3) == [(200, b"done"), (200, b"reply:p1"), (200, b"reply:p2")]
 
-        class Responses:
-            body = b""
 
-            def on_body(self, data: bytes) -> None:
-                self.body += data
-
-            def on_message_complete(self) -> None:
-                replies.append((parser.get_status_code(), self.body))
-                self.body = b""
-
-        parser = httptools.HttpResponseParser(Responses())
-        while len(replies) < 3:
-            chunk = sock.recv(65536)
-            assert chunk, replies
-            parser.feed_data(chunk)
-    assert replies == [(200, b"done"), (200, b"reply:p1"), (200, b"reply:p2")]
+def test_a_refused_pipelined_request_is_answered_in_its_turn(api: HttpApi) -> None:
+    """A head over the limits behind a slow request: its 431 waits for the slow answer, then the
+    connection closes and nothing after it is served."""
+    flood = b"".join(b"X-%d: 1\r\n" % n for n in range(200))
+    requests = (b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\nslow:0.3"
+                + b"GET /v1/health HTTP/1.1\r\nHost: x\r\n" + flood + b"\r\n"
+                + b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    replies = pipelined(api, requests, 3)
+    assert [status for status, _ in replies] == [200, 431]
+    assert replies[0][1] == b"done" and json.loads(replies[1][1])["error"] == "request_header_fields_too_large"
 
 
 def test_burst_reuses_keep_alive_connections(api: HttpApi, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -623,3 +654,31 @@ def test_send_burst_summary_and_error_kinds(api: HttpApi, capsys: pytest.Capture
     assert capsys.readouterr().out.startswith("20 requests, 0 failed, ")
     assert sendclient.main(["--socket", api.address, "--count", "6", "--concurrency", "2", "--quiet", "ok", "remote"]) == 1
     assert capsys.readouterr().out.rstrip().endswith("(502 remote_error: 3)")
+
+
+def test_named_services_have_their_own_path(api: HttpApi, producer: FakeProducer) -> None:
+    status, headers, body = call(api, "POST", "/v1/services/resize", b"img")
+    assert (status, body) == (200, b"reply:img") and headers["x-burrow-correlation-id"]
+    assert call(api, "POST", "/v1/services/default", b"x")[0] == 200
+    assert call(api, "POST", "/v1/requests", b"y")[0] == 200
+    assert producer.services == ["resize", None, None]
+
+
+@pytest.mark.parametrize("path, submitted", [("/v1/services/nosuch", True), ("/v1/services/Bad.Name", False),
+                                             ("/v1/services/", False)])
+def test_unknown_service_is_404_unknown_service(api: HttpApi, producer: FakeProducer, path: str,
+                                                 submitted: bool) -> None:
+    status, _headers, body = call(api, "POST", path, b"x")
+    document = json.loads(body)
+    assert status == 404 and document["error"] == "unknown_service", document
+    assert bool(producer.calls) == submitted
+    assert call(api, "GET", "/v1/services/resize")[0] == 405
+
+
+def test_burrow_send_service_reaches_the_service_path(api: HttpApi, producer: FakeProducer,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert sendclient.main(["--socket", api.address, "--service", "resize", "one"]) == 0
+    assert sendclient.main(["--socket", api.address, "--service", "fraud", "--count", "4", "--quiet", "b"]) == 0
+    assert sendclient.main(["--socket", api.address, "--service", "nosuch", "two"]) == 1
+    assert producer.services == ["resize"] + ["fraud"] * 4 + ["nosuch"]
+    assert "404 unknown_service" in capsys.readouterr().err

@@ -33,6 +33,12 @@ def load_sync_script() -> ModuleType:
     return module
 
 
+def copy_units(folder: Path) -> None:
+    """Copy the service units and the hardening source into ``folder``, to be edited there."""
+    for path in (*SERVICES, UNITS_DIR / "hardening.conf"):
+        shutil.copy(path, folder / path.name)
+
+
 def parse(unit: Path) -> dict[str, dict[str, list[str]]]:
     """Return ``{section: {key: [values in order]}}`` of a unit file (comments and blanks skipped)."""
     sections: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
@@ -67,13 +73,36 @@ def test_every_unit_has_the_shared_hardening_block() -> None:
 
 def test_the_check_notices_a_unit_edited_by_hand(tmp_path: Path) -> None:
     sync = load_sync_script()
-    for path in (*SERVICES, UNITS_DIR / "hardening.conf"):
-        shutil.copy(path, tmp_path / path.name)
+    copy_units(tmp_path)
     edited = tmp_path / "burrow-producer.service"
     edited.write_text(edited.read_text(encoding="utf-8").replace("ProtectHome=yes", "ProtectHome=read-only"))
     assert list(sync.stale_units(tmp_path)) == [edited]
     sync_fixed = sync.with_block(edited, sync.shared_block(tmp_path / "hardening.conf"))
     assert sync_fixed == (UNITS_DIR / "burrow-producer.service").read_text(encoding="utf-8")
+
+
+def test_the_consumer_template_is_the_plain_consumer_with_its_instance_name() -> None:
+    plain = (UNITS_DIR / "burrow-consumer.service").read_text(encoding="utf-8").partition("[Unit]")[2]
+    template = (UNITS_DIR / "burrow-consumer@.service").read_text(encoding="utf-8").partition("[Unit]")[2]
+    differ = [(a, b) for a, b in zip(plain.splitlines(), template.splitlines(), strict=True) if a != b]
+    assert differ == [
+        ("Description=burrow consumer (request/response over RabbitMQ)",
+         "Description=burrow consumer %i (request/response over RabbitMQ)"),
+        ("ExecStart=/usr/bin/burrow-consumer --config /etc/burrow/consumer.toml",
+         "ExecStart=/usr/bin/burrow-consumer --config /etc/burrow/consumer-%i.toml"),
+    ]
+
+
+def test_the_check_notices_a_template_edited_by_hand(tmp_path: Path) -> None:
+    sync = load_sync_script()
+    copy_units(tmp_path)
+    template = tmp_path / "burrow-consumer@.service"
+    template.write_text(template.read_text(encoding="utf-8").replace("RestartSec=2", "RestartSec=5"))
+    assert sync.stale_units(tmp_path) == {template: (UNITS_DIR / template.name).read_text(encoding="utf-8")}
+    plain = tmp_path / "burrow-consumer.service"
+    plain.write_text(plain.read_text(encoding="utf-8").replace("RestartSec=2", "RestartSec=5"))
+    template.write_text((UNITS_DIR / template.name).read_text(encoding="utf-8"))
+    assert "RestartSec=5" in sync.stale_units(tmp_path)[template]
 
 
 def test_every_hardening_directive_has_a_comment_above_its_group() -> None:

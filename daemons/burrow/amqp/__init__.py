@@ -3,6 +3,7 @@
 from burrow.amqp.confirms import ConfirmTracker
 from burrow.amqp.inbox import Inbox
 from burrow.amqp.iothread import IOThread, call_every
-from burrow.amqp.setup import RabbitMQSetup, connection_parameters
+from burrow.amqp.parameters import connection_parameters
+from burrow.amqp.setup import RabbitMQSetup
 
 __all__ = ["ConfirmTracker", "IOThread", "Inbox", "RabbitMQSetup", "call_every", "connection_parameters"]

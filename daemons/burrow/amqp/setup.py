@@ -24,24 +24,21 @@ was not confirmed again on the new one, as after any reconnect. Only on brokers 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import random
-import socket
-import ssl
 import time
-import types
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import pika
 from pika.adapters.select_connection import IOLoop
-from pika.adapters.utils.io_services_utils import _AsyncPlaintextTransport
 from pika.channel import Channel
 
 from burrow import metrics
 from burrow.amqp.brokerversion import describe_broker, needs_stale_leader_workaround
+from burrow.amqp.gather import gather_writes
 from burrow.amqp.iothread import call_every
+from burrow.amqp.parameters import connection_parameters, default_connection_name
 from burrow.config import BrokerNode, RabbitMQConfig, TopologyConfig
 from burrow.topology import declare_topology
 
@@ -56,111 +53,17 @@ STABLE_AFTER = 5.0
 CONFIRM_STALL = 10.0
 
 
-def connection_parameters(
-    config: RabbitMQConfig, connection_name: str, node: BrokerNode | None = None
-) -> pika.ConnectionParameters:
-    """Translate the config into pika's parameters (credentials, TLS, heartbeat, timeouts) for
-    ``node`` (default: the first of ``config.nodes()``). TLS checks the certificate against
-    ``tls.server_hostname`` or, when that is empty, the node's own name."""
-    node = node or config.nodes()[0]
-    ssl_options = None
-    if config.tls.enabled:
-        context = ssl.create_default_context(cafile=config.tls.ca_file or None)
-        if config.tls.cert_file:
-            context.load_cert_chain(config.tls.cert_file, config.tls.key_file)
-        if not config.tls.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        ssl_options = pika.SSLOptions(context, server_hostname=config.tls.server_hostname or node.host)
-    return pika.ConnectionParameters(
-        host=node.host,
-        port=node.port,
-        virtual_host=config.virtual_host,
-        credentials=pika.PlainCredentials(config.username, config.password, erase_on_connect=False),
-        heartbeat=config.heartbeat,
-        connection_attempts=config.connection_attempts,
-        socket_timeout=config.socket_timeout,
-        blocked_connection_timeout=config.blocked_connection_timeout,
-        ssl_options=ssl_options,
-        client_properties={"connection_name": config.connection_name or connection_name},
-    )
-
-
-#: Most buffers handed to one ``sendmsg`` call (Linux allows 1024).
-MAX_GATHER = 512
-
-
-def gather_writes(connection: pika.SelectConnection) -> bool:
-    """Make ``connection`` send all its queued frames with one ``sendmsg`` call instead of one
-    ``send`` per frame; return whether it applied.
-
-    pika queues every AMQP frame as its own buffer (a message is three: method, header, body) and
-    its transport sends each with a separate ``send()``; with the TCP_NODELAY pika sets, each also
-    leaves as its own TCP segment that the broker parses on its own. The benchmark's profiles had a
-    third of the consumer's I/O thread in those calls. A scatter-gather ``sendmsg`` of everything
-    queued since the last poll sends the same bytes in the same order with one system call. Only
-    pika's plaintext transport is changed; TLS transports keep pika's own send loop.
-    """
-    transport = getattr(connection, "_transport", None)
-    if type(transport) is not _AsyncPlaintextTransport or not all(
-        hasattr(transport, name) for name in ("_tx_buffers", "_tx_buffered_byte_count", "_sock")
-    ):
-        return False
-    transport._produce = types.MethodType(_produce_gathered, transport)  # type: ignore[method-assign]
-    return True
-
-
-def _produce_gathered(transport: Any) -> None:
-    """``_produce`` of pika's transport, sending up to ``MAX_GATHER`` queued buffers per call.
-
-    Like pika's own loop it runs until the buffers are empty or the socket raises (EAGAIN leaves
-    the rest queued and pika waits for the socket to become writable again).
-    """
-    buffers = transport._tx_buffers
-    sock = transport._sock
-    while buffers:
-        sent = sock.sendmsg(list(itertools.islice(buffers, MAX_GATHER)))
-        if not sent:
-            return  # nothing taken: pika calls again when the socket is writable
-        transport._tx_buffered_byte_count -= sent
-        while sent:
-            head = buffers[0]
-            if sent >= len(head):
-                buffers.popleft()
-                sent -= len(head)
-            else:
-                buffers[0] = head[sent:]
-                sent = 0
-
-
-def default_connection_name(role: str) -> str:
-    return f"burrow-{role}@{socket.gethostname()}"
-
-
 @dataclass(frozen=True, slots=True)
 class BrokerLink:
     """What one connection is doing, for logs, STATUS and metrics: ``role`` (e.g.
     "consumer-publish"), the ``node`` it uses or is trying, whether it is ``connected``, and how
-    many ``failovers`` (becoming ready on another node than the last one) it made."""
+    many ``failovers`` (becoming ready on another node than the last one) it made. The daemons
+    put it into words with ``burrow.daemon.notify.broker_status``."""
 
     role: str
     node: BrokerNode
     connected: bool
     failovers: int
-
-
-def broker_status(links: list[BrokerLink]) -> str:
-    """The STATUS words about the broker: the node(s) in use and the failovers so far, e.g.
-    "broker 10.0.0.2:5672 connected", "broker b1:5672 connected (also b3:5672), 2 failovers" or
-    "waiting for broker b2:5672 (retrying with backoff)"."""
-    nodes = list(dict.fromkeys(str(link.node) for link in links))
-    failovers = sum(link.failovers for link in links)
-    moves = f", {failovers} failover{'s' if failovers != 1 else ''}" if failovers else ""
-    also = f" (also {', '.join(nodes[1:])})" if len(nodes) > 1 else ""
-    if all(link.connected for link in links):
-        return f"broker {nodes[0]} connected{also}{moves}"
-    waiting = [str(link.node) for link in links if not link.connected]
-    return f"waiting for broker {', '.join(dict.fromkeys(waiting))} (retrying with backoff{moves})"
 
 
 class RabbitMQSetup:
@@ -172,7 +75,8 @@ class RabbitMQSetup:
     producer's ``reply_queue``) is declared, is handed to ``on_ready(channel)``. The owner sets up
     its consumers and confirms there and forgets the channel on ``on_lost``: a channel is never
     reused across connections. ``declare=False`` skips the declarations (the consumer's publishing
-    connection). Everything runs on the I/O loop's thread.
+    connection); ``services`` names the service queues to declare besides the default one.
+    Everything runs on the I/O loop's thread.
     The connection goes to one of ``rabbitmq.nodes()`` at a time (module docstring). A publishing
     owner passes ``unconfirmed`` (how many of its publishes await a confirm) and reports confirms
     with :meth:`publish_acked` and :meth:`publish_nacked`, so a stuck channel gets reopened.
@@ -190,6 +94,7 @@ class RabbitMQSetup:
         reply_queue: str | None = None,
         declare: bool = True,
         unconfirmed: Callable[[], int] = lambda: 0,
+        services: tuple[str, ...] = (),
     ) -> None:
         self._rabbitmq = rabbitmq
         self._topology = topology
@@ -199,13 +104,9 @@ class RabbitMQSetup:
         self._on_lost = on_lost
         self._reply_queue = reply_queue
         self._declare = declare
-        name = default_connection_name(role)
-        nodes = rabbitmq.nodes()
-        # This connection's own random order of the nodes: a random first node spreads clients
-        # over the cluster; each reconnect moves on to the next one.
-        self._nodes = random.sample(nodes, len(nodes))
-        self._parameters = {node: connection_parameters(rabbitmq, name, node) for node in self._nodes}
-        self._cursor = 0
+        self._services = services
+        self._name = default_connection_name(role)
+        self._use_nodes(rabbitmq)
         self._ready_node: BrokerNode | None = None
         self.failovers = 0
         self._connection: pika.SelectConnection | None = None
@@ -225,6 +126,25 @@ class RabbitMQSetup:
         self.stale_leader_workaround = True
         self._server: dict[str, Any] = {}
         self._stop_checks: Callable[[], None] | None = None
+
+    def _use_nodes(self, rabbitmq: RabbitMQConfig) -> None:
+        # This connection's own random order of the nodes: a random first node spreads clients
+        # over the cluster; each reconnect moves on to the next one.
+        nodes = rabbitmq.nodes()
+        self._nodes = random.sample(nodes, len(nodes))
+        self._parameters = {node: connection_parameters(rabbitmq, self._name, node) for node in self._nodes}
+        self._cursor = 0
+
+    def retarget(self, rabbitmq: RabbitMQConfig, topology: TopologyConfig, reply_queue: str | None) -> None:
+        """From the next connection on use the nodes of ``rabbitmq`` and declare ``reply_queue``; close
+        the current connection now, so the usual reconnect moves there (I/O thread)."""
+        self._rabbitmq, self._topology, self._reply_queue = rabbitmq, topology, reply_queue
+        self._use_nodes(rabbitmq)
+        self._cursor = len(self._nodes) - 1  # the reconnect steps on to the first of the new order
+        logger.info("%s: broker nodes now %s; reconnecting", self._role.capitalize(),
+                    ", ".join(str(node) for node in rabbitmq.nodes()))
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close(reply_text="burrow: broker nodes changed")
 
     @property
     def node(self) -> BrokerNode:
@@ -311,7 +231,8 @@ class RabbitMQSetup:
         self._channel = channel
         channel.add_on_close_callback(self.on_channel_closed)
         if self._declare:
-            declare_topology(channel, self._topology, self._reply_queue, lambda: self.on_topology_declared(channel))
+            declare_topology(channel, self._topology, self._reply_queue, lambda: self.on_topology_declared(channel),
+                             self._services)
         else:
             self.on_topology_declared(channel)
 

@@ -2,7 +2,8 @@
 
 ``service`` runs a producer or consumer engine until a signal, ``notify`` speaks sd_notify (READY,
 STATUS, WATCHDOG), ``journal`` logs to journald with structured fields, ``daemonize`` detaches on
-hosts without systemd, ``httpapi`` serves the producer's API on its Unix socket, and ``prometheus`` exports the engines'
-events (:mod:`burrow.metrics`) as Prometheus metrics. The core
+hosts without systemd, ``http`` serves the producer's API on its Unix socket (``sockets`` finds or
+binds that socket), ``bridge`` hands the producer's futures to the API's event loop, and
+``prometheus`` exports the engines' events (:mod:`burrow.metrics`) as Prometheus metrics. The core
 library (``burrow``) never imports from here.
 """

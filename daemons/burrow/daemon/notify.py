@@ -13,7 +13,8 @@ at most every half of ``WATCHDOG_USEC``. A loop that hangs stops ticking, system
 keep pinging through such a hang.
 
 :class:`StatusReporter` turns live counters into the one-line ``STATUS=`` that ``systemctl status``
-shows, e.g. ``processed 12034, in flight 35, 820 req/s, broker connected``.
+shows, e.g. ``processed 12034, in flight 35, 820 req/s, broker connected``; :func:`broker_status`
+puts the engines' broker connections into those words.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import time
 from collections.abc import Callable, Mapping
 
 import sdnotify
+
+from burrow.amqp.setup import BrokerLink
 
 logger = logging.getLogger(__name__)
 
@@ -237,4 +240,18 @@ class StatusReporter:
             self._stop.wait(self._interval)
 
 
-__all__ = ["DEFAULT_STATUS_INTERVAL", "Notifier", "StatusReporter", "StatusSnapshot"]
+def broker_status(links: list[BrokerLink]) -> str:
+    """The STATUS words about the broker: the node(s) in use and the failovers so far, e.g.
+    "broker 10.0.0.2:5672 connected", "broker b1:5672 connected (also b3:5672), 2 failovers" or
+    "waiting for broker b2:5672 (retrying with backoff)"."""
+    nodes = list(dict.fromkeys(str(link.node) for link in links))
+    failovers = sum(link.failovers for link in links)
+    moves = f", {failovers} failover{'s' if failovers != 1 else ''}" if failovers else ""
+    also = f" (also {', '.join(nodes[1:])})" if len(nodes) > 1 else ""
+    if all(link.connected for link in links):
+        return f"broker {nodes[0]} connected{also}{moves}"
+    waiting = [str(link.node) for link in links if not link.connected]
+    return f"waiting for broker {', '.join(dict.fromkeys(waiting))} (retrying with backoff{moves})"
+
+
+__all__ = ["DEFAULT_STATUS_INTERVAL", "Notifier", "StatusReporter", "StatusSnapshot", "broker_status"]

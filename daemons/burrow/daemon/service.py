@@ -13,23 +13,24 @@ SIGHUP reload, ``STOPPING=1`` before the drain, opt-in Prometheus metrics, and `
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
-from burrow.amqp.setup import BrokerLink, broker_status
-from burrow.daemon import prometheus as metrics
+from burrow.amqp.queuestats import describe as describe_queues
+from burrow.amqp.setup import BrokerLink
+from burrow.daemon import prometheus
 from burrow.config import BurrowConfig, load_config
 from burrow.consumer import Consumer
 from burrow.deadletters import DeadLetterWatcher
 from burrow.errors import ConfigError
 from burrow.daemon.journal import LoggingSetup, install_service_logging
-from burrow.daemon.notify import Notifier, StatusReporter, StatusSnapshot
+from burrow.daemon.reload import LIVE_SETTINGS, PRODUCER_LIVE_SETTINGS, changed_settings, with_live_settings
+from burrow.daemon.notify import Notifier, StatusReporter, StatusSnapshot, broker_status
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +43,6 @@ FORCED_EXIT_CODE = 130
 MAIN_LOOP_INTERVAL = 0.25
 #: Seconds between ``STATUS=`` updates.
 STATUS_INTERVAL = 5.0
-#: Settings a SIGHUP applies live; every other changed key is logged as needing a restart.
-LIVE_SETTINGS = {
-    "logging.level",
-    "consumer.concurrency",
-    "producer.request_timeout",
-    "producer.unavailable_wait",
-    "producer.shutdown_timeout",
-    "consumer.shutdown_timeout",
-}
 TEST_HOOKS_ENV = "BURROW_TEST_HOOKS"
 
 
@@ -91,38 +83,13 @@ class Engine(Protocol):
     def broker_links(self) -> list[BrokerLink]: ...
 
 
-def changed_settings(old: BurrowConfig, new: BurrowConfig) -> list[str]:
-    """Dotted names of the settings that differ (values are not returned: one may be a password)."""
-    changed: list[str] = []
-    for section in dataclasses.fields(old):
-        if section.name == "path":
-            continue
-        before, after = getattr(old, section.name), getattr(new, section.name)
-        for item in dataclasses.fields(before):
-            if getattr(before, item.name) != getattr(after, item.name):
-                changed.append(f"{section.name}.{item.name}")
-    return changed
-
-
-def with_live_settings(running: BurrowConfig, new: BurrowConfig) -> BurrowConfig:
-    """``running`` with the :data:`LIVE_SETTINGS` of ``new``: what a reload actually put in force.
-
-    Keys that need a restart keep their running value, so the next reload warns about them again.
-    """
-    sections: dict[str, Any] = {}
-    for dotted in sorted(LIVE_SETTINGS):
-        section, key = dotted.split(".")
-        current = sections.get(section, getattr(running, section))
-        sections[section] = dataclasses.replace(current, **{key: getattr(getattr(new, section), key)})
-    return dataclasses.replace(running, **sections)
-
-
 class _ServiceLayer:
     """Logging, sd_notify, status, watchdog and metrics around one engine, for one role."""
 
-    def __init__(self, config: BurrowConfig, role: str) -> None:
+    def __init__(self, config: BurrowConfig, role: str, live: set[str] = LIVE_SETTINGS) -> None:
         self.config = config
         self.role = role
+        self.live = live
         self.logs: LoggingSetup = install_service_logging(
             config.logging.level, f"burrow-{role}", secrets=[config.rabbitmq.password]
         )
@@ -133,12 +100,11 @@ class _ServiceLayer:
         self.hung = False
         if config.metrics.enabled:
             try:
-                metrics.enable(role, config.metrics.host, config.metrics.port)
+                prometheus.enable(role, config.metrics.host, config.metrics.port)
             except OSError as exc:
                 # Metrics are not worth refusing requests for: say so loudly and serve anyway.
                 logger.error("Cannot serve metrics on %s:%d: %s; running without the HTTP endpoint",
                              config.metrics.host, config.metrics.port, exc)
-
 
     def attach(self, engine: Engine, snapshot: Callable[[], StatusSnapshot]) -> None:
         """Ping the watchdog from the engine's I/O loop and start the STATUS= reporter.
@@ -149,8 +115,8 @@ class _ServiceLayer:
         interval = self.notifier.watchdog_interval
         tick = min(1.0, interval / 4) if interval else 1.0
         engine.add_periodic(tick, self._watchdog)
-        metrics.track_in_flight(lambda: engine.in_flight)
-        metrics.track_connected(lambda: engine.connected)
+        prometheus.track_in_flight(lambda: engine.in_flight)
+        prometheus.track_connected(lambda: engine.connected)
         self.notifier.status(broker_status(engine.broker_links()))
         self.reporter = StatusReporter(self.notifier, snapshot, STATUS_INTERVAL)
         self.reporter.start()
@@ -184,7 +150,7 @@ class _ServiceLayer:
             self._reloaded()
             return
         changed = changed_settings(self.config, new)
-        restart = [name for name in changed if name not in LIVE_SETTINGS]
+        restart = [name for name in changed if name not in self.live]
         try:
             apply(new, changed)
         except (ValueError, ConfigError) as exc:
@@ -196,9 +162,9 @@ class _ServiceLayer:
         self.logs.set_secrets([new.rabbitmq.password, self.config.rabbitmq.password])
         if restart:
             logger.warning("Reloaded %s; these changes need a restart to apply: %s", path, ", ".join(restart))
-        live = [name for name in changed if name in LIVE_SETTINGS]
+        live = [name for name in changed if name in self.live]
         logger.info("Reloaded %s: %s", path, ", ".join(live) if live else "no live setting changed")
-        self.config = with_live_settings(self.config, new)
+        self.config = with_live_settings(self.config, new, self.live)
         self._reloaded()
 
     def _reloaded(self) -> None:
@@ -243,7 +209,7 @@ class _ServiceLayer:
     def close(self) -> None:
         if self.reporter is not None:
             self.reporter.stop()
-        metrics.disable()
+        prometheus.disable()
 
 
 def run_consumer(config: BurrowConfig) -> int:
@@ -252,17 +218,18 @@ def run_consumer(config: BurrowConfig) -> int:
     layer = _ServiceLayer(config, "consumer")
     consumer = Consumer(config).start()
     watcher = DeadLetterWatcher(config).start() if config.consumer.dead_letter_notices else None
-    logger.info("Consumer starting: broker %s, queue %s", ", ".join(map(str, config.rabbitmq.nodes())),
-                config.topology.request_queue)
+    logger.info("Consumer starting: broker %s, services %s", ", ".join(map(str, config.rabbitmq.nodes())),
+                ", ".join(consumer.services))
 
     def snapshot() -> StatusSnapshot:
         stats = consumer.stats()
+        services = describe_queues(consumer.service_queues())
         return StatusSnapshot(
             processed=stats.processed,
             in_flight=consumer.in_flight,
             connected=consumer.connected,
             failed=stats.handler_errors + stats.dead_lettered,
-            detail=broker_status(consumer.broker_links()),
+            detail="; ".join(filter(None, [broker_status(consumer.broker_links()), services])),
         )
 
     def apply(new: BurrowConfig, changed: list[str]) -> None:
@@ -270,6 +237,7 @@ def run_consumer(config: BurrowConfig) -> int:
             consumer.set_concurrency(new.consumer.concurrency)
 
     layer.attach(consumer, snapshot)
+    prometheus.track_services(consumer.services, consumer.service_queues)
     while True:
         layer.maybe_ready(consumer)
         if layer.handle_next_signal(consumer, apply):
@@ -295,11 +263,11 @@ def run_producer(config: BurrowConfig) -> int:
     socket's queue (systemd's, under socket activation) instead of getting 503 from a producer
     that is still connecting, which is what keeps requests alive across ``systemctl restart``.
     """
-    from burrow.daemon.httpapi import HttpApi
+    from burrow.daemon.http import HttpApi
     from burrow.producer import Producer
 
     block_signals()
-    layer = _ServiceLayer(config, "producer")
+    layer = _ServiceLayer(config, "producer", PRODUCER_LIVE_SETTINGS)
     settings = config.producer
     producer = Producer(config).start()
     api = HttpApi(
@@ -310,8 +278,8 @@ def run_producer(config: BurrowConfig) -> int:
         default_timeout=settings.request_timeout,
         unavailable_wait=settings.unavailable_wait,
     )
-    logger.info("Producer starting: broker %s, API socket %s", ", ".join(map(str, config.rabbitmq.nodes())),
-                settings.socket)
+    logger.info("Producer starting: broker %s, %s reply queue %s, API socket %s",
+                ", ".join(map(str, config.rabbitmq.nodes())), producer.reply_queue_type, producer.reply_queue, settings.socket)
 
     def snapshot() -> StatusSnapshot:
         stats = producer.stats()
@@ -320,10 +288,12 @@ def run_producer(config: BurrowConfig) -> int:
             in_flight=producer.in_flight,
             connected=producer.connected,
             failed=stats.remote_errors + stats.timeouts + stats.failed,
-            detail=broker_status(producer.broker_links()),
+            detail=f"{broker_status(producer.broker_links())}, {producer.reply_queue_type} reply queue",
         )
 
     def apply(new: BurrowConfig, changed: list[str]) -> None:
+        if {"rabbitmq.host", "rabbitmq.hosts"} & set(changed):
+            producer.use_brokers(with_live_settings(layer.config, new, PRODUCER_LIVE_SETTINGS).rabbitmq)
         if "producer.request_timeout" in changed:
             api.reconfigure(default_timeout=new.producer.request_timeout)
         if "producer.unavailable_wait" in changed:
@@ -384,8 +354,6 @@ def run_daemon(role: str, config: BurrowConfig, *, detach: bool = False, pidfile
 __all__ = [
     "FORCED_EXIT_CODE",
     "block_signals",
-    "changed_settings",
-    "with_live_settings",
     "run_consumer",
     "run_daemon",
     "run_producer",

@@ -62,13 +62,16 @@ def run(args: argparse.Namespace) -> int:
     lines = [f"{args.path}: OK"]
     if args.role in ("consumer", "any"):
         from burrow.handlers import load_handler
+        from burrow.services import handler_key, served
 
-        try:
-            load_handler(config.consumer.handler)
-        except HandlerLoadError as exc:
-            print(f"burrow: {args.path}: consumer.handler: {exc}", file=sys.stderr)
-            return EX_CONFIG
-        lines.append(f"  handler: {config.consumer.handler} (imports)")
+        for name, service in served(config.consumer):
+            try:
+                load_handler(service.handler)
+            except HandlerLoadError as exc:
+                print(f"burrow: {args.path}: {handler_key(config.consumer, name)}: {exc}", file=sys.stderr)
+                return EX_CONFIG
+            lines.append(f"  handler: {service.handler} (imports)" if not config.consumer.services
+                         else f"  service {name}: {service.handler} (imports)")
     lines.append(f"  password: {secret_source(config, args.secrets)}")
     print("\n".join(lines))
     return 0

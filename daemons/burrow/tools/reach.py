@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from burrow.amqp.setup import connection_parameters, default_connection_name
+from burrow.amqp.parameters import connection_parameters, default_connection_name
 from burrow.config import BrokerNode, RabbitMQConfig
 from burrow.producer import Producer
 
@@ -171,7 +171,7 @@ def connect(producer: Producer, rabbitmq: RabbitMQConfig, timeout: float, *, sho
         amqp_logger.setLevel(logging.WARNING)
     try:
         producer.start()
-        while not producer.wait_connected(min(0.05, max(0.0, deadline - time.monotonic()))):
+        while not producer.wait_ready(min(0.05, max(0.0, deadline - time.monotonic()))):
             if capture.seen.is_set() and one_node:
                 raise Unreachable(f"reached the broker at {reached.address}, but the AMQP session did not "
                                   f"open: {capture.reason}")

@@ -28,6 +28,7 @@ import sys
 from collections.abc import Sequence
 
 from burrow.exitcodes import EX_FAILED, EX_USAGE
+from burrow.services import http_target, service_argument
 from burrow.tools import file_argument
 from burrow.tools.socketburst import HttpStatusError, run_socket_burst
 
@@ -71,9 +72,10 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 class SocketClient:
     """Sends requests to the producer's API; one connection per request (see module docstring)."""
 
-    def __init__(self, path: str = DEFAULT_SOCKET, timeout: float | None = None) -> None:
+    def __init__(self, path: str = DEFAULT_SOCKET, timeout: float | None = None, service: str | None = None) -> None:
         self.path = path
         self.timeout = timeout
+        self.target = http_target(service)
 
     def request(self, method: str, target: str, body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
         """One HTTP exchange; returns status, headers (lower-case names) and body."""
@@ -99,8 +101,9 @@ class SocketClient:
             connection.close()
 
     def send(self, body: bytes) -> bytes:
-        """POST ``body`` to ``/v1/requests`` and return the reply; raise :class:`SendError` otherwise."""
-        status, _headers, data = self.request("POST", "/v1/requests", body)
+        """POST ``body`` to ``/v1/requests`` (or the service's ``/v1/services/<name>``) and return
+        the reply; raise :class:`SendError` otherwise."""
+        status, _headers, data = self.request("POST", self.target, body)
         if status == 200:
             return data
         raise _error_from(status, data)
@@ -139,6 +142,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("messages", nargs="+", metavar="MESSAGE", help="request bodies; '-' reads stdin")
     add_socket_argument(parser)
     parser.add_argument("--timeout", type=float, help="seconds per request (X-Burrow-Timeout)")
+    parser.add_argument("--service", type=service_argument, metavar="NAME",
+                        help="send to this named service (default: the default service)")
     parser.add_argument("--count", type=int, help="send this many requests, cycling through the messages")
     parser.add_argument("--concurrency", type=int, default=1, help="parallel requests with --count (default 1)")
     parser.add_argument("--max-seconds", type=float, help="stop sending new requests after this long")
@@ -157,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency < 1 or (args.count is not None and args.count < 1):
         print("burrow send: --count and --concurrency must be at least 1", file=sys.stderr)
         return EX_USAGE
-    client = SocketClient(args.socket, timeout=args.timeout)
+    client = SocketClient(args.socket, timeout=args.timeout, service=args.service)
     bodies = _bodies(args.messages)
     if args.count is None:
         return _send_each(client, bodies)
@@ -178,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds,
         show_progress=not args.quiet,
         error_kind=lambda exc: _kind(exc, client.path),
+        target=client.target,
     )
     print(result.line())
     return EX_FAILED if result.failed or result.skipped else 0

@@ -170,8 +170,10 @@ def run_socket_burst(
     show_progress: bool = True,
     error_kind: Callable[[BaseException], str] = lambda exc: type(exc).__name__,
     check: Callable[[bytes, bytes], bool] | None = None,
+    target: str = "/v1/requests",
 ) -> BurstResult:
-    """POST ``count`` requests (cycling through ``bodies``) over ``concurrency`` keep-alive connections.
+    """POST ``count`` requests (cycling through ``bodies``) to ``target`` over ``concurrency``
+    keep-alive connections.
 
     ``timeout`` becomes each request's ``X-Burrow-Timeout``; ``client_timeout`` bounds the wait for
     one answer. A non-200 answer raises :class:`HttpStatusError` into ``error_kind``, which names
@@ -193,7 +195,7 @@ def run_socket_burst(
                 body = bodies[index % len(bodies)]
                 begin = time.monotonic()
                 try:
-                    status, reply = await client.post("/v1/requests", body, headers)
+                    status, reply = await client.post(target, body, headers)
                     if status != 200:
                         raise HttpStatusError(status, reply)
                     if check is not None and not check(body, reply):
