@@ -94,7 +94,9 @@ Type=simple
 """
 #: The highest ``systemd-analyze security`` exposure a burrow unit may have (the README says 0.9).
 MAX_EXPOSURE = 0.9
-STATUS_LINE = re.compile(r"^processed \d+, (failed \d+, )?in flight \d+, \d+ req/s, broker \S+ connected$")
+#: The daemons' STATUS= line: the producer names its reply queue's type, the consumer its services.
+STATUS_LINE = re.compile(r"^processed \d+, (failed \d+, )?in flight \d+, \d+ req/s, broker \S+ connected"
+                         r"(, (classic|quorum) reply queue|; services: default \d+ ready \d+ consumers?)$")
 
 
 def restart(host: Host, unit: str, *extra: str) -> None:
@@ -318,7 +320,7 @@ def test_reload_applies_concurrency_and_refuses_a_bad_file(box: Host) -> None:
     pid = show(box, unit, "MainPID")
     set_consumer_option(box, "concurrency", "6")
     box.systemctl("reload", unit)
-    wait_until(lambda: "Consumer concurrency is now 6" in box.journal(unit), 15, "the new concurrency")
+    wait_until(lambda: "Service default concurrency is now 6" in box.journal(unit), 15, "the new concurrency")
     assert show(box, unit, "ActiveState") == "active"
     good = box.run("cat /etc/burrow/consumer.toml").stdout
     box.write_file("/etc/burrow/consumer.toml", good + "\nnot_a_key = 1\n", 0o640, "root:burrow")
