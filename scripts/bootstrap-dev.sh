@@ -10,6 +10,11 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${BURROW_CACHE:-/var/cache/burrow-ci}
 # git: the package version comes from it (scripts/build-deb.sh), and tests check that derivation.
 apt_packages=(rabbitmq-server python3-venv python3-dev build-essential git)
+# Node.js: the interop tests run examples/node (the npm packages come from scripts/node-deps.sh).
+# Debian's nodejs (18 on Debian 12) and npm, unless some node and npm are installed already.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_packages+=(nodejs npm)
+fi
 
 missing=()
 for package in "${apt_packages[@]}"; do

@@ -36,7 +36,7 @@ from burrow.amqp.replies import ReplyPublisher
 from burrow.amqp.setup import BrokerLink, RabbitMQSetup
 from burrow.config import BurrowConfig
 from burrow.handlers import Handler, RequestContext, load_handler
-from burrow.protocol import REJECT_REPLY_UNROUTABLE, Outcome, Rejection, validate_request
+from burrow.protocol import Outcome, Rejection, unroutable_reply, validate_request
 from burrow.services import served
 from burrow.serving import ServedService
 from burrow.stats import ConsumerStats
@@ -348,7 +348,10 @@ class Consumer:
                 channel.basic_reject(delivery.delivery_tag, requeue=False)  # its caller has been told
             elif delivery.returned:
                 self._acks.rejected(delivery.delivery_tag)
-                self._dead_letter(channel, delivery, Rejection(REJECT_REPLY_UNROUTABLE, delivery.returned), tell_caller=False)
+                topology = self._config.topology
+                rejection = unroutable_reply(delivery.reply_to, delivery.returned, reply_exchange=topology.reply_exchange,
+                                             reply_queue_prefix=topology.reply_queue_prefix)
+                self._dead_letter(channel, delivery, rejection, tell_caller=False)
             else:
                 logger.debug("Handled request", extra={"CORRELATION_ID": delivery.correlation_id,
                                                        "HANDLER": delivery.service.config.handler,

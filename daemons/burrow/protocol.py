@@ -13,6 +13,9 @@ limit also carries the delivery count and the broker's first death reason, queue
 consumer describes a reply as an :class:`Outcome`, publishes it with :func:`reply_properties`, and
 the producer turns it back into a result, a :class:`~burrow.errors.RemoteError` or a
 :class:`~burrow.errors.Rejected` with :func:`decode_reply`.
+
+Clients in other languages read the same contract in ``docs/asyncapi.yaml``; a header, status or
+reject reason added here must be named there too (``tests/unit/test_asyncapi.py`` fails until it is).
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ REJECT_STALE = "stale"
 REJECT_DELIVERY_LIMIT = "delivery_limit"
 #: Not sent to the caller (its reply address is gone), only counted: the reply came back unroutable.
 REJECT_REPLY_UNROUTABLE = "reply_unroutable"
+#: Not sent either: the reply came back unroutable to a ``reply_to`` that is no burrow reply queue,
+#: from a caller that expects its reply through the default exchange (see :func:`unroutable_reply`).
+REJECT_REPLY_DEFAULT_EXCHANGE = "reply_via_default_exchange"
+#: Where other teams read this contract; log lines about a foreign caller's mistake point there.
+CONTRACT_DOCUMENT = "docs/asyncapi.yaml"
 
 
 def _text(value: Any) -> str:
@@ -131,6 +139,26 @@ def validate_request(
     if deadline is not None and now > deadline:
         return Rejection(REJECT_STALE, "expired before processing (deadline passed)")
     return None
+
+
+def unroutable_reply(reply_to: str, returned: str, *, reply_exchange: str, reply_queue_prefix: str) -> Rejection:
+    """Why a request whose reply the broker returned as unroutable (``returned``) is dead-lettered.
+
+    A ``reply_to`` under ``reply_queue_prefix`` is a burrow producer's reply queue that is gone
+    (``reply_unroutable``). Any other is a caller outside burrow that set ``reply_to`` to its own
+    queue and expects the reply through the default exchange, as RabbitMQ's RPC tutorial does;
+    burrow never publishes there (its broker user has no write on the default exchange, which would
+    reach every queue of the virtual host). That caller cannot be told, so the reason, which the
+    consumer logs and counts, names the pattern and the two reply paths that work.
+    """
+    if reply_to.startswith(f"{reply_queue_prefix}."):
+        return Rejection(REJECT_REPLY_UNROUTABLE, returned)
+    return Rejection(
+        REJECT_REPLY_DEFAULT_EXCHANGE,
+        f"{returned}; the caller seems to expect its reply through the default exchange (the RPC tutorial "
+        f"pattern), which burrow does not use: bind the reply queue to {reply_exchange} under its own name, "
+        f"or use amq.rabbitmq.reply-to (wire contract: {CONTRACT_DOCUMENT})",
+    )
 
 
 # ----------------------------------------------------------------------------------- replies

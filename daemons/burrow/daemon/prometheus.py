@@ -66,7 +66,7 @@ HTTP_CODES = (200, 400, 404, 405, 408, 411, 413, 429, 500, 502, 503, 504)
 #: Reasons the consumer dead-letters a request, created at zero so that rates exist from the start.
 DEAD_LETTER_REASONS = (
     protocol.REJECT_MALFORMED, protocol.REJECT_TOO_LARGE, protocol.REJECT_CONTENT_TYPE, protocol.REJECT_INVALID_UTF8,
-    protocol.REJECT_STALE, protocol.REJECT_REPLY_UNROUTABLE,
+    protocol.REJECT_STALE, protocol.REJECT_REPLY_UNROUTABLE, protocol.REJECT_REPLY_DEFAULT_EXCHANGE,
 )
 
 

@@ -1,0 +1,31 @@
+'use strict';
+// burrow's wire contract as docs/asyncapi.yaml states it: names shared by caller.js and worker.js.
+
+const crypto = require('crypto');
+
+module.exports = {
+  // channels.requests: the direct exchange, and the default service's routing key.
+  REQUEST_EXCHANGE: 'burrow.x.requests',
+  DEFAULT_ROUTING_KEY: 'burrow.requests',
+  // channels.replies and channels.directReplyTo: the two reply paths.
+  REPLY_EXCHANGE: 'burrow.x.replies',
+  DIRECT_REPLY_TO: 'amq.rabbitmq.reply-to',
+  CONTENT_TYPE: 'application/octet-stream',
+  // Message headers (x-amqp-field: header).
+  DEADLINE: 'x-burrow-deadline',
+  STATUS: 'x-burrow-status',
+  ERROR_TYPE: 'x-burrow-error-type',
+  REJECT_REASON: 'x-burrow-reject-reason',
+  TRACEPARENT: 'traceparent',
+
+  /** A new W3C traceparent (a new, sampled trace). */
+  newTraceparent() {
+    return `00-${crypto.randomBytes(16).toString('hex')}-${crypto.randomBytes(8).toString('hex')}-01`;
+  },
+
+  /** Where a reply to `replyTo` goes: the default exchange for direct reply-to, else burrow.x.replies. */
+  replyRoute(replyTo, replyExchange) {
+    const direct = replyTo.startsWith(module.exports.DIRECT_REPLY_TO);
+    return { exchange: direct ? '' : replyExchange, direct };
+  },
+};

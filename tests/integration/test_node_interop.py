@@ -1,0 +1,315 @@
+"""burrow and Node.js, both ways, on the wire contract of docs/asyncapi.yaml: the Node caller of
+examples/node calls a burrow consumer daemon, a burrow Producer calls the Node worker, and a
+foreign caller that expects its reply through the default exchange (RabbitMQ's RPC tutorial) is
+refused visibly. Every request is counted by its id on the caller's side."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pytest
+
+from burrow import tracing
+from burrow.config import BurrowConfig, MetricsConfig, ProducerConfig, RabbitMQConfig
+from burrow.deadletters import DeadLetterWatcher
+from burrow.errors import RemoteError, RequestTimeout
+from burrow.protocol import CONTENT_TYPE, HEADER_DEADLINE, request_deadline, validate_request
+from burrow.tools.localbroker import free_port
+from broker_helpers import queue_depth, start_victims_until_dead_lettered
+from broker_permissions import permissions
+from waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples" / "node"
+REQUESTS = 100
+#: The consumer's body limit in these tests: bodies over it are rejected ``too_large``.
+MAX_BODY = 1024
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def node_env() -> dict[str, str]:
+    """The environment for node: the pinned npm packages, installed once into the cache."""
+    result = subprocess.run([str(REPO / "scripts" / "node-deps.sh")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return {**os.environ, "NODE_PATH": result.stdout.strip()}
+
+
+def start_caller(node_env: dict[str, str], config: BurrowConfig, amqp_url: str, requests: list[dict[str, object]],
+                 *args: str) -> subprocess.Popen[str]:
+    """Start examples/node/caller.js and hand it ``requests`` (it sends them all at once)."""
+    topology = config.topology
+    command = ["node", "caller.js", "--url", amqp_url, "--exchange", topology.request_exchange,
+               "--routing-key", topology.request_queue, "--reply-exchange", topology.reply_exchange, *args]
+    process = subprocess.Popen(command, cwd=EXAMPLES, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=node_env)
+    assert process.stdin is not None
+    process.stdin.write("".join(json.dumps(request) + "\n" for request in requests))
+    process.stdin.close()
+    return process
+
+
+def caller_results(process: subprocess.Popen[str], timeout: float = 120) -> dict[str, dict[str, str]]:
+    """The caller's result for each request id, once it has ended them all (each id exactly once)."""
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        process.wait(timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output, errors = process.stdout.read(), process.stderr.read()
+    assert process.returncode == 0, errors
+    results: dict[str, dict[str, str]] = {}
+    for line in output.splitlines():
+        answer = json.loads(line)
+        assert answer["id"] not in results, f"request {answer['id']} ended twice"
+        results[answer["id"]] = answer
+    return results
+
+
+@pytest.fixture
+def node_worker(node_env: dict[str, str], tmp_path: Path) -> Iterator:
+    """Start examples/node/worker.js on a config's request queue; stopped with SIGTERM at the end."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(config: BurrowConfig, amqp_url: str) -> Path:
+        log = tmp_path / f"node-worker-{len(started)}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                ["node", "worker.js", "--url", amqp_url, "--queue", config.topology.request_queue,
+                 "--reply-exchange", config.topology.reply_exchange],
+                cwd=EXAMPLES, stdout=out, stderr=subprocess.STDOUT, env=node_env)
+        started.append(process)
+        wait_for(lambda: "worker ready" in log.read_text() or process.poll() is not None, 30, "the Node worker ready")
+        assert process.poll() is None, log.read_text()
+        return log
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+@pytest.mark.parametrize("reply", ["queue", "direct"])
+def test_node_caller_gets_every_answer_of_a_burrow_consumer_daemon(reply, broker, make_config, consumer_process,
+                                                                    node_env, amqp):
+    """ok, error, rejected (too large) and timeout (past its deadline) replies, each for its own id."""
+    config = make_config(consumer={"handler": "burrow_test_handlers:slow", "max_message_bytes": MAX_BODY})
+    consumer_process(config).start().wait_ready()
+    expected: dict[str, tuple[str, str]] = {}
+    requests: list[dict[str, object]] = []
+    for i in range(REQUESTS):
+        request_id = f"r{i}"
+        if i % 20 == 1:  # the handler raises: float() of a body that is no number
+            body = f"error-{request_id}"
+            expected[request_id] = ("error", f"could not convert string to float: b'{body}'")
+        elif i % 20 == 2:  # burrow rejects it before any handler sees it
+            body = f"{request_id}:" + "x" * MAX_BODY
+            expected[request_id] = ("rejected", "too_large")
+        elif i % 50 == 3:  # the handler takes 2 s, the caller waits 0.3 s: its deadline ends it
+            body = f"2:{request_id}"
+            expected[request_id] = ("timeout", "")
+        else:
+            body = f"0:{request_id}"
+            expected[request_id] = ("ok", f"Consumer processed: {body}")
+        requests.append({"id": request_id, "body": body, **({"timeout_ms": 300} if body.startswith("2:") else {})})
+    reply_queue = f"{config.topology.reply_queue_prefix}.node-{uuid.uuid4().hex[:6]}"
+    results = caller_results(start_caller(node_env, config, broker.amqp_url, requests, "--reply", reply,
+                                          "--reply-queue", reply_queue, "--timeout-ms", "20000"))
+    if reply == "queue":
+        amqp.queue_delete(reply_queue)
+
+    assert sorted(results) == sorted(expected), "a request had no result"
+    wrong = {}
+    for request_id, (status, detail) in expected.items():
+        got = results[request_id]
+        seen = {"ok": got.get("body"), "error": got.get("body"), "rejected": got.get("reason"), "timeout": ""}[status]
+        if got["status"] != status or seen != detail or (status == "error" and got.get("errorType") != "ValueError"):
+            wrong[request_id] = got
+    assert not wrong, f"{len(wrong)} of {REQUESTS} answered wrongly: {dict(list(wrong.items())[:5])}"
+    tally = {status: sum(1 for s, _ in expected.values() if s == status) for status in ("ok", "error", "rejected", "timeout")}
+    assert tally == {"ok": 88, "error": 5, "rejected": 5, "timeout": 2}
+
+    # The too-large requests stay in burrow.dead as the Node caller sent them: burrow reads them
+    # as its own (their deadline an integer in the future, a valid traceparent, persistent).
+    dead = config.topology.dead_letter_queue
+    wait_for(lambda: queue_depth(amqp, dead) >= tally["rejected"], 10, "the rejected requests dead-lettered")
+    sent = []
+    while (message := amqp.basic_get(dead, auto_ack=True))[0] is not None:
+        if len(message[2]) > MAX_BODY:
+            sent.append(message[1])
+    assert len(sent) == tally["rejected"]
+    for properties in sent:
+        assert validate_request(properties, b"", max_message_bytes=MAX_BODY, content_types=(CONTENT_TYPE,),
+                                now=time.time()) is None, properties
+        assert isinstance(properties.headers[HEADER_DEADLINE], int)
+        assert time.time() < request_deadline(properties) <= time.time() + 20
+        assert tracing.parse(properties.headers[tracing.HEADER]) is not None
+        assert properties.delivery_mode == 2
+        # Dead-lettering moves the expiration into the broker's x-death record.
+        assert properties.headers["x-death"][0]["original-expiration"] in ("20000", b"20000")
+        assert properties.message_id == properties.correlation_id
+
+
+@pytest.mark.parametrize("reply_mode", ["queue", "direct"])
+def test_burrow_producer_gets_every_answer_of_the_node_worker(reply_mode, broker, make_config, start_producer,
+                                                               node_worker):
+    """ok and error replies from the Node worker, and a timeout, each matched to its request."""
+    config = make_config(producer={"reply_mode": reply_mode})
+    producer = start_producer(config)  # declares burrow's topology, the request queue included
+    node_worker(config, broker.amqp_url)
+    futures = {}
+    for i in range(REQUESTS):
+        if i % 20 == 1:
+            futures[f"r{i}"] = producer.submit(f"error:bad r{i}".encode(), timeout=20)
+        elif i % 50 == 3:
+            futures[f"r{i}"] = producer.submit(f"sleep:2000 r{i}".encode(), timeout=0.3)
+        else:
+            futures[f"r{i}"] = producer.submit(f"r{i}".encode(), timeout=20)
+    wrong = {}
+    for request_id, future in futures.items():
+        i = int(request_id[1:])
+        error = future.exception(timeout=30)
+        if i % 20 == 1:
+            ok = isinstance(error, RemoteError) and (error.type_name, error.message) == ("RangeError", f"bad {request_id}")
+        elif i % 50 == 3:
+            ok = isinstance(error, RequestTimeout)
+        else:
+            ok = error is None and future.result() == f"node worker: {request_id}".encode()
+        if not ok:
+            wrong[request_id] = error or future.result()
+    assert not wrong, f"{len(wrong)} of {REQUESTS} answered wrongly: {dict(list(wrong.items())[:5])}"
+
+
+def test_a_dead_letter_notice_reaches_the_node_caller_as_a_rejected_reply(broker, make_config, consumer_process,
+                                                                          node_env, amqp, tmp_path, monkeypatch):
+    """A request that kills every consumer is dead-lettered by the broker at the delivery limit; the
+    dead-letter watcher's notice reaches the Node caller as ``rejected``/``delivery_limit``, with
+    the delivery count, while the caller still waits (the document's deadLetterNotice)."""
+    monkeypatch.setenv("BURROW_TEST_RECORD", str(tmp_path / "record.txt"))
+    config = make_config(consumer={"handler": "burrow_test_handlers:poison", "dead_letter_notices": False},
+                         topology={"delivery_limit": 2})
+    watcher = DeadLetterWatcher(config).start()  # declares the topology, then tells callers
+    try:
+        assert watcher.wait_ready(30)
+        reply_queue = f"{config.topology.reply_queue_prefix}.node-{uuid.uuid4().hex[:6]}"
+        caller = start_caller(node_env, config, broker.amqp_url, [{"id": "poison", "body": "poison"}],
+                              "--reply-queue", reply_queue, "--timeout-ms", "90000")
+        dead_letters = lambda: queue_depth(amqp, config.topology.dead_letter_queue)  # noqa: E731
+        start_victims_until_dead_lettered(config, consumer_process, dead_letters)
+        results = caller_results(caller)
+        amqp.queue_delete(reply_queue)
+    finally:
+        watcher.stop()
+    assert set(results) == {"poison"}
+    answer = results["poison"]
+    assert (answer["status"], answer["reason"]) == ("rejected", "delivery_limit"), answer
+    assert "no consumer finished the request in 3 deliveries" in answer["body"]
+
+
+def metric(port: int, name: str, reason: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(f'{name}{{reason="{reason}"}} '):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name}{{reason={reason!r}}} not exported:\n{text}")
+
+
+def test_the_rpc_tutorial_pattern_is_refused_visibly(make_config, consumer_process, amqp):
+    """reply_to = the caller's own queue, reply expected through the default exchange: no answer,
+    but each request is dead-lettered by id, counted, and logged naming the pattern and the contract."""
+    port = free_port()
+    config = dataclasses.replace(make_config(), metrics=MetricsConfig(enabled=True, port=port))
+    consumer = consumer_process(config).start()
+    consumer.wait_ready()
+    caller_queue = amqp.queue_declare("", exclusive=True).method.queue  # the tutorial's server-named queue
+    sent = {f"tutorial-{i}" for i in range(REQUESTS)}
+    for correlation_id in sorted(sent):
+        amqp.basic_publish(config.topology.request_exchange, config.topology.request_queue, b"question",
+                           pika.BasicProperties(correlation_id=correlation_id, reply_to=caller_queue))
+    dead = config.topology.dead_letter_queue
+    wait_for(lambda: queue_depth(amqp, dead) == REQUESTS, 60, f"{REQUESTS} requests dead-lettered")
+
+    dead_ids = set()
+    for _ in range(REQUESTS):
+        _method, properties, _body = amqp.basic_get(dead, auto_ack=True)
+        assert properties.headers["x-first-death-reason"] == "rejected"
+        dead_ids.add(properties.correlation_id)
+    assert dead_ids == sent
+    assert queue_depth(amqp, caller_queue) == 0, "a reply reached the default-exchange caller"
+    assert metric(port, "burrow_consumer_dead_lettered_total", "reply_via_default_exchange") == REQUESTS
+    assert metric(port, "burrow_consumer_dead_lettered_total", "reply_unroutable") == 0
+    lines = [line for line in consumer.log().splitlines() if "Dead-lettering request" in line]
+    assert len(lines) == REQUESTS, consumer.log()[-2000:]
+    assert all("default exchange" in line and "RPC tutorial" in line and "docs/asyncapi.yaml" in line for line in lines)
+
+
+@pytest.fixture
+def deployed_users(broker) -> Iterator[tuple[str, dict[str, tuple[str, str]]]]:
+    """A fresh virtual host with a producer and a consumer user granted exactly what the Ansible
+    roles grant (ansible/group_vars/brokers/burrow.yml): ``(vhost, {role: (user, password)})``."""
+    node = broker.local
+    if node is None:
+        pytest.skip("creates users and a virtual host with rabbitmqctl: needs the suite's own node, not AMQP_URL")
+    tag = uuid.uuid4().hex[:6]
+    vhost = f"burrow-node-{tag}"
+    accounts = {role: (f"node-{role}-{tag}", uuid.uuid4().hex) for role in ("producer", "consumer")}
+    node.ctl("add_vhost", vhost)
+    try:
+        for role, (name, password) in accounts.items():
+            node.ctl("add_user", name, password)
+            node.ctl("set_permissions", "-p", vhost, name, *permissions()[role])
+        yield vhost, accounts
+    finally:
+        for name, _password in accounts.values():
+            node.ctl("delete_user", name, check=False)
+        node.ctl("delete_vhost", vhost, check=False)
+
+
+def test_node_caller_and_worker_need_no_more_than_the_deployed_permissions(broker, deployed_users, node_env,
+                                                                         node_worker, start_consumer, start_producer):
+    """With the deployment's least-privilege users and burrow's default names: the Node caller with
+    the producer's user and a burrow.replies.* queue calls a burrow consumer, and the Node worker
+    with the consumer's user answers a burrow producer, 100 requests each, by id."""
+    vhost, accounts = deployed_users
+    port = urllib.parse.urlsplit(broker.amqp_url).port
+
+    def config(role: str) -> BurrowConfig:
+        user, password = accounts[role]
+        rabbitmq = RabbitMQConfig(host="127.0.0.1", port=port, virtual_host=vhost, username=user, password=password,
+                                  reconnect_initial_delay=0.2, reconnect_max_delay=1.0)
+        return BurrowConfig(rabbitmq=rabbitmq, producer=ProducerConfig(instance_id=f"p-{uuid.uuid4().hex[:6]}"))
+
+    def url(role: str) -> str:
+        user, password = accounts[role]
+        return f"amqp://{user}:{password}@127.0.0.1:{port}/{urllib.parse.quote(vhost, safe='')}"
+
+    consumer = start_consumer(config("consumer"))
+    requests = [{"id": f"r{i}", "body": f"r{i}"} for i in range(REQUESTS)]
+    results = caller_results(start_caller(node_env, config("producer"), url("producer"), requests))
+    assert {request_id: (answer["status"], answer["body"]) for request_id, answer in results.items()} == {
+        f"r{i}": ("ok", f"Consumer processed: r{i}") for i in range(REQUESTS)}
+    consumer.stop(timeout=10)
+
+    producer = start_producer(config("producer"))
+    node_worker(config("consumer"), url("consumer"))
+    futures = {f"r{i}": producer.submit(f"r{i}".encode(), timeout=20) for i in range(REQUESTS)}
+    answers = {request_id: future.result(timeout=30) for request_id, future in futures.items()}
+    assert answers == {f"r{i}": f"node worker: r{i}".encode() for i in range(REQUESTS)}

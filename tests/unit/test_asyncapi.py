@@ -1,0 +1,147 @@
+"""docs/asyncapi.yaml, the wire contract other teams read: it validates with the AsyncAPI parser,
+and it names everything burrow's code puts on the wire, so the document and the code cannot drift."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from burrow import protocol, tracing
+from burrow.config import ConsumerConfig, TopologyConfig
+from burrow.protocol import Outcome, Rejection
+from burrow.topology import DIRECT_REPLY_TO
+
+REPO = Path(__file__).resolve().parents[2]
+DOCUMENT = REPO / "docs" / "asyncapi.yaml"
+EXAMPLES = REPO / "examples" / "node"
+#: Every AMQP basic property a client can set; burrow's code must not set one the document leaves out.
+AMQP_PROPERTIES = ("content_type", "content_encoding", "headers", "delivery_mode", "priority", "correlation_id",
+                   "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return yaml.safe_load(DOCUMENT.read_text())
+
+
+@pytest.fixture(scope="module")
+def node_modules() -> Path:
+    """The pinned npm packages, installed once into the cache by the project's script."""
+    result = subprocess.run([str(REPO / "scripts" / "node-deps.sh")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return Path(result.stdout.strip())
+
+
+def fields(document: dict[str, Any], kind: str) -> set[str]:
+    """Names of schema properties the document marks as an AMQP ``property`` or message ``header``
+    (``x-amqp-field``), directly or in the schema a local ``$ref`` points to."""
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        target: Any = document
+        for part in node.get("$ref", "#").lstrip("#/").split("/"):
+            target = target[part] if part else target
+        return target if "$ref" in node else node
+
+    def walk(node: object, in_properties: bool = False) -> Iterator[str]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if in_properties and isinstance(value, dict) and resolve(value).get("x-amqp-field") == kind:
+                    yield key
+                yield from walk(value, key == "properties" and not in_properties)
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+
+    return set(walk(document["components"]))
+
+
+def code_headers() -> set[str]:
+    """Every header name protocol.py defines (``HEADER_*``), and the trace header it propagates."""
+    names = {value for name, value in vars(protocol).items() if name.startswith("HEADER_") and isinstance(value, str)}
+    return names | {tracing.HEADER}
+
+
+def outcomes() -> list[Outcome]:
+    return [Outcome(b"fine"), Outcome(b"boom", error_type="ValueError", traceback="Traceback ..."),
+            Outcome.rejection(Rejection(protocol.REJECT_STALE, "late"))]
+
+
+def set_properties(properties: object) -> set[str]:
+    return {name for name in AMQP_PROPERTIES if getattr(properties, name) is not None} - {"headers"}
+
+
+def test_the_document_validates_with_the_asyncapi_parser(node_modules):
+    result = subprocess.run(["node", "validate-asyncapi.js", str(DOCUMENT)], cwd=EXAMPLES, capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "NODE_PATH": str(node_modules)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["version"] == "3.0.0"
+    assert set(summary["channels"]) == {"requests", "replies", "directReplyTo", "deadLetters"}
+    assert {"callWithReplyQueue", "callWithDirectReplyTo", "serveRequests"} <= set(summary["operations"])
+    assert {"request", "replyOk", "replyError", "replyRejected", "deadLetterNotice"} <= set(summary["messages"])
+
+
+def test_every_header_protocol_py_defines_is_named_in_the_document(document):
+    missing = code_headers() - fields(document, "header")
+    assert not missing, f"{DOCUMENT} does not name the header(s) {sorted(missing)} that burrow/protocol.py defines"
+
+
+def test_the_document_names_no_burrow_header_the_code_lacks(document):
+    ghosts = {name for name in fields(document, "header") if name.startswith("x-burrow-")} - code_headers()
+    assert not ghosts, f"{DOCUMENT} names header(s) {sorted(ghosts)} that burrow/protocol.py does not define"
+
+
+def test_every_header_and_property_a_request_or_reply_carries_is_named(document):
+    headers = protocol.request_headers({}, 1_800_000_000.0)
+    request = protocol.request_properties("c-1", "burrow.replies.p.quorum", headers, 5000, 1_800_000_000.0)
+    on_wire_headers = set(headers)
+    on_wire_properties = set_properties(request)
+    for outcome in outcomes():
+        reply = protocol.reply_properties("c-1", outcome, persistent=True, traceparent=headers[tracing.HEADER])
+        on_wire_headers |= set(reply.headers)
+        on_wire_properties |= set_properties(reply)
+    assert on_wire_headers - fields(document, "header") == set()
+    assert on_wire_properties - fields(document, "property") == set()
+
+
+def test_statuses_and_reject_reasons_match_the_code(document):
+    schemas = document["components"]["schemas"]
+    statuses = {value for name, value in vars(protocol).items() if name.startswith("STATUS_")}
+    assert set(schemas["Status"]["enum"]) == statuses
+    reasons = {value for name, value in vars(protocol).items() if name.startswith("REJECT_")}
+    reject = schemas["RejectReason"]
+    assert set(reject["enum"]) | set(reject["x-burrow-not-sent"]) == reasons
+    assert not set(reject["enum"]) & set(reject["x-burrow-not-sent"])
+
+
+def test_names_content_types_and_reply_paths_match_the_defaults(document):
+    topology = TopologyConfig()
+    channels = document["channels"]
+    assert channels["requests"]["bindings"]["amqp"]["exchange"]["name"] == topology.request_exchange
+    assert document["components"]["parameters"]["routingKey"]["default"] == topology.request_queue
+    assert channels["replies"]["bindings"]["amqp"]["exchange"]["name"] == topology.reply_exchange
+    assert channels["directReplyTo"]["address"] == DIRECT_REPLY_TO
+    assert channels["deadLetters"]["address"] == topology.dead_letter_queue
+    schemas = document["components"]["schemas"]
+    content_type = schemas["RequestHeaders"]["properties"]["content_type"]
+    assert tuple(content_type["x-burrow-default-accepted"]) == ConsumerConfig().content_types
+    assert schemas["ReplyHeaders"]["properties"]["content_type"]["const"] == protocol.CONTENT_TYPE
+    assert document["defaultContentType"] == protocol.CONTENT_TYPE
+
+
+@pytest.mark.parametrize(("reply_to", "code"), [
+    ("burrow.replies.p-1.quorum", protocol.REJECT_REPLY_UNROUTABLE),
+    ("amq.gen-JzTY20BRgKO-HjmUJj0wLg", protocol.REJECT_REPLY_DEFAULT_EXCHANGE),
+])
+def test_an_unroutable_reply_names_the_tutorial_pattern_only_for_a_foreign_caller(reply_to, code):
+    rejection = protocol.unroutable_reply(reply_to, f"reply unroutable: no queue {reply_to!r} (NO_ROUTE)",
+                                          reply_exchange="burrow.x.replies", reply_queue_prefix="burrow.replies")
+    assert rejection.code == code
+    names_pattern = "default exchange" in rejection.reason and protocol.CONTRACT_DOCUMENT in rejection.reason
+    assert names_pattern == (code == protocol.REJECT_REPLY_DEFAULT_EXCHANGE)
