@@ -5,13 +5,18 @@ its own consumer on its own queue on that channel, with its own prefetch, and ru
 its own :class:`~burrow.workers.HandlerPool`. So a slow service fills only its own window and its
 own threads, and the requests of a fast service beside it are never queued behind them. What is
 per channel (delivery tags, acks, the reply publisher) stays with the consumer.
+
+A service split over several queues (:mod:`burrow.partitions`) is served by one ``ServedService``
+per partition queue, each with its own window and registration, all sharing the service's one
+pool (:func:`serve`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
-from burrow.config.schema import ConsumerConfig, ServiceConfig
+from burrow.config.schema import ConsumerConfig, ServiceConfig, TopologyConfig
+from burrow.partitions import partition_queues
 from burrow.handlers import Handler
 from burrow.services import queue_name
 from burrow.amqp.window import RequestWindow
@@ -26,12 +31,13 @@ class ServedService:
     """
 
     def __init__(self, name: str, service: ServiceConfig, settings: ConsumerConfig, request_queue: str,
-                 handler: Handler, on_done: Callable[[Any], None]) -> None:
+                 handler: Handler, on_done: Callable[[Any], None], *, queue: str | None = None,
+                 workers: HandlerPool[Any] | None = None) -> None:
         self.config = service
         self.name = name
-        self.queue = queue_name(request_queue, name)
+        self.queue = queue or queue_name(request_queue, name)
         self._settings = settings
-        self.workers: HandlerPool[Any] = HandlerPool(
+        self.workers: HandlerPool[Any] = workers or HandlerPool(
             handler, service.handler, service.concurrency or settings.concurrency,
             include_traceback=settings.include_traceback, on_done=on_done,
         )
@@ -59,3 +65,17 @@ class ServedService:
         """``name (queue, N workers, prefetch P, handler)`` for the ready log line."""
         return (f"{self.name} ({self.queue}, {self.workers.workers} workers, prefetch {self.prefetch()}, "
                 f"handler {self.config.handler})")
+
+
+def serve(topology: TopologyConfig, settings: ConsumerConfig, services: Sequence[tuple[str, ServiceConfig]],
+          handlers: Mapping[str, Handler], on_done: Callable[[Any], None]) -> list[ServedService]:
+    """One :class:`ServedService` per request queue of each of ``services`` (``handlers`` by name):
+    a split service gets one per partition queue, all on one :class:`HandlerPool`."""
+    served: list[ServedService] = []
+    for name, service in services:
+        queues = partition_queues(topology, name, service.partitions)
+        first = ServedService(name, service, settings, topology.request_queue, handlers[name], on_done, queue=queues[0])
+        served.append(first)
+        served += [ServedService(name, service, settings, topology.request_queue, handlers[name], on_done,
+                                 queue=queue, workers=first.workers) for queue in queues[1:]]
+    return served
