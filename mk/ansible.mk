@@ -1,24 +1,15 @@
-# Ansible roles and the deployment test (included by the top-level Makefile).
+# The deployment files: Ansible roles, Vagrantfile, systemd units (included by the top-level Makefile).
 #
-#   make ansible-lint   ansible-lint --profile production over ansible/ (cached venv, see ansible/lint.sh)
-#   make deploy-test    the playbook against booted nspawn hosts (tests/system/test_deploy.py, needs root)
-#   make lint           includes ansible-lint;  make deploy-test is also part of `make test`
-#   make vagrant-validate   check the Vagrantfile, one broker and a 3-broker cluster (installs Debian's
-#                           vagrant; --ignore-provider, since a vagrant installed without recommends has
-#                           no VirtualBox/libvirt provider)
+# `make test-static` is tests/system/test_static_checks.py: ansible-lint --profile production over
+# ansible/ (a cached venv, see ansible/lint.sh), `vagrant validate --ignore-provider` for one broker and
+# for clusters (Debian's vagrant, installed without recommends, has no VirtualBox/libvirt provider),
+# and `systemd-analyze security --offline` of every unit in systemd/ (exposure at most 0.9).
+# `make test-deploy` runs the playbook against booted nspawn hosts (needs root). Both are part of `make test`.
 
-.PHONY: lint ansible-lint deploy-test vagrant-validate
+.PHONY: test-static test-deploy
 
-lint: ansible-lint
+test-static: system-test-deps ## ansible-lint, vagrant validate, systemd-analyze security of the units
+	@$(PYTEST) tests/system/test_static_checks.py $(PYTEST_ARGS)
 
-ansible-lint:
-	ansible/lint.sh
-
-deploy-test: system-test-deps
-	@venv=$$(scripts/bootstrap-dev.sh) && "$$venv/bin/python" -m pytest -ra -m system \
-		tests/system/test_deploy.py $(PYTEST_ARGS)
-
-vagrant-validate:
-	@command -v vagrant >/dev/null || apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends vagrant >/dev/null
-	vagrant validate --ignore-provider
-	BURROW_BROKERS=3 BURROW_CONSUMERS=2 vagrant validate --ignore-provider
+test-deploy: system-test-deps ## site.yml over SSH onto booted nspawn hosts, run twice (root)
+	@$(PYTEST) -m system tests/system/test_deploy.py $(PYTEST_ARGS)

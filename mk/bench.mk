@@ -1,19 +1,10 @@
-# Benchmarks (issue 5), included by the top-level Makefile.
+# Benchmarks (issue 5), included by the top-level Makefile; `make help` has a line for each target.
 #
-#   make bench          full run (< 10 min): burrow reliable and direct vs the seed-style baseline and
-#                       the broker's ceiling; JSON, markdown table and PNG in benchmarks/results/<time>/
-#   make bench-quick    the same, smaller and one round (< 2 min)
-#   make bench-peers    make bench plus Celery (rpc://), nameko and aio-pika's RPC, each in its own venv
-#                       built from PyPI on first use and cached (benchmarks/peers/); not part of CI
-#   make bench-cluster  burrow on a throwaway 3-node cluster vs one node, quorum/classic/direct replies
-#                       (benchmarks/cluster.py, about 5 min); `make bench` runs it after the main benchmark
-#   make bench-profile  a quick run with py-spy attached to burrow's producer and consumer at the
-#                       highest concurrency (collapsed stacks + a summary in results.json)
-#   make bench-http-stacks  the two HTTP stacks considered for the producer daemon's API (aiohttp,
-#                       uvicorn) and the finished API, without a broker (benchmarks/http_candidates.py)
-#
-# All of them install what they need first: the venv of scripts/bootstrap-dev.sh (with the bench
-# extra, matplotlib) and, for bench-profile only, py-spy in its own cached venv.
+# Each run writes its JSON, markdown table and PNG to benchmarks/results/<time>/. bench-peers builds
+# each peer's venv from PyPI on first use and caches it (benchmarks/peers/). bench-profile attaches
+# py-spy (its own cached venv) to burrow's producer and consumer at the highest concurrency and keeps
+# collapsed stacks and a summary in results.json. All of them run in the venv of
+# scripts/bootstrap-dev.sh (with the bench extra, matplotlib).
 
 BENCH_ARGS ?=
 BENCH_CLUSTER_ARGS ?=
@@ -22,25 +13,25 @@ PY_SPY_VENV = $${BURROW_CACHE:-/var/cache/burrow-ci}/py-spy-$(PY_SPY_VERSION)
 
 .PHONY: bench bench-quick bench-peers bench-profile bench-cluster bench-http-stacks
 
-bench:
-	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks $(BENCH_ARGS)
+bench: ## burrow vs a baseline and the broker's ceiling, then bench-cluster
+	@$(VENV) python -m benchmarks $(BENCH_ARGS)
 	@$(MAKE) --no-print-directory bench-cluster
 
-bench-cluster:
-	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks.cluster $(BENCH_CLUSTER_ARGS)
+bench-cluster: ## burrow on a throwaway 3-node cluster vs one node (about 5 min)
+	@$(VENV) python -m benchmarks.cluster $(BENCH_CLUSTER_ARGS)
 
-bench-http-stacks:
-	@venv=$$(scripts/bootstrap-dev.sh) && "$$venv/bin/python" -m benchmarks.http_candidates $(BENCH_ARGS)
+bench-http-stacks: ## the HTTP stacks considered for the producer's API, without a broker
+	@$(VENV) python -m benchmarks.http_candidates $(BENCH_ARGS)
 
-bench-quick:
-	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks --quick $(BENCH_ARGS)
+bench-quick: ## the benchmark smaller and in one round (< 2 min)
+	@$(VENV) python -m benchmarks --quick $(BENCH_ARGS)
 
-bench-peers:
-	@venv=$$(scripts/bootstrap-dev.sh) && PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks --peers $(BENCH_ARGS)
+bench-peers: ## make bench plus Celery, nameko and aio-pika's RPC in cached venvs (not CI)
+	@$(VENV) python -m benchmarks --peers $(BENCH_ARGS)
 
-bench-profile:
-	@venv=$$(scripts/bootstrap-dev.sh) && \
+bench-profile: ## bench-quick with py-spy on the producer and consumer at top concurrency
+	@$(VENV) \
 	if [ ! -x "$(PY_SPY_VENV)/bin/py-spy" ]; then \
 		/usr/bin/python3 -m venv "$(PY_SPY_VENV)" && "$(PY_SPY_VENV)/bin/pip" install -q "py-spy==$(PY_SPY_VERSION)"; \
 	fi && \
-	PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m benchmarks --quick --profile --py-spy "$(PY_SPY_VENV)/bin/py-spy" $(BENCH_ARGS)
+	python -m benchmarks --quick --profile --py-spy "$(PY_SPY_VENV)/bin/py-spy" $(BENCH_ARGS)

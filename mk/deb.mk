@@ -10,21 +10,20 @@
 
 .PHONY: deb deb-force deb-clean system-test-deps nspawn-root test-hosts
 
-deb:
+deb: ## dist/burrow_<version>_<arch>.deb, reused while its inputs are unchanged
 	scripts/build-deb.sh
 
-deb-force:
+deb-force: ## rebuild the .deb even if its inputs are unchanged
 	scripts/build-deb.sh --force
 
-deb-clean:
+deb-clean: ## remove the built packages and their lintian reports from dist/
 	rm -f dist/burrow_*.deb dist/burrow_*.deb.inputs dist/burrow_*.lintian.txt
 
-system-test-deps:
-	scripts/install-system-test-deps.sh
+system-test-deps: ## apt-get install what the system tests and the package build need
+	@scripts/install-system-test-deps.sh
 
-nspawn-root: system-test-deps
+nspawn-root: system-test-deps ## build (or reuse) the cached Debian root of the nspawn test hosts
 	scripts/build-root.sh
 
-test-hosts: system-test-deps
-	@venv=$$(scripts/bootstrap-dev.sh) && "$$venv/bin/python" -m pytest -ra -m system \
-		tests/system/test_hosts.py $(PYTEST_ARGS)
+test-hosts: system-test-deps ## prove the nspawn harness and install the .deb into a test host (root)
+	@$(PYTEST) -m system tests/system/test_hosts.py $(PYTEST_ARGS)

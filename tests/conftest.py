@@ -13,10 +13,6 @@ import dataclasses
 import logging
 import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -24,21 +20,12 @@ from typing import Any, Callable, Iterator
 import pika
 import pytest
 
-from burrow.config import (
-    BurrowConfig,
-    ConsumerConfig,
-    ProducerConfig,
-    RabbitMQConfig,
-    ServiceConfig,
-    TopologyConfig,
-    to_toml,
-)
+from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, ServiceConfig, TopologyConfig
 from burrow.services import queue_name
 from burrow.tools.localbroker import RABBITMQ_SERVER, LocalBroker
-from waiting import wait_for
 
-TESTS_DIR = Path(__file__).resolve().parent
-SUPPORT_DIR = TESTS_DIR / "support"
+from broker_helpers import delete_topology
+from processes import Daemon
 
 
 @dataclasses.dataclass
@@ -148,71 +135,26 @@ def make_config(broker: Broker, names: TopologyConfig, request: pytest.FixtureRe
     except pika.exceptions.AMQPError:
         return  # a test that left the broker down has its own failure to report
     try:
-        channel = connection.channel()
-        services = [queue_name(names.request_queue, service) for service in sorted(service_names)]
-        for queue in (names.request_queue, *services, names.dead_letter_queue, names.dead_letter_notice_queue):
-            channel.queue_delete(queue=queue)
-        for exchange in (names.request_exchange, names.reply_exchange, names.dead_letter_exchange):
-            channel.exchange_delete(exchange=exchange)
+        delete_topology(connection.channel(), names,
+                        [queue_name(names.request_queue, service) for service in sorted(service_names)])
     finally:
         connection.close()
 
 
-class ConsumerProcess:
-    """``burrow-consumer --config FILE`` (or ``burrow-producer`` with ``role``) as a real child process."""
-
-    #: The log line each daemon writes once it is connected.
-    READY_LINES = {"consumer": "Consumer ready", "producer": "burrow-producer ready"}
-
-    def __init__(self, config: BurrowConfig, tmp_path: Path, name: str = "consumer", role: str = "consumer") -> None:
-        self.role = role
-        self.config_path = tmp_path / f"{name}.toml"
-        self.config_path.write_text(to_toml(config))
-        self.config_path.chmod(0o600)
-        self.log_path = tmp_path / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> "ConsumerProcess":
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT_DIR), env.get("PYTHONPATH")]))
-        command = f"burrow-{self.role}"
-        executable = shutil.which(command) or str(Path(sys.executable).parent / command)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([executable, "--config", str(self.config_path)], stdout=log,
-                                            stderr=subprocess.STDOUT, env=env)
-        return self
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        ready = self.READY_LINES[self.role]
-        wait_for(lambda: ready in self.log() or self.process.poll() is not None, timeout, f"{self.role} ready")
-        assert self.process.poll() is None, f"{self.role} exited early:\n{self.log()}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def terminate(self, timeout: float = 60) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
-
-
 @pytest.fixture
-def consumer_process(tmp_path: Path) -> Iterator[Callable[..., ConsumerProcess]]:
-    started: list[ConsumerProcess] = []
+def consumer_process(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """Make daemon processes (consumers, or producers with ``role="producer"``) in the test's folder,
+    not yet started; any still running are killed at the end of the test."""
+    made: list[Daemon] = []
 
-    def make(config: BurrowConfig, name: str = "consumer", role: str = "consumer") -> ConsumerProcess:
-        proc = ConsumerProcess(config, tmp_path, name, role)
-        started.append(proc)
-        return proc
+    def make(config: BurrowConfig, name: str = "consumer", role: str = "consumer") -> Daemon:
+        daemon = Daemon(role, config, tmp_path, name)
+        made.append(daemon)
+        return daemon
 
     yield make
-    for proc in started:
-        proc.kill()
+    for daemon in made:
+        daemon.kill()
 
 
 @contextlib.contextmanager

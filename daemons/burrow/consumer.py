@@ -22,49 +22,28 @@ import functools
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import pika
 import pika.spec
 from pika.channel import Channel
 
-from burrow import metrics, tracing
+from burrow import metrics
 from burrow.amqp.acks import AckBatcher
 from burrow.amqp.iothread import IOThread
+from burrow.amqp.queuestats import QueueCount, QueueStats
 from burrow.amqp.replies import ReplyPublisher
 from burrow.amqp.setup import BrokerLink, RabbitMQSetup
 from burrow.config import BurrowConfig
 from burrow.handlers import Handler, RequestContext, load_handler
 from burrow.protocol import Outcome, Rejection, unroutable_reply, validate_request
 from burrow.services import served
-from burrow.serving import ServedService, serve
+from burrow.serving import Delivery, ServedService, serve
 from burrow.stats import ConsumerStats
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(eq=False, slots=True)
-class _Delivery:
-    """One request between its delivery and its ack, with the handler's outcome once it ran."""
-
-    service: ServedService
-    delivery_tag: int
-    generation: int  # which consuming channel delivered it; acks go only to that channel
-    reply_to: str
-    context: RequestContext
-    body: bytes
-    outcome: Outcome | None = None
-    returned: str | None = None
-
-    @property
-    def correlation_id(self) -> str:
-        return self.context.correlation_id
-
-    @property
-    def traceparent(self) -> str | None:
-        value = self.context.headers.get(tracing.HEADER)
-        return value if isinstance(value, str) else None
+#: Seconds between two looks at the service queues' depth and consumers (STATUS=, metrics).
+QUEUE_STATS_INTERVAL = 5.0
 
 
 class Consumer:
@@ -89,13 +68,14 @@ class Consumer:
         handlers = {name: given.get(name) or load_handler(service.handler) for name, service in services}
         self._services = serve(config.topology, self._settings, services, handlers, self._replies_put)
         self._pools = list({id(service.workers): service.workers for service in self._services}.values())
+        self._queue_stats = QueueStats({service.label: service.queue for service in self._services})
         self._consume = RabbitMQSetup(
             config.rabbitmq, config.topology, self._io.ioloop,
             role=f"{name}-consume", on_ready=self.on_consume_channel_ready, on_lost=self.on_consume_lost,
             services=tuple(name for name, _service in services),
             partitions={name: service.partitions for name, service in services},
         )
-        self._replies: ReplyPublisher[_Delivery] = ReplyPublisher(
+        self._replies: ReplyPublisher[Delivery] = ReplyPublisher(
             self._io.ioloop, config.topology.reply_exchange, on_ready=self._maybe_start_consuming, on_confirmed=self._settle,
             on_acked=lambda: self._publish.publish_acked(), on_nacked=lambda: self._publish.publish_nacked(),
         )
@@ -135,7 +115,11 @@ class Consumer:
         """The names of the services served, the default one as ``default``."""
         return list(dict.fromkeys(service.name for service in self._services))
 
-    def _replies_put(self, delivery: _Delivery) -> None:
+    def service_queues(self) -> dict[str, QueueCount]:
+        """Each service's queue: ready requests and consumers, as the broker last said (any thread)."""
+        return self._queue_stats.latest
+
+    def _replies_put(self, delivery: Delivery) -> None:
         """Worker thread: hand a finished request to the reply publisher."""
         self._replies.put(delivery)
 
@@ -207,6 +191,12 @@ class Consumer:
     def _connect(self) -> None:
         self._publish.start()
         self._consume.start()
+        self._io.call_every(QUEUE_STATS_INTERVAL, self._poll_queues)
+
+    def _poll_queues(self) -> None:
+        channel = self._consume_channel
+        if channel is not None and channel.is_open and not self._draining:
+            self._queue_stats.poll(channel.connection)
 
     def on_publish_lost(self, reason: str) -> None:
         self._replies.on_channel_lost(reason)
@@ -290,7 +280,7 @@ class Consumer:
         context = RequestContext(correlation_id=properties.correlation_id, message_id=properties.message_id,
                                  redelivered=bool(method.redelivered), headers=dict(properties.headers or {}),
                                  content_type=properties.content_type)
-        delivery = _Delivery(service, method.delivery_tag, self._generation, properties.reply_to, context, body)
+        delivery = Delivery(service, method.delivery_tag, self._generation, properties.reply_to, context, body)
         if rejection is not None:
             self._stats.stale += rejection.stale
             self._dead_letter(channel, delivery, rejection)
@@ -299,7 +289,7 @@ class Consumer:
         self._acks.received(method.delivery_tag)
         service.workers.submit(delivery)
 
-    def _dead_letter(self, channel: Channel, delivery: _Delivery, rejection: Rejection, *, tell_caller: bool = True) -> None:
+    def _dead_letter(self, channel: Channel, delivery: Delivery, rejection: Rejection, *, tell_caller: bool = True) -> None:
         """Reject the request to the dead-letter queue; first tell its caller why, if it can be told.
 
         A request with a reply address and a correlation id gets a rejection notice through the
@@ -326,7 +316,7 @@ class Consumer:
 
     # ----------------------------------------------------------------- I/O thread: acks
 
-    def _settle(self, deliveries: list[_Delivery]) -> None:
+    def _settle(self, deliveries: list[Delivery]) -> None:
         """Their replies are safe at the broker: ack the requests (dead-letter those whose reply bounced).
 
         Bounced ones are rejected first, the rest acked in as few frames as :class:`AckBatcher`

@@ -36,6 +36,9 @@ class Recorder(Protocol):
     def request_finished(self, outcome: str, seconds: float | None) -> None:
         """A request ended with ``outcome``; ``seconds`` is its latency, or ``None`` if it got no answer."""
 
+    def service_request_finished(self, service: str, outcome: str) -> None:
+        """The consumer's handler of ``service`` (a configured name) ended with ``outcome``."""
+
     def dead_lettered(self, reason: str) -> None:
         """The consumer rejected a request to the dead-letter exchange for ``reason``."""
 
@@ -85,11 +88,12 @@ def reply_received(seconds: float, outcome: str = "ok") -> None:
         recorder.request_finished(outcome, seconds if outcome in ("ok", "error") else None)
 
 
-def handler_finished(seconds: float, outcome: str) -> None:
-    """Consumer: the handler returned ("ok") or raised ("error") after ``seconds``."""
+def handler_finished(seconds: float, outcome: str, service: str = "default") -> None:
+    """Consumer: the handler of ``service`` returned ("ok") or raised ("error") after ``seconds``."""
     recorder = _recorder
     if recorder is not None:
         recorder.request_finished(outcome, seconds)
+        recorder.service_request_finished(service, outcome)
 
 
 def request_failed(error: BaseException) -> None:

@@ -45,6 +45,15 @@ def routing_key(request_queue: str, service: str | None) -> str:
     return service
 
 
+def service_of_queue(request_queue: str, queue: str) -> str | None:
+    """The service whose request queue is ``queue`` (a dead letter's first death queue), or None."""
+    if queue == request_queue:
+        return DEFAULT_SERVICE
+    prefix = f"{request_queue}."
+    name = queue[len(prefix):] if queue.startswith(prefix) else ""
+    return name if name and SERVICE_NAME.problem(name) is None else None
+
+
 def http_target(service: str | None) -> str:
     """The producer API's path for requests to ``service``: ``/v1/requests`` for the default one."""
     if service is None or service == DEFAULT_SERVICE:

@@ -4,7 +4,8 @@ A consumer daemon has one I/O thread and one consuming channel; each service it 
 its own consumer on its own queue on that channel, with its own prefetch, and runs its requests in
 its own :class:`~burrow.workers.HandlerPool`. So a slow service fills only its own window and its
 own threads, and the requests of a fast service beside it are never queued behind them. What is
-per channel (delivery tags, acks, the reply publisher) stays with the consumer.
+per channel (delivery tags, acks, the reply publisher) stays with the consumer. A
+:class:`Delivery` is one request of a service on its way from the queue to its ack.
 
 A service split over several queues (:mod:`burrow.partitions`) is served by one ``ServedService``
 per partition queue, each with its own window and registration, all sharing the service's one
@@ -13,11 +14,14 @@ pool (:func:`serve`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+from burrow import tracing
 from burrow.config.schema import ConsumerConfig, ServiceConfig, TopologyConfig
+from burrow.handlers import Handler, RequestContext
 from burrow.partitions import partition_queues
-from burrow.handlers import Handler
+from burrow.protocol import Outcome
 from burrow.services import queue_name
 from burrow.amqp.window import RequestWindow
 from burrow.workers import HandlerPool
@@ -32,14 +36,16 @@ class ServedService:
 
     def __init__(self, name: str, service: ServiceConfig, settings: ConsumerConfig, request_queue: str,
                  handler: Handler, on_done: Callable[[Any], None], *, queue: str | None = None,
-                 workers: HandlerPool[Any] | None = None) -> None:
+                 workers: HandlerPool[Any] | None = None, label: str | None = None) -> None:
         self.config = service
         self.name = name
+        #: The name its queue's backlog is reported under: the service's, ``<name>.<i>`` for a partition.
+        self.label = label or name
         self.queue = queue or queue_name(request_queue, name)
         self._settings = settings
         self.workers: HandlerPool[Any] = workers or HandlerPool(
             handler, service.handler, service.concurrency or settings.concurrency,
-            include_traceback=settings.include_traceback, on_done=on_done,
+            include_traceback=settings.include_traceback, on_done=on_done, service=name,
         )
         self.window = RequestWindow(self.prefetch)
         self.consumer_tag: str | None = None
@@ -67,6 +73,29 @@ class ServedService:
                 f"handler {self.config.handler})")
 
 
+@dataclass(eq=False, slots=True)
+class Delivery:
+    """One request between its delivery and its ack, with the handler's outcome once it ran."""
+
+    service: ServedService
+    delivery_tag: int
+    generation: int  # which consuming channel delivered it; acks go only to that channel
+    reply_to: str
+    context: RequestContext
+    body: bytes
+    outcome: Outcome | None = None
+    returned: str | None = None
+
+    @property
+    def correlation_id(self) -> str:
+        return self.context.correlation_id
+
+    @property
+    def traceparent(self) -> str | None:
+        value = self.context.headers.get(tracing.HEADER)
+        return value if isinstance(value, str) else None
+
+
 def serve(topology: TopologyConfig, settings: ConsumerConfig, services: Sequence[tuple[str, ServiceConfig]],
           handlers: Mapping[str, Handler], on_done: Callable[[Any], None]) -> list[ServedService]:
     """One :class:`ServedService` per request queue of each of ``services`` (``handlers`` by name):
@@ -74,8 +103,11 @@ def serve(topology: TopologyConfig, settings: ConsumerConfig, services: Sequence
     served: list[ServedService] = []
     for name, service in services:
         queues = partition_queues(topology, name, service.partitions)
-        first = ServedService(name, service, settings, topology.request_queue, handlers[name], on_done, queue=queues[0])
+        labels = [name] if len(queues) == 1 else [f"{name}.{index}" for index in range(len(queues))]
+        first = ServedService(name, service, settings, topology.request_queue, handlers[name], on_done,
+                              queue=queues[0], label=labels[0])
         served.append(first)
         served += [ServedService(name, service, settings, topology.request_queue, handlers[name], on_done,
-                                 queue=queue, workers=first.workers) for queue in queues[1:]]
+                                 queue=queue, workers=first.workers, label=label)
+                   for queue, label in zip(queues[1:], labels[1:])]
     return served

@@ -34,12 +34,14 @@ J = TypeVar("J", bound=Job)
 
 
 class HandlerPool(Generic[J]):
-    """``workers`` threads running ``handler`` (named ``handler_name`` in logs) on submitted jobs."""
+    """``workers`` threads running ``handler`` (named ``handler_name`` in logs) of ``service`` on
+    submitted jobs."""
 
     def __init__(self, handler: Handler, handler_name: str, workers: int, *, include_traceback: bool,
-                 on_done: Callable[[J], None]) -> None:
+                 on_done: Callable[[J], None], service: str = "default") -> None:
         self._handler = handler
         self._handler_name = handler_name
+        self._service = service
         self._include_traceback = include_traceback
         self._on_done = on_done
         self.workers = workers
@@ -73,9 +75,9 @@ class HandlerPool(Generic[J]):
             if not isinstance(reply, bytes):
                 raise TypeError(f"handler returned {type(reply).__name__}, expected bytes")
             job.outcome = Outcome(reply)
-            metrics.handler_finished(time.monotonic() - started, "ok")
+            metrics.handler_finished(time.monotonic() - started, "ok", self._service)
         except Exception as exc:
-            metrics.handler_finished(time.monotonic() - started, "error")
+            metrics.handler_finished(time.monotonic() - started, "error", self._service)
             logger.warning("Handler %s raised %s: %s", self._handler_name, type(exc).__name__, exc,
                            extra={"CORRELATION_ID": job.context.correlation_id, "HANDLER": self._handler_name,
                                   "TRACE_ID": job.context.trace_id})

@@ -1,9 +1,9 @@
 """The shipped daemons under load, driven and counted from outside like an operator's clients.
 
-:class:`Daemon` runs ``burrow-producer`` or ``burrow-consumer --config FILE`` as a child process
-(stderr to a log file; the producer at DEBUG so that its republish records land there) and reads
-its RSS, open file descriptors and threads from /proc. :class:`HttpLoad` is a set of HTTP clients
-that each hold one request open at a time on the producer's Unix socket (``POST /v1/requests``,
+:class:`Daemon` (tests/support/processes.py) runs ``burrow-producer`` or ``burrow-consumer --config
+FILE`` as a child process (the producer at DEBUG so that its republish records land in its log) and
+reads its RSS, open file descriptors and threads from /proc. :class:`HttpLoad` is a set of HTTP
+clients that each hold one request open at a time on the producer's Unix socket (``POST /v1/requests``,
 the documented contract) and keep, per request id, what came back: the status, the body, and
 whether anything followed the first answer on the connection (a second answer). Used by the daemon
 fault scenarios (test_fault_daemons.py) and by the soak (soak.py); neither needs pytest.
@@ -11,98 +11,20 @@ fault scenarios (test_fault_daemons.py) and by the soak (soak.py); neither needs
 
 from __future__ import annotations
 
-import dataclasses
 import http.client
 import io
 import logging
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
-
-from burrow.config import BurrowConfig, LoggingConfig, to_toml
 
 from faultcheck import Outcome, expected_reply, wait_for
+from processes import Daemon  # noqa: F401 - the daemon processes test_fault_daemons.py and soak.py start
 
 logger = logging.getLogger(__name__)
 
-SUPPORT_DIR = Path(__file__).resolve().parents[1] / "support"
 #: Seconds a client waits beyond the request's own timeout before it calls the request lost.
 CLIENT_GRACE = 10.0
-
-
-class Daemon:
-    """One ``burrow-<role>`` process with its own config file and log."""
-
-    def __init__(self, role: str, config: BurrowConfig, folder: Path, name: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        self.role = role
-        self.name = name or role
-        if role == "producer":
-            config = dataclasses.replace(config, logging=LoggingConfig(level="DEBUG"),
-                                         producer=dataclasses.replace(config.producer, socket=str(folder / f"{self.name}.sock")))
-        self.config = config
-        self.config_path = folder / f"{self.name}.toml"
-        self.config_path.write_text(to_toml(config))
-        self.config_path.chmod(0o600)
-        self.log_path = folder / f"{self.name}.log"
-        self.env = dict(os.environ, **(env or {}))
-        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT_DIR), self.env.get("PYTHONPATH")]))
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def socket_path(self) -> str:
-        return self.config.producer.socket
-
-    def start(self) -> "Daemon":
-        executable = shutil.which(f"burrow-{self.role}") or str(Path(sys.executable).parent / f"burrow-{self.role}")
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([executable, "--config", str(self.config_path)], stdout=log,
-                                            stderr=subprocess.STDOUT, env=self.env)
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        """Until the consumer logs that it is ready, or the producer's health endpoint answers 200."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None and self.process.poll() is None, f"{self.name} exited:\n{self.log()[-3000:]}"
-            if self.role == "consumer" and "Consumer ready" in self.log():
-                return
-            if self.role == "producer" and health(self.socket_path) == 200:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"{self.name} not ready within {timeout}s:\n{self.log()[-3000:]}")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self, timeout: float = 30) -> None:
-        """SIGTERM (a clean shutdown), SIGKILL if it does not end within ``timeout``."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def resources(self) -> dict[str, int]:
-        """RSS (KiB), open file descriptors and threads of the running process, from /proc."""
-        assert self.process is not None
-        proc = Path(f"/proc/{self.process.pid}")
-        status = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line)
-        return {"rss_kib": int(status["VmRSS"].split()[0]), "threads": int(status["Threads"]),
-                "fds": len(os.listdir(proc / "fd"))}
 
 
 def health(path: str) -> int | None:

@@ -9,8 +9,6 @@ import dataclasses
 import re
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,18 +20,14 @@ from burrow.config import to_toml
 from burrow.tools.localbroker import free_port
 
 from pki import make_pki
-
-
-def burrow(*args: str) -> subprocess.CompletedProcess[str]:
-    executable = Path(sys.executable).parent / "burrow"
-    return subprocess.run([str(executable), *args], capture_output=True, text=True, timeout=120)
+from processes import burrow, write_config
 
 
 def test_call_prints_each_reply(make_config, start_consumer, tmp_path):
     config = make_config()
     start_consumer(config)
     path = tmp_path / "producer.toml"
-    path.write_text(to_toml(config))
+    write_config(config, path)
     result = burrow("call", "--config", str(path), "hello", "world")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["Consumer processed: hello", "Consumer processed: world"]
@@ -43,7 +37,7 @@ def test_call_burst_prints_a_summary_line(make_config, start_consumer, tmp_path)
     config = make_config()
     start_consumer(config)
     path = tmp_path / "producer.toml"
-    path.write_text(to_toml(config))
+    write_config(config, path)
     result = burrow("call", "--config", str(path), "--count", "300", "--concurrency", "16", "ping")
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(r"300 requests, 0 failed, \d+ req/s, p50 [\d.]+ ms, p99 [\d.]+ ms\n", result.stdout), result.stdout
@@ -52,7 +46,7 @@ def test_call_burst_prints_a_summary_line(make_config, start_consumer, tmp_path)
 def test_call_reports_a_timeout_and_exits_non_zero(make_config, tmp_path):
     config = make_config()
     path = tmp_path / "producer.toml"
-    path.write_text(to_toml(config))
+    write_config(config, path)
     result = burrow("call", "--config", str(path), "--timeout", "3", "nobody-home")
     assert result.returncode == 1
     assert result.stderr.startswith("error: RequestTimeout: no reply within the request's deadline"), result.stderr
@@ -63,8 +57,7 @@ def test_call_with_a_refused_login_names_the_broker_answer(make_config, tmp_path
     config = make_config()
     config = dataclasses.replace(config, rabbitmq=dataclasses.replace(config.rabbitmq, password="wrong"))
     path = tmp_path / "producer.toml"
-    path.write_text(to_toml(config))
-    path.chmod(0o600)
+    write_config(config, path)
     result = burrow("call", "--config", str(path), "--timeout", "20", "hello")
     assert result.returncode == 1
     lines = result.stderr.splitlines()

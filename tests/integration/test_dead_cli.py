@@ -4,32 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
 import burrow_test_handlers
-from burrow.config import BurrowConfig, to_toml
+from burrow.config import BurrowConfig
 from burrow.errors import Rejected
 
 from broker_helpers import queue_depth
+from processes import burrow, write_config
 from waiting import wait_for
 
 
-def burrow(*args: str) -> subprocess.CompletedProcess[str]:
-    executable = Path(sys.executable).parent / "burrow"
-    return subprocess.run([str(executable), *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-
-
-def dead_letter_three(config: BurrowConfig, start_consumer, start_producer, amqp) -> tuple[list[str], list[bytes]]:
-    """Three requests too large for a picky consumer: dead-lettered, their ids and bodies returned."""
+def dead_letter_three(config: BurrowConfig, start_consumer, start_producer, amqp,
+                      service: str | None = None) -> tuple[list[str], list[bytes]]:
+    """Three requests (to ``service``) too large for a picky consumer: dead-lettered, their ids
+    and bodies returned."""
     picky = start_consumer(dataclasses.replace(config, consumer=dataclasses.replace(config.consumer, max_message_bytes=16)))
     producer = start_producer(config)
     bodies = [f"too-large-request-{i}".encode() for i in range(3)]
-    futures = [producer.submit(body, timeout=30) for body in bodies]
+    futures = [producer.submit(body, timeout=30, service=service) for body in bodies]
     for future in futures:
         with pytest.raises(Rejected):
             future.result(timeout=30)
@@ -42,19 +37,20 @@ def test_list_and_show_read_without_taking(make_config, start_consumer, start_pr
     config = make_config()
     ids, bodies = dead_letter_three(config, start_consumer, start_producer, amqp)
     path = tmp_path / "operator.toml"
-    path.write_text(to_toml(config))
+    write_config(config, path)
 
     listing = burrow("dead", "list", "--config", str(path))
     assert listing.returncode == 0, listing.stderr
     rows = listing.stdout.splitlines()[1:]
     assert len(rows) == 3, listing.stdout
     for row, correlation_id, body in zip(rows, ids, bodies):
-        assert re.match(rf"\s*\d+s\s+rejected\s+{re.escape(correlation_id)}\s+{len(body)}\s+-\s+1\s+{re.escape(body.decode())}$", row), row
+        assert re.match(rf"\s*\d+s\s+rejected\s+default\s+{re.escape(correlation_id)}\s+{len(body)}\s+-\s+1\s+"
+                        rf"{re.escape(body.decode())}$", row), row
     assert len(burrow("dead", "list", "--config", str(path), "--limit", "2").stdout.splitlines()) == 3
 
     shown = burrow("dead", "show", ids[1], "--config", str(path))
     assert shown.returncode == 0, shown.stderr
-    assert f"correlation_id: {ids[1]}" in shown.stdout
+    assert f"correlation_id: {ids[1]}" in shown.stdout and "service:        default" in shown.stdout
     assert "x-death:" in shown.stdout and "reason=rejected" in shown.stdout
     assert bodies[1].decode() in shown.stdout
     assert burrow("dead", "show", "no-such-id", "--config", str(path)).returncode == 1
@@ -65,7 +61,7 @@ def test_replay_publishes_again_then_removes(make_config, start_consumer, start_
     config = make_config(consumer={"handler": "burrow_test_handlers:record"})
     ids, bodies = dead_letter_three(config, start_consumer, start_producer, amqp)
     path = tmp_path / "operator.toml"
-    path.write_text(to_toml(config))
+    write_config(config, path)
     start_consumer(config)
     seen_before = len(burrow_test_handlers.SEEN)
 
@@ -87,7 +83,7 @@ def test_purge_removes_only_older_ones_and_asks_first(make_config, start_consume
     config = make_config()
     dead_letter_three(config, start_consumer, start_producer, amqp)
     path = tmp_path / "operator.toml"
-    path.write_text(to_toml(config))
+    write_config(config, path)
     depth = lambda: queue_depth(amqp, config.topology.dead_letter_queue)  # noqa: E731
 
     young = burrow("dead", "purge", "--older-than", "1h", "--yes", "--config", str(path))
@@ -115,7 +111,7 @@ def test_operator_user_needs_only_read_on_the_dead_queue_and_write_on_the_reques
                          f"^{re.escape(topology.request_exchange)}$", f"^{re.escape(topology.dead_letter_queue)}$")
         operator = dataclasses.replace(config, rabbitmq=dataclasses.replace(config.rabbitmq, username=name, password=password))
         path = tmp_path / "operator.toml"
-        path.write_text(to_toml(operator))
+        write_config(operator, path)
         assert burrow("dead", "list", "--config", str(path)).returncode == 0
         start_consumer(config)
         replay = burrow("dead", "replay", ids[0], "--config", str(path))
@@ -127,3 +123,21 @@ def test_operator_user_needs_only_read_on_the_dead_queue_and_write_on_the_reques
         assert queue_depth(amqp, topology.dead_letter_queue) == 2, "a refused replay keeps its dead letter"
     finally:
         local_broker.ctl("delete_user", name)
+
+
+def test_dead_letters_say_their_service_and_replay_goes_back_to_it(make_config, start_consumer, start_producer, amqp,
+                                                                    tmp_path):
+    config = make_config(services={"default": "burrow.handlers:echo", "rec": "burrow_test_handlers:record"})
+    ids, bodies = dead_letter_three(config, start_consumer, start_producer, amqp, service="rec")
+    path = tmp_path / "operator.toml"
+    write_config(config, path)
+    rows = burrow("dead", "list", "--config", str(path), "--service", "rec").stdout.splitlines()[1:]
+    assert [row.split()[2] for row in rows] == ["rec"] * 3, rows
+    assert burrow("dead", "list", "--config", str(path), "--service", "default").stdout.splitlines()[1:] == []
+    start_consumer(config)
+    seen_before = len(burrow_test_handlers.SEEN)
+    replay = burrow("dead", "replay", "--all", "--service", "rec", "--config", str(path))
+    assert replay.returncode == 0, replay.stderr
+    # Only the rec service's handler records bodies: the replays reached that service's queue.
+    wait_for(lambda: set(bodies) <= set(burrow_test_handlers.SEEN[seen_before:]), 10, "every replay handled by rec")
+    assert queue_depth(amqp, config.topology.dead_letter_queue) == 0

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import time
 
-import pika
 import pytest
 
 from burrow.errors import DeliveryLimitExceeded
@@ -81,7 +79,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(make_config, consumer_
     producer = start_producer(config)
     futures = [producer.submit(f"1.5:{i}".encode()) for i in range(4)]
     time.sleep(0.5)  # let the four requests reach the handlers (they each take 1.5 s)
-    assert proc.terminate(timeout=30) == 0
+    assert proc.stop(timeout=30) == 0
     assert [f.result(timeout=5) for f in futures] == [f"Consumer processed: 1.5:{i}".encode() for i in range(4)]
     assert "draining" in proc.log()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import statistics
 import subprocess
 import sys
@@ -12,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from burrow import UnknownService, UnroutableError
-from burrow.config import to_toml
+from burrow.config import MetricsConfig, to_toml
 from burrow.daemon.http import HttpApi
 from burrow.services import queue_name
+from burrow.tools.localbroker import free_port
 from burrow.tools.sendclient import SendError, SocketClient
 from burrow.topology import request_queue_arguments
 
@@ -153,3 +156,50 @@ def test_http_api_posts_to_a_service_and_answers_404_for_an_unknown_one(make_con
         assert time.monotonic() - started < 1.0
     finally:
         api.close()
+
+
+def test_burrow_status_lists_each_service_with_its_backlog_and_consumers(make_config, consumer_process,
+                                                                          start_producer):
+    """A slow service with one worker and a window of one keeps a backlog that ``burrow status``
+    reports from the consumer's metrics, beside the idle service."""
+    config = dataclasses.replace(
+        make_config(services={"upper": SERVICES["upper"], "slow": "burrow_test_handlers:sleep_one_second"},
+                    consumer={"concurrency": 1, "prefetch": 1}),
+        metrics=MetricsConfig(enabled=True, port=free_port()))
+    daemon = consumer_process(config).start()
+    daemon.wait_ready()
+    producer = start_producer(config)
+    backlog = [producer.submit(f"s{i}".encode(), service="slow", timeout=60) for i in range(8)]
+    burrow = Path(sys.executable).parent / "burrow"
+
+    def reported() -> bool:
+        result = subprocess.run([str(burrow), "status", "consumer", "--consumer-config", str(daemon.config_path)],
+                                capture_output=True, text=True, timeout=30)
+        return result.returncode == 0 and re.search(r"services: upper 0 ready 1 consumer, slow [1-7] ready 1 consumer,",
+                                                    result.stdout) is not None
+
+    wait_for(reported, 20, "the services' backlog in burrow status")
+    assert all(future.result(timeout=60) for future in backlog)
+
+
+def test_broker_restart_with_requests_queued_for_two_services_loses_nothing(make_config, local_broker, start_consumer,
+                                                                             start_producer, amqp):
+    """Requests wait in both service queues through a broker restart; a consumer started after it
+    answers each from its own service's handler, counted per id."""
+    config = make_config(services=SERVICES, producer={"request_timeout": 120.0})
+    start_consumer(config).stop(timeout=10)  # the service queues exist; nobody serves them now
+    producer = start_producer(config)
+    sent = {i: ("upper" if i % 2 else "reverse", producer.submit(f"q{i}".encode(), service="upper" if i % 2 else "reverse"))
+            for i in range(200)}
+    for service in SERVICES:
+        wait_for(lambda: queue_depth(amqp, queue_name(config.topology.request_queue, service)) == 100, 30,
+                 f"100 requests queued for {service}")
+    amqp.connection.close()
+    local_broker.stop()
+    local_broker.start()
+    wait_for(lambda: producer.connected, 60, "producer reconnected")
+    start_consumer(config)
+    for i, (service, future) in sent.items():
+        body = f"q{i}".encode()
+        made = b"upper:" + body.upper() if service == "upper" else b"reverse:" + body[::-1]
+        assert future.result(timeout=60) == made + b" " + future.correlation_id.encode(), i

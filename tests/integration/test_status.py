@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-import sys
-from pathlib import Path
 
 from burrow.config import BurrowConfig, MetricsConfig
 from burrow.tools.localbroker import free_port
 
+from processes import burrow
 from waiting import wait_for
 
 
 def status(*args: str) -> subprocess.CompletedProcess[str]:
-    executable = Path(sys.executable).parent / "burrow"
-    return subprocess.run([str(executable), "status", *args], capture_output=True, text=True, timeout=60)
+    return burrow("status", *args, timeout=60)
 
 
 def with_metrics(config: BurrowConfig, port: int) -> BurrowConfig:
@@ -73,10 +71,11 @@ def test_a_consumer_without_metrics_is_unknown_and_the_producer_missing_is_down(
     config.write_text("[metrics]\nenabled = false\n")
     result = status("--socket", str(tmp_path / "nothing.sock"), "--consumer-config", str(config))
     assert result.returncode == 3, result  # down outranks unknown
-    assert result.stdout.splitlines() == [
-        f"producer  {tmp_path / 'nothing.sock'}".ljust(42) + " down: not running: no socket here",
-        f"consumer  {config}".ljust(42) + " unknown: no endpoint to ask ([metrics] enabled = false); see systemctl status",
-    ]
+    producer_line, consumer_line = result.stdout.splitlines()
+    assert producer_line == f"producer  {tmp_path / 'nothing.sock'}".ljust(42) + " down: not running: no socket here"
+    # No systemd runs this test's file (here PID 1 is not even systemd): nothing can tell its state.
+    assert consumer_line.startswith(f"consumer  {config}".ljust(42) + " unknown: no endpoint to ask "
+                                    "([metrics] enabled = false) and systemd cannot tell: "), consumer_line
     assert status("consumer", "--consumer-config", str(config)).returncode == 4
 
 

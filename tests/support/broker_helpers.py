@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import pika
 
-from burrow.config import BurrowConfig
+from burrow.config import BurrowConfig, TopologyConfig
 from waiting import wait_for
 
 
 def queue_depth(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> int:
     """Ready messages in ``queue`` (passive declare)."""
     return channel.queue_declare(queue=queue, passive=True).method.message_count
+
+
+def delete_topology(channel: pika.adapters.blocking_connection.BlockingChannel, topology: TopologyConfig,
+                    queues: Iterable[str] = ()) -> None:
+    """Delete a test's queues (its request, dead-letter and notice queues, and ``queues``, such as
+    the reply queues it knows of) and then its exchanges, so the next test starts on a clean broker.
+    Deleting what is not there is not an error in AMQP, so a test that never declared them is fine."""
+    for queue in (topology.request_queue, topology.dead_letter_queue, topology.dead_letter_notice_queue, *queues):
+        channel.queue_delete(queue=queue)
+    for exchange in (topology.request_exchange, topology.reply_exchange, topology.dead_letter_exchange):
+        channel.exchange_delete(exchange=exchange)
 
 
 def start_victims_until_dead_lettered(config: BurrowConfig, consumer_process: Callable[..., Any],

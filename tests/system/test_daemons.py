@@ -432,7 +432,7 @@ def test_password_is_readable_only_through_the_credential(box: Host) -> None:
 def test_operator_commands_on_the_installed_files(box: Host) -> None:
     """``burrow check-config`` on the conffiles as installed, where the secret is absent; with
     ``--secrets`` under the unit's credential; ``burrow status`` on a host whose consumer has no
-    metrics endpoint (the package default)."""
+    metrics endpoint (the package default) reads the consumer's STATUS= line from systemd."""
     for role in ("consumer", "producer"):
         path = f"/etc/burrow/{role}.toml"
         checked = box.run(["burrow", "check-config", "--role", role, path], check=False,
@@ -448,8 +448,11 @@ def test_operator_commands_on_the_installed_files(box: Host) -> None:
         assert with_secret.returncode == 0, with_secret
         assert "/amqp-password (rabbitmq.password_file): OK" in with_secret.stdout, with_secret.stdout
     wait_until(lambda: box.run(["burrow", "status", "producer"], check=False).returncode == 0, 60, "producer up")
+    wait_until(lambda: "services: " in box.run(["burrow", "status", "consumer"], check=False).stdout, 60,
+               "the consumer's services in its STATUS= line")
     status = box.run(["burrow", "status"], check=False)
-    assert status.returncode == 4, status  # the consumer's state cannot be read without [metrics]
+    assert status.returncode == 0, status
     producer_line, consumer_line = status.stdout.splitlines()
     assert producer_line.startswith(f"producer  {SOCKET}") and " up: broker connected, " in producer_line
-    assert consumer_line.startswith("consumer  /etc/burrow/consumer.toml") and " unknown: " in consumer_line
+    assert consumer_line.startswith("consumer  /etc/burrow/consumer.toml") and " up: burrow-consumer.service: " in consumer_line
+    assert re.search(r"services: default \d+ ready [1-9]\d* consumers?$", consumer_line), consumer_line

@@ -9,21 +9,18 @@ API so that every series family has samples. promtool comes from Debian's ``prom
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
-import signal
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from burrow.config import BurrowConfig, MetricsConfig, to_toml
+from burrow.config import BurrowConfig, MetricsConfig
 from burrow.tools.localbroker import free_port
 from burrow.tools.sendclient import UnixHTTPConnection
 
+from processes import Daemon
 from waiting import wait_for
 
 pytestmark = pytest.mark.system
@@ -41,45 +38,6 @@ def promtool_check_metrics(text: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
 
 
-@dataclasses.dataclass
-class Daemon:
-    """One ``burrow-<role> --config FILE`` child process with its metrics port and log."""
-
-    role: str
-    config: BurrowConfig
-    folder: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return self.folder / f"{self.role}.log"
-
-    def start(self) -> Daemon:
-        path = self.folder / f"{self.role}.toml"
-        path.write_text(to_toml(self.config))
-        path.chmod(0o600)
-        executable = shutil.which(f"burrow-{self.role}") or str(Path(sys.executable).parent / f"burrow-{self.role}")
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([executable, "--config", str(path)], stdout=log, stderr=subprocess.STDOUT,
-                                            env=dict(os.environ))
-        wait_for(lambda: f"burrow-{self.role} ready" in self.log() or self.process.poll() is not None, 60,
-                 f"burrow-{self.role} ready")
-        assert self.process.poll() is None, f"burrow-{self.role} exited early:\n{self.log()}"
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
 @pytest.fixture
 def daemons(make_config: Callable[..., BurrowConfig], tmp_path: Path) -> Iterator[dict[str, Daemon]]:
     """A consumer and a producer daemon sharing the test's topology, metrics on free ports."""
@@ -89,6 +47,7 @@ def daemons(make_config: Callable[..., BurrowConfig], tmp_path: Path) -> Iterato
         for role in ("consumer", "producer"):
             config = dataclasses.replace(base, metrics=MetricsConfig(enabled=True, port=free_port()))
             started[role] = Daemon(role, config, tmp_path).start()
+            started[role].wait_ready()
         yield started
     finally:
         for daemon in reversed(started.values()):

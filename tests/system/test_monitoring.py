@@ -25,7 +25,7 @@ SCRAPE_CONFIG = PROMETHEUS / "scrape-config.example.yml"
 DASHBOARD = REPO / "monitoring" / "grafana" / "burrow-dashboard.json"
 
 #: What Grafana puts in place of its own variables before a query reaches Prometheus.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h", "$service": ".*"}
 
 
 def promtool(*args: str, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess[str]:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from burrow.config import load_config
 from burrow.errors import ConfigError
+
+from processes import burrow
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "daemons" / "burrow" / "examples" / "burrow.toml"
@@ -36,8 +37,7 @@ def check(*args: str, credentials: Path | None = None) -> subprocess.CompletedPr
     env = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"}
     if credentials is not None:
         env["CREDENTIALS_DIRECTORY"] = str(credentials)
-    return subprocess.run([sys.executable, "-m", "burrow.cli", "check-config", *args],
-                          capture_output=True, text=True, timeout=60, env=env)
+    return burrow("check-config", *args, timeout=60, env=env)
 
 
 @pytest.mark.parametrize("role", ["consumer", "producer"])

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -14,13 +12,9 @@ import pytest
 from burrow.config import load_config
 from burrow.errors import ConfigError
 
+from processes import burrow, write_toml
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "daemons" / "burrow" / "examples" / "burrow.toml"
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "burrow.toml"
-    path.write_text(text)
-    return path
 
 
 def test_example_file_loads_with_every_default():
@@ -33,7 +27,7 @@ def test_example_file_loads_with_every_default():
 def test_required_keys_work(tmp_path):
     secret = tmp_path / "pw"
     secret.write_text("s3cret\n")
-    path = write(tmp_path, f"""
+    path = write_toml(tmp_path, f"""
 [rabbitmq]
 host = "mq.example"
 port = 5673
@@ -78,7 +72,7 @@ reply_mode = "direct"
     ],
 )
 def test_errors_name_file_key_and_problem(tmp_path, text, key, problem):
-    path = write(tmp_path, text)
+    path = write_toml(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     message = str(caught.value)
@@ -89,7 +83,7 @@ def test_errors_name_file_key_and_problem(tmp_path, text, key, problem):
 def test_password_file_expands_credentials_directory(tmp_path, monkeypatch):
     (tmp_path / "amqp-password").write_text("from-credential")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-    path = write(tmp_path, '[rabbitmq]\npassword_file = "${CREDENTIALS_DIRECTORY}/amqp-password"\n')
+    path = write_toml(tmp_path, '[rabbitmq]\npassword_file = "${CREDENTIALS_DIRECTORY}/amqp-password"\n')
     assert load_config(path).rabbitmq.password == "from-credential"
 
 
@@ -150,19 +144,15 @@ def test_file_level_errors(tmp_path, text, problem):
         load_config(path)
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "burrow.cli", *args], capture_output=True, text=True, timeout=60)
-
-
 def test_check_config_ok():
-    result = run_cli("check-config", str(EXAMPLE))
+    result = burrow("check-config", str(EXAMPLE))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
 
 
 def test_check_config_error_is_one_line_without_traceback(tmp_path):
-    path = write(tmp_path, "[consumer]\nconcurrency = 'many'\n")
-    result = run_cli("check-config", str(path))
+    path = write_toml(tmp_path, "[consumer]\nconcurrency = 'many'\n")
+    result = burrow("check-config", str(path))
     assert result.returncode == 78  # EX_CONFIG
     assert result.stderr.strip().count("\n") == 0
     assert "Traceback" not in result.stderr
@@ -170,8 +160,8 @@ def test_check_config_error_is_one_line_without_traceback(tmp_path):
 
 
 def test_check_config_reports_a_handler_that_does_not_import(tmp_path):
-    path = write(tmp_path, "[consumer]\nhandler = 'no_such_module_xyz:run'\n")
-    result = run_cli("check-config", str(path))
+    path = write_toml(tmp_path, "[consumer]\nhandler = 'no_such_module_xyz:run'\n")
+    result = burrow("check-config", str(path))
     assert result.returncode == 78  # EX_CONFIG
     assert f"{path}: consumer.handler: handler 'no_such_module_xyz:run': cannot import" in result.stderr
     assert "Traceback" not in result.stderr

@@ -7,8 +7,6 @@ later is covered here without touching this file.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -17,6 +15,8 @@ import pytest
 from burrow import cli
 from burrow.config import BurrowConfig
 from burrow.config.rules import Between, walk
+
+from processes import burrow, write_toml
 
 EX_CONFIG = 78
 NUMERIC = [key for key in walk(BurrowConfig) if isinstance(key.rule, Between)]
@@ -49,9 +49,7 @@ def concrete(dotted: str) -> str:
 def write(tmp_path: Path, dotted: str, text: str) -> Path:
     section, _, name = concrete(dotted).rpartition(".")
     required = REQUIRED_IN_NAMED_TABLE if "<name>" in dotted else ""
-    path = tmp_path / "burrow.toml"
-    path.write_text(f"[{section}]\n{required}{name} = {text}\n")
-    return path
+    return write_toml(tmp_path, f"[{section}]\n{required}{name} = {text}\n")
 
 
 def check_config(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -90,8 +88,7 @@ def test_both_ends_of_each_range_are_accepted(tmp_path, capsys, key):
 
 def test_the_daemons_command_refuses_an_infinite_request_timeout(tmp_path):
     path = write(tmp_path, "producer.request_timeout", "inf")
-    result = subprocess.run([sys.executable, "-m", "burrow.cli", "check-config", str(path)],
-                            capture_output=True, text=True, timeout=60)
+    result = burrow("check-config", str(path))
     assert result.returncode == EX_CONFIG
     assert result.stderr == (f"burrow: {path}: producer.request_timeout: must be between 0.001 and 4294967 seconds, "
                              "got inf\n")

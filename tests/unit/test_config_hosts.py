@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from burrow.amqp.parameters import connection_parameters
 from burrow.config import BrokerNode, RabbitMQConfig, TLSConfig, load_config, parse_config, to_toml
 from burrow.errors import ConfigError
 
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "burrow.toml"
-    path.write_text(text)
-    return path
+from processes import burrow, write_toml
 
 
 def test_hosts_lists_every_node_with_the_default_port(tmp_path):
-    path = write(tmp_path, '[rabbitmq]\nport = 5673\nhosts = ["broker1", "broker2:5671", "[fd00::3]:5672", "[fd00::4]"]\n')
+    path = write_toml(tmp_path, '[rabbitmq]\nport = 5673\nhosts = ["broker1", "broker2:5671", "[fd00::3]:5672", "[fd00::4]"]\n')
     nodes = load_config(path).rabbitmq.nodes()
     assert nodes == (
         BrokerNode("broker1", 5673),
@@ -32,7 +24,7 @@ def test_hosts_lists_every_node_with_the_default_port(tmp_path):
 
 
 def test_host_alone_is_one_node(tmp_path):
-    path = write(tmp_path, '[rabbitmq]\nhost = "mq.example"\nport = 5671\n')
+    path = write_toml(tmp_path, '[rabbitmq]\nhost = "mq.example"\nport = 5671\n')
     assert load_config(path).rabbitmq.nodes() == (BrokerNode("mq.example", 5671),)
     assert RabbitMQConfig().nodes() == (BrokerNode("localhost", 5672),)
 
@@ -57,7 +49,7 @@ def test_host_alone_is_one_node(tmp_path):
     ],
 )
 def test_bad_hosts_name_the_key_and_the_entry(tmp_path, value, problem):
-    path = write(tmp_path, f"[rabbitmq]\nhosts = {value}\n")
+    path = write_toml(tmp_path, f"[rabbitmq]\nhosts = {value}\n")
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert str(caught.value).startswith(f"{path}: rabbitmq.hosts: {problem}"), str(caught.value)
@@ -66,13 +58,12 @@ def test_bad_hosts_name_the_key_and_the_entry(tmp_path, value, problem):
 @pytest.mark.parametrize("rabbitmq", [{"hosts": ["b1", "[fd00::3]:5671"]}, {"host": "mq"}])
 def test_to_toml_round_trips_hosts_and_host(tmp_path, rabbitmq):
     config = parse_config({"rabbitmq": {**rabbitmq, "password": "x"}})
-    assert load_config(write(tmp_path, to_toml(config))).rabbitmq.nodes() == config.rabbitmq.nodes()
+    assert load_config(write_toml(tmp_path, to_toml(config))).rabbitmq.nodes() == config.rabbitmq.nodes()
 
 
 def test_check_config_accepts_a_cluster(tmp_path):
-    path = write(tmp_path, '[rabbitmq]\nhosts = ["broker1", "broker2:5671", "[fd00::3]:5672"]\n')
-    result = subprocess.run([sys.executable, "-m", "burrow.cli", "check-config", str(path)],
-                            capture_output=True, text=True, timeout=60)
+    path = write_toml(tmp_path, '[rabbitmq]\nhosts = ["broker1", "broker2:5671", "[fd00::3]:5672"]\n')
+    result = burrow("check-config", str(path))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
 

@@ -3,21 +3,14 @@ the file, key and value; 2 for a usage error. The units' RestartPreventExitStatu
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+
+from processes import run_command
 
 EX_USAGE, EX_CONFIG = 2, 78
 
 BAD = "[consumer]\nconcurrency = -3\n"
 PROBLEM = "consumer.concurrency: must be between 1 and 1024, got -3"
-
-
-def run(command: str, *args: str) -> subprocess.CompletedProcess[str]:
-    executable = Path(sys.executable).parent / command
-    return subprocess.run([str(executable), *args], capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize(
@@ -34,13 +27,13 @@ def run(command: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_a_configuration_error_exits_78_with_one_line(tmp_path, command, args):
     config = tmp_path / "bad.toml"
     config.write_text(BAD)
-    result = run(command, *args, str(config))
+    result = run_command(command, *args, str(config))
     assert result.returncode == EX_CONFIG, result
     assert result.stderr.splitlines() == [f"burrow: {config}: {PROBLEM}"], result.stderr
 
 
 def test_a_missing_configuration_file_exits_78(tmp_path):
-    result = run("burrow-consumer", "--config", str(tmp_path / "nowhere.toml"))
+    result = run_command("burrow-consumer", "--config", str(tmp_path / "nowhere.toml"))
     assert result.returncode == EX_CONFIG
     assert result.stderr == f"burrow: {tmp_path / 'nowhere.toml'}: file does not exist\n"
 
@@ -60,7 +53,7 @@ def test_a_missing_configuration_file_exits_78(tmp_path):
          "send-negative-timeout", "status-unknown-which"],
 )
 def test_a_usage_error_exits_2(command, args):
-    result = run(command, *args)
+    result = run_command(command, *args)
     assert result.returncode == EX_USAGE, result
     assert "Traceback" not in result.stderr
 
@@ -69,5 +62,5 @@ def test_a_usage_error_exits_2(command, args):
 def test_version(command):
     from importlib import metadata
 
-    result = run(command, "--version")
+    result = run_command(command, "--version")
     assert (result.returncode, result.stdout) == (0, f"{command} {metadata.version('burrow')}\n")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from burrow import metrics
+from burrow.amqp.queuestats import QueueCount
 from burrow.daemon import prometheus
 from burrow.errors import BrokerUnavailable, PublishError, Rejected, RemoteError, RequestTimeout, UnroutableError
 from burrow.tools.localbroker import free_port
@@ -179,3 +180,22 @@ def test_failovers_exist_at_zero_once_a_connection_has_a_node(producer_metrics: 
     metrics.broker_failover("producer")
     metrics.broker_node("producer", "rabbit@two")
     assert producer_metrics.registry.get_sample_value("burrow_broker_failovers_total", {"connection": "producer"}) == 1.0
+
+
+def test_consumer_series_per_service_with_the_configured_names_only(consumer_scrape: int) -> None:
+    """Each configured service's counters exist at zero from the start; its queue's ready requests
+    and consumers come from the consumer's last look at the broker."""
+    queues = {"resize": QueueCount("burrow.requests.resize", 3, 2)}
+    prometheus.track_services(["resize", "pdf"], lambda: queues)
+    metrics.handler_finished(0.01, "ok", "resize")
+    metrics.handler_finished(0.01, "error", "resize")
+    text = _get(consumer_scrape)
+    for line in (
+        'burrow_consumer_service_requests_total{outcome="ok",service="resize"} 1.0',
+        'burrow_consumer_service_requests_total{outcome="error",service="resize"} 1.0',
+        'burrow_consumer_service_requests_total{outcome="ok",service="pdf"} 0.0',
+        'burrow_consumer_service_ready_requests{service="resize"} 3.0',
+        'burrow_consumer_service_consumers{service="resize"} 2.0',
+    ):
+        assert line in text, line
+    assert set(re.findall(r'service="([^"]+)"', text)) == {"resize", "pdf"}

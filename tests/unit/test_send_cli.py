@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from processes import burrow
+
 
 def send(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "burrow.cli", "send", *args],
-                          capture_output=True, text=True, timeout=60)
+    return burrow("send", *args, timeout=60)
 
 
 @pytest.fixture(params=["no-socket", "nobody-listening"])

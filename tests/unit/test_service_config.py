@@ -12,6 +12,7 @@ from burrow.config import ConsumerConfig, ServiceConfig, TopologyConfig, load_co
 from burrow.errors import ConfigError
 from burrow.protocol import validate_request
 from burrow.services import DEFAULT_SERVICE, check_name, queue_name, routing_key, served
+from burrow.tools.status import consumer_unit
 from burrow.topology import declaration_steps, leader_locator, service_queue_steps
 
 
@@ -112,3 +113,10 @@ def test_json_requests_are_accepted_by_default():
     properties = pika.BasicProperties(reply_to="r", correlation_id="c", content_type="application/json")
     assert validate_request(properties, b'{"a": 1}', max_message_bytes=100,
                             content_types=ConsumerConfig().content_types, now=0) is None
+
+
+@pytest.mark.parametrize("path, unit", [("/etc/burrow/consumer.toml", "burrow-consumer.service"),
+                                        ("/etc/burrow/consumer-2.toml", "burrow-consumer@2.service"),
+                                        ("/srv/other.toml", None)])
+def test_burrow_status_reads_the_packaged_units_status_line(path, unit):
+    assert consumer_unit(path) == unit

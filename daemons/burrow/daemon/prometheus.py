@@ -16,7 +16,10 @@ Every series is named after the process that produces it, so a name never means 
   ``burrow_producer_http_responses_total{code}``;
 - consumer: ``burrow_consumer_requests_received_total``, ``burrow_consumer_requests_total{outcome}``,
   ``burrow_consumer_handler_duration_seconds``, ``burrow_consumer_in_flight_requests``,
-  ``burrow_consumer_dead_lettered_total{reason}``, ``burrow_consumer_dead_letter_notices_total{reason}``.
+  ``burrow_consumer_dead_lettered_total{reason}``, ``burrow_consumer_dead_letter_notices_total{reason}``,
+  ``burrow_consumer_service_requests_total{service,outcome}``,
+  ``burrow_consumer_service_ready_requests{service}``, ``burrow_consumer_service_consumers{service}``
+  (the ``service`` label takes only the names the consumer's configuration serves).
 
 The README's metrics table is the reference; ``tests/unit/test_prometheus.py`` checks that the two
 agree and that ``promtool check metrics`` finds nothing to say about a scrape.
@@ -29,8 +32,9 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -43,6 +47,7 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -124,6 +129,26 @@ class SandboxedProcessCollector(ProcessCollector):
         return float(btime)
 
 
+class ServiceQueues:
+    """Each served service's queue as the consumer last saw it (:mod:`burrow.amqp.queuestats`),
+    read at every scrape from ``read`` (``service -> count with .ready and .consumers``)."""
+
+    def __init__(self) -> None:
+        self.read: Callable[[], Mapping[str, Any]] = dict
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        ready = GaugeMetricFamily("burrow_consumer_service_ready_requests",
+                                  "Requests waiting in each served service's queue, not yet delivered.", labels=["service"])
+        consumers = GaugeMetricFamily("burrow_consumer_service_consumers",
+                                      "Consumers registered on each served service's queue, every daemon's.",
+                                      labels=["service"])
+        for name, count in self.read().items():
+            ready.add_metric([name], count.ready)
+            consumers.add_metric([name], count.consumers)
+        yield ready
+        yield consumers
+
+
 class Metrics:
     """The collectors of one daemon in their own registry (tests can build several); a recorder."""
 
@@ -159,6 +184,8 @@ class Metrics:
         self.http: Counter | None = None
         self.dead_letters: Counter | None = None
         self.notices: Counter | None = None
+        self.service_queues: ServiceQueues | None = None
+        self.service_finished: Counter | None = None
         if role == "producer":
             self.http = Counter(
                 "burrow_producer_http_responses", "HTTP API responses, by status code.", ["code"], registry=registry
@@ -178,6 +205,12 @@ class Metrics:
                 ["reason"], registry=registry,
             )
             self.notices.labels(reason=protocol.REJECT_DELIVERY_LIMIT)
+            self.service_queues = ServiceQueues()
+            registry.register(self.service_queues)
+            self.service_finished = Counter(
+                "burrow_consumer_service_requests", "Requests each served service's handler finished, by outcome.",
+                ["service", "outcome"], registry=registry,
+            )
 
     # -- the engines' events (burrow.metrics.Recorder) ----------------------------------------
 
@@ -191,6 +224,17 @@ class Metrics:
         self.finished.labels(outcome=outcome).inc()
         if seconds is not None:
             self.latency.observe(seconds)
+
+    def service_request_finished(self, service: str, outcome: str) -> None:
+        if self.service_finished is not None:
+            self.service_finished.labels(service=service, outcome=outcome).inc()
+
+    def declare_services(self, services: list[str]) -> None:
+        """Create each service's series at zero, so that rates exist before its first request."""
+        if self.service_finished is not None:
+            for service in services:
+                for outcome in hooks.CONSUMER_OUTCOMES:
+                    self.service_finished.labels(service=service, outcome=outcome)
 
     def dead_lettered(self, reason: str) -> None:
         if self.dead_letters is not None:
@@ -307,6 +351,15 @@ def track_connected(read: Callable[[], bool]) -> None:
         collectors.connected.set_function(lambda: 1.0 if read() else 0.0)
 
 
+def track_services(services: list[str], read: Callable[[], Mapping[str, Any]]) -> None:
+    """The consumer serves ``services``: create their series, and read their queues (ready
+    requests, consumers) from ``read`` at every scrape."""
+    collectors = _active
+    if collectors is not None and collectors.service_queues is not None:
+        collectors.declare_services(services)
+        collectors.service_queues.read = read
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -327,4 +380,5 @@ __all__ = [
     "http_answered",
     "track_connected",
     "track_in_flight",
+    "track_services",
 ]

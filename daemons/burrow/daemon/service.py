@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from burrow.amqp.queuestats import describe as describe_queues
 from burrow.amqp.setup import BrokerLink
 from burrow.daemon import prometheus
 from burrow.config import BurrowConfig, load_config
@@ -252,17 +253,18 @@ def run_consumer(config: BurrowConfig) -> int:
     layer = _ServiceLayer(config, "consumer")
     consumer = Consumer(config).start()
     watcher = DeadLetterWatcher(config).start() if config.consumer.dead_letter_notices else None
-    logger.info("Consumer starting: broker %s, queue %s", ", ".join(map(str, config.rabbitmq.nodes())),
-                config.topology.request_queue)
+    logger.info("Consumer starting: broker %s, services %s", ", ".join(map(str, config.rabbitmq.nodes())),
+                ", ".join(consumer.services))
 
     def snapshot() -> StatusSnapshot:
         stats = consumer.stats()
+        services = describe_queues(consumer.service_queues())
         return StatusSnapshot(
             processed=stats.processed,
             in_flight=consumer.in_flight,
             connected=consumer.connected,
             failed=stats.handler_errors + stats.dead_lettered,
-            detail=broker_status(consumer.broker_links()),
+            detail="; ".join(filter(None, [broker_status(consumer.broker_links()), services])),
         )
 
     def apply(new: BurrowConfig, changed: list[str]) -> None:
@@ -270,6 +272,7 @@ def run_consumer(config: BurrowConfig) -> int:
             consumer.set_concurrency(new.consumer.concurrency)
 
     layer.attach(consumer, snapshot)
+    prometheus.track_services(consumer.services, consumer.service_queues)
     while True:
         layer.maybe_ready(consumer)
         if layer.handle_next_signal(consumer, apply):

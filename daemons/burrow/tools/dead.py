@@ -32,6 +32,7 @@ from burrow.amqp.parameters import connection_parameters, default_connection_nam
 from burrow.config import BurrowConfig
 from burrow.deadletters import death_summary
 from burrow.protocol import HEADER_DEADLINE
+from burrow.services import routing_key, service_argument, service_of_queue
 
 #: prefetch_count is 16 bits: one pass over the queue sees at most this many dead letters.
 MAX_SCAN = 65535
@@ -72,6 +73,10 @@ class DeadLetter:
     @property
     def died_at(self) -> float | None:
         return self.summary[2]
+
+    def service(self, request_queue: str) -> str:
+        """The service the request was for, from the queue it died in ("-" when not a service's)."""
+        return service_of_queue(request_queue, self.summary[1]) or "-"
 
     @property
     def deaths(self) -> int:
@@ -140,8 +145,10 @@ def read_dead_letters(channel: BlockingChannel, queue: str, limit: int | None = 
     return letters
 
 
-def _select(letters: list[DeadLetter], args: argparse.Namespace) -> list[DeadLetter]:
+def _select(letters: list[DeadLetter], args: argparse.Namespace, request_queue: str) -> list[DeadLetter]:
     chosen = letters
+    if getattr(args, "service", None):
+        chosen = [letter for letter in chosen if letter.service(request_queue) == args.service]
     if getattr(args, "id", None):
         chosen = [letter for letter in chosen if args.id in (letter.properties.correlation_id, letter.properties.message_id)]
     if getattr(args, "reason", None):
@@ -152,12 +159,13 @@ def _select(letters: list[DeadLetter], args: argparse.Namespace) -> list[DeadLet
 def cmd_list(config: BurrowConfig, args: argparse.Namespace) -> int:
     queue = config.topology.dead_letter_queue
     now = time.time()
+    request_queue = config.topology.request_queue
     with _channel(config) as channel:
-        letters = read_dead_letters(channel, queue, args.limit)
-    print(f"{'AGE':>6}  {'REASON':<15} {'ID':<34} {'SIZE':>8} {'DELIVERIES':>10} {'DEATHS':>6}  BODY")
+        letters = _select(read_dead_letters(channel, queue, args.limit), args, request_queue)
+    print(f"{'AGE':>6}  {'REASON':<15} {'SERVICE':<16} {'ID':<34} {'SIZE':>8} {'DELIVERIES':>10} {'DEATHS':>6}  BODY")
     for letter in letters:
-        print(f"{_age(letter.died_at, now):>6}  {letter.reason:<15} {letter.id:<34} {len(letter.body):>8} "
-              f"{_deliveries(letter, config):>10} {letter.deaths:>6}  {_preview(letter.body)}")
+        print(f"{_age(letter.died_at, now):>6}  {letter.reason:<15} {letter.service(request_queue):<16} {letter.id:<34} "
+              f"{len(letter.body):>8} {_deliveries(letter, config):>10} {letter.deaths:>6}  {_preview(letter.body)}")
     print(f"{len(letters)} dead letter(s) shown from {queue}", file=sys.stderr)
     return 0
 
@@ -172,7 +180,8 @@ def _show_value(value: Any) -> str:
 
 def cmd_show(config: BurrowConfig, args: argparse.Namespace) -> int:
     with _channel(config) as channel:
-        letters = _select(read_dead_letters(channel, config.topology.dead_letter_queue), args)
+        letters = _select(read_dead_letters(channel, config.topology.dead_letter_queue), args,
+                          config.topology.request_queue)
     if not letters:
         print(f"burrow dead: no dead letter with id {args.id!r} in {config.topology.dead_letter_queue}", file=sys.stderr)
         return 1
@@ -180,6 +189,7 @@ def cmd_show(config: BurrowConfig, args: argparse.Namespace) -> int:
         props = letter.properties
         print(f"id:             {letter.id}")
         print(f"reason:         {letter.reason}")
+        print(f"service:        {letter.service(config.topology.request_queue)}")
         for name in ("correlation_id", "message_id", "reply_to", "content_type", "timestamp"):
             print(f"{name + ':':<16}{_show_value(getattr(props, name))}")
         for key, value in sorted(letter.headers.items()):
@@ -216,13 +226,15 @@ def cmd_replay(config: BurrowConfig, args: argparse.Namespace) -> int:
     timeout = config.producer.request_timeout
     replayed = 0
     with _channel(config) as channel:
-        letters = _select(read_dead_letters(channel, topology.dead_letter_queue), args)
+        letters = _select(read_dead_letters(channel, topology.dead_letter_queue), args, topology.request_queue)
         publisher = channel.connection.channel()
         publisher.confirm_delivery()
         for letter in letters:
+            # Back to the service it was for (a letter from no service's queue: the default one).
+            service = service_of_queue(topology.request_queue, letter.summary[1])
             try:
-                publisher.basic_publish(topology.request_exchange, topology.request_queue, letter.body,
-                                        replay_properties(letter, timeout), mandatory=True)
+                publisher.basic_publish(topology.request_exchange, routing_key(topology.request_queue, service),
+                                        letter.body, replay_properties(letter, timeout), mandatory=True)
             except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
                 print(f"burrow dead: {letter.id}: the broker refused the replay ({type(exc).__name__}); "
                       "it stays dead-lettered", file=sys.stderr)
@@ -248,7 +260,7 @@ def cmd_purge(config: BurrowConfig, args: argparse.Namespace) -> int:
     queue = config.topology.dead_letter_queue
     cutoff = time.time() - args.older_than
     with _channel(config) as channel:
-        letters = [letter for letter in _select(read_dead_letters(channel, queue), args)
+        letters = [letter for letter in _select(read_dead_letters(channel, queue), args, config.topology.request_queue)
                    if letter.died_at is not None and letter.died_at <= cutoff]
         if not letters:
             print(f"no dead letters older than {args.older_than_text} in {queue}", file=sys.stderr)
@@ -269,14 +281,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="dead_command", required=True)
     listing = sub.add_parser("list", parents=[common], help="one line per dead letter: age, reason, id, size, deliveries, body")
     listing.add_argument("--limit", type=int, default=50, help="at most this many, oldest first (default 50)")
+    listing.add_argument("--service", type=service_argument, metavar="NAME", help="only those for this service")
     listing.set_defaults(dead_func=cmd_list)
     show = sub.add_parser("show", parents=[common], help="headers, x-death and body of the dead letters with this id")
     show.add_argument("id", help="correlation id (or message id)")
     show.set_defaults(dead_func=cmd_show)
-    replay = sub.add_parser("replay", parents=[common], help="publish dead letters to the request exchange again, then remove them")
+    replay = sub.add_parser("replay", parents=[common], help="publish dead letters to their service again, then remove them")
     replay.add_argument("id", nargs="?", help="correlation id (or message id) of the one to replay")
     replay.add_argument("--all", action="store_true", help="replay every dead letter (see --reason)")
     replay.add_argument("--reason", help="only those the broker dead-lettered for this reason (e.g. delivery_limit)")
+    replay.add_argument("--service", type=service_argument, metavar="NAME",
+                        help="only those for this service (each goes back to the service it was for)")
     replay.set_defaults(dead_func=cmd_replay)
     purge = sub.add_parser("purge", parents=[common], help="remove dead letters older than a duration")
     purge.add_argument("--older-than", required=True, dest="older_than_text", metavar="DURATION",

@@ -5,14 +5,16 @@ It asks what the daemons already serve, nothing more:
 - the producer: ``GET /v1/health`` on its API socket (200 while connected, 503 while not connected
   or draining), and ``GET /metrics`` there when metrics are on (version, reconnects);
 - each consumer: its Prometheus endpoint, when its configuration says ``[metrics] enabled = true``
-  (``burrow_broker_connected``, version, reconnects). A consumer has no other endpoint, so without
-  metrics its state cannot be read here (``systemctl status`` still shows its STATUS= line).
+  (``burrow_broker_connected``, version, reconnects, each service's ready requests and consumers);
+  without metrics, the ``STATUS=`` line it gives systemd (the unit of ``consumer.toml`` is
+  ``burrow-consumer.service``, of ``consumer-N.toml`` ``burrow-consumer@N.service``), which says the
+  same: the broker connection and each service's queue.
 
 One line per daemon on stdout, then an exit status for scripts, the worst of the daemons' in the
 order 3, 1, 4, 0: 0 every daemon checked is up and connected; 1 one answers but is not connected to
 the broker, is draining, or does not answer in time; 3 one is not running (no socket, nothing
-listening); 4 one's state cannot be read (a consumer without metrics, a socket this user may not
-use). A consumer configuration that does not load exits 78 (``EX_CONFIG``) before any check.
+listening); 4 one's state cannot be read (a consumer with neither metrics nor a systemd unit, a
+socket this user may not use). A consumer configuration that does not load exits 78 (``EX_CONFIG``) before any check.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ import glob
 import http.client
 import json
 import logging
+import re
+import shutil
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -105,6 +110,15 @@ def _metrics_detail(samples: dict[str, list[tuple[dict[str, str], float]]]) -> s
     return ", ".join(parts)
 
 
+def _services_detail(samples: dict[str, list[tuple[dict[str, str], float]]]) -> str:
+    """``services: resize 3 ready 2 consumers, ...`` from the consumer's service series."""
+    consumers = {labels.get("service"): value for labels, value in samples.get("burrow_consumer_service_consumers", [])}
+    parts = [f"{labels['service']} {ready:.0f} ready {consumers.get(labels['service'], 0):.0f} consumer"
+             f"{'' if consumers.get(labels['service']) == 1 else 's'}"
+             for labels, ready in samples.get("burrow_consumer_service_ready_requests", []) if "service" in labels]
+    return "services: " + ", ".join(parts) if parts else ""
+
+
 def _uptime(seconds: float) -> str:
     minutes, _ = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -160,8 +174,7 @@ def check_consumer(config: BurrowConfig, timeout: float) -> Report:
     """Read the consumer's ``burrow_broker_connected`` from its metrics endpoint, if it has one."""
     metrics = config.metrics
     if not metrics.enabled:
-        return Report("consumer", config.path, State.UNKNOWN,
-                      "no endpoint to ask ([metrics] enabled = false); see systemctl status")
+        return check_consumer_unit(config, timeout)
     host = "127.0.0.1" if metrics.host in ("0.0.0.0", "") else "::1" if metrics.host == "::" else metrics.host
     url = f"http://{f'[{host}]' if ':' in host else host}:{metrics.port}/metrics"
     try:
@@ -179,8 +192,43 @@ def check_consumer(config: BurrowConfig, timeout: float) -> Report:
     if not connected:
         return Report("consumer", config.path, State.DEGRADED, f"{url} has no burrow_broker_connected (not a burrow consumer?)")
     up = connected[0] == 1
-    parts = ["broker connected" if up else "broker NOT connected", _metrics_detail(samples), url]
+    parts = ["broker connected" if up else "broker NOT connected", _metrics_detail(samples), _services_detail(samples),
+             url]
     return Report("consumer", config.path, State.UP if up else State.DEGRADED, ", ".join(p for p in parts if p))
+
+
+def consumer_unit(config_path: str) -> str | None:
+    """The systemd unit the package runs with ``config_path``, or None for another file name."""
+    name = Path(config_path).name
+    if name == "consumer.toml":
+        return "burrow-consumer.service"
+    instance = re.fullmatch(r"consumer-(.+)\.toml", name)
+    return f"burrow-consumer@{instance.group(1)}.service" if instance else None
+
+
+def check_consumer_unit(config: BurrowConfig, timeout: float) -> Report:
+    """A consumer without metrics: its unit's state and the ``STATUS=`` line it gave systemd."""
+    unit = consumer_unit(config.path)
+    systemctl = shutil.which("systemctl")
+    unknown = "no endpoint to ask ([metrics] enabled = false)"
+    if unit is None or systemctl is None:
+        return Report("consumer", config.path, State.UNKNOWN, f"{unknown} and no systemd unit runs this file")
+    try:
+        shown = subprocess.run([systemctl, "show", "--property=LoadState,ActiveState,SubState,StatusText", unit],
+                               capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Report("consumer", config.path, State.UNKNOWN, f"{unknown} and systemctl show {unit}: {exc}")
+    properties = dict(line.partition("=")[::2] for line in shown.stdout.splitlines())
+    active, status = properties.get("ActiveState", ""), properties.get("StatusText", "")
+    if shown.returncode != 0 or not active or properties.get("LoadState") == "not-found":
+        why = shown.stderr.strip().splitlines()[-1:] or [f"{unit} is not installed"]
+        return Report("consumer", config.path, State.UNKNOWN, f"{unknown} and systemd cannot tell: {why[0]}")
+    if active != "active":
+        return Report("consumer", config.path, State.DOWN, f"not running: {unit} is {active} "
+                      f"({properties.get('SubState', '?')})")
+    up = " connected" in status and "NOT connected" not in status
+    return Report("consumer", config.path, State.UP if up else State.DEGRADED,
+                  f"{unit}: {status or 'no status yet (starting)'}")
 
 
 def consumer_configs(given: list[str] | None) -> list[str]:
