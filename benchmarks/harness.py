@@ -211,7 +211,7 @@ class BurrowConsumerProcess:
     """
 
     def __init__(self, workdir: Path, name: str, amqp_url: str, topology: TopologyConfig, prefetch: int = 0,
-                 hosts: tuple[str, ...] = ()) -> None:
+                 hosts: tuple[str, ...] = (), consumer: ConsumerConfig | None = None) -> None:
         password_file = workdir / f"{name}.password"
         password_file.touch(mode=0o600)
         rabbitmq = RabbitMQConfig.from_url(amqp_url, connection_name=f"bench-{name}-consumer", hosts=hosts)
@@ -219,7 +219,7 @@ class BurrowConsumerProcess:
         config = BurrowConfig(
             rabbitmq=dataclasses.replace(rabbitmq, password="", password_file=str(password_file)),
             topology=topology,
-            consumer=ConsumerConfig(prefetch=prefetch),
+            consumer=consumer or ConsumerConfig(prefetch=prefetch),
         )
         self.config_path = workdir / f"{name}-consumer.toml"
         self.config_path.touch(mode=0o600)

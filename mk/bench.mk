@@ -8,14 +8,19 @@
 
 BENCH_ARGS ?=
 BENCH_CLUSTER_ARGS ?=
+BENCH_SERVICES_ARGS ?=
 PY_SPY_VERSION ?= 0.4.3
 PY_SPY_VENV = $${BURROW_CACHE:-/var/cache/burrow-ci}/py-spy-$(PY_SPY_VERSION)
 
-.PHONY: bench bench-quick bench-peers bench-profile bench-cluster bench-http-stacks
+.PHONY: bench bench-quick bench-peers bench-profile bench-cluster bench-services bench-http-stacks
 
-bench: ## burrow vs a baseline and the broker's ceiling, then bench-cluster
+bench: ## burrow vs a baseline and the broker's ceiling, then bench-cluster and bench-services
 	@$(VENV) python -m benchmarks $(BENCH_ARGS)
 	@$(MAKE) --no-print-directory bench-cluster
+	@$(MAKE) --no-print-directory bench-services
+
+bench-services: ## one broker: 4 services and 4 partitions against 1 service, same total load (about 3 min)
+	@$(VENV) python -m benchmarks.services $(BENCH_SERVICES_ARGS)
 
 bench-cluster: ## burrow on a throwaway 3-node cluster vs one node (about 5 min)
 	@$(VENV) python -m benchmarks.cluster $(BENCH_CLUSTER_ARGS)
