@@ -97,7 +97,7 @@ def test_partitions_spread_their_leaders_and_share_a_burst_evenly(config, cluste
     assert answered == BURST
     mean_share = BURST / PARTITIONS
     uneven = [count for count in taken if abs(count - mean_share) > EVEN * mean_share]
-    assert uneven == [], f"partitions took {taken} of {BURST}: not within 20 % of {mean_share:.0f} each"
+    assert uneven == [], f"partitions took {taken} of {BURST}: not within {EVEN:.0%} of {mean_share:.0f} each"
     mean_rate = sum(rates) / PARTITIONS
     slow = [round(rate) for rate in rates if abs(rate - mean_rate) > EVEN * mean_rate]
-    assert slow == [], f"drain rates {[round(r) for r in rates]} req/s: not within 20 % of {mean_rate:.0f}"
+    assert slow == [], f"drain rates {[round(r) for r in rates]} req/s: not within {EVEN:.0%} of {mean_rate:.0f}"
