@@ -14,12 +14,12 @@ PY_SPY_VENV = $${BURROW_CACHE:-/var/cache/burrow-ci}/py-spy-$(PY_SPY_VERSION)
 
 .PHONY: bench bench-quick bench-peers bench-profile bench-cluster bench-services bench-http-stacks
 
-bench: ## burrow vs a baseline and the broker's ceiling, then bench-cluster and bench-services
+bench: ## burrow vs baseline and broker ceiling; then bench-cluster, bench-services
 	@$(VENV) python -m benchmarks $(BENCH_ARGS)
 	@$(MAKE) --no-print-directory bench-cluster
 	@$(MAKE) --no-print-directory bench-services
 
-bench-services: ## one broker: 4 services and 4 partitions against 1 service, same total load (about 3 min)
+bench-services: ## one broker: 1 service vs 4 services vs 4 partitions (about 2 min)
 	@$(VENV) python -m benchmarks.services $(BENCH_SERVICES_ARGS)
 
 bench-cluster: ## burrow on a throwaway 3-node cluster vs one node (about 5 min)
