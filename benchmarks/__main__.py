@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from benchmarks import harness, report
+from benchmarks.rawfile import RawFile
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="only re-draw results.md and results.png next to an existing results.json")
     parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="py-spy executable for --profile")
     args = parser.parse_args(argv)
+    raw_file = RawFile("benchmarks", argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.profile and not args.py_spy:
         parser.error("--profile needs py-spy (pip install py-spy, or make bench-profile)")
@@ -51,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = harness.run_benchmark(settings, out_dir, py_spy=args.py_spy if args.profile else None, variants=args.variants,
                                 with_peers=args.peers)
     # Every latency sample, for other analyses than the summary's percentiles and CDF.
-    (out_dir / "raw.json").write_text(json.dumps(raw))
+    raw_file.write(out_dir / "raw.json", raw)
     summary = report.summarise(raw)
     paths = report.write(summary, out_dir)
     print(paths["markdown"].read_text())

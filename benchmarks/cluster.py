@@ -32,6 +32,7 @@ from burrow.tools.localbroker import LocalBroker
 from burrow.tools.localcluster import LocalCluster
 
 from benchmarks import clients
+from benchmarks.rawfile import RawFile
 from benchmarks.harness import BurrowConsumerProcess, Child, RunningSystem, cpu_seconds, machine_info
 
 logger = logging.getLogger(__name__)
@@ -234,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="output folder (default benchmarks/results/<UTC time>-cluster)")
     parser.add_argument("--render", type=Path, metavar="RAW_JSON", help="only summarise and print an existing raw.json")
     args = parser.parse_args(argv)
+    raw_file = RawFile("benchmarks.cluster", argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.render:
         print(render(summarise(json.loads(args.render.read_text()))))
@@ -243,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = args.out or RESULTS_DIR / f"{stamp}-cluster"
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = run(settings)
-    (out_dir / "raw.json").write_text(json.dumps(raw, indent=1))
+    raw_file.write(out_dir / "raw.json", raw, indent=1)
     summary = summarise(raw)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     text = render(summary)

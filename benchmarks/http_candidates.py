@@ -16,7 +16,10 @@ in this process. Measured: throughput over 64 keep-alive connections, the server
 (``/proc/<pid>/stat``), the client's, and p50/p99 of an open loop at a fixed rate (latency from
 the scheduled send time)::
 
-    python -m benchmarks.http_candidates [--count 20000] [--rate 1000] [--rounds 2]
+    python -m benchmarks.http_candidates [--count 20000] [--rate 1000] [--rounds 2] [--out RAW_JSON]
+
+Each row is printed as it is measured; all of them go to ``raw.json`` (default
+``benchmarks/results/<UTC time>-http-stacks/``) behind its provenance block (benchmarks/rawfile.py).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import asyncio
 import collections
 import concurrent.futures
+import datetime
 import json
 import os
 import resource
@@ -41,6 +45,7 @@ import uvloop
 from burrow.tools.socketburst import run_socket_burst
 
 from benchmarks.httpbench import open_loop
+from benchmarks.rawfile import RawFile
 
 CANDIDATES = ("aiohttp", "uvicorn", "burrow")
 
@@ -191,17 +196,24 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=20000)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="raw file (default benchmarks/results/<UTC time>-http-stacks/raw.json)")
     args = parser.parse_args()
     if args.serve:
         candidate, path = args.serve
         SERVERS[candidate](path)
         return 0
+    raw_file = RawFile("benchmarks.http_candidates")
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or Path(__file__).resolve().parent / "results" / f"{stamp}-http-stacks" / "raw.json"
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in CANDIDATES}
     for round_number in range(args.rounds):
         for name in CANDIDATES:  # interleaved, so both see the same neighbours
             rows[name].append(measure(name, args.count, args.rate))
             print(json.dumps({"round": round_number + 1, "candidate": name, **rows[name][-1]}), flush=True)
-    print(f"load average: {os.getloadavg()}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    raw_file.write(out, {"settings": {"count": args.count, "rate": args.rate, "rounds": args.rounds}, "rows": rows},
+                   indent=1)
+    print(f"load average: {os.getloadavg()}; raw file: {out}")
     return 0
 
 

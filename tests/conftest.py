@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 import pika
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, ServiceConfig, TopologyConfig
 from burrow.services import queue_name
@@ -26,6 +27,17 @@ from burrow.tools.localbroker import RABBITMQ_SERVER, LocalBroker
 
 from broker_helpers import delete_topology
 from processes import Daemon
+
+#: A counted fault scenario gets its test's verdict in its tally (tests/support/verdicts.py).
+pytest_plugins = ["verdicts"]
+
+# Property-based tests draw the same examples on every run and machine: the "ci" profile is loaded
+# unless HYPOTHESIS_PROFILE names another; it derandomizes, keeps no example database and has no
+# per-example deadline (a loaded 2-core machine is slow). A test's own settings name how many
+# examples it runs (200 when it names none). HYPOTHESIS_PROFILE=explore draws fresh random examples.
+hypothesis_settings.register_profile("ci", max_examples=200, derandomize=True, database=None, deadline=None)
+hypothesis_settings.register_profile("explore", deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @dataclasses.dataclass
@@ -216,19 +228,3 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     plugin.log_file_handler.setFormatter(CorrelationFormatter())
     logging.getLogger("pika").setLevel(logging.INFO)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A fault scenario saves its tally before its last assertions (did the fault bite?); when
-    one of those fails, the saved tally says so, so the report never shows a failed run as passed."""
-    outcome = yield
-    report = outcome.get_result()
-    path = getattr(item, "reliability_tally", None)
-    if path is not None and report.when == "call" and report.failed:
-        import json
-
-        tally = json.loads(path.read_text())
-        tally["ok"] = False
-        tally["test_failed"] = (report.longreprtext.strip().splitlines() or ["failed"])[-1][:300]
-        path.write_text(json.dumps(tally, indent=2, sort_keys=True) + "\n")

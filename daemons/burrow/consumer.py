@@ -65,15 +65,16 @@ class Consumer:
             given.setdefault(services[0][0], handler)
         self._io = IOThread(f"burrow-{name}-io")
         # a wrong handler fails here, at once
-        handlers = {name: given.get(name) or load_handler(service.handler) for name, service in services}
+        handlers = {service_name: given.get(service_name) or load_handler(service.handler)
+                    for service_name, service in services}
         self._services = serve(config.topology, self._settings, services, handlers, self._replies_put)
         self._pools = list({id(service.workers): service.workers for service in self._services}.values())
         self._queue_stats = QueueStats({service.label: service.queue for service in self._services})
         self._consume = RabbitMQSetup(
             config.rabbitmq, config.topology, self._io.ioloop,
             role=f"{name}-consume", on_ready=self.on_consume_channel_ready, on_lost=self.on_consume_lost,
-            services=tuple(name for name, _service in services),
-            partitions={name: service.partitions for name, service in services},
+            services=tuple(service_name for service_name, _service in services),
+            partitions={service_name: service.partitions for service_name, service in services},
         )
         self._replies: ReplyPublisher[Delivery] = ReplyPublisher(
             self._io.ioloop, config.topology.reply_exchange, on_ready=self._maybe_start_consuming, on_confirmed=self._settle,

@@ -1,7 +1,8 @@
 """Request handlers shipped with burrow, and the loader for ``consumer.handler``.
 
 A handler is any ``module:function`` that takes the request body (and, when it declares a second
-parameter, a :class:`RequestContext`) and returns the reply body as bytes. The consumer loads and
+parameter, a :class:`RequestContext`) and returns the reply body as bytes; an ``async def`` one
+returns it from a coroutine, which the consumer awaits on its event loop. The consumer loads and
 checks it once at start-up, so a typo in the config fails the daemon's start, not its first request.
 """
 
@@ -78,4 +79,15 @@ def load_handler(spec: str) -> Handler:
     logger.debug("Loaded handler %s (context=%s)", spec, takes_context)
     if takes_context:
         return target
+    if is_coroutine_handler(target):
+        async def body_only(body: bytes, _context: RequestContext) -> bytes:
+            return await target(body)
+
+        return body_only
     return lambda body, _context: target(body)
+
+
+def is_coroutine_handler(handler: Callable[..., Any]) -> bool:
+    """True for an ``async def`` handler (or an object whose ``__call__`` is one): the consumer runs
+    it on its event loop (:mod:`burrow.asyncworkers`) instead of in a worker thread."""
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None))

@@ -16,9 +16,10 @@ from typing import Protocol
 from burrow.errors import BrokerUnavailable, PublishError, Rejected, RemoteError, RequestTimeout, UnroutableError
 
 #: How a producer's request ended (the ``outcome`` label): a reply, an error reply, a rejection
-#: notice (dead-lettered), its deadline, no queue bound, the broker refused it, the producer closed,
-#: or anything else.
-PRODUCER_OUTCOMES = ("ok", "error", "rejected", "timeout", "unroutable", "refused", "unavailable", "failed")
+#: notice (dead-lettered), its deadline, its caller cancelled it, no queue bound, the broker refused
+#: it, the producer closed, or anything else.
+PRODUCER_OUTCOMES = ("ok", "error", "rejected", "timeout", "cancelled", "unroutable", "refused", "unavailable",
+                     "failed")
 
 #: How a consumer's handler ended: it returned, or it raised (an error reply was sent).
 CONSUMER_OUTCOMES = ("ok", "error")

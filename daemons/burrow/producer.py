@@ -180,6 +180,7 @@ class Producer:
         correlation_id = f"{self._id_prefix}-{next(self._ids):x}"
         request = Request.create(correlation_id, body, seconds, keyed_headers(headers, key, correlation_id), service)
         self._in_flight.add(request)
+        request.future.add_done_callback(self._on_cancelled)
         self._outbox.put(request)
         return request.future
 
@@ -191,6 +192,11 @@ class Producer:
         seconds = self._request_timeout if timeout is None else timeout
         # The I/O thread fails the future at its deadline; the margin only guards against a dead loop.
         return future.result(timeout=seconds + 5.0)
+
+    def _on_cancelled(self, future: RequestFuture) -> None:
+        """A caller cancelled its future: the I/O thread frees the slot; a reply still coming is late."""
+        if future.cancelled() and self._io.is_alive():
+            self._io.call_soon(lambda: self._finish(future.correlation_id))
 
     def add_periodic(self, interval: float, fn: Any) -> None:
         """Run ``fn()`` on the I/O thread every ``interval`` seconds (watchdog pings, status)."""
@@ -365,11 +371,15 @@ class Producer:
                     self._finish(request.correlation_id, error=RequestTimeout("broker unreachable until the request's deadline"))
 
     def _finish(self, correlation_id: str | None, *, result: bytes | None = None, error: BaseException | None = None) -> None:
-        """Resolve one request's future exactly once and free its in-flight slot."""
+        """Resolve one request's future exactly once (unless its caller cancelled it) and free its slot."""
         request = self._in_flight.take(correlation_id)
         if request is None:
             return
         elapsed = time.monotonic() - request.submitted
+        if not request.future.set_running_or_notify_cancel():  # its caller cancelled it
+            self._stats.cancelled += 1
+            metrics.reply_received(elapsed, "cancelled")
+            return
         if error is None:
             self._stats.answered += 1
             metrics.reply_received(elapsed, "ok")

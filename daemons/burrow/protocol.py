@@ -94,7 +94,12 @@ def request_properties(
 
 def request_deadline(properties: pika.BasicProperties) -> float | None:
     """The request's deadline in UNIX seconds, or None when absent or unreadable."""
-    value = _int((properties.headers or {}).get(HEADER_DEADLINE))
+    return headers_deadline(properties.headers or {})
+
+
+def headers_deadline(headers: dict[str, Any]) -> float | None:
+    """The deadline (UNIX seconds) that a request's ``headers`` carry, or None when absent or unreadable."""
+    value = _int(headers.get(HEADER_DEADLINE))
     return None if value is None else value / 1000.0
 
 

@@ -2,10 +2,12 @@
 
 A consumer daemon has one I/O thread and one consuming channel; each service it serves registers
 its own consumer on its own queue on that channel, with its own prefetch, and runs its requests in
-its own :class:`~burrow.workers.HandlerPool`. So a slow service fills only its own window and its
-own threads, and the requests of a fast service beside it are never queued behind them. What is
-per channel (delivery tags, acks, the reply publisher) stays with the consumer. A
-:class:`Delivery` is one request of a service on its way from the queue to its ack.
+its own :class:`~burrow.workers.HandlerPool` (threads), or for an ``async def`` handler its own
+:class:`~burrow.asyncworkers.AsyncHandlerPool` (coroutines on the daemon's one event loop). So a
+slow service fills only its own window and its own workers, and the requests of a fast service
+beside it are never queued behind them. What is per channel (delivery tags, acks, the reply
+publisher) stays with the consumer. A :class:`Delivery` is one request of a service on its way
+from the queue to its ack.
 
 A service split over several queues (:mod:`burrow.partitions`) is served by one ``ServedService``
 per partition queue, each with its own window and registration, all sharing the service's one
@@ -19,7 +21,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from burrow import tracing
 from burrow.config.schema import ConsumerConfig, ServiceConfig, TopologyConfig
-from burrow.handlers import Handler, RequestContext
+from burrow.asyncworkers import AsyncHandlerPool
+from burrow.handlers import Handler, RequestContext, is_coroutine_handler
 from burrow.partitions import partition_queues
 from burrow.protocol import Outcome
 from burrow.services import queue_name
@@ -36,17 +39,23 @@ class ServedService:
 
     def __init__(self, name: str, service: ServiceConfig, settings: ConsumerConfig, request_queue: str,
                  handler: Handler, on_done: Callable[[Any], None], *, queue: str | None = None,
-                 workers: HandlerPool[Any] | None = None, label: str | None = None) -> None:
+                 workers: HandlerPool[Any] | AsyncHandlerPool[Any] | None = None, label: str | None = None) -> None:
         self.config = service
         self.name = name
         #: The name its queue's backlog is reported under: the service's, ``<name>.<i>`` for a partition.
         self.label = label or name
         self.queue = queue or queue_name(request_queue, name)
         self._settings = settings
-        self.workers: HandlerPool[Any] = workers or HandlerPool(
-            handler, service.handler, service.concurrency or settings.concurrency,
-            include_traceback=settings.include_traceback, on_done=on_done, service=name,
-        )
+        count = service.concurrency or settings.concurrency
+        self.workers: HandlerPool[Any] | AsyncHandlerPool[Any]
+        if workers is not None:
+            self.workers = workers
+        elif is_coroutine_handler(handler):
+            self.workers = AsyncHandlerPool(handler, service.handler, count, include_traceback=settings.include_traceback,
+                                            on_done=on_done, service=name, blocking_threshold=settings.blocking_warning)
+        else:
+            self.workers = HandlerPool(handler, service.handler, count, include_traceback=settings.include_traceback,
+                                       on_done=on_done, service=name)
         self.window = RequestWindow(self.prefetch)
         self.consumer_tag: str | None = None
         self.registered = False

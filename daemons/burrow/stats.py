@@ -16,6 +16,7 @@ class ProducerStats:
     remote_errors: int = 0
     rejected: int = 0
     timeouts: int = 0
+    cancelled: int = 0
     failed: int = 0
     orphaned_replies: int = 0
     duplicate_replies: int = 0

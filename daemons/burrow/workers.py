@@ -70,16 +70,29 @@ class HandlerPool(Generic[J]):
         try:
             with tracing.active(job.context.trace_id):
                 reply = self._handler(job.body, job.context)
-            if isinstance(reply, (bytearray, memoryview)):
-                reply = bytes(reply)
-            if not isinstance(reply, bytes):
-                raise TypeError(f"handler returned {type(reply).__name__}, expected bytes")
-            job.outcome = Outcome(reply)
-            metrics.handler_finished(time.monotonic() - started, "ok", self._service)
+            succeeded(job, reply, started, self._service)
         except Exception as exc:
-            metrics.handler_finished(time.monotonic() - started, "error", self._service)
-            logger.warning("Handler %s raised %s: %s", self._handler_name, type(exc).__name__, exc,
-                           extra={"CORRELATION_ID": job.context.correlation_id, "HANDLER": self._handler_name,
-                                  "TRACE_ID": job.context.trace_id})
-            job.outcome = Outcome.failure(exc, include_traceback=self._include_traceback)
+            failed(job, exc, started, self._handler_name, self._service, include_traceback=self._include_traceback)
         self._on_done(job)
+
+
+def succeeded(job: Job, reply: object, started: float, service: str) -> None:
+    """Store the handler's ``reply`` as ``job``'s outcome; a reply that is not bytes-like raises
+    ``TypeError``, which the caller turns into an error reply with :func:`failed`."""
+    if isinstance(reply, (bytearray, memoryview)):
+        reply = bytes(reply)
+    if not isinstance(reply, bytes):
+        raise TypeError(f"handler returned {type(reply).__name__}, expected bytes")
+    job.outcome = Outcome(reply)
+    metrics.handler_finished(time.monotonic() - started, "ok", service)
+
+
+def failed(job: Job, exc: BaseException, started: float, handler_name: str, service: str, *,
+           include_traceback: bool) -> None:
+    """Log the handler's exception and store the error reply (the caller's ``RemoteError``) as
+    ``job``'s outcome; call it inside the ``except`` block so the traceback can be included."""
+    metrics.handler_finished(time.monotonic() - started, "error", service)
+    logger.warning("Handler %s raised %s: %s", handler_name, type(exc).__name__, exc,
+                   extra={"CORRELATION_ID": job.context.correlation_id, "HANDLER": handler_name,
+                          "TRACE_ID": job.context.trace_id})
+    job.outcome = Outcome.failure(exc, include_traceback=include_traceback)

@@ -3,13 +3,16 @@
 // callWithDirectReplyTo): it publishes requests to a burrow service and matches every reply to
 // its request by correlation_id.
 //
-//   node caller.js [--url amqp://localhost] [--routing-key burrow.requests] [--reply queue|direct]
-//                  [--reply-queue NAME] [--timeout-ms 30000] < requests.jsonl
+//   node caller.js [--url amqp://localhost] [--routing-key burrow.requests] [--service NAME]
+//                  [--reply queue|direct] [--reply-queue NAME] [--timeout-ms 30000] < requests.jsonl
 //
-// stdin: one request a line, {"id": "...", "body": "...", "timeout_ms": 5000} (timeout_ms
-// optional); stdout: one line per request once it ended, {"id", "status", "body", ...} where
-// status is the reply's (ok, error, rejected) or the caller's own: timeout (no reply by the
-// deadline), unroutable (no queue for the routing key), refused (the broker nacked the request).
+// --routing-key is the default service's (the request queue's name); --service NAME calls the
+// named service NAME instead, whose routing key is its name (parameter routingKey).
+// stdin: one request a line, {"id": "...", "body": "...", "timeout_ms": 5000, "service": "NAME"}
+// (timeout_ms and service optional; service "default" is the default service); stdout: one line
+// per request once it ended, {"id", "correlationId", "status", "body", ...} where status is the
+// reply's (ok, error, rejected) or the caller's own: timeout (no reply by the deadline),
+// unroutable (no queue for the routing key: no such service), refused (the broker nacked it).
 
 const crypto = require('crypto');
 const os = require('os');
@@ -52,14 +55,18 @@ class Caller {
     this.pending = new Map(); // correlation_id -> { resolve, timer }
   }
 
-  /** Send `body` (Buffer or string); resolves to {status, body, errorType?, reason?}, never rejects. */
-  call(body, { timeoutMs = 30000, contentType = C.CONTENT_TYPE, headers = {} } = {}) {
+  /**
+   * Send `body` (Buffer or string) to `service` (none: the default service); resolves to
+   * {correlationId, status, body, errorType?, reason?}, never rejects.
+   */
+  call(body, { timeoutMs = 30000, contentType = C.CONTENT_TYPE, headers = {}, service } = {}) {
     const correlationId = `${this.prefix}-${(++this.counter).toString(16)}`;
+    const routingKey = C.routingKey(service, this.routingKey);
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.settle(correlationId, { status: 'timeout' }), timeoutMs);
       this.pending.set(correlationId, { resolve, timer });
       const now = Date.now();
-      this.channel.publish(this.exchange, this.routingKey, Buffer.from(body), {
+      this.channel.publish(this.exchange, routingKey, Buffer.from(body), {
         correlationId,
         messageId: correlationId,
         replyTo: this.replyTo,
@@ -89,7 +96,7 @@ class Caller {
     if (!request) return;
     this.pending.delete(correlationId);
     clearTimeout(request.timer);
-    request.resolve(result);
+    request.resolve({ correlationId, ...result });
   }
 
   async close() {
@@ -102,6 +109,7 @@ async function main() {
     url: { type: 'string', default: process.env.AMQP_URL || 'amqp://localhost' },
     exchange: { type: 'string', default: C.REQUEST_EXCHANGE },
     'routing-key': { type: 'string', default: C.DEFAULT_ROUTING_KEY },
+    service: { type: 'string' },
     reply: { type: 'string', default: 'queue' },
     'reply-exchange': { type: 'string', default: C.REPLY_EXCHANGE },
     'reply-queue': { type: 'string' },
@@ -116,7 +124,8 @@ async function main() {
     if (!line.trim()) continue;
     const request = JSON.parse(line);
     const timeoutMs = request.timeout_ms || Number(values['timeout-ms']);
-    calls.push(caller.call(request.body, { timeoutMs }).then((result) => {
+    const service = request.service || values.service;
+    calls.push(caller.call(request.body, { timeoutMs, service }).then((result) => {
       process.stdout.write(`${JSON.stringify({ id: request.id, ...result })}\n`);
     }));
   }

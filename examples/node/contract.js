@@ -4,9 +4,11 @@
 const crypto = require('crypto');
 
 module.exports = {
-  // channels.requests: the direct exchange, and the default service's routing key.
+  // channels.requests: the direct exchange, and the default service's routing key (the name of
+  // its request queue, topology.request_queue).
   REQUEST_EXCHANGE: 'burrow.x.requests',
   DEFAULT_ROUTING_KEY: 'burrow.requests',
+  DEFAULT_SERVICE: 'default',
   // channels.replies and channels.directReplyTo: the two reply paths.
   REPLY_EXCHANGE: 'burrow.x.replies',
   DIRECT_REPLY_TO: 'amq.rabbitmq.reply-to',
@@ -21,6 +23,19 @@ module.exports = {
   /** A new W3C traceparent (a new, sampled trace). */
   newTraceparent() {
     return `00-${crypto.randomBytes(16).toString('hex')}-${crypto.randomBytes(8).toString('hex')}-01`;
+  },
+
+  /**
+   * The routing key of `service` (parameter routingKey): the request queue's name for the default
+   * service (none, or "default"), the service's own name for a named one.
+   */
+  routingKey(service, requestQueue = module.exports.DEFAULT_ROUTING_KEY) {
+    return !service || service === module.exports.DEFAULT_SERVICE ? requestQueue : service;
+  },
+
+  /** The request queue of `service`: `requestQueue` for the default service, else `<requestQueue>.<service>`. */
+  serviceQueue(service, requestQueue = module.exports.DEFAULT_ROUTING_KEY) {
+    return !service || service === module.exports.DEFAULT_SERVICE ? requestQueue : `${requestQueue}.${service}`;
   },
 
   /** Where a reply to `replyTo` goes: the default exchange for direct reply-to, else burrow.x.replies. */

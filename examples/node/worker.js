@@ -3,9 +3,11 @@
 // serves a service's request queue in place of a burrow consumer, so burrow's callers (the Python
 // Producer, the producer daemon's HTTP API) get its answers.
 //
-//   node worker.js [--url amqp://localhost] [--queue burrow.requests] [--prefetch 16]
+//   node worker.js [--url amqp://localhost] [--queue burrow.requests] [--service NAME] [--prefetch 16]
 //
-// Prints "worker ready" once it consumes; SIGTERM or SIGINT stops it after the requests in hand.
+// --queue is the default service's request queue (topology.request_queue); --service NAME serves
+// the named service NAME instead, on its queue <queue>.<NAME>.
+// Prints "worker ready on <queue>" once it consumes; SIGTERM or SIGINT stops it after the requests in hand.
 // The queue belongs to burrow's topology (declared by burrow's daemons or the deployment), so it
 // is only checked here, not declared.
 
@@ -103,14 +105,16 @@ async function main() {
   const { values } = parseArgs({ options: {
     url: { type: 'string', default: process.env.AMQP_URL || 'amqp://localhost' },
     queue: { type: 'string', default: C.DEFAULT_ROUTING_KEY },
+    service: { type: 'string' },
     'reply-exchange': { type: 'string', default: C.REPLY_EXCHANGE },
     prefetch: { type: 'string', default: '16' },
   } });
   const connection = await amqp.connect(values.url);
   const channel = await connection.createConfirmChannel();
-  const worker = new Worker(channel, values.queue, values['reply-exchange'], handle);
+  const queue = C.serviceQueue(values.service, values.queue);
+  const worker = new Worker(channel, queue, values['reply-exchange'], handle);
   await worker.start(Number(values.prefetch));
-  console.log('worker ready');
+  console.log(`worker ready on ${queue}`);
   const stop = async () => {
     await worker.drain(30000);
     await connection.close();

@@ -1,16 +1,18 @@
 """The shipped daemons under load, driven and counted from outside like an operator's clients.
 
-:class:`Daemon` (tests/support/processes.py) runs ``burrow-producer`` or ``burrow-consumer --config
-FILE`` as a child process (the producer at DEBUG so that its republish records land in its log) and
-reads its RSS, open file descriptors and threads from /proc. :class:`HttpLoad` is a set of HTTP
-clients that each hold one request open at a time on the producer's Unix socket (``POST /v1/requests``,
-the documented contract) and keep, per request id, what came back: the status, the body, and
-whether anything followed the first answer on the connection (a second answer). Used by the daemon
-fault scenarios (test_fault_daemons.py) and by the soak (soak.py); neither needs pytest.
+Used by the daemon fault scenarios (test_fault_daemons.py) and the soak (scripts/soak.py), which
+start the daemons with :class:`processes.Daemon` (tests/support/processes.py). :class:`HttpLoad`
+is a set of HTTP clients that each hold one request open at a time on the producer's Unix socket
+(``POST /v1/requests``, the documented contract) and keep, per request id, what came back: the
+status, the body, whether anything followed the first answer on the connection (a second answer),
+when it was sent and answered, and the correlation id the producer gave it (what explain.py needs
+to explain a 503 or a 504). A connection the kernel refused, or a socket that is gone, is
+``refused``: the producer daemon is not there. Neither user needs pytest.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import io
 import logging
@@ -18,8 +20,7 @@ import socket
 import threading
 import time
 
-from faultcheck import Outcome, expected_reply, wait_for
-from processes import Daemon  # noqa: F401 - the daemon processes test_fault_daemons.py and soak.py start
+from faultcheck import Outcome, expected_reply, wait_for, watch
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,8 @@ class HttpLoad:
         self.clients = clients
         self.timeout = timeout
         self.deadline = deadline  # time.monotonic() after which no new request starts
-        self.outcomes: dict[bytes, Outcome] = {}
+        self.results: dict[bytes, Outcome] = {}
+        self.in_flight: dict[bytes, float] = {}
         self.latencies: list[float] = []
         self._next = 0
         self._next_at = 0.0
@@ -93,6 +95,7 @@ class HttpLoad:
 
     def start(self) -> "HttpLoad":
         self.started = self._next_at = time.monotonic()
+        watch(self)
         for thread in self._threads:
             thread.start()
         return self
@@ -121,10 +124,14 @@ class HttpLoad:
                f"Content-Length: {len(body)}\r\nX-Burrow-Timeout: {self.timeout:g}\r\n"
                f"X-Burrow-Request-Id: {body.decode()}\r\n\r\n").encode() + body
         started = time.monotonic()
+        sent_at = time.time()
+        with self._lock:
+            self.in_flight[body] = sent_at
+        headers: dict[str, str] = {}
         try:
-            status, _headers, reply, trailing = exchange(self.socket_path, raw, self.timeout + CLIENT_GRACE)
+            status, headers, reply, trailing = exchange(self.socket_path, raw, self.timeout + CLIENT_GRACE)
         except (ConnectionRefusedError, FileNotFoundError) as exc:
-            outcome = Outcome(body, "503", 0, f"not accepted: {exc}")  # the kernel refused it: never accepted
+            outcome = Outcome(body, "refused", 0, f"not accepted: {exc}")  # nothing listening: the daemon is gone
         except (OSError, http.client.HTTPException) as exc:
             outcome = Outcome(body, "lost", 0, f"{type(exc).__name__}: {exc}")
         else:
@@ -136,8 +143,11 @@ class HttpLoad:
                 outcome = Outcome(body, str(status), answers, reply[:100].decode(errors="replace"))
             else:
                 outcome = Outcome(body, "lost", answers, f"HTTP {status}: {reply[:100]!r}")
+        outcome = dataclasses.replace(outcome, sent_at=sent_at, done_at=time.time(), timeout=self.timeout,
+                                      correlation_id=headers.get("x-burrow-correlation-id", ""))
         with self._lock:
-            self.outcomes[body] = outcome
+            del self.in_flight[body]
+            self.results[body] = outcome
             if outcome.result == "answered":
                 self.latencies.append(time.monotonic() - started)
 
@@ -148,7 +158,7 @@ class HttpLoad:
 
     def answered(self) -> int:
         with self._lock:
-            return sum(outcome.result == "answered" for outcome in self.outcomes.values())
+            return sum(outcome.result == "answered" for outcome in self.results.values())
 
     def wait_answered(self, at_least: int, timeout: float) -> None:
         wait_for(lambda: self.answered() >= at_least, timeout, f"{at_least} answers of {self.prefix}")
@@ -159,6 +169,12 @@ class HttpLoad:
             thread.join(max(0.0, deadline - time.monotonic()))
         alive = sum(thread.is_alive() for thread in self._threads)
         assert not alive, f"{self.prefix}: {alive} clients still waiting after {timeout}s"
+        return self.outcomes()
+
+    def outcomes(self) -> list[Outcome]:
+        """Every request's outcome; one still waiting for its answer is ``lost``, "unresolved"."""
         with self._lock:
-            return list(self.outcomes.values())
+            waiting = [Outcome(body, "lost", 0, "unresolved", sent_at=sent_at, timeout=self.timeout)
+                       for body, sent_at in self.in_flight.items()]
+            return list(self.results.values()) + waiting
 

@@ -13,27 +13,35 @@ Only what lies outside the code under test is counted:
   publishes again after a reconnect (:class:`RepublishLog`, from a logging handler in-process or
   from a daemon's log file).
 
-:func:`count` reduces them to a :class:`Tally`. Per request, each handler run after the first must
+The callers' outcomes come from loads.Load (library callers) or daemonload.HttpLoad (HTTP
+clients). :func:`count` reduces them to a :class:`Tally`. Per request, each handler run after the first must
 be explained by that request's own ``redelivered`` flag or by a republish of that same request;
 each other run is an **unexplained duplicate**, named in ``problems``. A request counts as:
 
 - ``answered``: the caller got exactly the reply the handler makes of its body;
-- ``failed_503``: the caller got a clear refusal (broker unreachable, busy, refused: HTTP 503);
+- ``failed_503``: the caller got a clear refusal (broker unreachable, busy: HTTP 503);
 - ``failed_504``: the caller got a timeout (HTTP 504);
-- ``lost``: the caller got nothing, or an error nobody should see;
-- ``unexpected``: the caller got a reply that is not its own, or a reply no handler made.
+- ``refused``: the caller's connection to the producer daemon was refused or its socket was gone;
+- ``lost``: the caller got nothing, or an error nobody should see, or a 503/504 that
+  explain.py could not explain for that request (outside every outage window, before its
+  deadline, or never run and not dead-lettered);
+- ``unexpected``: the caller got a reply that is not its own, or a reply no handler made;
+- ``recovered_from_queue`` / ``died_with_caller`` (producer-restart only): the caller was killed;
+  its reply waited in the old instance's reply queue, or the broker never confirmed its request.
 
 In-process scenarios pass with everything answered; scenarios through the HTTP API may answer 503
-or 504 while the broker is away (``allow_errors``), and pass with 0 lost, 0 unexpected,
-0 unexplained duplicates and no HTTP client given two answers. Each test saves its tally as
-``<scenario>.json`` in :func:`results_dir` with the command, git revision and date; ``tests/faults/render_reliability.py`` renders docs/reliability.md from them.
+or 504 while the broker is away (``allow_errors``), each explained per request id, and pass with
+0 lost, 0 refused, 0 unexpected, 0 unexplained duplicates and no HTTP client given two answers.
+Fields a scenario does not measure stay None and are left out of its tally (the report prints
+"n/a"). Each test declares its run first (:func:`begin_scenario`), so that its tally is written
+whatever happens (tests/support/tallies.py); scripts/render_reliability.py renders
+docs/reliability.md from them.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import logging
 import re
 import threading
@@ -46,9 +54,9 @@ import pytest
 
 from burrow.errors import Backpressure, BrokerUnavailable, PublishError, RequestTimeout
 from burrow.handlers import RequestContext
-from burrow.producer import REPUBLISHED_MESSAGE, Producer
+from burrow.producer import REPUBLISHED_MESSAGE
 from burrow.tools.localbroker import LocalBroker
-from provenance import git_revision, results_dir  # tests/support
+from tallies import ScenarioRun  # tests/support
 from waiting import wait_for
 
 logger = logging.getLogger(__name__)
@@ -63,10 +71,6 @@ REPUBLISHED_LINE = re.compile(r" burrow\.producer: " + re.escape(REPUBLISHED_MES
 def expected_reply(body: bytes) -> bytes:
     """What ``burrow.handlers:echo`` and the test handlers answer for ``body``."""
     return REPLY_PREFIX + body
-
-
-#: The checkout's revision when this run started (a long run may outlive a commit).
-REVISION = git_revision()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,13 +167,20 @@ def republished() -> Iterator[RepublishLog]:
 
 @dataclasses.dataclass
 class Outcome:
-    """What one caller got for one request: ``answered``, ``503``, ``504``, ``lost`` or
-    ``unexpected``; ``answers`` counts the answers it received (an HTTP client reads on to EOF)."""
+    """What one caller got for one request: ``answered``, ``503``, ``504``, ``refused``, ``lost``,
+    ``unexpected`` (or, in producer-restart, ``recovered`` and ``died-with-caller``); ``answers``
+    counts the answers it received (an HTTP client reads on to EOF). The times (UNIX seconds),
+    the request's own timeout and the correlation id the producer gave it are what explain.py
+    needs to explain a 503 or 504."""
 
     body: bytes
     result: str
     answers: int = 1
     detail: str = ""
+    sent_at: float | None = None
+    done_at: float | None = None
+    timeout: float | None = None
+    correlation_id: str = ""
 
 
 def future_outcome(body: bytes, future: Future) -> Outcome:
@@ -189,6 +200,14 @@ def future_outcome(body: bytes, future: Future) -> Outcome:
     return Outcome(body, "lost", detail=f"{type(error).__name__}: {error}")
 
 
+#: Results of a killed caller's requests that are explained without a caller to tell (producer-restart).
+CALLER_GONE = ("recovered", "died-with-caller")
+#: Outcome results counted in a field of their own (anything else is ``lost``).
+RESULT_FIELDS = {"answered": "answered", "503": "failed_503", "504": "failed_504", "refused": "refused",
+                 "unexpected": "unexpected", "recovered": "recovered_from_queue",
+                 "died-with-caller": "died_with_caller"}
+
+
 @dataclasses.dataclass
 class Tally:
     """The counts of one scenario run (see the module docstring for each field)."""
@@ -199,42 +218,50 @@ class Tally:
     answered: int = 0
     failed_503: int = 0
     failed_504: int = 0
+    refused: int = 0
     lost: int = 0
     unexpected: int = 0
     answered_twice: int = 0
-    duplicates_explained: int = 0
-    duplicates_unexplained: int = 0
-    handler_runs: int = 0
-    redelivered_flagged: int = 0
-    republished: int = 0
-    duplicate_replies_dropped: int = 0
-    reconnects: int = 0
+    # Measured only where the scenario has the source (a handler log, the producer's republish
+    # records or stats, a killed caller): None otherwise, and then absent from the saved tally.
+    duplicates_explained: int | None = None
+    duplicates_unexplained: int | None = None
+    handler_runs: int | None = None
+    redelivered_flagged: int | None = None
+    republished: int | None = None
+    duplicate_replies_dropped: int | None = None
+    reconnects: int | None = None
+    recovered_from_queue: int | None = None
+    died_with_caller: int | None = None
+    outage_windows: list[list[float | None]] | None = None
     duration_s: float = 0.0
     allow_errors: bool = False
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)
     problems: list[str] = dataclasses.field(default_factory=list)
+    #: One record per request that was not answered: its id, times and why (explain.py).
+    non_answers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.bad()
 
     def bad(self) -> dict[str, int]:
-        names = ["lost", "unexpected", "answered_twice", "duplicates_unexplained"]
+        names = ["lost", "refused", "unexpected", "answered_twice", "duplicates_unexplained"]
         if not self.allow_errors:
             names += ["failed_503", "failed_504"]
         return {name: getattr(self, name) for name in names if getattr(self, name)}
 
-    def save(self, nodeid: str) -> Path:
-        """Write this tally as ``<scenario>.json`` with the command, revision and date."""
-        document = dataclasses.asdict(self)
+    def document(self) -> dict[str, Any]:
+        """The tally as saved: the measured fields only, the first 50 problems, ``ok``."""
+        document = {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
         document["problems"] = self.problems[:50]
         document["ok"] = self.ok
-        document["command"] = f"make faults FAULTS_ARGS='{nodeid_for_make(nodeid)}'"
-        document["revision"] = REVISION
-        document["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        path = results_dir() / f"{self.scenario}.json"
-        path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-        return path
+        return document
+
+    def reason(self) -> str | None:
+        """Why these counts fail the scenario, or None."""
+        bad = self.bad()
+        return f"{bad}; first problems: {self.problems[:3]}" if bad else None
 
     def check(self) -> None:
         """Fail the test with every non-zero bad count (after the tally was saved)."""
@@ -252,27 +279,22 @@ def count(tally: Tally, outcomes: Iterable[Outcome], runs: Iterable[Run] | None,
     """Fill ``tally`` from the callers' outcomes, the handler runs and the recorded republishes.
 
     ``runs`` of bodies no caller sent are ignored (other traffic on the queue); ``runs=None``
-    skips the handler side (for scenarios without a handler log).
+    skips the handler side (for scenarios without a handler log) and ``republished=None`` the
+    republish count: those fields then stay unmeasured.
     """
     outcomes = list(outcomes)
     own = {outcome.body for outcome in outcomes}
     tally.sent += len(outcomes)
     for outcome in outcomes:
-        if outcome.result == "answered":
-            tally.answered += 1
-        elif outcome.result == "503":
-            tally.failed_503 += 1
-        elif outcome.result == "504":
-            tally.failed_504 += 1
-        elif outcome.result == "unexpected":
-            tally.unexpected += 1
-        else:
-            tally.lost += 1
+        field = RESULT_FIELDS.get(outcome.result, "lost")
+        setattr(tally, field, (getattr(tally, field) or 0) + 1)
         if outcome.answers > 1:
             tally.answered_twice += 1
             tally.problems.append(f"{outcome.body!r} got {outcome.answers} answers")
-        if outcome.result != "answered":
+        if outcome.result != "answered" and outcome.result not in CALLER_GONE:
             tally.problems.append(f"{outcome.body!r}: {outcome.result} {outcome.detail}".rstrip())
+    if republished is not None:
+        tally.republished = sum(republished.values())
     if runs is None:
         return tally
     republished = republished or collections.Counter()
@@ -282,7 +304,7 @@ def count(tally: Tally, outcomes: Iterable[Outcome], runs: Iterable[Run] | None,
             by_body[run.body].append(run)
     tally.handler_runs = sum(len(body_runs) for body_runs in by_body.values())
     tally.redelivered_flagged = sum(run.redelivered for body_runs in by_body.values() for run in body_runs)
-    tally.republished = sum(republished.values())
+    tally.duplicates_explained = tally.duplicates_unexplained = 0
     for body, body_runs in by_body.items():
         unflagged = sum(not run.redelivered for run in body_runs)
         copies = sum(republished[cid] for cid in {run.correlation_id for run in body_runs})
@@ -294,7 +316,7 @@ def count(tally: Tally, outcomes: Iterable[Outcome], runs: Iterable[Run] | None,
             tally.problems.append(f"{body!r} ran {len(body_runs)} times, {unflagged} unflagged, "
                                   f"republished {copies} times: {unexplained} unexplained")
     for outcome in outcomes:
-        if outcome.result != "answered":
+        if outcome.result != "answered" and outcome.result not in CALLER_GONE:
             tally.problems.append(f"{outcome.body!r} ran {len(by_body.get(outcome.body, []))} times in handlers "
                                   f"(redelivered: {[run.redelivered for run in by_body.get(outcome.body, [])]})")
     answered_unprocessed = [o.body for o in outcomes if o.result == "answered" and o.body not in by_body]
@@ -302,106 +324,6 @@ def count(tally: Tally, outcomes: Iterable[Outcome], runs: Iterable[Run] | None,
         tally.unexpected += len(answered_unprocessed)
         tally.problems.append(f"{len(answered_unprocessed)} answered without a handler run, e.g. {answered_unprocessed[0]!r}")
     return tally
-
-
-class Load:
-    """Submit ``count`` requests at up to ``rate`` per second with at most ``window`` unanswered.
-
-    Bodies are ``<prefix>-<n>``; :meth:`start` runs the submitter in a thread so the test can
-    break things while the load is running. Every request is tracked by its body from the
-    caller's side: the future ``submit`` returned, or the error ``submit`` raised.
-    """
-
-    def __init__(self, producer: Producer, count: int, *, prefix: str, rate: float = 400.0, window: int = 200,
-                 timeout: float = 120.0) -> None:
-        self.producer = producer
-        self.count = count
-        self.prefix = prefix
-        self.rate = rate
-        self.window = threading.BoundedSemaphore(window)
-        self.timeout = timeout
-        self.futures: dict[bytes, Future] = {}
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._submit_all, name=f"load-{prefix}", daemon=True)
-        self.started = 0.0
-        self.submit_errors: dict[bytes, BaseException] = {}
-        self._stop = threading.Event()
-
-    def bodies(self) -> Iterator[bytes]:
-        return (f"{self.prefix}-{n}".encode() for n in range(self.count))
-
-    def start(self) -> "Load":
-        self.started = time.monotonic()
-        self._thread.start()
-        return self
-
-    def _submit_all(self) -> None:
-        interval = 1.0 / self.rate
-        next_at = time.monotonic()
-        for body in self.bodies():
-            self.window.acquire()
-            if self._stop.is_set():
-                self.window.release()
-                return
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            next_at = max(next_at + interval, time.monotonic() - 1.0)
-            try:
-                future = self.producer.submit(body, timeout=self.timeout)
-            except Exception as exc:  # the caller's own view: a refused submit is a failed request
-                self.submit_errors[body] = exc
-                self.window.release()
-                continue
-            with self._lock:
-                self.futures[body] = future
-            future.add_done_callback(lambda _f: self.window.release())
-
-    def stop(self) -> None:
-        """Submit no more requests (those submitted are still counted): for loads that run until
-        the scenario has seen enough after its fault, rather than for a fixed count."""
-        self._stop.set()
-
-    def answered(self) -> int:
-        with self._lock:
-            return sum(1 for future in self.futures.values() if future.done() and future.exception() is None)
-
-    def wait_answered(self, at_least: int, timeout: float) -> None:
-        """Block until ``at_least`` replies arrived (the moment to inject the next fault)."""
-        wait_for(lambda: self.answered() >= at_least, timeout, f"{at_least} answers of {self.prefix}")
-
-    def finish(self, timeout: float) -> None:
-        """Wait until every request was submitted and resolved (or fail naming how many are left)."""
-        deadline = time.monotonic() + timeout
-        self._thread.join(max(0.0, deadline - time.monotonic()))
-        assert not self._thread.is_alive(), f"{self.prefix}: submitting did not finish within {timeout}s"
-        for future in list(self.futures.values()):
-            remaining = deadline - time.monotonic()
-            try:
-                future.exception(timeout=max(0.0, remaining))
-            except TimeoutError:
-                pending = sum(1 for f in self.futures.values() if not f.done())
-                pytest.fail(f"{self.prefix}: {pending} requests still unresolved after {timeout}s")
-
-    def outcomes(self) -> list[Outcome]:
-        refused = [Outcome(body, "503" if isinstance(exc, REFUSALS) else "lost", detail=repr(exc))
-                   for body, exc in self.submit_errors.items()]
-        with self._lock:
-            return refused + [future_outcome(body, future) for body, future in self.futures.items()]
-
-    def tally(self, scenario: str, title: str, handler_log: HandlerLog | None, republished: RepublishLog | None = None,
-              producers: Iterable[Producer] = (), extra_loads: Iterable["Load"] = ()) -> Tally:
-        """Count this load (and ``extra_loads``) against the handler log and recorded republishes;
-        the producers' own stats only add the informational ``duplicate_replies_dropped`` and
-        ``reconnects``."""
-        loads = [self, *extra_loads]
-        tally = Tally(scenario=scenario, title=title, duration_s=round(time.monotonic() - self.started, 1))
-        for producer in {id(p): p for p in [*(load.producer for load in loads), *producers]}.values():
-            tally.duplicate_replies_dropped += producer.stats().duplicate_replies
-            tally.reconnects += producer.reconnects
-        outcomes = [outcome for load in loads for outcome in load.outcomes()]
-        return count(tally, outcomes, handler_log.runs() if handler_log else None,
-                     republished.counts() if republished else None)
 
 
 def connection_pids(broker: LocalBroker, name: str) -> list[str]:
@@ -422,8 +344,37 @@ def close_connections(broker: LocalBroker, name: str, expect: int) -> None:
         broker.ctl("close_connection", pid, "fault test: closed by the operator")
 
 
+#: The scenario run the current test declared, and the loads started since (counted if it dies).
+_active: dict[str, Any] = {"run": None, "loads": []}
+
+
+def begin_scenario(request: pytest.FixtureRequest, scenario: str, title: str) -> ScenarioRun:
+    """Declare the test's counted run before anything can fail: from here on its tally is written
+    whatever happens (tests/conftest.py ends the run with the test's verdict). If the test dies
+    before :func:`finish_scenario`, the tally holds what the loads started since had counted, by
+    id, with ``result: fail`` and the reason."""
+    run = ScenarioRun(scenario, title, f"make faults FAULTS_ARGS='{nodeid_for_make(request.node.nodeid)}'")
+    loads: list[Any] = []
+    _active.update(run=run, loads=loads)
+
+    def partial() -> dict[str, Any]:
+        tally = Tally(scenario, title)
+        return count(tally, [outcome for load in loads for outcome in load.outcomes()], None).document()
+
+    run.partial = partial
+    request.node.reliability_run = run
+    return run
+
+
+def watch(load: Any) -> None:
+    """Count ``load`` (anything with ``outcomes()``) in the partial tally of the current run."""
+    _active["loads"].append(load)
+
+
 def finish_scenario(request: pytest.FixtureRequest, tally: Tally) -> None:
-    """Save the tally for the report, log it, then assert the pass criteria."""
-    request.node.reliability_tally = tally.save(request.node.nodeid)  # marked failed by tests/conftest.py
+    """Save the tally (``result: fail`` with the reason when its counts fail), log it, then
+    assert the pass criteria; the test's later assertions can still fail the run."""
+    run: ScenarioRun = request.node.reliability_run
+    run.save(tally.document(), tally.reason())
     logger.info("Scenario %s: %s", tally.scenario, tally)
     tally.check()

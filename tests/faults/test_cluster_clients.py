@@ -25,13 +25,23 @@ from typing import Any, Callable, Iterator
 import pika
 import pytest
 
-from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, TopologyConfig, load_config, to_toml
+from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, TopologyConfig, load_config
 from burrow.producer import Producer
 from burrow.tools.localbroker import LocalBroker
 from burrow.tools.localcluster import LocalCluster
 from burrow.topology import declaration_steps, reply_queue_name
 
-from faultcheck import HandlerLog, Load, RepublishLog, finish_scenario, republished, wait_for  # noqa: F401 - a fixture
+from broker_helpers import delete_topology
+from faultcheck import (  # noqa: F401 - republished is a fixture
+    HandlerLog,
+    RepublishLog,
+    begin_scenario,
+    finish_scenario,
+    republished,
+    wait_for,
+)
+from loads import Load
+from processes import write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.cluster, pytest.mark.timeout(240)]
 
@@ -80,11 +90,7 @@ def cluster_config(healthy_cluster: LocalCluster, names: TopologyConfig,
     yield build
     connection, channel = channel_on(next(node for node in healthy_cluster.nodes if node.running))
     try:
-        for queue in (names.request_queue, names.dead_letter_queue,
-                      *(reply_queue_name(names, instance) for instance in instances)):
-            channel.queue_delete(queue=queue)
-        for exchange in (names.request_exchange, names.reply_exchange, names.dead_letter_exchange):
-            channel.exchange_delete(exchange=exchange)
+        delete_topology(channel, names, [reply_queue_name(names, instance) for instance in instances])
     finally:
         connection.close()
 
@@ -96,9 +102,7 @@ def node_of(cluster: LocalCluster, engine: Any, index: int = 0) -> LocalBroker:
 
 def test_config_file_with_every_node_serves_requests(cluster_config, consumer_process, healthy_cluster, tmp_path):
     config = cluster_config()
-    path = tmp_path / "cluster.toml"
-    path.write_text(to_toml(config))
-    path.chmod(0o600)
+    path = write_config(config, tmp_path / "cluster.toml")
     loaded = load_config(path)
     assert [str(node) for node in loaded.rabbitmq.nodes()] == list(healthy_cluster.hosts)
     consumer = consumer_process(loaded).start()
@@ -133,6 +137,7 @@ def run_kill_scenario(request: pytest.FixtureRequest, cluster: LocalCluster, sce
                       log: HandlerLog, republished: RepublishLog, prefix: str) -> tuple[Any, LocalBroker]:
     """Run the bounded load, SIGKILL the node ``victim_of(producer, consumer)`` after KILL_AFTER
     answers, let the load finish on the other two nodes, then count and check it."""
+    run = begin_scenario(request, scenario, title)
     load = Load(producer, REQUESTS, prefix=prefix, rate=RATE, timeout=90).start()
     load.wait_answered(KILL_AFTER, 60)
     victim = victim_of(producer, consumer)
@@ -142,7 +147,7 @@ def run_kill_scenario(request: pytest.FixtureRequest, cluster: LocalCluster, sce
     cluster.kill(victim)
     answered_at_kill = load.answered()
     load.finish(150)
-    tally = load.tally(scenario, title, log, republished)
+    tally = load.tally(run, log, republished)
     # Bring the node back before the test's queues are deleted, so that no member is left behind.
     cluster.restart(victim)
     tally.notes.update(answered_at_kill=answered_at_kill, killed=victim.name.rsplit("-", 1)[-1],

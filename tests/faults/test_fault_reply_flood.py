@@ -19,7 +19,7 @@ import pytest
 from burrow.producer import Producer
 from burrow.topology import reply_queue_name
 
-from faultcheck import Tally, close_connections, finish_scenario, wait_for
+from faultcheck import Tally, begin_scenario, close_connections, finish_scenario, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
@@ -42,6 +42,7 @@ class SlowReplyProducer(Producer):
 
 
 def test_reply_flood_survives_producer_connection_close(request, make_config, local_broker, amqp):
+    run = begin_scenario(request, "reply-flood", f"Producer connection closed while draining {FLOOD} replies")
     tag = uuid.uuid4().hex[:6]
     config = make_config(producer={"instance_id": f"flood-{tag}"}, rabbitmq={"connection_name": f"flood-{tag}"})
     reply_queue = reply_queue_name(config.topology, f"flood-{tag}")
@@ -71,9 +72,8 @@ def test_reply_flood_survives_producer_connection_close(request, make_config, lo
         amqp.queue_delete(queue=reply_queue)
     # The replies are this test's own (no handler ran): counted by correlation id as the test
     # published them, seen through the producer's on_reply, the one place a reply enters it.
-    tally = Tally(scenario="reply-flood", title=f"Producer connection closed while draining {FLOOD} replies",
-                  sent=FLOOD, answered=min(seen, FLOOD), lost=max(0, FLOOD - seen), reconnects=producer.reconnects,
-                  duration_s=round(time.monotonic() - started, 1),
+    tally = Tally(scenario=run.scenario, title=run.title, sent=FLOOD, answered=min(seen, FLOOD),
+                  lost=max(0, FLOOD - seen), reconnects=producer.reconnects, duration_s=round(time.monotonic() - started, 1),
                   notes={"replies_seen_at_close": seen_at_close, "distinct_replies_seen": seen,
                          "deliveries_incl_redelivered": deliveries})
     finish_scenario(request, tally)

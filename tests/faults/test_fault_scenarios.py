@@ -25,15 +25,16 @@ from typing import Any, Callable
 import pika
 import pytest
 
-from burrow.config import BurrowConfig, to_toml
+from burrow.config import BurrowConfig
 from burrow.errors import DeliveryLimitExceeded
 from burrow.topology import reply_queue_name
 
+from explain import explain
 from faultcheck import (
     HandlerLog,
-    Load,
     Outcome,
     Tally,
+    begin_scenario,
     close_connections,
     count,
     expected_reply,
@@ -41,6 +42,8 @@ from faultcheck import (
     republished,  # noqa: F401 - a fixture
     wait_for,
 )
+from loads import Load
+from processes import write_config
 from tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
@@ -76,6 +79,8 @@ def mode_title(title: str, mode: str) -> str:
 
 @mode_param
 def test_consumer_sigkill_mid_load_restarted(request, mode, make_config, consumer_process, start_producer, republished, tmp_path, monkeypatch):
+    run = begin_scenario(request, scenario_name("consumer-sigkill", mode),
+                         mode_title("Consumer SIGKILL mid-load, restarted", mode))
     log = HandlerLog(tmp_path / "handled.txt")
     monkeypatch.setenv("BURROW_TEST_RECORD", str(log.path))
     # The poison handler records and echoes like "record", and takes 0.3 s for "slow:" bodies.
@@ -95,8 +100,7 @@ def test_consumer_sigkill_mid_load_restarted(request, mode, make_config, consume
     second.wait_ready()
     load.finish(120)
     held.finish(60)
-    tally = load.tally(scenario_name("consumer-sigkill", mode), mode_title("Consumer SIGKILL mid-load, restarted", mode),
-                       log, republished, extra_loads=[held])
+    tally = load.tally(run, log, republished, extra_loads=[held])
     tally.notes["answered_when_killed"] = killed_at
     finish_scenario(request, tally)
     assert killed_at < 2000, "the load finished before the kill; the test proved nothing"
@@ -104,6 +108,7 @@ def test_consumer_sigkill_mid_load_restarted(request, mode, make_config, consume
 
 
 def test_three_consumers_two_killed_in_turn(request, make_config, consumer_process, start_producer, republished, tmp_path, monkeypatch):
+    run = begin_scenario(request, "three-consumers", "Three consumer processes on one queue, two SIGKILLed in turn")
     log = HandlerLog(tmp_path / "handled.txt")
     monkeypatch.setenv("BURROW_TEST_RECORD", str(log.path))
     # The poison handler records and echoes like "record", and takes 0.3 s for "slow:" bodies.
@@ -135,8 +140,7 @@ def test_three_consumers_two_killed_in_turn(request, make_config, consumer_proce
     for slow in held:
         slow.finish(60)
     runs_by_survivor = len(log.runs())
-    tally = load.tally("three-consumers", "Three consumer processes on one queue, two SIGKILLed in turn", log, republished,
-                       extra_loads=held)
+    tally = load.tally(run, log, republished, extra_loads=held)
     tally.notes.update(answered_at_first_kill=first_kill, answered_at_second_kill=second_kill)
     finish_scenario(request, tally)
     assert second_kill < 3000, "the load finished before the second kill; the test proved nothing"
@@ -150,6 +154,8 @@ def test_three_consumers_two_killed_in_turn(request, make_config, consumer_proce
 def test_broker_outage_mid_load(request, fault, mode, make_config, local_broker, start_consumer, start_producer, republished):
     """``restart``: ``rabbitmqctl stop`` then start; ``crash``: SIGKILL of the node, then start on
     the same data."""
+    title = "Broker SIGKILL mid-load, restarted on the same data" if fault == "crash" else "Broker stop + start mid-load"
+    run = begin_scenario(request, scenario_name(f"broker-{fault}", mode), mode_title(title, mode))
     log = HandlerLog()
     config = mode_config(make_config, mode, rabbitmq={"heartbeat": 5})
     consumer = start_consumer(config, handler=log.handler(delay=0.002))
@@ -167,8 +173,7 @@ def test_broker_outage_mid_load(request, fault, mode, make_config, local_broker,
     load.wait_answered(down_at + 300, 90)
     load.stop()
     load.finish(120)
-    title = "Broker SIGKILL mid-load, restarted on the same data" if fault == "crash" else "Broker stop + start mid-load"
-    tally = load.tally(scenario_name(f"broker-{fault}", mode), mode_title(title, mode), log, republished)
+    tally = load.tally(run, log, republished)
     tally.notes.update(answered_when_down=down_at, consumer_reconnects=consumer.reconnects,
                        dead_lettered=dead_letter_depth(local_broker.amqp_url, config))
     finish_scenario(request, tally)
@@ -185,19 +190,43 @@ def dead_letter_depth(amqp_url: str, config: BurrowConfig) -> int:
         connection.close()
 
 
-def child_records(outcome: Path) -> tuple[list[str], dict[str, bytes]]:
-    """What producer_child.py wrote as the caller: bodies in submit order, and each reply it got."""
+def child_records(outcome: Path) -> tuple[list[str], set[str], dict[str, bytes]]:
+    """What producer_child.py wrote as the caller: bodies in submit order, the bodies the broker
+    confirmed, and each reply it got."""
     submitted: list[str] = []
+    confirmed: set[str] = set()
     answered: dict[str, bytes] = {}
     if outcome.exists():
         for line in outcome.read_text().splitlines():
             kind, _, rest = line.partition(" ")
             if kind == "submitting":
                 submitted.append(rest)
+            elif kind == "confirmed":
+                confirmed.add(rest)
             elif kind == "answered":
                 body, _, reply = rest.partition(" ")
                 answered[body] = bytes.fromhex(reply)
-    return submitted, answered
+    return submitted, confirmed, answered
+
+
+def first_instance_outcome(body: str, confirmed: set[str], answered: dict[str, bytes], waiting: dict[str, bytes],
+                           correlation_id: str | None) -> Outcome:
+    """What became of one request of the killed instance: ``answered`` to the caller that sent it,
+    its reply ``recovered`` from the old instance's reply queue, ``died-with-caller`` (the broker
+    never confirmed it, and it never ran), or ``lost`` (confirmed or run, and no reply anywhere)."""
+    said = "confirmed by the broker" if body in confirmed else "never confirmed by the broker"
+    if body in answered:
+        reply, result, where = answered[body], "answered", "answered to its caller"
+    elif correlation_id is not None and correlation_id in waiting:
+        reply, result, where = waiting[correlation_id], "recovered", "reply waiting in the old instance's queue"
+    elif correlation_id is None:
+        return Outcome(body.encode(), "died-with-caller" if body not in confirmed else "lost", 0,
+                       f"never ran; {said}")
+    else:
+        return Outcome(body.encode(), "lost", 0, f"ran, reply neither received nor waiting; {said}")
+    if reply != expected_reply(body.encode()):
+        return Outcome(body.encode(), "unexpected", detail=f"{where}: got {reply[:60]!r}")
+    return Outcome(body.encode(), result, detail=where)
 
 
 def peek_replies(connection: Any, queue: str) -> dict[str, bytes]:
@@ -217,24 +246,26 @@ def peek_replies(connection: Any, queue: str) -> dict[str, bytes]:
 
 
 def test_producer_process_restart_with_requests_in_flight(request, make_config, start_consumer, start_producer, amqp, tmp_path, caplog):
+    """Counted from the callers' side: the killed instance's callers are gone, so a reply of theirs
+    recovered from its reply queue is not "answered"; a request that got neither is explained only
+    when the broker never confirmed it (it died with its caller)."""
+    run = begin_scenario(request, "producer-restart", "Producer process SIGKILL with requests in flight, restarted")
     log = HandlerLog()
     instance = f"restart-{uuid.uuid4().hex[:6]}"
     config = make_config(producer={"instance_id": instance}, consumer={"concurrency": 2})
     consumer = start_consumer(config, handler=log.handler(delay=0.004))
-    config_path = tmp_path / "producer.toml"
-    config_path.write_text(to_toml(config))
-    config_path.chmod(0o600)
+    config_path = write_config(config, tmp_path / "producer.toml")
     outcome = tmp_path / "first-instance.txt"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(FAULTS_DIR), str(SUPPORT_DIR), os.environ.get("PYTHONPATH", "")]))
     started = time.monotonic()
     child = subprocess.Popen([sys.executable, str(FAULTS_DIR / "producer_child.py"), str(config_path), "1000", str(outcome)],
                              env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "child.log", "wb"))
     try:
-        wait_for(lambda: len(child_records(outcome)[1]) >= 200, 60, "the first instance to get 200 answers")
+        wait_for(lambda: len(child_records(outcome)[2]) >= 200, 60, "the first instance to get 200 answers")
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(10)
-    submitted, answered_first = child_records(outcome)
+    submitted, confirmed, answered_first = child_records(outcome)
     assert len(answered_first) < len(submitted), "the first instance had nothing in flight when it was killed"
     # Let the consumer finish everything the first instance had queued, then look at the replies
     # that wait for the dead instance, from outside it.
@@ -243,46 +274,33 @@ def test_producer_process_restart_with_requests_in_flight(request, make_config, 
     reply_queue = reply_queue_name(config.topology, instance)
     waiting = peek_replies(amqp.connection, reply_queue)
     runs = log.runs()
-    correlation_of = {run.body.decode(): run.correlation_id for run in runs}
-    outcomes = []
-    for body in submitted:
-        if body in answered_first:
-            reply = answered_first[body]
-            result = "answered" if reply == expected_reply(body.encode()) else "unexpected"
-            outcomes.append(Outcome(body.encode(), result, detail=f"got {reply[:60]!r}"))
-        elif correlation_of.get(body) in waiting:
-            reply = waiting[correlation_of[body]]
-            result = "answered" if reply == expected_reply(body.encode()) else "unexpected"
-            outcomes.append(Outcome(body.encode(), result, detail=f"reply waiting: {reply[:60]!r}"))
-        elif body not in correlation_of:
-            # Never reached a handler: the request died with its caller (killed before publishing).
-            outcomes.append(Outcome(body.encode(), "died-with-caller"))
-        else:
-            outcomes.append(Outcome(body.encode(), "lost", detail="processed, reply neither received nor waiting"))
-    died = [o for o in outcomes if o.result == "died-with-caller"]
-    first_outcomes = [o for o in outcomes if o.result != "died-with-caller"]
+    correlation_of = {handled.body.decode(): handled.correlation_id for handled in runs}
+    first = [first_instance_outcome(body, confirmed, answered_first, waiting, correlation_of.get(body)) for body in submitted]
     caplog.set_level(logging.WARNING, logger="burrow.producer")
     second = start_producer(config)
     wait_for(lambda: second.stats().orphaned_replies == len(waiting), 30, f"{len(waiting)} orphaned replies counted")
     load = Load(second, 1000, prefix="after-restart", rate=500).start()
     load.finish(60)
-    tally = Tally("producer-restart", "Producer process SIGKILL with requests in flight, restarted")
-    count(tally, first_outcomes + load.outcomes(), log.runs())
+    tally = Tally(run.scenario, run.title, recovered_from_queue=0, died_with_caller=0)
+    outcomes, tally.non_answers = explain(first + load.outcomes(), {handled.body for handled in log.runs()}, None, None)
+    count(tally, outcomes, log.runs())
     tally.duration_s = round(time.monotonic() - started, 1)
-    tally.notes.update(first_submitted=len(submitted), first_answered=len(answered_first), replies_waiting=len(waiting),
-                       died_with_caller=len(died))
+    tally.notes.update(first_submitted=len(submitted), first_confirmed=len(confirmed & set(submitted)),
+                       first_answered=len(answered_first), replies_waiting=len(waiting))
     finish_scenario(request, tally)
     # Each waiting reply is dropped as orphaned by the new instance, logged with its id, never
     # handed to a caller.
     logged = {getattr(r, "CORRELATION_ID", None) for r in caplog.records
               if r.name == "burrow.producer" and "orphaned reply" in r.getMessage()}
     assert logged == set(waiting), "each orphaned reply is logged with its correlation id"
-    assert len(died) < 1000 - len(answered_first)
+    assert tally.died_with_caller < 1000 - len(answered_first)
     amqp.queue_delete(queue=reply_queue)
 
 
 @mode_param
 def test_close_connection_on_each_side(request, mode, make_config, local_broker, start_consumer, start_producer, republished, amqp):
+    run = begin_scenario(request, scenario_name("close-connection", mode),
+                         mode_title("rabbitmqctl close_connection: producer, consumer, then both", mode))
     log = HandlerLog()
     tag = uuid.uuid4().hex[:6]
     consumer_config = mode_config(make_config, mode, rabbitmq={"connection_name": f"fault-consumer-{tag}"})
@@ -298,8 +316,7 @@ def test_close_connection_on_each_side(request, mode, make_config, local_broker,
     close_connections(local_broker, f"fault-producer-{tag}", 1)
     close_connections(local_broker, f"fault-consumer-{tag}", 2)
     load.finish(70)
-    tally = load.tally(scenario_name("close-connection", mode),
-                       mode_title("rabbitmqctl close_connection: producer, consumer, then both", mode), log, republished)
+    tally = load.tally(run, log, republished)
     tally.notes.update(consumer_reconnects=consumer.reconnects,
                        dead_lettered=amqp.queue_declare(producer_config.topology.dead_letter_queue, passive=True).method.message_count)
     finish_scenario(request, tally)
@@ -307,6 +324,7 @@ def test_close_connection_on_each_side(request, mode, make_config, local_broker,
 
 
 def test_memory_alarm_blocks_then_recovers(request, make_config, local_broker, start_consumer, start_producer, republished):
+    run = begin_scenario(request, "memory-alarm", "Memory alarm (watermark 0, then 0.4) mid-load")
     log = HandlerLog()
     blocked_timeout = 3.0
     config = make_config(rabbitmq={"blocked_connection_timeout": blocked_timeout})
@@ -340,8 +358,7 @@ def test_memory_alarm_blocks_then_recovers(request, make_config, local_broker, s
     load.finish(120)
     for probe in probes:
         probe.finish(60)
-    tally = load.tally("memory-alarm", "Memory alarm (watermark 0, then 0.4) mid-load", log, republished,
-                       extra_loads=probes)
+    tally = load.tally(run, log, republished, extra_loads=probes)
     tally.notes.update(blocked_timeout=blocked_timeout, gave_up_after_s=round(gave_up_after, 1),
                        answered_during_alarm_2s=stalled, alarm_s=round(alarm_s, 1))
     finish_scenario(request, tally)
@@ -356,9 +373,10 @@ def test_memory_alarm_blocks_then_recovers(request, make_config, local_broker, s
 
 
 def test_tcp_proxy_cut_stall_reset(request, make_config, local_broker, start_consumer, start_producer, republished):
-    log = HandlerLog()
     heartbeat = 2
     stall = 4 * heartbeat  # the broker drops a peer after two missed heartbeats; pika after hb + 5 s
+    run = begin_scenario(request, "tcp-proxy", f"TCP proxy: cut, stall {stall}s (heartbeat {heartbeat}s), reset")
+    log = HandlerLog()
     with TcpProxy("127.0.0.1", local_broker.port) as proxy:
         config = make_config(rabbitmq={"port": proxy.port, "heartbeat": heartbeat, "socket_timeout": 3.0})
         consumer = start_consumer(config, handler=log.handler())
@@ -373,7 +391,7 @@ def test_tcp_proxy_cut_stall_reset(request, make_config, local_broker, start_con
         stall_reconnects = producer.reconnects + consumer.reconnects - reconnects
         reset = proxy.reset()
         load.finish(120)
-        tally = load.tally("tcp-proxy", f"TCP proxy: cut, stall {stall}s (heartbeat {heartbeat}s), reset", log, republished)
+        tally = load.tally(run, log, republished)
         tally.notes.update(consumer_reconnects=consumer.reconnects, proxy_connections=proxy.accepted,
                            connections_cut=cut, reconnects_after_stall=stall_reconnects, connections_reset=reset)
     finish_scenario(request, tally)
@@ -383,11 +401,13 @@ def test_tcp_proxy_cut_stall_reset(request, make_config, local_broker, start_con
 
 
 def test_broker_paused_shorter_and_longer_than_heartbeat(request, make_config, local_broker, start_consumer, start_producer, republished):
-    log = HandlerLog()
     heartbeat = 1
     # pika checks for traffic from the broker every heartbeat + 5 s and gives up after one silent
     # check, so a frozen broker is noticed after 6-12 s; the long pause must outlast that.
     short_pause, long_pause = heartbeat / 2, 2 * (heartbeat + 5) + 1
+    run = begin_scenario(request, "broker-pause",
+                         f"Broker SIGSTOP {short_pause:g}s, then {long_pause:g}s (heartbeat {heartbeat}s)")
+    log = HandlerLog()
     config = make_config(rabbitmq={"heartbeat": heartbeat, "socket_timeout": 3.0})
     consumer = start_consumer(config, handler=log.handler())
     producer = start_producer(config)
@@ -408,8 +428,7 @@ def test_broker_paused_shorter_and_longer_than_heartbeat(request, make_config, l
         local_broker.resume()
     answered_at_resume = load.answered()
     load.finish(120)
-    tally = load.tally("broker-pause", f"Broker SIGSTOP {short_pause:g}s, then {long_pause:g}s (heartbeat {heartbeat}s)",
-                       log, republished)
+    tally = load.tally(run, log, republished)
     tally.notes.update(reconnects_after_short_pause=short_reconnects, consumer_reconnects=consumer.reconnects,
                        answered_at_resume=answered_at_resume)
     finish_scenario(request, tally)
@@ -419,6 +438,7 @@ def test_broker_paused_shorter_and_longer_than_heartbeat(request, make_config, l
 
 
 def test_handler_longer_than_three_heartbeats_under_load(request, make_config, start_consumer, start_producer, republished):
+    run = begin_scenario(request, "long-handler", "Handlers running 3.5s (> 3 heartbeats of 1s) beside a short-request load")
     log = HandlerLog()
     slow = log.handler()
 
@@ -434,8 +454,7 @@ def test_handler_longer_than_three_heartbeats_under_load(request, make_config, s
     load = Load(producer, 1000, prefix="short", rate=200).start()
     load.finish(60)
     long_load.finish(30)
-    tally = load.tally("long-handler", "Handlers running 3.5s (> 3 heartbeats of 1s) beside a short-request load", log,
-                       republished, extra_loads=[long_load])
+    tally = load.tally(run, log, republished, extra_loads=[long_load])
     tally.notes["consumer_reconnects"] = consumer.reconnects
     finish_scenario(request, tally)
     assert consumer.reconnects == 0 and producer.reconnects == 0
@@ -443,9 +462,10 @@ def test_handler_longer_than_three_heartbeats_under_load(request, make_config, s
 
 
 def test_poison_message_kills_every_consumer_until_dead_lettered(request, make_config, consumer_process, start_producer, republished, amqp, tmp_path, monkeypatch):
+    limit = 2
+    run = begin_scenario(request, "poison", f"Poison request that kills the consumer process (delivery limit {limit})")
     log = HandlerLog(tmp_path / "handled.txt")
     monkeypatch.setenv("BURROW_TEST_RECORD", str(log.path))
-    limit = 2
     # The default window (4 x 4 workers): a crash raises the delivery count of every request the
     # consumer held, but the next consumer takes redeliveries one at a time, so only the poison's
     # count keeps growing and the requests delivered beside it are answered.
@@ -466,7 +486,7 @@ def test_poison_message_kills_every_consumer_until_dead_lettered(request, make_c
         time.sleep(0.05)
     load.finish(30)
     wait_for(lambda: dead() == 1, 10, "the poison request dead-lettered")
-    tally = load.tally("poison", f"Poison request that kills the consumer process (delivery limit {limit})", log, republished)
+    tally = load.tally(run, log, republished)
     poison_hits = log.path.read_text().count("poison-hit")
     tally.notes.update(consumer_crashes=crashes, poison_runs=poison_hits, dead_lettered=dead())
     finish_scenario(request, tally)

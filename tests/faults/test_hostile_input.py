@@ -18,12 +18,13 @@ from burrow.protocol import decode_reply
 
 from faultcheck import (
     HandlerLog,
-    Load,
+    begin_scenario,
     expected_reply,
     finish_scenario,
     republished,  # noqa: F401 - a fixture
     wait_for,
 )
+from loads import Load
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
@@ -53,6 +54,7 @@ ANSWERED = {
 
 
 def test_bad_requests_under_load(request, make_config, consumer_process, start_producer, republished, amqp, tmp_path, monkeypatch):
+    run = begin_scenario(request, "hostile-input", "Bad requests published to the request queue mid-load")
     log = HandlerLog(tmp_path / "handled.txt")
     monkeypatch.setenv("BURROW_TEST_RECORD", str(log.path))
     config = make_config(consumer={"handler": "burrow_test_handlers:record", "max_message_bytes": MAX_BYTES})
@@ -101,7 +103,7 @@ def test_bad_requests_under_load(request, make_config, consumer_process, start_p
 
     wait_for(collect, 30, "a reply to every odd request and a notice for every rejected one")
     load.finish(60)
-    tally = load.tally("hostile-input", "Bad requests published to the request queue mid-load", log, republished)
+    tally = load.tally(run, log, republished)
     daemon_log = daemon.log()
     missing_reasons = [name for name, (_p, _b, reason) in DEAD_LETTERED.items() if reason not in daemon_log]
     tally.notes.update(dead_lettered=dead(), odd_requests_answered=len(replies), forged_user_id=refused.value.reply_text)

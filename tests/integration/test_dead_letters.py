@@ -13,7 +13,7 @@ from burrow.deadletters import DeadLetterWatcher
 from burrow.errors import DeliveryLimitExceeded, Rejected
 from burrow.protocol import HEADER_DEADLINE, decode_reply
 
-from broker_helpers import queue_depth, start_victims_until_dead_lettered
+from broker_helpers import next_message, queue_depth, reply_queue, start_victims_until_dead_lettered
 from waiting import wait_for
 
 #: Every request here gets this long; the point is that the caller learns far sooner.
@@ -53,28 +53,17 @@ def test_rejection_notice_on_the_wire_names_the_reason(reason, make_config, star
     overrides, body, headers = WIRE_KINDS[reason]
     config = make_config(consumer={"max_message_bytes": 1024})
     start_consumer(config)
-    reply_queue = f"{config.topology.reply_queue_prefix}.wire"
-    amqp.queue_declare(reply_queue, exclusive=True)
-    amqp.queue_bind(reply_queue, config.topology.reply_exchange, routing_key=reply_queue)
-    properties = {"reply_to": reply_queue, "correlation_id": f"wire-{reason}",
+    replies = reply_queue(amqp, config, "wire")
+    properties = {"reply_to": replies, "correlation_id": f"wire-{reason}",
                   "content_type": "application/octet-stream", "headers": headers, **overrides}
     amqp.basic_publish(config.topology.request_exchange, config.topology.request_queue, body,
                        pika.BasicProperties(**properties))
-    notices: list[tuple[pika.BasicProperties, bytes]] = []
-
-    def notice_arrived() -> bool:
-        method, props, reply = amqp.basic_get(reply_queue, auto_ack=True)
-        if method is not None:
-            notices.append((props, reply))
-        return bool(notices)
-
-    wait_for(notice_arrived, 10, f"the {reason} notice")
-    props, reply = notices[0]
+    props, reply = next_message(amqp, replies, 10, f"the {reason} notice")
     ok, error = decode_reply(props, reply)
     assert not ok and type(error) is Rejected, error
     assert (props.correlation_id, error.reason) == (f"wire-{reason}", reason)
     wait_for(lambda: queue_depth(amqp, config.topology.dead_letter_queue) == 1, 10, "the request kept for audit")
-    assert queue_depth(amqp, reply_queue) == 0, "answered twice"
+    assert queue_depth(amqp, replies) == 0, "answered twice"
     assert start_producer(config).call(b"still-here", timeout=10) == b"Consumer processed: still-here"
 
 

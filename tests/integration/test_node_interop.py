@@ -1,7 +1,8 @@
 """burrow and Node.js, both ways, on the wire contract of docs/asyncapi.yaml: the Node caller of
-examples/node calls a burrow consumer daemon, a burrow Producer calls the Node worker, and a
-foreign caller that expects its reply through the default exchange (RabbitMQ's RPC tutorial) is
-refused visibly. Every request is counted by its id on the caller's side."""
+examples/node calls a burrow consumer daemon, a burrow Producer calls the Node worker (each for
+the default service and for named ones), and a foreign caller that expects its reply through
+the default exchange (RabbitMQ's RPC tutorial) is refused visibly. Every request is counted by
+its id on the caller's side."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import pika
@@ -25,6 +27,8 @@ from burrow.config import BurrowConfig, MetricsConfig, ProducerConfig, RabbitMQC
 from burrow.deadletters import DeadLetterWatcher
 from burrow.errors import RemoteError, RequestTimeout
 from burrow.protocol import CONTENT_TYPE, HEADER_DEADLINE, request_deadline, validate_request
+from burrow.services import DEFAULT_SERVICE
+from burrow.topology import service_queue_steps
 from burrow.tools.localbroker import free_port
 from broker_helpers import queue_depth, start_victims_until_dead_lettered
 from broker_permissions import permissions
@@ -79,17 +83,37 @@ def caller_results(process: subprocess.Popen[str], timeout: float = 120) -> dict
     return results
 
 
+def outcome(future: Future[bytes]) -> tuple[str, ...]:
+    """How a Producer's request ended, comparable per id: ``("ok", reply)``, ``("error", type,
+    message)``, ``("timeout",)`` or ``("other", repr)``."""
+    error = future.exception(timeout=30)
+    if error is None:
+        return ("ok", future.result().decode())
+    if isinstance(error, RemoteError):
+        return ("error", error.type_name, error.message)
+    return ("timeout",) if isinstance(error, RequestTimeout) else ("other", repr(error))
+
+
+def assert_outcomes(futures: dict[str, Future[bytes]], expected: dict[str, tuple[str, ...]]) -> None:
+    """Every request in ``expected`` ended as expected, each looked up by its id."""
+    assert sorted(futures) == sorted(expected)
+    ended = {request_id: outcome(future) for request_id, future in futures.items()}
+    wrong = {request_id: got for request_id, got in ended.items() if got != expected[request_id]}
+    assert not wrong, f"{len(wrong)} of {len(expected)} answered wrongly: {dict(list(wrong.items())[:5])}"
+
+
 @pytest.fixture
 def node_worker(node_env: dict[str, str], tmp_path: Path) -> Iterator:
-    """Start examples/node/worker.js on a config's request queue; stopped with SIGTERM at the end."""
+    """Start examples/node/worker.js on a config's request queue, or with ``service`` on that named
+    service's queue; stopped with SIGTERM at the end."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(config: BurrowConfig, amqp_url: str) -> Path:
+    def start(config: BurrowConfig, amqp_url: str, service: str | None = None) -> Path:
         log = tmp_path / f"node-worker-{len(started)}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
                 ["node", "worker.js", "--url", amqp_url, "--queue", config.topology.request_queue,
-                 "--reply-exchange", config.topology.reply_exchange],
+                 "--reply-exchange", config.topology.reply_exchange, *(["--service", service] if service else [])],
                 cwd=EXAMPLES, stdout=out, stderr=subprocess.STDOUT, env=node_env)
         started.append(process)
         wait_for(lambda: "worker ready" in log.read_text() or process.poll() is not None, 30, "the Node worker ready")
@@ -183,19 +207,79 @@ def test_burrow_producer_gets_every_answer_of_the_node_worker(reply_mode, broker
             futures[f"r{i}"] = producer.submit(f"sleep:2000 r{i}".encode(), timeout=0.3)
         else:
             futures[f"r{i}"] = producer.submit(f"r{i}".encode(), timeout=20)
-    wrong = {}
-    for request_id, future in futures.items():
+    expected = {}
+    for request_id in futures:
         i = int(request_id[1:])
-        error = future.exception(timeout=30)
-        if i % 20 == 1:
-            ok = isinstance(error, RemoteError) and (error.type_name, error.message) == ("RangeError", f"bad {request_id}")
-        elif i % 50 == 3:
-            ok = isinstance(error, RequestTimeout)
+        expected[request_id] = (("error", "RangeError", f"bad {request_id}") if i % 20 == 1 else ("timeout",)
+                                if i % 50 == 3 else ("ok", f"node worker: {request_id}"))
+    assert_outcomes(futures, expected)
+
+
+@pytest.mark.parametrize("reply", ["queue", "direct"])
+def test_node_caller_calls_named_services_and_the_default_one_of_one_daemon(reply, broker, make_config,
+                                                                            consumer_process, node_env, amqp):
+    """One consumer daemon serves ``default`` and ``upper``; the Node caller reaches each by the
+    document's routing key rule (no service and "default": the request queue's name; "upper": its
+    name), and a service nobody serves comes back unroutable. Each reply names the handler that
+    made it and, for ``upper``, the correlation id the caller sent."""
+    config = make_config(services={DEFAULT_SERVICE: "burrow.handlers:echo", "upper": "burrow_test_handlers:upper"})
+    consumer_process(config).start().wait_ready()
+    services = [None, DEFAULT_SERVICE, "upper", "upper", "upper"]
+    requests = [{"id": f"r{i}", "body": f"r{i}", **({"service": service} if (service := services[i % 5]) else {})}
+                for i in range(REQUESTS)]
+    requests += [{"id": f"nosuch{i}", "body": "x", "service": "nosuch"} for i in range(3)]
+    reply_queue = f"{config.topology.reply_queue_prefix}.node-{uuid.uuid4().hex[:6]}"
+    results = caller_results(start_caller(node_env, config, broker.amqp_url, requests, "--reply", reply,
+                                          "--reply-queue", reply_queue, "--timeout-ms", "20000"))
+    if reply == "queue":
+        amqp.queue_delete(reply_queue)
+
+    assert sorted(results) == sorted(request["id"] for request in requests), "a request had no result"
+    wrong = {}
+    for request in requests:
+        got, body = results[request["id"]], str(request["body"])
+        if request.get("service") == "upper":
+            made = f"upper:{body.upper()} {got['correlationId']}"
+        elif request.get("service") == "nosuch":
+            made = None
         else:
-            ok = error is None and future.result() == f"node worker: {request_id}".encode()
-        if not ok:
-            wrong[request_id] = error or future.result()
-    assert not wrong, f"{len(wrong)} of {REQUESTS} answered wrongly: {dict(list(wrong.items())[:5])}"
+            made = f"Consumer processed: {body}"
+        if (got["status"], got.get("body") if made else None) != ("ok" if made else "unroutable", made):
+            wrong[request["id"]] = got
+    assert not wrong, f"{len(wrong)} of {len(requests)} answered wrongly: {dict(list(wrong.items())[:5])}"
+    assert len({answer["correlationId"] for answer in results.values()}) == len(requests)
+    assert sum(1 for request in requests if request.get("service") == "upper") == 60
+
+
+@pytest.mark.parametrize("reply_mode", ["queue", "direct"])
+def test_burrow_producer_calls_a_named_service_the_node_worker_serves(reply_mode, broker, make_config, amqp,
+                                                                     start_consumer, start_producer, node_worker):
+    """The Node worker serves the named service ``nodework`` on its queue; a burrow consumer serves
+    the default service. One Producer calls both: ``service="nodework"`` requests (ok, error and a
+    timeout) are the Node worker's, the others burrow's, each matched to its request."""
+    config = make_config(services={"nodework": "burrow_test_handlers:upper"}, producer={"reply_mode": reply_mode})
+    producer = start_producer(config)
+    for method, arguments in service_queue_steps(config.topology, "nodework", None):  # as a deployment declares it
+        getattr(amqp, method)(**arguments)
+    node_worker(config, broker.amqp_url, "nodework")
+    start_consumer(dataclasses.replace(config, consumer=dataclasses.replace(config.consumer, services={})))
+    futures = {}
+    for i in range(REQUESTS):
+        if i % 2:
+            futures[f"d{i}"] = producer.submit(f"d{i}".encode(), timeout=20)
+        elif i % 20 == 2:
+            futures[f"e{i}"] = producer.submit(f"error:bad e{i}".encode(), service="nodework", timeout=20)
+        elif i % 50 == 4:
+            futures[f"t{i}"] = producer.submit(f"sleep:2000 t{i}".encode(), service="nodework", timeout=0.3)
+        else:
+            futures[f"n{i}"] = producer.submit(f"n{i}".encode(), service="nodework", timeout=20)
+    assert_outcomes(futures, {request_id: {"d": ("ok", f"Consumer processed: {request_id}"),
+                                           "e": ("error", "RangeError", f"bad {request_id}"),
+                                           "t": ("timeout",),
+                                           "n": ("ok", f"node worker: {request_id}")}[request_id[0]]
+                              for request_id in futures})
+    kinds = {kind: sum(1 for request_id in futures if request_id[0] == kind) for kind in "dent"}
+    assert kinds == {"d": 50, "e": 5, "n": 43, "t": 2}
 
 
 def test_a_dead_letter_notice_reaches_the_node_caller_as_a_rejected_reply(broker, make_config, consumer_process,

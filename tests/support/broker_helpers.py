@@ -26,6 +26,30 @@ def delete_topology(channel: pika.adapters.blocking_connection.BlockingChannel, 
         channel.exchange_delete(exchange=exchange)
 
 
+def reply_queue(channel: pika.adapters.blocking_connection.BlockingChannel, config: BurrowConfig, suffix: str) -> str:
+    """Declare an exclusive queue bound to the reply exchange under its own name, for requests a
+    test publishes by hand with it as ``reply_to``; return its name."""
+    queue = f"{config.topology.reply_queue_prefix}.{suffix}"
+    channel.queue_declare(queue, exclusive=True)
+    channel.queue_bind(queue, config.topology.reply_exchange, routing_key=queue)
+    return queue
+
+
+def next_message(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str, timeout: float,
+                 what: str) -> tuple[pika.BasicProperties, bytes]:
+    """Take the next message from ``queue`` (acked), waiting up to ``timeout`` seconds for it."""
+    got: list[tuple[pika.BasicProperties, bytes]] = []
+
+    def arrived() -> bool:
+        method, properties, body = channel.basic_get(queue, auto_ack=True)
+        if method is not None:
+            got.append((properties, body))
+        return bool(got)
+
+    wait_for(arrived, timeout, what)
+    return got[0]
+
+
 def start_victims_until_dead_lettered(config: BurrowConfig, consumer_process: Callable[..., Any],
                                       dead_letters: Callable[[], int], attempts: int = 6) -> None:
     """Start consumer daemons one after another, each once the poison request killed the one before,

@@ -1,6 +1,6 @@
 """Where a counted run came from and where its tally goes: shared by every campaign that writes
-``docs/reliability/<scenario>.json`` (tests/faults/faultcheck.py, tests/faults/soak.py,
-tests/system/test_cluster.py, and render_reliability.py's checks.json). Standard library only, so
+``docs/reliability/<scenario>.json`` (tests/faults/faultcheck.py, scripts/soak.py,
+tests/system/test_cluster.py, and scripts/render_reliability.py's checks.json). Standard library only, so
 the scripts that run outside pytest can import it too.
 """
 

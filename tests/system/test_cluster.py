@@ -22,15 +22,18 @@ Counting is from the caller's side: every id the load handed out must end with t
 consumers' handler (``burrow_test_handlers:record``) appends ``<id> <redelivered> <correlation id>`` to a file on its
 host; every handler run of an id beyond its first must carry the redelivery flag. Requests may fail
 with 503 only while the producer has no broker connection, and with 504 only when their 30-second
-deadline passes first; scenarios 3 and 4 (planned restarts) must fail none. Each scenario's tally
-goes to ``$BURROW_RELIABILITY_DIR/cluster-<scenario>.json`` (default build/reliability).
+deadline passes first (a 504 that came back before its deadline is counted lost); a refused
+connection to the producer's socket is ``refused`` and fails the scenario; scenarios 3 and 4
+(planned restarts) must fail none. Each scenario's tally goes to
+``$BURROW_RELIABILITY_DIR/cluster-<scenario>.json`` (default build/reliability) through
+tests/support/tallies.py: written with ``result: fail`` and the reason whenever the scenario fails,
+even before it could count, and added to the scenario's run history.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import datetime
 import json
 import logging
 import os
@@ -44,7 +47,7 @@ from pathlib import Path
 
 import pytest
 
-from provenance import git_revision, results_dir  # tests/support
+from tallies import ScenarioRun  # tests/support
 
 from .nspawn import REPO, Host, Network, SSHKey, ensure_root, wait_until, write_inventory
 from .test_deploy import ANSIBLE_DIR, CONSUMER_USER, DEPLOY_PACKAGES, PRODUCER_USER, VHOST, recap, run_playbook
@@ -363,11 +366,39 @@ def error_code(outcome: dict[str, object]) -> str:
         return "?"
 
 
-def tally(cluster: Cluster, load: Load, scenario: str, command: str, title: str, planned: bool) -> dict[str, object]:
+#: A deadline is published in whole milliseconds: a 504 may come up to this much early by the client's clock.
+DEADLINE_SLACK = 0.005
+#: The client errors of a connection nothing accepted: the producer daemon was not there.
+REFUSED_ERRORS = ("ConnectionRefusedError", "FileNotFoundError")
+
+
+def caller_counts(listed: list[dict[str, object]], expected_ids: set[str]) -> dict[str, int]:
+    """The callers' side of a tally, by id: ``answered``, ``failed_503``, ``failed_504`` (only at or
+    after its deadline), ``refused``, and ``lost`` for everything else; ids not (yet) listed are lost."""
+    outcomes = {str(outcome["id"]): outcome for outcome in listed}
+    counts = collections.Counter()
+    for request_id in expected_ids:
+        outcome = outcomes.get(request_id, {})
+        waited = float(outcome.get("end") or 0) - float(outcome.get("start") or 0)  # type: ignore[arg-type]
+        if outcome.get("ok"):
+            counts["answered"] += 1
+        elif outcome.get("status") == 503:
+            counts["failed_503"] += 1
+        elif outcome.get("status") == 504 and waited >= REQUEST_TIMEOUT - DEADLINE_SLACK:
+            counts["failed_504"] += 1
+        elif str(outcome.get("error", "")).startswith(REFUSED_ERRORS):
+            counts["refused"] += 1
+        else:
+            counts["lost"] += 1
+    return {name: counts[name] for name in ("answered", "failed_503", "failed_504", "refused", "lost")}
+
+
+def tally(cluster: Cluster, load: Load, run: ScenarioRun, planned: bool) -> dict[str, object]:
     """Count by id from the caller's side, check the handler runs, save and return the tally.
 
     ``planned`` (a rolling restart or upgrade): no request may fail, not even with 503/504.
     """
+    scenario = load.scenario
     sent = load.finish()
     listed = load.outcomes()
     # Each request's outcome, kept beside the session's other files for a look after the hosts are gone.
@@ -376,9 +407,7 @@ def tally(cluster: Cluster, load: Load, scenario: str, command: str, title: str,
     )
     outcomes = {str(outcome["id"]): outcome for outcome in listed}
     expected_ids = {f"{scenario}-{n:06d}" for n in range(1, sent + 1)}
-    answered = sum(1 for request_id in expected_ids if outcomes.get(request_id, {}).get("ok"))
-    status = collections.Counter(outcomes[request_id].get("status") for request_id in expected_ids & outcomes.keys())
-    failed_503, failed_504 = status.get(503, 0), status.get(504, 0)
+    counts = caller_counts(listed, expected_ids)
     reasons = collections.Counter(
         f"{outcome.get('status')} {error_code(outcome)}" for request_id, outcome in outcomes.items()
         if request_id in expected_ids and outcome.get("status") in (503, 504)
@@ -394,17 +423,9 @@ def tally(cluster: Cluster, load: Load, scenario: str, command: str, title: str,
         if not outcomes.get(request_id, {}).get("ok") and outcomes.get(request_id, {}).get("status") not in (503, 504)
     )
     result: dict[str, object] = {
-        "scenario": f"cluster-{scenario}",
-        "title": title,
-        "command": command,
         "allow_errors": not planned,
-        "revision": git_revision(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "sent": sent,
-        "answered": answered,
-        "failed_503": failed_503,
-        "failed_504": failed_504,
-        "lost": sent - answered - failed_503 - failed_504,
+        **counts,
         "duplicates_explained": duplicates - unexplained,
         "duplicates_unexplained": unexplained,
         "duration_s": round(load.seconds, 1),
@@ -415,16 +436,35 @@ def tally(cluster: Cluster, load: Load, scenario: str, command: str, title: str,
         "load_average": os.getloadavg()[0],
         "notes": {f"failed {reason}": count for reason, count in sorted(reasons.items())},
     }
-    path = results_dir() / f"cluster-{scenario}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    failures = {"lost": counts["lost"], "refused": counts["refused"], "duplicates_unexplained": unexplained,
+                "answered_without_handler_run": len(never_handled)}
+    if planned:
+        failures.update(failed_503=counts["failed_503"], failed_504=counts["failed_504"])
+    bad = {name: value for name, value in failures.items() if value}
+    run.save(result, f"{bad}; e.g. {others[:3]}" if bad else None)
     logger.info("tally %s: %s", scenario, result)
     assert others == [], f"{len(others)} requests neither answered nor 503/504, e.g. {others[:5]}"
     assert never_handled == [], f"answered but never handled: {never_handled[:5]}"
-    assert result["lost"] == 0
+    assert result["lost"] == 0 and result["refused"] == 0, f"lost or refused: {bad}"
     assert result["duplicates_unexplained"] == 0, {k: v for k, v in runs.items() if v.count(False) > 1}
     if planned:
-        assert failed_503 == 0 and failed_504 == 0, f"a planned restart failed {failed_503} + {failed_504} requests"
+        assert counts["failed_503"] == 0 and counts["failed_504"] == 0, f"a planned restart failed requests: {bad}"
     return result
+
+
+def test_caller_counts_explain_each_failure_by_id() -> None:
+    """The accounting alone, on outcomes in cluster_load.py's shape (no hosts are booted): a 504
+    before its deadline is lost, a refused connection is refused, an id without an outcome is lost."""
+    listed = [
+        {"id": "s-000001", "start": 0.0, "end": 0.1, "status": 200, "ok": True},
+        {"id": "s-000002", "start": 0.0, "end": 2.0, "status": 503, "ok": False},
+        {"id": "s-000003", "start": 0.0, "end": REQUEST_TIMEOUT + 0.2, "status": 504, "ok": False},
+        {"id": "s-000004", "start": 0.0, "end": REQUEST_TIMEOUT - 1.0, "status": 504, "ok": False},
+        {"id": "s-000005", "start": 0.0, "end": 0.0, "status": None, "ok": False,
+         "error": "ConnectionRefusedError: [Errno 111] Connection refused"},
+    ]
+    counts = caller_counts(listed, {f"s-{n:06d}" for n in range(1, 7)})
+    assert counts == {"answered": 1, "failed_503": 1, "failed_504": 1, "refused": 1, "lost": 2}
 
 
 def settle(cluster: Cluster) -> None:
@@ -446,15 +486,20 @@ def run_scenario(
     planned: bool = False,
 ) -> dict[str, object]:
     """Settle, run ``fault`` under a load of at most ``count`` requests, and count; the test's
-    docstring is the tally's title."""
+    docstring is the tally's title. The run is declared first, so that a scenario that fails
+    before counting still writes its tally (tests/support/verdicts.py ends it)."""
+    title = " ".join((request.node.function.__doc__ or scenario).split())
+    run = ScenarioRun(f"cluster-{scenario}", title, nodeid_command(request))
+    request.node.reliability_run = run
     settle(cluster)
     load = Load(cluster, scenario, count)
+    run.partial = lambda: {"allow_errors": not planned, "sent": len(load.outcomes()),
+                           **caller_counts(load.outcomes(), {str(outcome["id"]) for outcome in load.outcomes()})}
     try:
         fault(load)
     finally:
         load.stop()
-    title = " ".join((request.node.function.__doc__ or scenario).split())
-    return tally(cluster, load, scenario, nodeid_command(request), title, planned)
+    return tally(cluster, load, run, planned)
 
 
 KEEP_DOWN = "/run/systemd/system/rabbitmq-server.service.d/50-test-keep-down.conf"

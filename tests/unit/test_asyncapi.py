@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator
@@ -12,8 +13,11 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from burrow import protocol, tracing
+import pika
+
+from burrow import protocol, services, tracing
 from burrow.config import ConsumerConfig, TopologyConfig
+from burrow.config.schema import SERVICE_NAME
 from burrow.protocol import Outcome, Rejection
 from burrow.topology import DIRECT_REPLY_TO
 
@@ -21,6 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 DOCUMENT = REPO / "docs" / "asyncapi.yaml"
 EXAMPLES = REPO / "examples" / "node"
 #: Every AMQP basic property a client can set; burrow's code must not set one the document leaves out.
+#: Names a service may have, and names it may not, to hold the document's name rule against the code's.
+SERVICE_NAMES = ("resize", "a", "9lives", "billing_v2", "x-1", "z" * 64)
+NOT_SERVICE_NAMES = ("", "Resize", "a.b", "-x", "_x", "z" * 65, "a b", "r\u00e9sum\u00e9", "a/b")
 AMQP_PROPERTIES = ("content_type", "content_encoding", "headers", "delivery_mode", "priority", "correlation_id",
                    "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
 
@@ -131,6 +138,8 @@ def test_names_content_types_and_reply_paths_match_the_defaults(document):
     schemas = document["components"]["schemas"]
     content_type = schemas["RequestHeaders"]["properties"]["content_type"]
     assert tuple(content_type["x-burrow-default-accepted"]) == ConsumerConfig().content_types
+    examples = {example.split(";")[0] for example in content_type["examples"]}
+    assert set(content_type["x-burrow-default-accepted"]) <= examples
     assert schemas["ReplyHeaders"]["properties"]["content_type"]["const"] == protocol.CONTENT_TYPE
     assert document["defaultContentType"] == protocol.CONTENT_TYPE
 
@@ -145,3 +154,53 @@ def test_an_unroutable_reply_names_the_tutorial_pattern_only_for_a_foreign_calle
     assert rejection.code == code
     names_pattern = "default exchange" in rejection.reason and protocol.CONTRACT_DOCUMENT in rejection.reason
     assert names_pattern == (code == protocol.REJECT_REPLY_DEFAULT_EXCHANGE)
+
+
+def test_a_default_consumer_accepts_exactly_the_documented_content_types(document):
+    """Each documented type passes a default consumer's checks, with parameters or in capitals;
+    another type is rejected ``content_type``; no content type at all passes."""
+    field = document["components"]["schemas"]["RequestHeaders"]["properties"]["content_type"]
+    accepted = field["x-burrow-default-accepted"]
+
+    def verdict(content_type: str | None) -> str | None:
+        properties = pika.BasicProperties(correlation_id="c-1", reply_to="burrow.replies.x", content_type=content_type)
+        rejection = protocol.validate_request(properties, b"{}", max_message_bytes=1024,
+                                              content_types=ConsumerConfig().content_types, now=0.0)
+        return rejection.code if rejection else None
+
+    for content_type in accepted:
+        assert verdict(content_type) is None, content_type
+        assert verdict(f"{content_type.upper()}; charset=utf-8") is None, content_type
+    for content_type in ("application/xml", "image/png", "application/x-www-form-urlencoded"):
+        assert verdict(content_type) == protocol.REJECT_CONTENT_TYPE, content_type
+    assert verdict(None) is None
+
+
+def service_rule(document: dict[str, Any]) -> dict[str, Any]:
+    return document["components"]["parameters"]["routingKey"]["x-burrow-services"]
+
+
+@pytest.mark.parametrize("request_queue", [TopologyConfig().request_queue, "t.prefixed.burrow.requests"])
+def test_the_routing_key_rule_is_the_codes(document, request_queue):
+    """The document's routing key and queue of the default service and of named services are the
+    ones burrow.services computes (the consumer binds, the producer publishes with them)."""
+    rule = service_rule(document)
+    assert rule["default"]["names"] == [services.DEFAULT_SERVICE]
+    for service in (None, *rule["default"]["names"]):
+        default = {key: rule["default"][key].format(requestQueue=request_queue) for key in ("routingKey", "queue")}
+        assert default == {"routingKey": services.routing_key(request_queue, service),
+                           "queue": services.queue_name(request_queue, service)}
+    for name in SERVICE_NAMES:
+        named = {"requestQueue": request_queue, "name": name}
+        assert rule["named"]["routingKey"].format(**named) == services.routing_key(request_queue, name), name
+        assert rule["named"]["queue"].format(**named) == services.queue_name(request_queue, name), name
+        assert services.service_of_queue(request_queue, rule["named"]["queue"].format(**named)) == name
+
+
+def test_the_service_name_rule_is_the_codes(document):
+    rule = service_rule(document)["named"]["name"]
+    for name in SERVICE_NAMES + NOT_SERVICE_NAMES:
+        in_document = re.search(rule["pattern"], name) is not None and len(name) <= rule["maxLength"]
+        assert in_document == (SERVICE_NAME.problem(name) is None), name
+    assert all(SERVICE_NAME.problem(name) is None for name in SERVICE_NAMES)
+    assert not any(SERVICE_NAME.problem(name) is None for name in NOT_SERVICE_NAMES)

@@ -554,35 +554,51 @@ def test_concurrent_requests_share_the_producer(api: HttpApi) -> None:
 
 
 
+def pipelined(api: HttpApi, requests: bytes, count: int) -> list[tuple[int, bytes]]:
+    """Send ``requests`` in one write; the responses, as (status, body), until ``count`` came or
+    the server closed the connection."""
+    replies: list[tuple[int, bytes]] = []
+    parser: Any = None
+
+    class Responses:
+        body = b""
+
+        def on_body(self, data: bytes) -> None:
+            self.body += data
+
+        def on_message_complete(self) -> None:
+            replies.append((parser.get_status_code(), self.body))
+            self.body = b""
+
+    parser = httptools.HttpResponseParser(Responses())
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(api.address)
+        sock.sendall(requests)
+        while len(replies) < count and (chunk := sock.recv(65536)):
+            parser.feed_data(chunk)
+    return replies
+
+
 def test_pipelined_requests_are_answered_in_order(api: HttpApi) -> None:
     """Three requests in one write; the first one's reply comes late, and still comes first."""
     requests = b"".join(
         b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
         for body in (b"slow:0.3", b"p1", b"p2")
     )
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(5)
-        sock.connect(api.address)
-        sock.sendall(requests)
-        replies: list[tuple[int, bytes]] = []
-        parser: Any = None
+    assert pipelined(api, requests, 3) == [(200, b"done"), (200, b"reply:p1"), (200, b"reply:p2")]
 
-        class Responses:
-            body = b""
 
-            def on_body(self, data: bytes) -> None:
-                self.body += data
-
-            def on_message_complete(self) -> None:
-                replies.append((parser.get_status_code(), self.body))
-                self.body = b""
-
-        parser = httptools.HttpResponseParser(Responses())
-        while len(replies) < 3:
-            chunk = sock.recv(65536)
-            assert chunk, replies
-            parser.feed_data(chunk)
-    assert replies == [(200, b"done"), (200, b"reply:p1"), (200, b"reply:p2")]
+def test_a_refused_pipelined_request_is_answered_in_its_turn(api: HttpApi) -> None:
+    """A head over the limits behind a slow request: its 431 waits for the slow answer, then the
+    connection closes and nothing after it is served."""
+    flood = b"".join(b"X-%d: 1\r\n" % n for n in range(200))
+    requests = (b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\nslow:0.3"
+                + b"GET /v1/health HTTP/1.1\r\nHost: x\r\n" + flood + b"\r\n"
+                + b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    replies = pipelined(api, requests, 3)
+    assert [status for status, _ in replies] == [200, 431]
+    assert replies[0][1] == b"done" and json.loads(replies[1][1])["error"] == "request_header_fields_too_large"
 
 
 def test_burst_reuses_keep_alive_connections(api: HttpApi, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -248,8 +248,8 @@ class ServiceConfig:
     # Required (a check refuses a table without it), so the default only shows its shape.
     handler: str = setting("module:function", Text(accept=_handler_spec, shape="'module:function'"),
                            "required: the service's handler")
-    concurrency: int = setting(0, Between(0, MAX_CONCURRENCY), "the service's handler threads; 0: "
-                               "[consumer] concurrency")
+    concurrency: int = setting(0, Between(0, MAX_CONCURRENCY), "the service's handler threads (async def: "
+                               "requests awaited at once); 0: [consumer] concurrency")
     prefetch: int = setting(0, Between(0, 65535), "the service's unacked requests; 0: [consumer] prefetch")
     partitions: int = setting(1, Between(1, MAX_PARTITIONS), "queues the service is split over (consistent "
                               "hash on the request key); 1: one queue")
@@ -269,7 +269,8 @@ class ConsumerConfig:
 
     handler: str = setting("burrow.handlers:echo", Text(accept=_handler_spec, shape="'module:function'"),
                            "takes the body (and a context) and returns bytes")
-    concurrency: int = setting(8, Between(1, MAX_CONCURRENCY), "handler worker threads")
+    concurrency: int = setting(8, Between(1, MAX_CONCURRENCY), "handler worker threads, or for an async def "
+                               "handler the requests awaited at once on the daemon's one event loop")
     prefetch: int = setting(0, Between(0, 65535), "unacked requests held; 0 means 4 x concurrency; after a "
                             "(re)start redeliveries are taken one at a time, then the full window opens")
     max_message_bytes: int = setting(1048576, MESSAGE_BYTES, "bigger requests are dead-lettered")
@@ -278,6 +279,8 @@ class ConsumerConfig:
     include_traceback: bool = setting(False, None, "send the handler's traceback in error replies")
     shutdown_timeout: float = setting(30.0, SECONDS_OR_0, "seconds to finish in-flight handlers when stopping")
     dead_letter_notices: bool = setting(True, None, "run the dead-letter watcher in this consumer")
+    blocking_warning: float = setting(0.1, Between(MIN_SECONDS, 60), "an async def handler holding the event loop "
+                                      "longer than this many seconds (a blocking call) is logged")
     services: dict[str, ServiceConfig] = named_tables(
         ServiceConfig, SERVICE_NAME, "named services, each on its own queue <topology.request_queue>.<name> with "
         "its own threads; none: the default service alone, with handler above; \"default\" is the default service")

@@ -69,12 +69,15 @@ def error_document(
     return (json.dumps(document) + "\n").encode()
 
 
-def raw_error(status: int, message: str, extra: Mapping[str, str] | None = None, code: str = "") -> bytes:
+def raw_error(
+    status: int, message: str, extra: Mapping[str, str] | None = None, code: str = "", header: str = ""
+) -> bytes:
     """A complete ``Connection: close`` JSON error response, for answers written by the protocol.
 
-    ``code`` defaults to the status's phrase in snake case (``request_header_fields_too_large``).
+    ``code`` defaults to the status's phrase in snake case (``request_header_fields_too_large``);
+    ``header`` names the request header at fault, when one is.
     """
-    body = error_document(code or status_code(status), message)
+    body = error_document(code or status_code(status), message, fields={"header": header} if header else None)
     headers = answer_headers(status, body, "application/json", close=True, extra=extra)
     return STATUS_LINE[status] + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n" + body
 

@@ -47,7 +47,6 @@ from burrow.daemon import prometheus
 from burrow.daemon.bridge import FutureBridge
 from burrow.daemon.http.answers import Exchange, Send
 from burrow.daemon.http.inputs import (
-    DISCARD_LIMIT,
     BadHeader,
     Receive,
     client_request_id,
@@ -207,10 +206,8 @@ class App:
             return
         length = int(length_text)  # httptools refused anything but digits already
         if length > api.max_body:
-            if b"expect" not in headers and length <= api.max_body + DISCARD_LIMIT:
-                # Read the body first: closing on a client still sending it would reset the
-                # connection, and the client would see the reset instead of this answer.
-                await receive_body(exchange.scope, receive)
+            # Answered before any of the body is read; closing lingers, so a client still sending
+            # it reads this answer rather than a reset (burrow.daemon.http.transport).
             await exchange.error(413, "too_large", f"request body of {length} bytes is over {api.max_body}", close=True)
             return
         body = await receive_body(exchange.scope, receive)

@@ -19,10 +19,14 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 #: Largest ``X-Burrow-Timeout`` accepted (seconds).
 MAX_TIMEOUT = 86400.0
-#: A body at most this much over the size limit is read (and dropped) before the 413 answer.
+#: The body of a request answered without it (404, 405) is dropped as it arrives and the
+#: connection kept up to this size; a larger one closes the connection after the answer.
 DISCARD_LIMIT = 65536
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: A decimal number as people write one: no sign but "+", no "_", "inf", "nan" or hexadecimal,
+#: all of which Python's float() would take.
+_DECIMAL = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 
 
 class BadHeader(ValueError):
@@ -49,16 +53,14 @@ def client_request_id(headers: dict[bytes, bytes]) -> str | None:
 
 
 def request_timeout(headers: dict[bytes, bytes]) -> float | None:
-    """The ``X-Burrow-Timeout`` seconds, None when absent; :class:`BadHeader` unless in (0, MAX_TIMEOUT]."""
+    """The ``X-Burrow-Timeout`` seconds, None when absent; :class:`BadHeader` unless it is a plain
+    decimal number (``30``, ``2.5``, ``1e3``) in (0, MAX_TIMEOUT]."""
     raw_value = headers.get(b"x-burrow-timeout")
     if raw_value is None:
         return None
-    value = raw_value.decode("latin-1")
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or not 0 < seconds <= MAX_TIMEOUT:
+    value = raw_value.decode("latin-1").strip(" \t")
+    seconds = float(value) if _DECIMAL.match(value) else math.nan
+    if not 0 < seconds <= MAX_TIMEOUT:
         raise BadHeader("X-Burrow-Timeout", "bad_timeout", f"must be seconds in (0, {MAX_TIMEOUT:g}], got {value!r}")
     return seconds
 

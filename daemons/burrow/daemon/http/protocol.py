@@ -2,13 +2,24 @@
 
 uvicorn parses HTTP/1.1 (httptools/llhttp), keeps connections alive, queues pipelined requests,
 does flow control and ``100 Continue``, and runs the ASGI application once per request.
-:class:`BurrowProtocol` adds, before the application sees anything: JSON answers for requests
-the parser refuses (400, 431, 501), a cap on the request head's size, the connection cap (beyond
-``max_connections`` a client waits up to :data:`SLOT_WAIT` for a slot, then gets 503), the
-whole-request read deadline (request line, headers and body within ``read_timeout`` of the first
-byte, so a slow-loris client trickling one byte at a time is cut off; an idle connection is
-closed after ``read_timeout`` too) and the bookkeeping the drain needs. :class:`CorkedTransport`
-sends the writes of one loop iteration in one system call.
+:class:`BurrowProtocol` adds, before the application sees anything:
+
+- JSON answers for requests the parser refuses (400, 501) and for the head's limits: a request
+  target over :data:`MAX_REQUEST_TARGET` bytes is answered 414, more than :data:`MAX_HEADERS`
+  header lines or :data:`MAX_HEADER_BYTES` of them 431. A head that arrives in one read (the usual
+  case) is measured once it is complete; one arriving in pieces is measured after each piece,
+  so a flood is refused before it is all buffered.
+- At most :data:`MAX_PIPELINED` requests queued behind the one running: the next is answered 503
+  in its turn, and the connection closes after it.
+- Answers always in request order: a refusal found while earlier requests of the connection are
+  still running waits for their answers.
+- The connection cap: beyond ``max_connections`` a client waits up to :data:`SLOT_WAIT` for a
+  slot, then gets 503.
+- The whole-request read deadline: request line, headers and body within ``read_timeout`` of the
+  first byte, so a slow-loris client trickling one byte at a time is cut off (a slow body is
+  answered 408 by the application); an idle connection is closed after ``read_timeout`` too.
+- The bookkeeping the drain needs. Writes and the lingering close are the transport's
+  (:mod:`burrow.daemon.http.transport`).
 
 uvicorn's protocol classes are not public API: a subclass relies on their insides. Tested with
 uvicorn 0.54 (``pyproject.toml`` pins the range); ``tests/unit/test_uvicorn_internals.py`` names
@@ -31,8 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
 import httptools
 import uvicorn
@@ -40,14 +50,26 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from burrow.daemon.http.answers import raw_error
+from burrow.daemon.http.transport import CorkedTransport
 
 logger = logging.getLogger(__name__)
 
 #: How long a connection over ``max_connections`` waits for a free slot before it is answered 503.
 SLOT_WAIT = 1.0
-#: Largest request line plus headers (bytes); a longer head is answered 431.
-MAX_HEAD_BYTES = 65536
+#: Longest request target (path and query) in bytes; a longer one is answered 414.
+MAX_REQUEST_TARGET = 8192
+#: Most header lines in a request; more are answered 431.
+MAX_HEADERS = 100
+#: Most bytes of header lines in a request (names, values, ``": "`` and line ends); more: 431.
+MAX_HEADER_BYTES = 16384
+#: Largest head (request line and headers) buffered while it arrives in pieces; a head that grows
+#: past it without tripping one of the limits above is answered 431 all the same.
+MAX_HEAD_BYTES = MAX_REQUEST_TARGET + MAX_HEADER_BYTES + 1024
+#: Requests a connection may have queued behind the one running; the next is answered 503.
+MAX_PIPELINED = 32
 
+#: The headers the parser itself reads; its error messages name them ("Content-Length overflow").
+_FRAMING_HEADERS = ("Content-Length", "Transfer-Encoding")
 #: A request line that is well formed apart from its method (then 501, else 400).
 _REQUEST_LINE = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+ \S+ HTTP/1\.[01]\r?\n")
 
@@ -77,16 +99,20 @@ class ConnectionHost(Protocol):
 
 
 class _Reject(Exception):
-    """Raised from a parser callback: answer ``status`` and close the connection."""
+    """Raised from a parser callback: answer ``status`` in its turn and close the connection."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: str = "", retry_after: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code
+        self.retry_after = retry_after
+        self.header = next((name for name in _FRAMING_HEADERS if name in message), "")
 
 
 class BurrowProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol plus the connection cap, the read deadline and JSON errors."""
+    """uvicorn's httptools protocol plus the request limits, the connection cap, the read
+    deadline and JSON errors (module docstring)."""
 
     def __init__(
         self, host: ConnectionHost, config: uvicorn.Config, state: ServerState, loop: asyncio.AbstractEventLoop
@@ -94,11 +120,15 @@ class BurrowProtocol(HttpToolsProtocol):
         super().__init__(config, state, {}, loop)
         self.host = host
         self.timeout_keep_alive = host.read_timeout  # type: ignore[assignment]  # uvicorn's is whole seconds
+        self.transport: CorkedTransport
         self.admitted = False
         self.served = 0
         self.in_head = False
         self.head_bytes = 0
+        self.heads_begun = 0
         self.deadline = 0.0
+        #: Set once a request was refused: nothing after it is read, its answer may wait its turn.
+        self.refusal: bytes | None = None
         self._deadline_handle: asyncio.TimerHandle | None = None
         self._slot_handle: asyncio.TimerHandle | None = None
 
@@ -135,6 +165,7 @@ class BurrowProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
+        self.transport.stop_lingering()
         if not self.admitted:
             if self._slot_handle is not None:
                 self._slot_handle.cancel()
@@ -143,44 +174,78 @@ class BurrowProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
         self.host.connection_closed()
 
-    # -- parsing, the head's size and deadline -------------------------------------------------
+    # -- parsing, the head's limits and deadline -----------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.refusal is not None or self.transport.is_closing():
+            self.transport.discard(len(data))
+            return
         self._unset_keepalive_if_required()
-        if self.in_head or self.cycle is None or self.cycle.response_complete or not self.cycle.more_body:
-            self.head_bytes += len(data)
+        began = self.heads_begun
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             if not isinstance(exc.__context__, _Reject):
                 raise
-            self.reject(exc.__context__.status, exc.__context__.message)
+            self.reject(exc.__context__)
             return
         except httptools.HttpParserInvalidMethodError:
             well_formed = _REQUEST_LINE.match(data) is not None
-            self.reject(501 if well_formed else 400, "unsupported method" if well_formed else "malformed request line")
+            self.reject(_Reject(501, "unsupported method") if well_formed else _Reject(400, "malformed request line"))
             return
         except httptools.HttpParserError as exc:
-            self.reject(400, f"malformed request: {exc}")
+            self.reject(_Reject(400, f"malformed request: {exc}"))
             return
         if self.in_head:
-            if self.head_bytes > MAX_HEAD_BYTES:
-                self.reject(431, f"request line and headers over {MAX_HEAD_BYTES} bytes")
+            # A head split over reads: all of this read is head if the head began before it;
+            # otherwise count what the parser took of it (an unfinished header line is not yet).
+            self.head_bytes = self.head_bytes + len(data) if began == self.heads_begun else self._parsed_head_bytes()
+            refusal = self._head_refusal(complete=False)
+            if refusal is not None:
+                self.reject(refusal)
             elif self._deadline_handle is None:
                 # Only a head split over several reads needs the timer: most arrive in one.
                 self._deadline_handle = self.loop.call_at(self.deadline, self._too_slow)
 
-    def reject(self, status: int, message: str) -> None:
-        """Answer a request the parser refused in JSON, then close (nothing after it can be trusted)."""
-        logger.debug("Rejecting a request: %d %s", status, message)
+    def _header_bytes(self) -> int:
+        """The header lines parsed so far, as sent: name, ``": "``, value and line end."""
+        return sum(len(name) + len(value) + 4 for name, value in self.headers)
+
+    def _parsed_head_bytes(self) -> int:
+        return len(self.url) + self._header_bytes()
+
+    def _head_refusal(self, complete: bool) -> _Reject | None:
+        """The limit the head so far breaks, if any (with ``complete``, the finished head's)."""
+        if len(self.url) > MAX_REQUEST_TARGET:
+            return _Reject(414, f"request target over {MAX_REQUEST_TARGET} bytes")
+        if len(self.headers) > MAX_HEADERS:
+            return _Reject(431, f"over {MAX_HEADERS} header lines")
+        if self._header_bytes() > MAX_HEADER_BYTES:
+            return _Reject(431, f"header lines over {MAX_HEADER_BYTES} bytes")
+        if not complete and self.head_bytes > MAX_HEAD_BYTES:
+            return _Reject(431, f"request line and headers over {MAX_HEAD_BYTES} bytes")
+        return None
+
+    def reject(self, refusal: _Reject) -> None:
+        """Answer a refused request in JSON in its turn (now, or after the answers to the requests
+        before it on this connection), then close: nothing the client sent after it is read."""
+        logger.debug("Refusing a request: %d %s", refusal.status, refusal.message)
         self._cancel_deadline()
-        if not self.transport.is_closing():
-            self.transport.write(raw_error(status, message))
+        self.in_head = False
+        self.refusal = raw_error(refusal.status, refusal.message, code=refusal.code, header=refusal.header,
+                                 extra={"Retry-After": "1"} if refusal.retry_after else None)
+        if self.cycle is None or self.cycle.response_complete:
+            self._send_refusal()
+
+    def _send_refusal(self) -> None:
+        if self.refusal is not None and not self.transport.is_closing():
+            self.transport.write(self.refusal)
             self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.in_head = True
+        self.heads_begun += 1
         self.deadline = self.loop.time() + self.host.read_timeout
         self.scope["extensions"] = {"burrow": {"deadline": self.deadline, "complete": False}}
 
@@ -191,27 +256,33 @@ class BurrowProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         self.head_bytes = 0
-        # A head that arrived in one read was not measured by data_received: measure it here.
-        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > MAX_HEAD_BYTES:
-            raise _Reject(431, f"request line and headers over {MAX_HEAD_BYTES} bytes")
+        refusal = self._head_refusal(complete=True)
+        if refusal is not None:
+            raise refusal
         self._cancel_deadline()
         version = self.parser.get_http_version()
         if version not in ("1.0", "1.1"):
             raise _Reject(400, f"HTTP/{version} is not supported")
+        if len(self.pipeline) >= MAX_PIPELINED:
+            raise _Reject(503, f"over {MAX_PIPELINED} pipelined requests on one connection", code="busy",
+                          retry_after=True)
         self.host.busy_changed()
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
         self.served += 1
         super().on_response_complete()
+        if self.refusal is not None and not self.pipeline and self.cycle.response_complete:
+            self._send_refusal()
         self.host.busy_changed()
 
     def _too_slow(self) -> None:
-        """The request's head did not arrive within read_timeout: close without an answer."""
+        """The request's head did not arrive within read_timeout: cut the connection, no answer
+        (nothing to linger for)."""
         self._deadline_handle = None
         if self.in_head:
             logger.debug("Client too slow to send its request; closing the connection")
-            self.transport.close()
+            self.transport.abort()
 
     def _cancel_deadline(self) -> None:
         if self._deadline_handle is not None:
@@ -223,6 +294,8 @@ class BurrowProtocol(HttpToolsProtocol):
     @property
     def busy(self) -> bool:
         """Serving a request, or not having sent its first one yet (its client is about to)."""
+        if self.transport.is_closing():
+            return False
         if self.cycle is None:
             return self.served == 0
         return not self.cycle.response_complete or bool(self.pipeline) or self.in_head
@@ -233,81 +306,13 @@ class BurrowProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-class CorkedTransport(asyncio.Transport):
-    """A connection's transport whose writes within one loop iteration leave in one ``write``.
-
-    uvicorn writes a response's head and body separately; corked, they cost one system call (and,
-    for pipelined requests, several responses share one). ``close`` sends what is pending first;
-    ``abort`` drops it. Every other method is the wrapped transport's own.
-    """
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__()
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not self._pending:
-            self._loop.call_soon(self.flush)
-        self._pending.append(bytes(data))
-
-    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        for data in list_of_data:
-            self.write(data)
-
-    def flush(self) -> None:
-        """Send what was written since the last flush (scheduled by the first write)."""
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending = []
-            if not self._transport.is_closing():
-                self._transport.write(data)
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def abort(self) -> None:
-        self._pending = []
-        self._transport.abort()
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._transport.get_extra_info(name, default)
-
-    def pause_reading(self) -> None:
-        self._transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._transport.resume_reading()
-
-    def is_reading(self) -> bool:
-        return self._transport.is_reading()
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self._transport.set_write_buffer_limits(high, low)
-
-    def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size()
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return self._transport.get_write_buffer_limits()
-
-    def write_eof(self) -> None:
-        self.flush()
-        self._transport.write_eof()
-
-    def can_write_eof(self) -> bool:
-        return self._transport.can_write_eof()
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._transport.set_protocol(protocol)
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._transport.get_protocol()
-
-
-__all__ = ["MAX_HEAD_BYTES", "SLOT_WAIT", "BurrowProtocol", "ConnectionHost", "CorkedTransport"]
+__all__ = [
+    "MAX_HEADERS",
+    "MAX_HEADER_BYTES",
+    "MAX_HEAD_BYTES",
+    "MAX_PIPELINED",
+    "MAX_REQUEST_TARGET",
+    "SLOT_WAIT",
+    "BurrowProtocol",
+    "ConnectionHost",
+]

@@ -9,37 +9,41 @@ minutes, with a consumer SIGKILL and a broker restart in the middle.
    systemd's ``Restart=`` would), at two thirds stop and restart the broker on the same data.
    Every 10 s sample RSS, file descriptors and threads of both daemons.
 4. Count per request id from the clients' side (tests/faults/faultcheck.py: answered, 503, 504,
-   lost, answered twice; duplicates explained by the redelivered flag or a logged republish, or
-   unexplained) and write ``soak.json`` (the tally, with the resource samples) and
-   ``soak-rss.png`` (RSS of both daemons over time) to ``--out``.
+   refused, lost, answered twice; each 503/504 explained by tests/faults/explain.py from the
+   producer's outage windows in its log and the dead-letter queue, or lost; duplicates explained
+   by the redelivered flag or a logged republish, or unexplained) and write ``soak.json`` (the
+   tally, with the resource samples; written marked failed, with the reason, even when the soak
+   dies before counting), its history line (tests/support/tallies.py) and ``soak-rss.png`` (RSS
+   of both daemons over time) to ``--out``.
 
-Exit status 0 when nothing was lost, nothing answered twice and no duplicate is unexplained.
+Exit status 0 when the tally passes. ``make soak`` runs it with
+PYTHONPATH=tests/support:tests/faults (the helpers it shares with the fault tests).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, TopologyConfig
+from burrow.tools.localbroker import LocalBroker
 
-from burrow.config import BurrowConfig, ConsumerConfig, ProducerConfig, RabbitMQConfig, TopologyConfig  # noqa: E402
-from burrow.tools.localbroker import LocalBroker  # noqa: E402
-
-from daemonload import Daemon, HttpLoad  # noqa: E402
-from faultcheck import REVISION, HandlerLog, RepublishLog, Tally, count  # noqa: E402
+from daemonload import HttpLoad
+from explain import dead_letters, explain, outage_windows
+from faultcheck import HandlerLog, RepublishLog, Tally, count
+from processes import Daemon
+from tallies import ScenarioRun
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CLIENTS = 32
 SAMPLE_EVERY = 10.0
 
@@ -108,6 +112,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
+    argv_text = " ".join(argv if argv is not None else sys.argv[1:])
+    run = ScenarioRun("soak", f"Daemons at half the measured peak for {args.minutes:g} min, consumer SIGKILL at 1/3, "
+                              "broker restart at 2/3, counted at the HTTP clients",
+                      f"make soak SOAK_ARGS='{argv_text}'" if argv_text else "make soak", args.out)
+    failure: str | None = None
+    try:
+        return 0 if soak(args, run) else 1  # a tally whose counts fail was saved with result: fail
+    except BaseException as exc:  # the run's verdict: kept in its tally before the error goes on
+        failure = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:300]
+        raise
+    finally:
+        run.end(failure)
+
+
+def soak(args: argparse.Namespace, run: ScenarioRun) -> bool:
+    """Steps 1-4 of the module docstring; True when the saved tally passes."""
     work = Path(tempfile.mkdtemp(prefix="burrow-soak-"))
     record = work / "handled.txt"
     broker = LocalBroker(name=f"burrow-soak-{uuid.uuid4().hex[:6]}").start()
@@ -141,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         first = sampler.sample()
         load = HttpLoad(socket_path, int(rate * duration) + 1, prefix="soak", rate=rate, clients=CLIENTS,
                         deadline=started + duration).start()
+        run.partial = lambda: count(Tally(run.scenario, run.title, allow_errors=True), load.outcomes(), None).document()
         events: list[tuple[float, str]] = []
         time.sleep(duration / 3)  # the soak itself: steady load until the first fault
         daemons["consumer"].kill()
@@ -155,9 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         last = sampler.sample()
         sampler.stop()
         republished = RepublishLog().read_daemon_log(daemons["producer"].log_path)
-        tally = Tally("soak", f"Daemons at half the measured peak for {args.minutes:g} min, consumer SIGKILL at 1/3, "
-                              "broker restart at 2/3, counted at the HTTP clients", allow_errors=True)
-        count(tally, outcomes, HandlerLog(record).runs(), republished.counts())
+        windows = outage_windows(daemons["producer"].log())
+        runs = HandlerLog(record).runs()
+        tally = Tally(run.scenario, run.title, allow_errors=True, reconnects=len(windows),
+                      outage_windows=[window.as_list() for window in windows])
+        outcomes, tally.non_answers = explain(outcomes, {handled.body for handled in runs}, windows,
+                                              dead_letters(broker.amqp_url, config.topology.dead_letter_queue))
+        count(tally, outcomes, runs, republished.counts())
         latencies = sorted(load.latencies)
         tally.duration_s = round(time.monotonic() - started, 1)
         tally.notes.update(peak_rps=peak and round(peak), rate_rps=round(rate), clients=CLIENTS,
@@ -165,15 +190,12 @@ def main(argv: list[str] | None = None) -> int:
                            p50_ms=latencies and round(latencies[len(latencies) // 2] * 1000, 1),
                            p99_ms=latencies and round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
                            start=first, end=last, events=[(round(at, 1), what) for at, what in events])
-        document = {**tally.__dict__, "problems": tally.problems[:50], "ok": tally.ok,
-                    "command": "make soak", "revision": REVISION,
-                    "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "samples": sampler.samples}
-        (args.out / "soak.json").write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        run.save({**tally.document(), "samples": sampler.samples}, tally.reason())
         plot(sampler.samples, events, args.out / "soak-rss.png")
-        logger.info("Soak: %s", {k: document[k] for k in ("sent", "answered", "failed_503", "failed_504", "lost",
-                                                           "answered_twice", "duplicates_explained",
-                                                           "duplicates_unexplained", "ok")})
-        return 0 if tally.ok else 1
+        logger.info("Soak: %s", {k: getattr(tally, k) for k in ("sent", "answered", "failed_503", "failed_504", "refused",
+                                                                 "lost", "answered_twice", "duplicates_explained",
+                                                                 "duplicates_unexplained", "ok")})
+        return tally.ok
     finally:
         for daemon in daemons.values():
             daemon.stop()
