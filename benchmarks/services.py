@@ -31,6 +31,7 @@ from burrow.tools.localbroker import LocalBroker
 from benchmarks import clients
 from benchmarks.cluster import Settings, load_averages, measure
 from benchmarks.harness import BurrowConsumerProcess, Child, RunningSystem, machine_info
+from benchmarks.rawfile import RawFile
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def run(settings: Settings) -> dict[str, Any]:
     """Start the broker and every system, measure them interleaved, return the raw results."""
     raw: dict[str, Any] = {"settings": dataclasses.asdict(settings), "load_average_start": load_averages(),
                            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                           "command": " ".join(sys.argv), "measurements": []}
+                           "measurements": []}
     with LocalBroker(name=f"bench-services-{uuid.uuid4().hex[:6]}") as broker, \
             tempfile.TemporaryDirectory(prefix="burrow-bench-services-") as tmp, ExitStack() as stack:
         raw["machine"] = machine_info(broker)
@@ -171,12 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.render:
         print(render(summarise(json.loads(args.render.read_text()))))
         return 0
+    raw_file = RawFile("benchmarks.services", argv)
     settings = Settings.quick() if args.quick else Settings.full()
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out_dir = args.out or RESULTS_DIR / f"{stamp}-services"
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = run(settings)
-    (out_dir / "raw.json").write_text(json.dumps(raw, indent=1))
+    raw_file.write(out_dir / "raw.json", raw, indent=1)
     summary = summarise(raw)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     text = render(summary)
