@@ -25,6 +25,7 @@ one has, the request exchange routes ``<name>`` nowhere and the producer's calle
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from burrow.config import TopologyConfig
@@ -49,6 +50,14 @@ def check_key(key: str) -> str:
     if not key or size > MAX_KEY_BYTES:
         raise ValueError(f"request key must be 1 to {MAX_KEY_BYTES} bytes in UTF-8, got {size}")
     return key
+
+
+def key_argument(text: str) -> str:
+    """argparse type of ``--key KEY``: a usable request key."""
+    try:
+        return check_key(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def keyed_headers(headers: dict[str, Any] | None, key: str | None, correlation_id: str) -> dict[str, Any]:
