@@ -28,12 +28,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from burrow import protocol
 from burrow.config import TopologyConfig
 from burrow.services import queue_name
 
-#: The request header the service's consistent-hash exchange hashes: the caller's key, or the
-#: request's correlation id when it gave none. Every burrow producer sets it on every request.
-HEADER_KEY = "x-burrow-key"
+#: The request header the service's consistent-hash exchange hashes (:data:`burrow.protocol.HEADER_KEY`):
+#: the caller's key, or the request's correlation id when it gave none. Every burrow producer sets
+#: it on every request.
+HEADER_KEY = protocol.HEADER_KEY
 #: The exchange type of the ``rabbitmq_consistent_hash_exchange`` plugin.
 EXCHANGE_TYPE = "x-consistent-hash"
 #: Each partition's binding weight: equal weights give each partition an equal share of the ring.
