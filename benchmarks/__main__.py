@@ -15,12 +15,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks import harness, report
+from benchmarks import RESULTS_DIR, harness, report, targets
 from benchmarks.rawfile import RawFile
 
 logger = logging.getLogger(__name__)
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--profile needs py-spy (pip install py-spy, or make bench-profile)")
     if args.render:
         summary = json.loads(args.render.read_text())
+        summary["targets"] = targets.evaluate(summary)  # the bounds as they stand now, like RESULTS.md
         paths = report.write(summary, args.render.parent)
         print(paths["markdown"].read_text())
         return 0
@@ -55,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every latency sample, for other analyses than the summary's percentiles and CDF.
     raw_file.write(out_dir / "raw.json", raw)
     summary = report.summarise(raw)
+    summary["provenance"] = raw_file.provenance  # the command and revision, for the target table
     paths = report.write(summary, out_dir)
     print(paths["markdown"].read_text())
     for kind, path in paths.items():

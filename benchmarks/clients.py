@@ -118,15 +118,21 @@ class BurrowDriver:
             worker.join()
         return _result(sum(sent), sum(answered), sum(failures), time.monotonic() - started, latencies)
 
-    def rate(self, count: int, rate: float, max_seconds: float) -> Result:
-        """Submit on a fixed schedule from one thread; completions are timed on the I/O thread."""
+    def rate(self, count: int, rate: float, max_seconds: float, in_flight: int | None = None) -> Result:
+        """Submit on a fixed schedule from one thread; completions are timed on the I/O thread.
+
+        With ``in_flight``, at most that many requests are outstanding, like an HTTP client with
+        that many connections: a request due while all are taken waits, and the wait counts.
+        """
         latencies: list[float] = []
         failures = [0]
         futures: list[concurrent.futures.Future[bytes]] = []
         started = time.monotonic()
         deadline = started + max_seconds
+        slots = threading.BoundedSemaphore(in_flight or count or 1)
 
         def done(future: concurrent.futures.Future[bytes], scheduled: float) -> None:
+            slots.release()
             if not future.cancelled() and future.exception() is None and future.result() == EXPECTED:
                 latencies.append(time.monotonic() - scheduled)
             else:
@@ -139,6 +145,7 @@ class BurrowDriver:
                 break
             if scheduled > now:
                 time.sleep(scheduled - now)
+            slots.acquire()
             future = self._producer.submit(BODY)
             future.add_done_callback(lambda f, s=scheduled: done(f, s))
             futures.append(future)

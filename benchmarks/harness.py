@@ -557,7 +557,7 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
                     progress.step(f"target rate {name:<16} {TARGET_RATE:6.0f} req/s {_describe(result)} "
                                   f"cores busy {result['cores_busy']:.2f}")
                 results["http_api"] = httpbench.measure_extras(
-                    systems, lambda system, rate: measure_rate(system, broker, rate, settings), rss_kib)
+                    systems, lambda system, rate, in_flight: measure_rate(system, broker, rate, settings, in_flight), rss_kib)
                 progress.step(f"HTTP API extras: {httpbench.describe_extras(results['http_api'])}")
             for name in RPC_SYSTEMS:
                 results["rss"][name] = measure_memory(name, broker, workdir, settings, progress)
@@ -569,10 +569,13 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
     return results
 
 
-def measure_rate(system: RunningSystem, broker: LocalBroker, rate: float, settings: Settings) -> dict[str, Any]:
-    """Open loop at ``rate`` requests per second for ``settings.rate_seconds``."""
+def measure_rate(system: RunningSystem, broker: LocalBroker, rate: float, settings: Settings,
+                 in_flight: int | None = None) -> dict[str, Any]:
+    """Open loop at ``rate`` requests per second for ``settings.rate_seconds``; with ``in_flight``,
+    the client never has more outstanding (a request due beyond it waits, and its wait counts)."""
     count = min(settings.count, int(rate * settings.rate_seconds) + 1)
-    result = measured_command(system, broker.os_pid(), "rate", count, rate, settings.rate_seconds + 1,
+    limit = () if in_flight is None else (in_flight,)
+    result = measured_command(system, broker.os_pid(), "rate", count, rate, settings.rate_seconds + 1, *limit,
                               timeout=settings.rate_seconds + 60)
     result["rate"] = rate
     # How much of the machine the three processes used at this rate: the tail follows it

@@ -10,7 +10,8 @@ the table shows that it is not the bottleneck.
 :mod:`benchmarks.harness` runs it in the same rounds, on the same broker, as the library rows.
 Beyond the common measurements, :func:`measure_extras` takes the issue's own figures: p99 at
 1,000 req/s through the API (and through the library, for reference), and the daemon's RSS with
-256 idle keep-alive connections open. :func:`targets` and :func:`markdown_lines` report them.
+256 idle keep-alive connections open. :mod:`benchmarks.targets` holds them against their bounds and
+:func:`markdown_lines` reports them.
 """
 
 from __future__ import annotations
@@ -38,17 +39,11 @@ import uvloop
 from burrow.tools.socketburst import KeepAliveClient, run_socket_burst
 
 from benchmarks import clients
+from benchmarks.targets import HTTP_API, LIBRARY, TARGET_CONNECTIONS, TARGET_RATE
 
 logger = logging.getLogger(__name__)
 
-HTTP_API = "burrow-http-api"
 LABEL = "burrow, HTTP API (producer daemon)"
-#: The library row the API is compared with (same consumer settings, reliable mode).
-LIBRARY = "burrow-reliable"
-#: The issue's fixed rate for the API's tail latency.
-TARGET_RATE = 1000.0
-#: Keep-alive connections of the throughput target, and idle ones held for the memory check.
-TARGET_CONNECTIONS = 64
 IDLE_CONNECTIONS = 256
 #: Seconds the daemon may take to connect to the broker and answer /v1/health.
 READY_TIMEOUT = 60.0
@@ -119,8 +114,8 @@ class HttpDriver:
         return {"sent": result.sent, "ok": result.sent - result.failed, "failed": result.failed,
                 "elapsed": result.elapsed, "latencies": result.latencies if keep else []}
 
-    def rate(self, count: int, rate: float, max_seconds: float) -> dict[str, Any]:
-        return open_loop(self.path, count, rate, max_seconds, check=lambda reply: reply == clients.EXPECTED)
+    def rate(self, count: int, rate: float, max_seconds: float, in_flight: int = TARGET_CONNECTIONS) -> dict[str, Any]:
+        return open_loop(self.path, count, rate, max_seconds, in_flight, check=lambda reply: reply == clients.EXPECTED)
 
     def idle(self, connections: int) -> dict[str, Any]:
         """Open ``connections`` keep-alive connections, one request on each, and leave them open."""
@@ -243,13 +238,14 @@ def start_system(broker: LocalBroker, workdir: Path, consumer_factory: Callable[
     return HttpSystem(HTTP_API, server, daemon, client)
 
 
-def measure_extras(systems: dict[str, Any], measure_rate: Callable[[Any, float], dict[str, Any]],
+def measure_extras(systems: dict[str, Any], measure_rate: Callable[[Any, float, int], dict[str, Any]],
                    rss_kib: Callable[[int], int]) -> dict[str, Any]:
-    """The issue's own figures: both paths at 1,000 req/s, the daemon's RSS with idle connections."""
-    extras: dict[str, Any] = {"rate": {}}
+    """The issue's own figures: both paths at 1,000 req/s with at most :data:`TARGET_CONNECTIONS`
+    in flight each, the daemon's RSS with idle connections."""
+    extras: dict[str, Any] = {"rate": {}, "rate_in_flight": TARGET_CONNECTIONS}
     for name in (HTTP_API, LIBRARY):
         if name in systems:
-            extras["rate"][name] = measure_rate(systems[name], TARGET_RATE)
+            extras["rate"][name] = measure_rate(systems[name], TARGET_RATE, TARGET_CONNECTIONS)
     system = systems.get(HTTP_API)
     if system is not None:
         before = rss_kib(system.daemon.pid)
@@ -272,31 +268,6 @@ def describe_extras(extras: dict[str, Any]) -> str:
         parts.append(f"daemon RSS {idle['producer_kib_before'] / 1024:.1f} -> {idle['producer_kib_held'] / 1024:.1f} MiB "
                      f"with {idle['connections']} idle connections")
     return "; ".join(parts)
-
-
-def targets(summary: dict[str, Any], add: Callable[[str, float, float, bool, str], None]) -> None:
-    """Issue 12's targets, from a summary that has the HTTP API row."""
-    throughput = summary["throughput"]
-    level = str(TARGET_CONNECTIONS)
-    if HTTP_API not in throughput or level not in throughput[HTTP_API]:
-        return
-    api = throughput[HTTP_API][level]
-    if LIBRARY in throughput and level in throughput[LIBRARY]:
-        add(f"HTTP API / library throughput at {level} in flight", api["median_rps"] / throughput[LIBRARY][level]["median_rps"],
-            0.8, True, "x")
-    add(f"producer daemon CPU per request at {level} keep-alive connections", api["cpu_ms_per_request"]["producer"],
-        0.2, False, "ms")
-    rate = (summary.get("http_api") or {}).get("rate", {}).get(HTTP_API)
-    if rate:
-        add(f"HTTP API p99 at {rate['rate_rps']:.0f} req/s", rate["p99_ms"], 10.0, False, "ms")
-    memory = summary["rss"].get(HTTP_API)
-    if memory:
-        add(f"producer daemon RSS growth {memory['first']['requests']} -> {memory['last']['requests']} requests",
-            abs(memory["last"]["producer_kib"] / memory["first"]["producer_kib"] - 1), 0.10, False, "fraction")
-    idle = (summary.get("http_api") or {}).get("idle_connections")
-    if idle:
-        add(f"producer daemon RSS growth with {idle['connections']} idle keep-alive connections",
-            abs(idle["producer_kib_held"] / idle["producer_kib_before"] - 1), 0.10, False, "fraction")
 
 
 def markdown_lines(summary: dict[str, Any], labels: dict[str, str]) -> list[str]:

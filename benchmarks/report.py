@@ -1,8 +1,8 @@
 """Turn a run's raw measurements into the published results: JSON, a markdown table and a PNG.
 
 :func:`summarise` reduces raw latencies to percentiles and a CDF (so the JSON stays small),
-computes each system's throughput per concurrency (median over the interleaved rounds) and checks
-the issue's targets; :func:`markdown` and :func:`plot` render that summary.
+computes each system's throughput per concurrency (median over the interleaved rounds) and holds
+it against the targets of :mod:`benchmarks.targets`; :func:`markdown` and :func:`plot` render that summary.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from burrow.tools.burst import percentile
 
-from benchmarks import httpbench
+from benchmarks import httpbench, targets
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
         "http_api": _http_api_summary(raw.get("http_api")),
         "profiles": raw.get("profiles", {}),
     }
-    summary["targets"] = targets(summary)
+    summary["targets"] = targets.evaluate(summary)
     return summary
 
 
@@ -122,57 +122,6 @@ def _rate_summary(result: dict[str, Any]) -> dict[str, Any]:
     return {"rate_rps": round(result["rate"], 1), "sent": result["sent"], "failed": result["failed"],
             "cores_busy": round(result["cores_busy"], 2), "cpu_ms_per_request": result["cpu_ms_per_request"],
             **latency_summary(result["latencies"])}
-
-
-#: The issue's bounds (issue 17): reliable mode against the baseline, Celery and nameko, the RPC
-#: ceiling, the floor measured in the same run, a fixed rate, and memory.
-BASELINE_FACTOR = 2.0
-PEER_FACTOR = 5.0
-CEILING_SHARE = 0.80
-FLOOR_FACTOR = 1.05
-P99_BOUND_MS = 10.0
-RSS_GROWTH = 0.10
-
-
-def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The targets, each with the measured value and whether it holds (missing systems are skipped)."""
-    peaks = summary["peak_rps"]
-    rpc_ceiling = summary["ceiling"]["rpc_ceiling_rps"]
-    rows: list[dict[str, Any]] = []
-
-    def add(name: str, measured: float, bound: float, at_least: bool, unit: str) -> None:
-        holds = measured >= bound if at_least else measured <= bound
-        rows.append({"target": name, "measured": round(measured, 3), "bound": bound,
-                     "relation": ">=" if at_least else "<=", "unit": unit, "holds": holds})
-
-    reliable = "burrow-reliable"
-    if reliable in peaks:
-        for other, bound in (("baseline", BASELINE_FACTOR), ("celery", PEER_FACTOR), ("nameko", PEER_FACTOR)):
-            if peaks.get(other):
-                add(f"{reliable} peak / {other} peak", peaks[reliable] / peaks[other], bound, True, "x")
-        top = max(summary["throughput"][reliable], key=int)
-        if rpc_ceiling:
-            add(f"{reliable} at {top} in flight / RPC ceiling", summary["throughput"][reliable][top]["median_rps"] / rpc_ceiling,
-                CEILING_SHARE, True, "fraction")
-        if summary.get("floor") and reliable in summary["latency_c1"]:
-            add(f"{reliable} p50 at 1 in flight / floor p50 ({summary['floor']['p50_ms']:.2f} ms)",
-                summary["latency_c1"][reliable]["p50_ms"] / summary["floor"]["p50_ms"], FLOOR_FACTOR, False, "x")
-        at_rate = summary.get("target_rate", {}).get(reliable)
-        if at_rate:
-            add(f"{reliable} p99 at {at_rate['rate_rps']:.0f} req/s (open loop)", at_rate["p99_ms"], P99_BOUND_MS, False, "ms")
-    # References, not targets: direct mode at the target rate, and every system's tail at the common rate.
-    at_rate = summary.get("target_rate", {}).get("burrow-direct")
-    if at_rate:
-        add(f"reference: burrow-direct p99 at {at_rate['rate_rps']:.0f} req/s", at_rate["p99_ms"], P99_BOUND_MS, False, "ms")
-    for name in ("burrow-reliable", "burrow-direct"):
-        memory = summary["rss"].get(name)
-        if memory:
-            for role in ("producer", "consumer"):
-                growth = memory["last"][f"{role}_kib"] / memory["first"][f"{role}_kib"] - 1
-                add(f"{name} {role} RSS growth {memory['first']['requests']} -> {memory['last']['requests']} requests",
-                    growth, RSS_GROWTH, False, "fraction")
-    httpbench.targets(summary, add)
-    return rows
 
 
 def _mib(kib: int) -> str:
@@ -238,11 +187,7 @@ def markdown(summary: dict[str, Any]) -> str:
             f"broker {cpu['broker']:.3f}.",
         ]
     lines += httpbench.markdown_lines(summary, LABELS)
-    lines += ["", "| target | measured | bound | holds |", "|---|---|---|---|"]
-    for row in summary["targets"]:
-        measured = f"{row['measured'] * 100:.1f} %" if row["unit"] == "fraction" else f"{row['measured']:.2f} {row['unit']}"
-        bound = f"{row['bound'] * 100:.0f} %" if row["unit"] == "fraction" else f"{row['bound']} {row['unit']}"
-        lines.append(f"| {row['target']} | {measured} | {row['relation']} {bound} | {'yes' if row['holds'] else '**no**'} |")
+    lines += ["", targets.table(summary["targets"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

@@ -13,11 +13,12 @@
 BENCH_ARGS ?=
 BENCH_CLUSTER_ARGS ?=
 BENCH_SERVICES_ARGS ?=
+BENCH_WINDOWS_ARGS ?=
 PY_SPY_VERSION ?= 0.4.3
 BENCH_PATH := PYTHONPATH=tests/support
 PY_SPY_VENV = $${BURROW_CACHE:-/var/cache/burrow-ci}/py-spy-$(PY_SPY_VERSION)
 
-.PHONY: bench bench-quick bench-peers bench-profile bench-cluster bench-services bench-http-stacks
+.PHONY: bench bench-quick bench-peers bench-profile bench-cluster bench-services bench-http-stacks bench-windows bench-targets
 
 bench: ## burrow vs baseline and broker ceiling; then bench-cluster, bench-services
 	@$(VENV) $(BENCH_PATH) python -m benchmarks $(BENCH_ARGS)
@@ -29,6 +30,12 @@ bench-services: ## one broker: 1 service vs 4 services vs 4 partitions (about 2 
 
 bench-cluster: ## burrow on a throwaway 3-node cluster vs one node (about 5 min)
 	@$(VENV) $(BENCH_PATH) python -m benchmarks.cluster $(BENCH_CLUSTER_ARGS)
+
+bench-windows: ## request window 32, 64 or adaptive on 1 and 3 consumers, slow handler mix
+	@$(VENV) $(BENCH_PATH) python -m benchmarks.windows $(BENCH_WINDOWS_ARGS)
+
+bench-targets: ## RESULTS.md's target table from the newest benchmarks/results-*.json
+	@$(VENV) python -m benchmarks.targets
 
 bench-http-stacks: ## the HTTP stacks considered for the producer's API, without a broker
 	@$(VENV) $(BENCH_PATH) python -m benchmarks.http_candidates $(BENCH_ARGS)

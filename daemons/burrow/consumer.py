@@ -121,7 +121,8 @@ class Consumer:
         return self._queue_stats.latest
 
     def _replies_put(self, delivery: Delivery) -> None:
-        """Worker thread: hand a finished request to the reply publisher."""
+        """Worker thread: hand a finished request to the reply publisher (timed for the adaptive window)."""
+        delivery.finished_at = time.monotonic()
         self._replies.put(delivery)
 
     @property
@@ -160,6 +161,8 @@ class Consumer:
                     continue
                 if service.workers.workers != workers:  # partitions of one service share one pool
                     service.workers.resize(workers)
+                if service.adaptive is not None:
+                    service.adaptive.reset(service.configured_prefetch())
                 if not service.window.probation:
                     self._resubscribe(service)
                 logger.info("Service %s concurrency is now %d (prefetch %d)", service.name, workers, service.prefetch())
@@ -324,6 +327,7 @@ class Consumer:
         allows. A request from an older channel is left alone: the broker redelivers it and the
         producer drops the duplicate reply.
         """
+        self._adapt(deliveries)
         self._in_flight -= len(deliveries)
         channel = self._consume_channel
         usable = channel is not None and channel.is_open
@@ -356,6 +360,17 @@ class Consumer:
             for tag in plan.single:
                 channel.basic_ack(tag)
         self._check_drained()
+
+    def _adapt(self, deliveries: list[Delivery]) -> None:
+        """Feed the replies' confirm latency to the services' adaptive windows; register a service
+        again when its window moves."""
+        now = time.monotonic()
+        for delivery in deliveries:
+            if delivery.service.adaptive is not None and delivery.finished_at:
+                delivery.service.adaptive.observe(now - delivery.finished_at, self._in_flight)
+        for service in self._services:
+            if service.adaptive is not None and service.adaptive.decide(now) is not None and not service.window.probation:
+                self._resubscribe(service)
 
     # ----------------------------------------------------------------- I/O thread: shutdown
 

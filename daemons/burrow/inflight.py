@@ -16,7 +16,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from burrow import metrics
+from burrow.errors import Rejected, RemoteError, RequestTimeout
+from burrow.partitions import keyed_headers
 from burrow.protocol import request_headers
+from burrow.stats import ProducerStats
 
 
 class RequestFuture(Future):  # type: ignore[type-arg]
@@ -42,14 +46,16 @@ class Request:
 
     @classmethod
     def create(cls, correlation_id: str, body: bytes, seconds: float, headers: dict[str, Any] | None,
-               service: str | None = None) -> "Request":
-        """A request for ``service`` that times out ``seconds`` from now, with a future that knows its ids."""
+               service: str | None = None, key: str | None = None) -> "Request":
+        """A request for ``service`` that times out ``seconds`` from now, with a future that knows its
+        ids; it carries ``key`` (else its correlation id) for a split service (:mod:`burrow.partitions`)."""
         future = RequestFuture()
         future.correlation_id = future.message_id = correlation_id
         now = time.monotonic()
         wall_deadline = time.time() + seconds
         return cls(correlation_id, bytes(body), now + seconds, wall_deadline,
-                   request_headers(headers, wall_deadline), future, now, service=service)
+                   request_headers(keyed_headers(headers, key, correlation_id), wall_deadline), future, now,
+                   service=service)
 
 
 class InFlight:
@@ -105,3 +111,32 @@ class InFlight:
         with self._empty:
             while self._requests and time.monotonic() < deadline and alive():
                 self._empty.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+
+
+def resolve(request: Request, stats: ProducerStats, *, result: bytes | None = None, error: BaseException | None = None) -> None:
+    """Settle ``request``'s future with its reply or error and count the outcome in ``stats`` and the
+    metrics; a future its caller cancelled is only counted. Called once per request, by whoever took
+    it out of :class:`InFlight`."""
+    elapsed = time.monotonic() - request.submitted
+    if not request.future.set_running_or_notify_cancel():  # its caller cancelled it
+        stats.cancelled += 1
+        metrics.reply_received(elapsed, "cancelled")
+        return
+    if error is None:
+        stats.answered += 1
+        metrics.reply_received(elapsed, "ok")
+        request.future.set_result(result)
+        return
+    if isinstance(error, RemoteError):
+        stats.remote_errors += 1
+        metrics.reply_received(elapsed, "error")
+    elif isinstance(error, Rejected):
+        stats.rejected += 1
+        metrics.reply_received(elapsed, "rejected")
+    elif isinstance(error, RequestTimeout):
+        stats.timeouts += 1
+        metrics.reply_received(elapsed, "timeout")
+    else:
+        stats.failed += 1
+        metrics.request_failed(error)
+    request.future.set_exception(error)

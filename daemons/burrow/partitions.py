@@ -44,8 +44,10 @@ WEIGHT = "1"
 MAX_KEY_BYTES = 255
 
 
-def check_key(key: str) -> str:
-    """Return ``key`` if it can be a request key; else raise ``ValueError`` saying why."""
+def check_key(key: str | None) -> str | None:
+    """Return ``key`` if it can be a request key (or is None: no key); else raise ``ValueError``."""
+    if key is None:
+        return None
     if not isinstance(key, str):
         raise TypeError(f"request key must be a str, not {type(key).__name__}")
     size = len(key.encode("utf-8", "surrogatepass"))
@@ -57,9 +59,10 @@ def check_key(key: str) -> str:
 def key_argument(text: str) -> str:
     """argparse type of ``--key KEY``: a usable request key."""
     try:
-        return check_key(text)
+        check_key(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def keyed_headers(headers: dict[str, Any] | None, key: str | None, correlation_id: str) -> dict[str, Any]:

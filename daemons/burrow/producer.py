@@ -29,25 +29,23 @@ from burrow.amqp.acks import ReplyAcks
 from burrow.amqp.confirms import ConfirmTracker
 from burrow.amqp.inbox import Inbox
 from burrow.amqp.iothread import IOThread
+from burrow.amqp.replydrain import ReplyQueues
 from burrow.amqp.setup import BrokerLink, RabbitMQSetup
-from burrow.config import BurrowConfig
+from burrow.config import BurrowConfig, RabbitMQConfig
 from burrow.deadlines import Deadlines
 from burrow.errors import (
     Backpressure,
     BrokerUnavailable,
     PublishError,
-    Rejected,
-    RemoteError,
     RequestTimeout,
     UnknownService,
     UnroutableError,
 )
-from burrow.inflight import InFlight, Request, RequestFuture
+from burrow.inflight import InFlight, Request, RequestFuture, resolve
 from burrow.protocol import decode_reply, request_properties
-from burrow.partitions import check_key, keyed_headers
+from burrow.partitions import check_key
 from burrow.services import DEFAULT_SERVICE, check_name, routing_key
 from burrow.stats import ProducerStats
-from burrow.topology import DIRECT_REPLY_TO, reply_queue_name
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +68,15 @@ class Producer:
         settings = config.producer
         self.instance_id = instance_id or settings.resolved_instance_id()
         self.direct = settings.reply_mode == "direct"
-        self.reply_queue = DIRECT_REPLY_TO if self.direct else reply_queue_name(config.topology, self.instance_id)
+        self._io = IOThread(f"burrow-{name}-io")
+        self._replies = ReplyQueues(config, self.instance_id, self._io.ioloop, on_reply=self._take_reply,
+                                    is_pending=lambda cid: self._in_flight.get(cid) is not None)
+        self.reply_queue = self._replies.name
+        #: "quorum" or "classic" (``topology.reply_queue_type`` resolved for the nodes), or "direct".
+        self.reply_queue_type = self._replies.type
         self._request_timeout = settings.request_timeout
         self._max_message_bytes = settings.max_message_bytes
         self._in_flight = InFlight(settings.max_in_flight)
-        self._io = IOThread(f"burrow-{name}-io")
         self._outbox: Inbox[Request] = Inbox(self._io.ioloop, self._flush)
         # I/O-thread state: never touched by caller threads.
         self._confirms: ConfirmTracker[Request] = ConfirmTracker()
@@ -91,7 +93,7 @@ class Producer:
         self._closed = threading.Event()
         self._stats = ProducerStats()
         self._setup = RabbitMQSetup(
-            config.rabbitmq, config.topology, self._io.ioloop, role=name, on_ready=self.on_channel_ready,
+            config.rabbitmq, self._replies.topology, self._io.ioloop, role=name, on_ready=self.on_channel_ready,
             on_lost=self.on_connection_lost, reply_queue=None if self.direct else self.reply_queue,
             unconfirmed=lambda: len(self._confirms),
         )
@@ -155,11 +157,8 @@ class Producer:
         :class:`UnknownService` at once when no queue serves ``service``,
         :class:`UnroutableError`/:class:`PublishError` if the broker refused it. Blocks while
         ``max_in_flight`` requests are outstanding, or raises :class:`Backpressure` if ``block`` is
-        false. A ``service`` name that no service could have raises ``ValueError`` here.
-
-        ``key`` matters to a service split over several queues (:mod:`burrow.partitions`): requests
-        with the same key go to the same partition, so they are handled in the order submitted;
-        without one a request goes to any partition, spread evenly.
+        false. A ``service`` name that no service could have raises ``ValueError`` here. Requests
+        with one ``key`` go to one partition of a split service (:mod:`burrow.partitions`), in order.
         """
         if self._closing or self._closed.is_set():
             raise BrokerUnavailable("producer is closed")
@@ -169,16 +168,14 @@ class Producer:
             raise ValueError(f"request body of {len(body)} bytes exceeds producer.max_message_bytes ({self._max_message_bytes})")
         if service is not None:
             service = None if check_name(service) == DEFAULT_SERVICE else service
-        if key is not None:
-            check_key(key)
+        check_key(key)
         if not self._in_flight.reserve(block):
             raise Backpressure(f"{self.in_flight} requests in flight (producer.max_in_flight)")
         if self._closing:
             self._in_flight.unreserve()
             raise BrokerUnavailable("producer is closed")
         seconds = self._request_timeout if timeout is None else timeout
-        correlation_id = f"{self._id_prefix}-{next(self._ids):x}"
-        request = Request.create(correlation_id, body, seconds, keyed_headers(headers, key, correlation_id), service)
+        request = Request.create(f"{self._id_prefix}-{next(self._ids):x}", body, seconds, headers, service, key)
         self._in_flight.add(request)
         request.future.add_done_callback(self._on_cancelled)
         self._outbox.put(request)
@@ -192,6 +189,15 @@ class Producer:
         seconds = self._request_timeout if timeout is None else timeout
         # The I/O thread fails the future at its deadline; the margin only guards against a dead loop.
         return future.result(timeout=seconds + 5.0)
+
+    def use_brokers(self, rabbitmq: RabbitMQConfig) -> None:
+        """Reconnect to the nodes of ``rabbitmq`` (a reload that changed ``rabbitmq.hosts``); any thread.
+
+        When that changes the resolved reply queue type, new requests name the new type's queue
+        and the old one is drained of the replies to those already published before it is let go
+        (:mod:`burrow.amqp.replydrain`). Requests wait in memory while the connection moves.
+        """
+        self._io.call_soon(lambda: self._switch(rabbitmq))
 
     def _on_cancelled(self, future: RequestFuture) -> None:
         """A caller cancelled its future: the I/O thread frees the slot; a reply still coming is late."""
@@ -235,6 +241,7 @@ class Producer:
 
     def _shutdown(self) -> None:
         self._ready.clear()
+        self._replies.stop()
         self._io.stop_after([self._setup])
 
     def on_channel_ready(self, channel: Channel) -> None:
@@ -270,9 +277,17 @@ class Producer:
             self._stats.republished += len(resend)
             self._outbox.put_back(resend)
         self._ready.set()
-        logger.info("Producer %s ready: publishing to %s, replies on %s", self.instance_id,
-                    self._config.topology.request_exchange, self.reply_queue)
+        logger.info("Producer %s ready: publishing to %s, replies on %s (%s)", self.instance_id,
+                    self._config.topology.request_exchange, self.reply_queue, self.reply_queue_type)
         self._flush()
+        self._replies.on_ready(channel.connection)
+
+    def _switch(self, rabbitmq: RabbitMQConfig) -> None:
+        """The I/O thread's half of :meth:`use_brokers`."""
+        self._replies.switch(rabbitmq, [r.correlation_id for r in self._in_flight.snapshot() if r.published])
+        self.reply_queue, self.reply_queue_type = self._replies.name, self._replies.type
+        self._config = dataclasses.replace(self._config, rabbitmq=rabbitmq)
+        self._setup.retarget(rabbitmq, self._replies.topology, None if self.direct else self.reply_queue)
 
     def on_connection_lost(self, reason: str) -> None:
         self._ready.clear()
@@ -342,6 +357,10 @@ class Producer:
         if not self.direct:
             # Acked on arrival: from here the reply is this process's (the future or the orphan log).
             self._reply_acks.received(channel, method.delivery_tag)
+        self._take_reply(properties, body)
+
+    def _take_reply(self, properties: pika.BasicProperties, body: bytes) -> None:
+        """Resolve the request a reply answers (from the reply queue or a drained old one), or log it."""
         correlation_id = properties.correlation_id
         if self._in_flight.get(correlation_id) is None:
             if correlation_id and correlation_id.startswith(self._id_prefix):
@@ -373,31 +392,8 @@ class Producer:
     def _finish(self, correlation_id: str | None, *, result: bytes | None = None, error: BaseException | None = None) -> None:
         """Resolve one request's future exactly once (unless its caller cancelled it) and free its slot."""
         request = self._in_flight.take(correlation_id)
-        if request is None:
-            return
-        elapsed = time.monotonic() - request.submitted
-        if not request.future.set_running_or_notify_cancel():  # its caller cancelled it
-            self._stats.cancelled += 1
-            metrics.reply_received(elapsed, "cancelled")
-            return
-        if error is None:
-            self._stats.answered += 1
-            metrics.reply_received(elapsed, "ok")
-            request.future.set_result(result)
-            return
-        if isinstance(error, RemoteError):
-            self._stats.remote_errors += 1
-            metrics.reply_received(elapsed, "error")
-        elif isinstance(error, Rejected):
-            self._stats.rejected += 1
-            metrics.reply_received(elapsed, "rejected")
-        elif isinstance(error, RequestTimeout):
-            self._stats.timeouts += 1
-            metrics.reply_received(elapsed, "timeout")
-        else:
-            self._stats.failed += 1
-            metrics.request_failed(error)
-        request.future.set_exception(error)
+        if request is not None:
+            resolve(request, self._stats, result=result, error=error)
 
     def _fail_all(self, error: BaseException) -> None:
         for request in self._in_flight.snapshot():

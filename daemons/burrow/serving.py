@@ -26,7 +26,7 @@ from burrow.handlers import Handler, RequestContext, is_coroutine_handler
 from burrow.partitions import partition_queues
 from burrow.protocol import Outcome
 from burrow.services import queue_name
-from burrow.amqp.window import RequestWindow
+from burrow.amqp.window import AdaptiveWindow, RequestWindow
 from burrow.workers import HandlerPool
 
 
@@ -56,6 +56,9 @@ class ServedService:
         else:
             self.workers = HandlerPool(handler, service.handler, count, include_traceback=settings.include_traceback,
                                        on_done=on_done, service=name)
+        # consumer.window = "adaptive": the open window moves from the configured one (amqp.window).
+        self.adaptive = (AdaptiveWindow(self.configured_prefetch(), lambda: self.workers.workers)
+                         if settings.window == "adaptive" else None)
         self.window = RequestWindow(self.prefetch)
         self.consumer_tag: str | None = None
         self.registered = False
@@ -65,10 +68,14 @@ class ServedService:
         """True when this service's concurrency is ``[consumer] concurrency`` (none of its own)."""
         return self.config.concurrency == 0
 
-    def prefetch(self) -> int:
-        """Requests to hold unacked with the full window open: the service's ``prefetch``, else
-        ``[consumer] prefetch``, else 4 per worker."""
+    def configured_prefetch(self) -> int:
+        """The service's ``prefetch``, else ``[consumer] prefetch``, else 4 per worker."""
         return self.config.prefetch or self._settings.effective_prefetch(self.workers.workers)
+
+    def prefetch(self) -> int:
+        """Requests to hold unacked with the full window open: the adaptive window's size, else
+        :meth:`configured_prefetch`."""
+        return self.adaptive.size if self.adaptive is not None else self.configured_prefetch()
 
     def restart(self) -> None:
         """A new consuming channel: not registered, and back to the probation window."""
@@ -94,6 +101,7 @@ class Delivery:
     body: bytes
     outcome: Outcome | None = None
     returned: str | None = None
+    finished_at: float = 0.0  # time.monotonic() when its handler ended (adaptive window)
 
     @property
     def correlation_id(self) -> str:

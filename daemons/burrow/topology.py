@@ -8,16 +8,19 @@ request will never be answered. Replies go through a direct exchange to per-prod
 broker deletes after ``reply_queue_expires`` seconds without a consumer. Exchange and queue names
 differ so that broker permissions (regexes over names) can tell them apart.
 
-Reply queues are quorum queues by default (``topology.reply_queue_type``), so that replies on
-their way to a producer survive the loss of any one node of a cluster: a classic queue lives on
-one node, and while that node is down its replies are unreachable and the producer cannot even
-redeclare its queue elsewhere. RabbitMQ refuses to redeclare a queue with another type
-(PRECONDITION_FAILED), so the quorum reply queue has its own name, ``<prefix>.<id>.quorum``: the
-classic queue of an older burrow is left alone and expires ``reply_queue_expires`` after its
-producer went away. Quorum queues cannot be exclusive, and RabbitMQ 3.10 does not enforce the
-exclusive flag of a consume on them; single active consumer takes its place: a second producer
-with the same ``instance_id`` (or a new connection while the broker still holds the old one)
-waits as a standby and gets no reply until the first consumer is gone.
+Reply queues are quorum queues on a cluster and classic queues on one broker by default
+(``topology.reply_queue_type = "auto"``, see :func:`resolved_reply_queue_type`): on a cluster,
+replies on their way to a producer survive the loss of any one node (a classic queue lives on one
+node, and while that node is down its replies are unreachable and the producer cannot even
+redeclare its queue elsewhere); on one broker a quorum queue replicates nothing and only adds
+latency. RabbitMQ refuses to redeclare a queue with another type (PRECONDITION_FAILED), so the
+quorum reply queue has its own name, ``<prefix>.<id>.quorum``, beside the classic ``<prefix>.<id>``:
+a producer whose type changed (a host list that grew from one node to three) drains the queue of
+the other type before it lets it go (:mod:`burrow.amqp.replydrain`). Quorum queues cannot be
+exclusive, and RabbitMQ 3.10 does not enforce the exclusive flag of a consume on them; single
+active consumer takes its place: a second producer with the same ``instance_id`` (or a new
+connection while the broker still holds the old one) waits as a standby and gets no reply until
+the first consumer is gone.
 
 Each named service (:mod:`burrow.services`) has a request queue of its own, declared by the
 consumers that serve it (a producer declares none: a service nobody ever served has no queue, so
@@ -33,12 +36,13 @@ the arguments earlier releases declared it with.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Callable, Mapping
 
 from pika.channel import Channel
 
-from burrow.config import TopologyConfig
+from burrow.config import RabbitMQConfig, TopologyConfig
 from burrow.partitions import exchange_steps, partition_binding
 from burrow.services import DEFAULT_SERVICE, queue_name, routing_key
 
@@ -47,9 +51,35 @@ logger = logging.getLogger(__name__)
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
-def reply_queue_name(topology: TopologyConfig, instance_id: str) -> str:
-    """The durable reply queue of the producer instance ``instance_id`` (module docstring)."""
-    suffix = ".quorum" if topology.reply_queue_type == "quorum" else ""
+def resolved_reply_queue_type(topology: TopologyConfig, rabbitmq: RabbitMQConfig) -> str:
+    """``topology.reply_queue_type``, with "auto" made "quorum" when ``rabbitmq`` names more than one
+    node and "classic" with one (module docstring)."""
+    if topology.reply_queue_type != "auto":
+        return topology.reply_queue_type
+    return "quorum" if len(rabbitmq.nodes()) > 1 else "classic"
+
+
+def with_reply_queue_type(topology: TopologyConfig, rabbitmq: RabbitMQConfig) -> TopologyConfig:
+    """``topology`` with its reply queue type resolved for ``rabbitmq``: what the producer declares."""
+    return dataclasses.replace(topology, reply_queue_type=resolved_reply_queue_type(topology, rabbitmq))
+
+
+def other_reply_queue_type(queue_type: str) -> str:
+    """The reply queue type a producer may have used before a switch: classic for quorum and back."""
+    return "classic" if queue_type == "quorum" else "quorum"
+
+
+def reply_queue_name(topology: TopologyConfig, instance_id: str, rabbitmq: RabbitMQConfig | None = None) -> str:
+    """The durable reply queue of the producer instance ``instance_id`` (module docstring).
+
+    An "auto" type is resolved for ``rabbitmq``'s nodes, so it needs ``rabbitmq``.
+    """
+    queue_type = topology.reply_queue_type
+    if queue_type == "auto":
+        if rabbitmq is None:
+            raise ValueError('topology.reply_queue_type "auto" names no queue without the rabbitmq nodes')
+        queue_type = resolved_reply_queue_type(topology, rabbitmq)
+    suffix = ".quorum" if queue_type == "quorum" else ""
     return f"{topology.reply_queue_prefix}.{instance_id}{suffix}"
 
 

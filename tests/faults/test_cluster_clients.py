@@ -19,6 +19,7 @@ Their tallies are named ``failover-*``: ``cluster-*`` is the deployed nspawn clu
 from __future__ import annotations
 
 import collections
+import dataclasses
 import uuid
 from typing import Any, Callable, Iterator
 
@@ -90,7 +91,8 @@ def cluster_config(healthy_cluster: LocalCluster, names: TopologyConfig,
     yield build
     connection, channel = channel_on(next(node for node in healthy_cluster.nodes if node.running))
     try:
-        delete_topology(channel, names, [reply_queue_name(names, instance) for instance in instances])
+        delete_topology(channel, names, [reply_queue_name(dataclasses.replace(names, reply_queue_type=kind), instance)
+                                         for instance in instances for kind in ("quorum", "classic")])
     finally:
         connection.close()
 

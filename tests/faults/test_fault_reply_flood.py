@@ -45,7 +45,7 @@ def test_reply_flood_survives_producer_connection_close(request, make_config, lo
     run = begin_scenario(request, "reply-flood", f"Producer connection closed while draining {FLOOD} replies")
     tag = uuid.uuid4().hex[:6]
     config = make_config(producer={"instance_id": f"flood-{tag}"}, rabbitmq={"connection_name": f"flood-{tag}"})
-    reply_queue = reply_queue_name(config.topology, f"flood-{tag}")
+    reply_queue = reply_queue_name(config.topology, f"flood-{tag}", config.rabbitmq)
     first = Producer(config).start()
     assert first.wait_ready(30)
     first.stop(timeout=0)  # the reply queue now exists with nobody consuming it

@@ -271,7 +271,7 @@ def test_producer_process_restart_with_requests_in_flight(request, make_config, 
     # that wait for the dead instance, from outside it.
     wait_for(lambda: amqp.queue_declare(config.topology.request_queue, passive=True).method.message_count == 0
              and consumer.in_flight == 0, 60, "request queue drained")
-    reply_queue = reply_queue_name(config.topology, instance)
+    reply_queue = reply_queue_name(config.topology, instance, config.rabbitmq)
     waiting = peek_replies(amqp.connection, reply_queue)
     runs = log.runs()
     correlation_of = {handled.body.decode(): handled.correlation_id for handled in runs}

@@ -60,7 +60,7 @@ def test_producer_restart_replies_still_reach_its_reply_queue(make_config, start
     wait_for(lambda: queue_depth(amqp, config.topology.request_queue) == 50, 30, "requests confirmed and queued")
     first.stop(timeout=0)  # the producer goes away with 50 requests in flight
     start_consumer(config)
-    reply_queue = reply_queue_name(config.topology, "restart-me")
+    reply_queue = reply_queue_name(config.topology, "restart-me", config.rabbitmq)
     wait_for(lambda: queue_depth(amqp, reply_queue) == 50, 30, "50 replies waiting in the durable reply queue")
     second = Producer(config).start()
     try:

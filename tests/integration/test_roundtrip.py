@@ -146,7 +146,7 @@ def test_direct_reply_to_mode(make_config, start_consumer, start_producer, amqp)
     assert all(f.result(timeout=30) == f"Consumer processed: d{i}".encode() for i, f in futures.items())
     # No durable reply queue exists in direct mode.
     with pytest.raises(pika.exceptions.ChannelClosedByBroker):
-        amqp.queue_declare(queue=reply_queue_name(config.topology, producer.instance_id), passive=True)
+        amqp.queue_declare(queue=reply_queue_name(config.topology, producer.instance_id, config.rabbitmq), passive=True)
 
 
 def test_unroutable_request_fails_with_clear_error(make_config, start_producer, amqp):

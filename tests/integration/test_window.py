@@ -91,3 +91,16 @@ def test_redelivered_requests_are_taken_one_at_a_time_before_the_window_opens(re
     assert all(running == 1 for _, _, running in redelivered), f"a redelivery ran beside another request: {gate.runs}"
     assert gate.runs[:10] == redelivered, "the redeliveries must all run before any fresh request"
     assert max(running for _, _, running in gate.runs[10:]) > 1, "the first fresh request must open the full window"
+
+
+def test_an_adaptive_window_answers_every_request_of_a_burst(make_config, start_consumer, start_producer, caplog):
+    config = make_config(consumer={"concurrency": 2, "window": "adaptive"})
+    start_consumer(config)
+    producer = start_producer(config)
+    with caplog.at_level("INFO", logger="burrow.amqp.window"):
+        futures = {i: producer.submit(f"a{i}".encode(), timeout=60) for i in range(3000)}
+        answers = {i: f.result(timeout=90) for i, f in futures.items()}
+    assert [i for i, reply in answers.items() if reply != f"Consumer processed: a{i}".encode()] == []
+    sizes = [int(m.split(" -> ")[1].split(":")[0]) for m in caplog.messages if m.startswith("Request window ")]
+    # A queue of thousands fills the window and an idle broker's latency stays flat: it grows.
+    assert sizes and all(2 <= size <= 32 for size in sizes), sizes

@@ -52,6 +52,7 @@ class FakeProducer:
 
     def __init__(self) -> None:
         self.connected = True
+        self.reply_queue_type = "classic"
         self.calls: list[tuple[bytes, float | None, dict[str, Any]]] = []
         self.services: list[str | None] = []
         self.keys: list[str | None] = []

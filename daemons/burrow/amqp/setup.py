@@ -106,13 +106,8 @@ class RabbitMQSetup:
         self._declare = declare
         self._services = services
         self._partitions = dict(partitions or {})
-        name = default_connection_name(role)
-        nodes = rabbitmq.nodes()
-        # This connection's own random order of the nodes: a random first node spreads clients
-        # over the cluster; each reconnect moves on to the next one.
-        self._nodes = random.sample(nodes, len(nodes))
-        self._parameters = {node: connection_parameters(rabbitmq, name, node) for node in self._nodes}
-        self._cursor = 0
+        self._name = default_connection_name(role)
+        self._use_nodes(rabbitmq)
         self._ready_node: BrokerNode | None = None
         self.failovers = 0
         self._connection: pika.SelectConnection | None = None
@@ -129,6 +124,25 @@ class RabbitMQSetup:
         self._last_confirm = 0.0
         self._blocked = False
         self._stop_checks: Callable[[], None] | None = None
+
+    def _use_nodes(self, rabbitmq: RabbitMQConfig) -> None:
+        # This connection's own random order of the nodes: a random first node spreads clients
+        # over the cluster; each reconnect moves on to the next one.
+        nodes = rabbitmq.nodes()
+        self._nodes = random.sample(nodes, len(nodes))
+        self._parameters = {node: connection_parameters(rabbitmq, self._name, node) for node in self._nodes}
+        self._cursor = 0
+
+    def retarget(self, rabbitmq: RabbitMQConfig, topology: TopologyConfig, reply_queue: str | None) -> None:
+        """From the next connection on use the nodes of ``rabbitmq`` and declare ``reply_queue``; close
+        the current connection now, so the usual reconnect moves there (I/O thread)."""
+        self._rabbitmq, self._topology, self._reply_queue = rabbitmq, topology, reply_queue
+        self._use_nodes(rabbitmq)
+        self._cursor = len(self._nodes) - 1  # the reconnect steps on to the first of the new order
+        logger.info("%s: broker nodes now %s; reconnecting", self._role.capitalize(),
+                    ", ".join(str(node) for node in rabbitmq.nodes()))
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close(reply_text="burrow: broker nodes changed")
 
     @property
     def node(self) -> BrokerNode:

@@ -152,8 +152,10 @@ class TopologyConfig:
     delivery_limit: int = setting(5, Between(1, 1000), "quorum only: deliveries before a request is dead-lettered")
     reply_exchange: str = setting("burrow.x.replies", NAME, "direct exchange consumers publish replies to")
     reply_queue_prefix: str = setting("burrow.replies", Text(max_bytes=100),
-                                      'reply queue "<prefix>.<producer.instance_id>.quorum"')
-    reply_queue_type: str = setting("quorum", QUEUE_TYPES, "quorum (replies survive a node's loss) or classic")
+                                      'reply queue "<prefix>.<producer.instance_id>", ".quorum" appended for quorum')
+    reply_queue_type: str = setting("auto", OneOf(("auto", "quorum", "classic")),
+                                    "auto (quorum when rabbitmq.hosts names more than one node, else classic), "
+                                    "quorum (replies survive a node's loss) or classic (one node)")
     reply_queue_expires: int = setting(3600, Between(1, MAX_SECONDS, "seconds"),
                                        "seconds an abandoned reply queue lives (x-expires)")
     dead_letter_exchange: str = setting("burrow.x.dead", NAME, "where the request queue dead-letters to")
@@ -273,6 +275,9 @@ class ConsumerConfig:
                                "handler the requests awaited at once on the daemon's one event loop")
     prefetch: int = setting(0, Between(0, 65535), "unacked requests held; 0 means 4 x concurrency; after a "
                             "(re)start redeliveries are taken one at a time, then the full window opens")
+    window: str = setting("fixed", OneOf(("fixed", "adaptive")), "fixed: the window is prefetch; adaptive: it "
+                          "starts there and moves between 1 and 16 requests per worker, growing while the replies' "
+                          "confirm latency stays flat and shrinking when it rises")
     max_message_bytes: int = setting(1048576, MESSAGE_BYTES, "bigger requests are dead-lettered")
     content_types: tuple[str, ...] = setting(("application/octet-stream", "text/plain", "application/json"), None,
                                              "accepted; others are dead-lettered")

@@ -13,14 +13,13 @@ SIGHUP reload, ``STOPPING=1`` before the drain, opt-in Prometheus metrics, and `
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from burrow.amqp.queuestats import describe as describe_queues
 from burrow.amqp.setup import BrokerLink
@@ -30,6 +29,7 @@ from burrow.consumer import Consumer
 from burrow.deadletters import DeadLetterWatcher
 from burrow.errors import ConfigError
 from burrow.daemon.journal import LoggingSetup, install_service_logging
+from burrow.daemon.reload import LIVE_SETTINGS, PRODUCER_LIVE_SETTINGS, changed_settings, with_live_settings
 from burrow.daemon.notify import Notifier, StatusReporter, StatusSnapshot, broker_status
 
 logger = logging.getLogger(__name__)
@@ -43,15 +43,6 @@ FORCED_EXIT_CODE = 130
 MAIN_LOOP_INTERVAL = 0.25
 #: Seconds between ``STATUS=`` updates.
 STATUS_INTERVAL = 5.0
-#: Settings a SIGHUP applies live; every other changed key is logged as needing a restart.
-LIVE_SETTINGS = {
-    "logging.level",
-    "consumer.concurrency",
-    "producer.request_timeout",
-    "producer.unavailable_wait",
-    "producer.shutdown_timeout",
-    "consumer.shutdown_timeout",
-}
 TEST_HOOKS_ENV = "BURROW_TEST_HOOKS"
 
 
@@ -92,38 +83,13 @@ class Engine(Protocol):
     def broker_links(self) -> list[BrokerLink]: ...
 
 
-def changed_settings(old: BurrowConfig, new: BurrowConfig) -> list[str]:
-    """Dotted names of the settings that differ (values are not returned: one may be a password)."""
-    changed: list[str] = []
-    for section in dataclasses.fields(old):
-        if section.name == "path":
-            continue
-        before, after = getattr(old, section.name), getattr(new, section.name)
-        for item in dataclasses.fields(before):
-            if getattr(before, item.name) != getattr(after, item.name):
-                changed.append(f"{section.name}.{item.name}")
-    return changed
-
-
-def with_live_settings(running: BurrowConfig, new: BurrowConfig) -> BurrowConfig:
-    """``running`` with the :data:`LIVE_SETTINGS` of ``new``: what a reload actually put in force.
-
-    Keys that need a restart keep their running value, so the next reload warns about them again.
-    """
-    sections: dict[str, Any] = {}
-    for dotted in sorted(LIVE_SETTINGS):
-        section, key = dotted.split(".")
-        current = sections.get(section, getattr(running, section))
-        sections[section] = dataclasses.replace(current, **{key: getattr(getattr(new, section), key)})
-    return dataclasses.replace(running, **sections)
-
-
 class _ServiceLayer:
     """Logging, sd_notify, status, watchdog and metrics around one engine, for one role."""
 
-    def __init__(self, config: BurrowConfig, role: str) -> None:
+    def __init__(self, config: BurrowConfig, role: str, live: set[str] = LIVE_SETTINGS) -> None:
         self.config = config
         self.role = role
+        self.live = live
         self.logs: LoggingSetup = install_service_logging(
             config.logging.level, f"burrow-{role}", secrets=[config.rabbitmq.password]
         )
@@ -139,7 +105,6 @@ class _ServiceLayer:
                 # Metrics are not worth refusing requests for: say so loudly and serve anyway.
                 logger.error("Cannot serve metrics on %s:%d: %s; running without the HTTP endpoint",
                              config.metrics.host, config.metrics.port, exc)
-
 
     def attach(self, engine: Engine, snapshot: Callable[[], StatusSnapshot]) -> None:
         """Ping the watchdog from the engine's I/O loop and start the STATUS= reporter.
@@ -185,7 +150,7 @@ class _ServiceLayer:
             self._reloaded()
             return
         changed = changed_settings(self.config, new)
-        restart = [name for name in changed if name not in LIVE_SETTINGS]
+        restart = [name for name in changed if name not in self.live]
         try:
             apply(new, changed)
         except (ValueError, ConfigError) as exc:
@@ -197,9 +162,9 @@ class _ServiceLayer:
         self.logs.set_secrets([new.rabbitmq.password, self.config.rabbitmq.password])
         if restart:
             logger.warning("Reloaded %s; these changes need a restart to apply: %s", path, ", ".join(restart))
-        live = [name for name in changed if name in LIVE_SETTINGS]
+        live = [name for name in changed if name in self.live]
         logger.info("Reloaded %s: %s", path, ", ".join(live) if live else "no live setting changed")
-        self.config = with_live_settings(self.config, new)
+        self.config = with_live_settings(self.config, new, self.live)
         self._reloaded()
 
     def _reloaded(self) -> None:
@@ -302,7 +267,7 @@ def run_producer(config: BurrowConfig) -> int:
     from burrow.producer import Producer
 
     block_signals()
-    layer = _ServiceLayer(config, "producer")
+    layer = _ServiceLayer(config, "producer", PRODUCER_LIVE_SETTINGS)
     settings = config.producer
     producer = Producer(config).start()
     api = HttpApi(
@@ -313,8 +278,8 @@ def run_producer(config: BurrowConfig) -> int:
         default_timeout=settings.request_timeout,
         unavailable_wait=settings.unavailable_wait,
     )
-    logger.info("Producer starting: broker %s, API socket %s", ", ".join(map(str, config.rabbitmq.nodes())),
-                settings.socket)
+    logger.info("Producer starting: broker %s, %s reply queue %s, API socket %s",
+                ", ".join(map(str, config.rabbitmq.nodes())), producer.reply_queue_type, producer.reply_queue, settings.socket)
 
     def snapshot() -> StatusSnapshot:
         stats = producer.stats()
@@ -323,10 +288,12 @@ def run_producer(config: BurrowConfig) -> int:
             in_flight=producer.in_flight,
             connected=producer.connected,
             failed=stats.remote_errors + stats.timeouts + stats.failed,
-            detail=broker_status(producer.broker_links()),
+            detail=f"{broker_status(producer.broker_links())}, {producer.reply_queue_type} reply queue",
         )
 
     def apply(new: BurrowConfig, changed: list[str]) -> None:
+        if {"rabbitmq.host", "rabbitmq.hosts"} & set(changed):
+            producer.use_brokers(with_live_settings(layer.config, new, PRODUCER_LIVE_SETTINGS).rabbitmq)
         if "producer.request_timeout" in changed:
             api.reconfigure(default_timeout=new.producer.request_timeout)
         if "producer.unavailable_wait" in changed:
@@ -387,8 +354,6 @@ def run_daemon(role: str, config: BurrowConfig, *, detach: bool = False, pidfile
 __all__ = [
     "FORCED_EXIT_CODE",
     "block_signals",
-    "changed_settings",
-    "with_live_settings",
     "run_consumer",
     "run_daemon",
     "run_producer",

@@ -157,7 +157,7 @@ def check_producer(path: str, timeout: float) -> Report:
     except (ValueError, KeyError, TypeError):
         return Report("producer", path, State.DEGRADED, f"unexpected /v1/health answer ({status}): {body[:200]!r}")
     parts = ["broker connected" if connected else "broker NOT connected", f"{in_flight} in flight",
-             f"up {_uptime(uptime)}"]
+             f"{health.get('reply_queue_type', 'unknown')} reply queue", f"up {_uptime(uptime)}"]
     if draining:
         parts.insert(0, "draining (stopping)")
     try:

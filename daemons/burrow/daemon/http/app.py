@@ -25,7 +25,8 @@ Endpoints:
   consumer ever declared it, or the name is not one a service can have). An optional
   ``X-Burrow-Key`` keeps requests with one key on one partition of a split service (``400
   bad_key`` when it is empty or over 255 bytes).
-- ``GET /v1/health``: ``{"broker_connected": ..., "in_flight": ..., ...}``, 200 when connected, else 503.
+- ``GET /v1/health``: ``{"broker_connected": ..., "in_flight": ..., "reply_queue_type": ..., ...}``, 200 when
+  connected, else 503.
 - ``GET /metrics``: Prometheus text when metrics are enabled, else 404.
 
 A new endpoint is a line in :data:`ROUTES` and a method of :class:`App`; every failure of a
@@ -109,6 +110,9 @@ ROUTES: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
 
 class ProducerAPI(Protocol):
     """What the HTTP API needs from the producer (``burrow.producer.Producer`` provides it)."""
+
+    #: "quorum", "classic" or "direct": where replies come back (shown by ``/v1/health``).
+    reply_queue_type: str
 
     @property
     def connected(self) -> bool:
@@ -291,6 +295,7 @@ class App:
         document = {
             "broker_connected": connected,
             "in_flight": int(producer.in_flight),
+            "reply_queue_type": producer.reply_queue_type,
             "draining": api.draining,
             "connections": api.connection_count,
             "uptime_seconds": round(time.monotonic() - api.started_at, 3),
