@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import logging
 import signal
 import subprocess
@@ -69,8 +70,9 @@ def _result(sent: int, ok: int, failed: int, elapsed: float, latencies: list[flo
 class BurrowDriver:
     """Runs the workloads through :class:`burrow.Producer`'s public API from several threads."""
 
-    def __init__(self, producer: Any) -> None:
+    def __init__(self, producer: Any, services: tuple[str, ...] = ()) -> None:
         self._producer = producer
+        self._services = services
 
     def closed(self, count: int, concurrency: int, max_seconds: float, keep: bool = True) -> Result:
         """Split the window over up to ``DRIVER_THREADS`` threads; each waits on its oldest future."""
@@ -86,7 +88,8 @@ class BurrowDriver:
 
         def drive(index: int) -> None:
             pending: collections.deque[tuple[float, concurrent.futures.Future[bytes]]] = collections.deque()
-            submit = self._producer.submit
+            targets = self._services or (None,)
+            submit = functools.partial(self._producer.submit, service=targets[index % len(targets)])
             quota, window = quotas[index], windows[index]
             while True:
                 while sent[index] < quota and len(pending) < window and time.monotonic() < deadline:
@@ -152,9 +155,10 @@ class BurrowDriver:
 
 
 def burrow_client_main(conn: Connection, amqp_url: str, topology: dict[str, Any], direct: bool, instance_id: str,
-                       hosts: tuple[str, ...] = ()) -> None:
+                       hosts: tuple[str, ...] = (), services: tuple[str, ...] = ()) -> None:
     """Child process: one burrow Producer (default settings but ``reply_mode``) serving commands;
-    with ``hosts``, connected to one of those cluster nodes instead of ``amqp_url``'s."""
+    with ``hosts``, connected to one of those cluster nodes instead of ``amqp_url``'s; with
+    ``services``, each driver thread calls one of them in turn (else the default service)."""
     from burrow.config import BurrowConfig, ProducerConfig, RabbitMQConfig, TopologyConfig
     from burrow.producer import Producer
 
@@ -169,7 +173,7 @@ def burrow_client_main(conn: Connection, amqp_url: str, topology: dict[str, Any]
         conn.send({"error": "burrow producer did not connect within 30 s"})
         return
     conn.send({"ready": True})
-    _serve(conn, BurrowDriver(producer))
+    _serve(conn, BurrowDriver(producer, services))
     producer.stop(timeout=10)
 
 

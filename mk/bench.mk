@@ -12,16 +12,21 @@
 
 BENCH_ARGS ?=
 BENCH_CLUSTER_ARGS ?=
+BENCH_SERVICES_ARGS ?=
 BENCH_WINDOWS_ARGS ?=
 PY_SPY_VERSION ?= 0.4.3
 BENCH_PATH := PYTHONPATH=tests/support
 PY_SPY_VENV = $${BURROW_CACHE:-/var/cache/burrow-ci}/py-spy-$(PY_SPY_VERSION)
 
-.PHONY: bench bench-quick bench-peers bench-profile bench-cluster bench-http-stacks bench-windows bench-targets
+.PHONY: bench bench-quick bench-peers bench-profile bench-cluster bench-services bench-http-stacks bench-windows bench-targets
 
-bench: ## burrow vs a baseline and the broker's ceiling, then bench-cluster
+bench: ## burrow vs baseline and broker ceiling; then bench-cluster, bench-services
 	@$(VENV) $(BENCH_PATH) python -m benchmarks $(BENCH_ARGS)
 	@$(MAKE) --no-print-directory bench-cluster
+	@$(MAKE) --no-print-directory bench-services
+
+bench-services: ## one broker: 1 service vs 4 services vs 4 partitions (about 2 min)
+	@$(VENV) $(BENCH_PATH) python -m benchmarks.services $(BENCH_SERVICES_ARGS)
 
 bench-cluster: ## burrow on a throwaway 3-node cluster vs one node (about 5 min)
 	@$(VENV) $(BENCH_PATH) python -m benchmarks.cluster $(BENCH_CLUSTER_ARGS)

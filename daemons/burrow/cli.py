@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 from burrow.config import BurrowConfig, load_config
 from burrow.errors import BurrowError, ConfigError, HandlerLoadError
 from burrow.exitcodes import EX_CONFIG, EX_FAILED
+from burrow.partitions import key_argument
 from burrow.services import service_argument
 from burrow.tools import file_argument
 
@@ -97,7 +98,7 @@ def _call(producer: Producer, args: argparse.Namespace) -> int:
         failed = 0
         for message in args.message:
             try:
-                reply = producer.call(message.encode(), timeout=args.timeout, service=args.service)
+                reply = producer.call(message.encode(), timeout=args.timeout, service=args.service, key=args.key)
                 print(reply.decode("utf-8", "replace"))
             except BurrowError as exc:
                 failed += 1
@@ -105,7 +106,7 @@ def _call(producer: Producer, args: argparse.Namespace) -> int:
         return EX_FAILED if failed else 0
     bodies = [m.encode() for m in args.message] or [b"hello"]
     result = run_burst(
-        lambda body: producer.call(body, timeout=args.timeout, service=args.service),
+        lambda body: producer.call(body, timeout=args.timeout, service=args.service, key=args.key),
         bodies,
         count=args.count,
         concurrency=args.concurrency,
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("message", nargs="*", help="request bodies (default for a burst: 'hello')")
     call.add_argument("--service", type=service_argument, metavar="NAME",
                       help="send to this named service (default: the default service)")
+    call.add_argument("--key", type=key_argument, help="keep these requests on one partition of a split service")
     call.add_argument("--count", type=int, help="send this many requests as a burst and print a summary")
     call.add_argument("--concurrency", type=int, default=16, help="requests in flight during a burst")
     call.add_argument("--timeout", type=_positive_seconds, default=CALL_TIMEOUT,

@@ -38,7 +38,7 @@ from burrow.config import BurrowConfig
 from burrow.handlers import Handler, RequestContext, load_handler
 from burrow.protocol import REJECT_STALE, Outcome, Rejection, unroutable_reply, validate_request
 from burrow.services import served
-from burrow.serving import Delivery, ServedService
+from burrow.serving import Delivery, ServedService, serve
 from burrow.stats import ConsumerStats
 
 logger = logging.getLogger(__name__)
@@ -64,17 +64,17 @@ class Consumer:
         if handler is not None:
             given.setdefault(services[0][0], handler)
         self._io = IOThread(f"burrow-{name}-io")
-        self._services = [
-            # a wrong handler fails here, at once
-            ServedService(service_name, service, self._settings, config.topology.request_queue,
-                          given.get(service_name) or load_handler(service.handler), self._replies_put)
-            for service_name, service in services
-        ]
-        self._queue_stats = QueueStats({service.name: service.queue for service in self._services})
+        # a wrong handler fails here, at once
+        handlers = {service_name: given.get(service_name) or load_handler(service.handler)
+                    for service_name, service in services}
+        self._services = serve(config.topology, self._settings, services, handlers, self._replies_put)
+        self._pools = list({id(service.workers): service.workers for service in self._services}.values())
+        self._queue_stats = QueueStats({service.label: service.queue for service in self._services})
         self._consume = RabbitMQSetup(
             config.rabbitmq, config.topology, self._io.ioloop,
             role=f"{name}-consume", on_ready=self.on_consume_channel_ready, on_lost=self.on_consume_lost,
-            services=tuple(service.name for service in self._services),
+            services=tuple(service_name for service_name, _service in services),
+            partitions={service_name: service.partitions for service_name, service in services},
         )
         self._replies: ReplyPublisher[Delivery] = ReplyPublisher(
             self._io.ioloop, config.topology.reply_exchange, on_ready=self._maybe_start_consuming, on_confirmed=self._settle,
@@ -109,12 +109,12 @@ class Consumer:
     @property
     def concurrency(self) -> int:
         """Handler threads over every service."""
-        return sum(service.workers.workers for service in self._services)
+        return sum(pool.workers for pool in self._pools)
 
     @property
     def services(self) -> list[str]:
         """The names of the services served, the default one as ``default``."""
-        return [service.name for service in self._services]
+        return list(dict.fromkeys(service.name for service in self._services))
 
     def service_queues(self) -> dict[str, QueueCount]:
         """Each service's queue: ready requests and consumers, as the broker last said (any thread)."""
@@ -168,7 +168,8 @@ class Consumer:
             for service in self._services:
                 if not service.follows_consumer:
                     continue
-                service.workers.resize(workers)
+                if service.workers.workers != workers:  # partitions of one service share one pool
+                    service.workers.resize(workers)
                 if service.adaptive is not None:
                     service.adaptive.reset(service.configured_prefetch())
                 if not service.window.probation:
@@ -193,8 +194,8 @@ class Consumer:
                                seconds, self._in_flight)
             self._io.call_soon(self._close_connections)
             self._io.join(timeout=10)
-        for service in self._services:
-            service.workers.shutdown()
+        for pool in self._pools:
+            pool.shutdown()
         self._stopped.set()
         return drained
 

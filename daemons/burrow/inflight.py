@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from burrow import metrics
 from burrow.errors import Rejected, RemoteError, RequestTimeout
+from burrow.partitions import keyed_headers
 from burrow.protocol import request_headers
 from burrow.stats import ProducerStats
 
@@ -45,14 +46,16 @@ class Request:
 
     @classmethod
     def create(cls, correlation_id: str, body: bytes, seconds: float, headers: dict[str, Any] | None,
-               service: str | None = None) -> "Request":
-        """A request for ``service`` that times out ``seconds`` from now, with a future that knows its ids."""
+               service: str | None = None, key: str | None = None) -> "Request":
+        """A request for ``service`` that times out ``seconds`` from now, with a future that knows its
+        ids; it carries ``key`` (else its correlation id) for a split service (:mod:`burrow.partitions`)."""
         future = RequestFuture()
         future.correlation_id = future.message_id = correlation_id
         now = time.monotonic()
         wall_deadline = time.time() + seconds
         return cls(correlation_id, bytes(body), now + seconds, wall_deadline,
-                   request_headers(headers, wall_deadline), future, now, service=service)
+                   request_headers(keyed_headers(headers, key, correlation_id), wall_deadline), future, now,
+                   service=service)
 
 
 class InFlight:

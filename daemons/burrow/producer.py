@@ -43,6 +43,7 @@ from burrow.errors import (
 )
 from burrow.inflight import InFlight, Request, RequestFuture, resolve
 from burrow.protocol import decode_reply, request_properties
+from burrow.partitions import check_key
 from burrow.services import DEFAULT_SERVICE, check_name, routing_key
 from burrow.stats import ProducerStats
 
@@ -145,6 +146,7 @@ class Producer:
         headers: dict[str, Any] | None = None,
         block: bool = True,
         service: str | None = None,
+        key: str | None = None,
     ) -> RequestFuture:
         """Queue ``body`` as a request to ``service`` (``None``: the default service); the returned
         future resolves to the reply body.
@@ -155,7 +157,8 @@ class Producer:
         :class:`UnknownService` at once when no queue serves ``service``,
         :class:`UnroutableError`/:class:`PublishError` if the broker refused it. Blocks while
         ``max_in_flight`` requests are outstanding, or raises :class:`Backpressure` if ``block`` is
-        false. A ``service`` name that no service could have raises ``ValueError`` here.
+        false. A ``service`` name that no service could have raises ``ValueError`` here. Requests
+        with one ``key`` go to one partition of a split service (:mod:`burrow.partitions`), in order.
         """
         if self._closing or self._closed.is_set():
             raise BrokerUnavailable("producer is closed")
@@ -165,23 +168,24 @@ class Producer:
             raise ValueError(f"request body of {len(body)} bytes exceeds producer.max_message_bytes ({self._max_message_bytes})")
         if service is not None:
             service = None if check_name(service) == DEFAULT_SERVICE else service
+        check_key(key)
         if not self._in_flight.reserve(block):
             raise Backpressure(f"{self.in_flight} requests in flight (producer.max_in_flight)")
         if self._closing:
             self._in_flight.unreserve()
             raise BrokerUnavailable("producer is closed")
         seconds = self._request_timeout if timeout is None else timeout
-        request = Request.create(f"{self._id_prefix}-{next(self._ids):x}", body, seconds, headers, service)
+        request = Request.create(f"{self._id_prefix}-{next(self._ids):x}", body, seconds, headers, service, key)
         self._in_flight.add(request)
         request.future.add_done_callback(self._on_cancelled)
         self._outbox.put(request)
         return request.future
 
     def call(self, body: bytes, *, timeout: float | None = None, headers: dict[str, Any] | None = None,
-             service: str | None = None) -> bytes:
+             service: str | None = None, key: str | None = None) -> bytes:
         """Send ``body`` to ``service`` and block for the reply; raises what :meth:`submit`'s future
         fails with (:class:`RequestTimeout`, :class:`RemoteError`, :class:`UnknownService`, ...)."""
-        future = self.submit(body, timeout=timeout, headers=headers, service=service)
+        future = self.submit(body, timeout=timeout, headers=headers, service=service, key=key)
         seconds = self._request_timeout if timeout is None else timeout
         # The I/O thread fails the future at its deadline; the margin only guards against a dead loop.
         return future.result(timeout=seconds + 5.0)

@@ -31,6 +31,8 @@ from burrow.errors import DeliveryLimitExceeded, Rejected, RemoteError
 
 CONTENT_TYPE = "application/octet-stream"
 HEADER_DEADLINE = "x-burrow-deadline"
+#: What a split service's consistent-hash exchange hashes (:mod:`burrow.partitions`).
+HEADER_KEY = "x-burrow-key"
 HEADER_STATUS = "x-burrow-status"
 HEADER_ERROR_TYPE = "x-burrow-error-type"
 HEADER_TRACEBACK = "x-burrow-traceback"

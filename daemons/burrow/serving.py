@@ -8,17 +8,22 @@ slow service fills only its own window and its own workers, and the requests of 
 beside it are never queued behind them. What is per channel (delivery tags, acks, the reply
 publisher) stays with the consumer. A :class:`Delivery` is one request of a service on its way
 from the queue to its ack.
+
+A service split over several queues (:mod:`burrow.partitions`) is served by one ``ServedService``
+per partition queue, each with its own window and registration, all sharing the service's one
+pool (:func:`serve`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 from burrow import tracing
-from burrow.config.schema import ConsumerConfig, ServiceConfig
+from burrow.config.schema import ConsumerConfig, ServiceConfig, TopologyConfig
 from burrow.asyncworkers import AsyncHandlerPool
 from burrow.handlers import Handler, RequestContext, is_coroutine_handler
+from burrow.partitions import partition_queues
 from burrow.protocol import Outcome
 from burrow.services import queue_name
 from burrow.amqp.window import AdaptiveWindow, RequestWindow
@@ -33,18 +38,23 @@ class ServedService:
     """
 
     def __init__(self, name: str, service: ServiceConfig, settings: ConsumerConfig, request_queue: str,
-                 handler: Handler, on_done: Callable[[Any], None]) -> None:
+                 handler: Handler, on_done: Callable[[Any], None], *, queue: str | None = None,
+                 workers: HandlerPool[Any] | AsyncHandlerPool[Any] | None = None, label: str | None = None) -> None:
         self.config = service
         self.name = name
-        self.queue = queue_name(request_queue, name)
+        #: The name its queue's backlog is reported under: the service's, ``<name>.<i>`` for a partition.
+        self.label = label or name
+        self.queue = queue or queue_name(request_queue, name)
         self._settings = settings
-        workers = service.concurrency or settings.concurrency
+        count = service.concurrency or settings.concurrency
         self.workers: HandlerPool[Any] | AsyncHandlerPool[Any]
-        if is_coroutine_handler(handler):
-            self.workers = AsyncHandlerPool(handler, service.handler, workers, include_traceback=settings.include_traceback,
+        if workers is not None:
+            self.workers = workers
+        elif is_coroutine_handler(handler):
+            self.workers = AsyncHandlerPool(handler, service.handler, count, include_traceback=settings.include_traceback,
                                             on_done=on_done, service=name, blocking_threshold=settings.blocking_warning)
         else:
-            self.workers = HandlerPool(handler, service.handler, workers, include_traceback=settings.include_traceback,
+            self.workers = HandlerPool(handler, service.handler, count, include_traceback=settings.include_traceback,
                                        on_done=on_done, service=name)
         # consumer.window = "adaptive": the open window moves from the configured one (amqp.window).
         self.adaptive = (AdaptiveWindow(self.configured_prefetch(), lambda: self.workers.workers)
@@ -101,3 +111,20 @@ class Delivery:
     def traceparent(self) -> str | None:
         value = self.context.headers.get(tracing.HEADER)
         return value if isinstance(value, str) else None
+
+
+def serve(topology: TopologyConfig, settings: ConsumerConfig, services: Sequence[tuple[str, ServiceConfig]],
+          handlers: Mapping[str, Handler], on_done: Callable[[Any], None]) -> list[ServedService]:
+    """One :class:`ServedService` per request queue of each of ``services`` (``handlers`` by name):
+    a split service gets one per partition queue, all on one :class:`HandlerPool`."""
+    served: list[ServedService] = []
+    for name, service in services:
+        queues = partition_queues(topology, name, service.partitions)
+        labels = [name] if len(queues) == 1 else [f"{name}.{index}" for index in range(len(queues))]
+        first = ServedService(name, service, settings, topology.request_queue, handlers[name], on_done,
+                              queue=queues[0], label=labels[0])
+        served.append(first)
+        served += [ServedService(name, service, settings, topology.request_queue, handlers[name], on_done,
+                                 queue=queue, workers=first.workers, label=label)
+                   for queue, label in zip(queues[1:], labels[1:])]
+    return served

@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from pika.channel import Channel
 
 from burrow.config import RabbitMQConfig, TopologyConfig
+from burrow.partitions import exchange_steps, partition_binding
 from burrow.services import DEFAULT_SERVICE, queue_name, routing_key
 
 logger = logging.getLogger(__name__)
@@ -187,10 +188,11 @@ def declaration_steps(topology: TopologyConfig, reply_queue: str | None) -> list
 
 def declare_topology(
     channel: Channel, topology: TopologyConfig, reply_queue: str | None, on_done: Callable[[], None],
-    services: tuple[str, ...] = (),
+    services: tuple[str, ...] = (), partitions: Mapping[str, int] | None = None,
 ) -> None:
     """Run the declaration steps one after another on ``channel``, then ensure the named
-    ``services``' queues (:func:`declare_service_queues`), then call ``on_done``.
+    ``services``' queues (:func:`declare_service_queues`; ``partitions`` maps a split service to
+    its number of queues), then call ``on_done``.
 
     A declaration the broker refuses (e.g. a queue that exists with other arguments) closes the
     channel; the channel's close callback reports the broker's reason and the connection retries.
@@ -201,7 +203,7 @@ def declare_topology(
     def run(index: int) -> None:
         if index == len(steps):
             logger.debug("Topology declared on channel %s", channel.channel_number)
-            declare_service_queues(channel, topology, named, on_done)
+            declare_service_queues(channel, topology, named, on_done, partitions or {})
             return
         method, kwargs = steps[index]
         getattr(channel, method)(callback=lambda _frame: run(index + 1), **kwargs)
@@ -209,26 +211,63 @@ def declare_topology(
     run(0)
 
 
-def declare_service_queues(channel: Channel, topology: TopologyConfig, services: list[str],
-                           on_done: Callable[[], None]) -> None:
-    """Make sure each named service has its queue and binding, then call ``on_done``.
+#: One step of :func:`service_plan`: a channel method and its arguments, or a queue to make sure
+#: of (``"queue"``, its declaration's and its binding's arguments).
+PlanStep = tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], dict[str, Any]]
 
-    For each service a passive declare on a short-lived probe channel asks whether the queue
+
+def service_plan(topology: TopologyConfig, services: list[str], locator: str,
+                 partitions: Mapping[str, int]) -> list[PlanStep]:
+    """What makes the named ``services`` routable, in order: each service's queue, or for a service
+    split over several queues (:mod:`burrow.partitions`) its consistent-hash exchange, its
+    partition queues bound to it, then its binding to the request exchange."""
+    plan: list[PlanStep] = []
+    for service in services:
+        count = partitions.get(service, 1)
+        if count <= 1:
+            (declare, bind) = service_queue_steps(topology, service, locator)
+            plan.append(("queue", declare[1], bind[1]))
+            continue
+        (exchange, binding) = exchange_steps(topology, service)
+        plan.append(exchange)
+        arguments = request_queue_arguments(topology)
+        if topology.queue_type == "quorum":
+            arguments["x-queue-leader-locator"] = locator
+        for index in range(count):
+            binding_arguments = partition_binding(topology, service, index)
+            plan.append(("queue", {"queue": binding_arguments["queue"], "durable": True, "arguments": arguments},
+                         binding_arguments))
+        plan.append(binding)
+    return plan
+
+
+def declare_service_queues(channel: Channel, topology: TopologyConfig, services: list[str],
+                           on_done: Callable[[], None], partitions: Mapping[str, int] | None = None) -> None:
+    """Make sure each named service has its queues and bindings (:func:`service_plan`), then call
+    ``on_done``.
+
+    For each queue a passive declare on a short-lived probe channel asks whether the queue
     exists; a missing queue closes only the probe channel (404), and the queue is then declared on
     ``channel`` with the leader locator for this broker's version (:func:`leader_locator`). A queue
     that exists is only bound again: its arguments stay as they were declared (module docstring).
     """
     locator = leader_locator(getattr(channel.connection, "server_properties", None) or {})
+    plan = service_plan(topology, services, locator, partitions or {})
 
     def ensure(index: int) -> None:
-        if index == len(services):
+        if index == len(plan):
             on_done()
             return
-        (declare, bind) = service_queue_steps(topology, services[index], locator)
-        queue = declare[1]["queue"]
+        step = plan[index]
+        if len(step) == 2:
+            method, kwargs = step
+            getattr(channel, method)(callback=lambda _frame: ensure(index + 1), **kwargs)
+            return
+        (_kind, declare, bind) = step  # type: ignore[misc]
+        queue = declare["queue"]
 
         def bound() -> None:
-            channel.queue_bind(callback=lambda _frame: ensure(index + 1), **bind[1])
+            channel.queue_bind(callback=lambda _frame: ensure(index + 1), **bind)
 
         def on_probe_open(probe: Channel) -> None:
             found = False
@@ -242,9 +281,8 @@ def declare_service_queues(channel: Channel, topology: TopologyConfig, services:
             def closed(_probe: Channel, reason: BaseException) -> None:
                 if found or not channel.is_open:
                     return  # done, or the connection is gone and the owner reconnects
-                logger.info("Declaring the request queue %s of service %s (leader locator %s): %s",
-                            queue, services[index], locator, reason)
-                channel.queue_declare(callback=lambda _frame: bound(), **declare[1])
+                logger.info("Declaring the request queue %s (leader locator %s): %s", queue, locator, reason)
+                channel.queue_declare(callback=lambda _frame: bound(), **declare)
 
             probe.add_on_close_callback(closed)
             probe.queue_declare(queue=queue, passive=True, callback=exists)

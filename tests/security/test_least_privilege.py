@@ -162,3 +162,20 @@ def test_consumer_user_of_one_service_cannot_read_another_services_queue(service
     assert "access to queue 'burrow.requests.beta'" in error.reply_text, error.reply_text
     refused(lambda: beta.channel(beta.consumer).basic_get("burrow.requests.alpha"))
     assert alpha.channel(alpha.consumer).basic_get("burrow.requests.alpha") == (None, None, None)
+
+
+def test_consumer_user_of_a_split_service_reads_its_partitions_and_no_other_users_do(service_users):
+    """The group variables let a consumer declare its split service's consistent-hash exchange and
+    partition queues; the consumer user of another service can read none of them nor bind to it."""
+    alpha, beta = service_users["alpha"], service_users["beta"]
+    config = dataclasses.replace(alpha.config(alpha.consumer), consumer=ConsumerConfig(
+        concurrency=1, services={"alpha": ServiceConfig(handler="burrow.handlers:echo", partitions=2)}))
+    consumer = Consumer(config).start()
+    try:
+        assert consumer.wait_ready(30), "the consumer user of a split service lacks a permission its partitions need"
+    finally:
+        consumer.stop(timeout=5)
+    assert alpha.channel(alpha.consumer).basic_get("burrow.requests.alpha.1") == (None, None, None)
+    error = refused(lambda: beta.channel(beta.consumer).basic_get("burrow.requests.alpha.0"))
+    assert "access to queue 'burrow.requests.alpha.0'" in error.reply_text, error.reply_text
+    refused(lambda: beta.channel(beta.consumer).queue_bind("burrow.requests.beta", "burrow.x.requests.alpha", "1"))

@@ -23,7 +23,8 @@ SERVICE_QUEUES = "{{ burrow_consumer_queues }}"
 
 def consumer_queues(services: tuple[str, ...]) -> str:
     """``burrow_consumer_queues`` for a consumer serving the default service and ``services``."""
-    return f"requests([.]({'|'.join(services)}))?" if services else "requests"
+    names = "|".join(services)
+    return f"requests([.]({names})([.][0-9]+)?)?|x[.]requests[.]({names})" if services else "requests"
 
 
 def permissions(services: tuple[str, ...] = ()) -> dict[str, tuple[str, str, str]]:

@@ -55,6 +55,7 @@ class FakeProducer:
         self.reply_queue_type = "classic"
         self.calls: list[tuple[bytes, float | None, dict[str, Any]]] = []
         self.services: list[str | None] = []
+        self.keys: list[str | None] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -65,10 +66,11 @@ class FakeProducer:
 
     def submit(
         self, body: bytes, *, timeout: float | None = None, headers: dict[str, Any] | None = None, block: bool = True,
-        service: str | None = None,
+        service: str | None = None, key: str | None = None,
     ) -> concurrent.futures.Future[bytes]:
         self.calls.append((body, timeout, dict(headers or {})))
         self.services.append(service)
+        self.keys.append(key)
         if body == b"unavailable":
             raise BrokerUnavailable("producer is closed")
         future: concurrent.futures.Future[bytes] = concurrent.futures.Future()
@@ -682,3 +684,17 @@ def test_burrow_send_service_reaches_the_service_path(api: HttpApi, producer: Fa
     assert sendclient.main(["--socket", api.address, "--service", "nosuch", "two"]) == 1
     assert producer.services == ["resize"] + ["fraud"] * 4 + ["nosuch"]
     assert "404 unknown_service" in capsys.readouterr().err
+
+
+def test_x_burrow_key_reaches_the_producer_and_burrow_send_sets_it(api: HttpApi, producer: FakeProducer,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    status, _headers, _body = call(api, "POST", "/v1/services/fraud", b"a", headers={"X-Burrow-Key": "customer-7"})
+    assert status == 200
+    status, _headers, body = call(api, "POST", "/v1/services/fraud", b"b", headers={"X-Burrow-Key": "k" * 256})
+    assert status == 400 and json.loads(body)["error"] == "bad_key", body
+    assert call(api, "POST", "/v1/requests", b"c")[0] == 200
+    assert sendclient.main(["--socket", api.address, "--service", "fraud", "--key", "customer-8", "d"]) == 0
+    assert producer.keys == ["customer-7", None, "customer-8"]
+    with pytest.raises(SystemExit):
+        sendclient.main(["--socket", api.address, "--key", "", "e"])
+    assert "1 to 255 bytes" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import threading
 import time
 
 from burrow.inflight import InFlight, Request
-from burrow.protocol import HEADER_DEADLINE
+from burrow.protocol import HEADER_DEADLINE, HEADER_KEY
 
 
 def test_a_new_request_knows_its_ids_and_deadline() -> None:
@@ -16,8 +16,9 @@ def test_a_new_request_knows_its_ids_and_deadline() -> None:
     assert request.future.correlation_id == request.future.message_id == "p-1"
     assert abs(request.deadline - request.submitted - 2.0) < 1e-6
     assert before + 2.0 <= request.wall_deadline <= time.time() + 2.0
-    assert request.headers == {"h": 1, HEADER_DEADLINE: int(request.wall_deadline * 1000),
+    assert request.headers == {"h": 1, HEADER_DEADLINE: int(request.wall_deadline * 1000), HEADER_KEY: "p-1",
                                "traceparent": request.headers["traceparent"]}
+    assert Request.create("p-2", b"", 2.0, None, "hot", "customer-7").headers[HEADER_KEY] == "customer-7"
 
 
 def test_slots_bound_the_requests_and_come_back_when_one_is_taken() -> None:

@@ -28,7 +28,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pika
 from pika.adapters.select_connection import IOLoop
@@ -75,7 +75,8 @@ class RabbitMQSetup:
     producer's ``reply_queue``) is declared, is handed to ``on_ready(channel)``. The owner sets up
     its consumers and confirms there and forgets the channel on ``on_lost``: a channel is never
     reused across connections. ``declare=False`` skips the declarations (the consumer's publishing
-    connection); ``services`` names the service queues to declare besides the default one.
+    connection); ``services`` names the service queues to declare besides the default one,
+    ``partitions`` the number of queues of each split service (:mod:`burrow.partitions`).
     Everything runs on the I/O loop's thread.
     The connection goes to one of ``rabbitmq.nodes()`` at a time (module docstring). A publishing
     owner passes ``unconfirmed`` (how many of its publishes await a confirm) and reports confirms
@@ -95,6 +96,7 @@ class RabbitMQSetup:
         declare: bool = True,
         unconfirmed: Callable[[], int] = lambda: 0,
         services: tuple[str, ...] = (),
+        partitions: Mapping[str, int] | None = None,
     ) -> None:
         self._rabbitmq = rabbitmq
         self._topology = topology
@@ -105,6 +107,7 @@ class RabbitMQSetup:
         self._reply_queue = reply_queue
         self._declare = declare
         self._services = services
+        self._partitions = dict(partitions or {})
         self._name = default_connection_name(role)
         self._use_nodes(rabbitmq)
         self._ready_node: BrokerNode | None = None
@@ -232,7 +235,7 @@ class RabbitMQSetup:
         channel.add_on_close_callback(self.on_channel_closed)
         if self._declare:
             declare_topology(channel, self._topology, self._reply_queue, lambda: self.on_topology_declared(channel),
-                             self._services)
+                             self._services, self._partitions)
         else:
             self.on_topology_declared(channel)
 

@@ -223,6 +223,21 @@ def default_prefetch(concurrency: int) -> int:
     return PREFETCH_PER_WORKER * concurrency
 
 
+#: The most queues one service is split over. Each partition is a queue with its own leader, bound to
+#: the service's consistent-hash exchange with weight 1, and each consumer of the service holds a
+#: window on every one of them: beyond a few partitions per broker node more queues only add
+#: channels' work and memory, so 64 is far past any cluster burrow targets.
+MAX_PARTITIONS = 64
+
+
+def _default_service_unsplit(consumer: Any, written: frozenset[str]) -> tuple[str, str] | None:
+    default = consumer.services.get("default")
+    if default is not None and default.partitions > 1:
+        return "services", ("default.partitions must be 1: the default service keeps the "
+                            "one queue earlier releases declared; split a named service instead")
+    return None
+
+
 def _handler_written(service: Any, written: frozenset[str]) -> tuple[str, str] | None:
     return None if "handler" in written else ("handler", 'is required: "module:function"')
 
@@ -238,6 +253,8 @@ class ServiceConfig:
     concurrency: int = setting(0, Between(0, MAX_CONCURRENCY), "the service's handler threads (async def: "
                                "requests awaited at once); 0: [consumer] concurrency")
     prefetch: int = setting(0, Between(0, 65535), "the service's unacked requests; 0: [consumer] prefetch")
+    partitions: int = setting(1, Between(1, MAX_PARTITIONS), "queues the service is split over (consistent "
+                              "hash on the request key); 1: one queue")
 
 
 def _default_service_once(consumer: Any, written: frozenset[str]) -> tuple[str, str] | None:
@@ -247,7 +264,7 @@ def _default_service_once(consumer: Any, written: frozenset[str]) -> tuple[str, 
     return None
 
 
-@section(Check(("handler", "services"), _default_service_once))
+@section(Check(("handler", "services"), _default_service_once), Check(("services",), _default_service_unsplit))
 @dataclass(frozen=True, slots=True)
 class ConsumerConfig:
     """The consumer daemon's settings."""

@@ -118,7 +118,8 @@ class LocalBroker:
                 f"ssl_options.fail_if_no_peer_cert = {'true' if self.tls.require_client_cert else 'false'}",
             ]
         (self.dir / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
-        (self.dir / "enabled_plugins").write_text("[].\n")
+        # Partitioned services route through the consistent-hash exchange (burrow.partitions).
+        (self.dir / "enabled_plugins").write_text("[rabbitmq_consistent_hash_exchange].\n")
         if os.geteuid() == 0:
             # Debian's wrapper drops root to the rabbitmq user, who must own the node's folders.
             entry = pwd.getpwnam("rabbitmq")

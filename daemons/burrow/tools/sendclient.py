@@ -28,6 +28,7 @@ import sys
 from collections.abc import Sequence
 
 from burrow.exitcodes import EX_FAILED, EX_USAGE
+from burrow.partitions import key_argument
 from burrow.services import http_target, service_argument
 from burrow.tools import file_argument
 from burrow.tools.socketburst import HttpStatusError, run_socket_burst
@@ -72,16 +73,20 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 class SocketClient:
     """Sends requests to the producer's API; one connection per request (see module docstring)."""
 
-    def __init__(self, path: str = DEFAULT_SOCKET, timeout: float | None = None, service: str | None = None) -> None:
+    def __init__(self, path: str = DEFAULT_SOCKET, timeout: float | None = None, service: str | None = None,
+                 key: str | None = None) -> None:
         self.path = path
         self.timeout = timeout
         self.target = http_target(service)
+        self.key = key
 
     def request(self, method: str, target: str, body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
         """One HTTP exchange; returns status, headers (lower-case names) and body."""
         headers = {"Connection": "close"}
         if self.timeout is not None:
             headers["X-Burrow-Timeout"] = f"{self.timeout:g}"
+        if self.key is not None:
+            headers["X-Burrow-Key"] = self.key
         client_timeout = self.timeout + CLIENT_GRACE if self.timeout is not None else DEFAULT_CLIENT_TIMEOUT
         connection = UnixHTTPConnection(self.path, timeout=client_timeout)
         try:
@@ -144,6 +149,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, help="seconds per request (X-Burrow-Timeout)")
     parser.add_argument("--service", type=service_argument, metavar="NAME",
                         help="send to this named service (default: the default service)")
+    parser.add_argument("--key", type=key_argument, help="keep these requests on one partition of a split service (X-Burrow-Key)")
     parser.add_argument("--count", type=int, help="send this many requests, cycling through the messages")
     parser.add_argument("--concurrency", type=int, default=1, help="parallel requests with --count (default 1)")
     parser.add_argument("--max-seconds", type=float, help="stop sending new requests after this long")
@@ -162,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency < 1 or (args.count is not None and args.count < 1):
         print("burrow send: --count and --concurrency must be at least 1", file=sys.stderr)
         return EX_USAGE
-    client = SocketClient(args.socket, timeout=args.timeout, service=args.service)
+    client = SocketClient(args.socket, timeout=args.timeout, service=args.service, key=args.key)
     bodies = _bodies(args.messages)
     if args.count is None:
         return _send_each(client, bodies)

@@ -22,7 +22,9 @@ Endpoints:
   the request to the consumer and comes back on the answer, and both daemons log its ``TRACE_ID``.
 - ``POST /v1/services/<name>``: the same for the named service (``/v1/requests`` is the default
   service); ``404`` with ``"error": "unknown_service"`` when no queue serves that name (no
-  consumer ever declared it, or the name is not one a service can have).
+  consumer ever declared it, or the name is not one a service can have). An optional
+  ``X-Burrow-Key`` keeps requests with one key on one partition of a split service (``400
+  bad_key`` when it is empty or over 255 bytes).
 - ``GET /v1/health``: ``{"broker_connected": ..., "in_flight": ..., "reply_queue_type": ..., ...}``, 200 when
   connected, else 503.
 - ``GET /metrics``: Prometheus text when metrics are enabled, else 404.
@@ -54,6 +56,7 @@ from burrow.daemon.http.inputs import (
     has_large_body,
     header_map,
     receive_body,
+    request_key,
     request_timeout,
 )
 from burrow.errors import (
@@ -127,9 +130,10 @@ class ProducerAPI(Protocol):
         headers: dict[str, Any] | None = None,
         block: bool = True,
         service: str | None = None,
+        key: str | None = None,
     ) -> concurrent.futures.Future[bytes]:
-        """Publish ``body`` to ``service`` (None: the default one); the future has
-        ``correlation_id`` and resolves to the reply body."""
+        """Publish ``body`` to ``service`` (None: the default one; ``key``: its partition); the
+        future has ``correlation_id`` and resolves to the reply body."""
 
 
 class ApiState(Protocol):
@@ -224,6 +228,7 @@ class App:
             return  # the client went away before sending all of it
         try:
             timeout = request_timeout(headers)
+            key = request_key(headers)
         except BadHeader as exc:
             await exchange.error(400, exc.code, str(exc), header=exc.header)
             return
@@ -232,7 +237,7 @@ class App:
             await exchange.error(503, "unavailable", "the broker is unreachable", retry_after=1)
             return
         try:
-            reply = await self._submit(exchange, body, effective, service)
+            reply = await self._submit(exchange, body, effective, service, key)
         except Exception as exc:  # every failure becomes a status code; unknown ones a logged 500
             await self._failed(exchange, exc)
             return
@@ -259,7 +264,8 @@ class App:
             await asyncio.sleep(CONNECTED_POLL)
         return True
 
-    async def _submit(self, exchange: Exchange, body: bytes, timeout: float, service: str | None) -> bytes:
+    async def _submit(self, exchange: Exchange, body: bytes, timeout: float, service: str | None,
+                      key: str | None) -> bytes:
         """Publish and await the reply; waits (without blocking the loop) while the producer is full."""
         loop = asyncio.get_running_loop()
         if self.bridge is None:
@@ -268,7 +274,7 @@ class App:
         while True:
             try:
                 future = self.api.producer.submit(
-                    body, timeout=timeout, block=False, service=service,
+                    body, timeout=timeout, block=False, service=service, key=key,
                     headers={"x-burrow-request-id": exchange.request_id, tracing.HEADER: exchange.traceparent},
                 )
                 break

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from burrow.daemon.http.answers import Headers
+from burrow.partitions import check_key
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -50,6 +51,19 @@ def client_request_id(headers: dict[bytes, bytes]) -> str | None:
     """The caller's ``X-Burrow-Request-Id`` when it is a usable id, else None (one is made up)."""
     value = headers.get(b"x-burrow-request-id", b"").decode("latin-1")
     return value if _REQUEST_ID.match(value) else None
+
+
+def request_key(headers: dict[bytes, bytes]) -> str | None:
+    """The ``X-Burrow-Key`` that keeps requests on one partition of a split service
+    (:mod:`burrow.partitions`), None when absent; :class:`BadHeader` when it cannot be a key."""
+    raw_value = headers.get(b"x-burrow-key")
+    if raw_value is None:
+        return None
+    value = raw_value.decode("latin-1")
+    try:
+        return check_key(value)
+    except ValueError as exc:
+        raise BadHeader("X-Burrow-Key", "bad_key", str(exc).removeprefix("request key ")) from None
 
 
 def request_timeout(headers: dict[bytes, bytes]) -> float | None:
