@@ -36,7 +36,7 @@ from burrow.tools.burst import percentile
 from burrow.config import BurrowConfig, ConsumerConfig, RabbitMQConfig, TopologyConfig, to_toml
 from burrow.tools.localbroker import LocalBroker
 
-from benchmarks import clients, httpbench, peers
+from benchmarks import asyncbench, clients, httpbench, peers
 from benchmarks.peers import PeerProcess
 
 logger = logging.getLogger(__name__)
@@ -56,11 +56,14 @@ TARGET_RATE = 2000.0
 
 @dataclasses.dataclass(frozen=True)
 class BurrowVariant:
-    """How one burrow system differs from the defaults: reply mode, request queue type, prefetch."""
+    """How one burrow system differs from the defaults: reply mode, request queue type, prefetch,
+    the consumer's handler and its concurrency."""
 
     direct: bool = False
     queue_type: str = "quorum"
     prefetch: int = 0  # 0: the default (4 x consumer.concurrency)
+    handler: str = ""  # "": the default (burrow.handlers:echo)
+    concurrency: int = 0  # 0: the default (8)
 
 
 BURROW_SYSTEMS = {
@@ -73,12 +76,17 @@ BURROW_SYSTEMS = {
     "reliable-prefetch64": BurrowVariant(prefetch=64),
     "direct-prefetch64": BurrowVariant(direct=True, prefetch=64),
     "reliable-classic-queue": BurrowVariant(queue_type="classic"),
+    # The same I/O-bound work in an async and a sync handler (benchmarks/asyncbench.py).
+    asyncbench.ASYNC_HANDLER: BurrowVariant(handler="benchmarks.handlers:sleep_10ms", concurrency=asyncbench.IN_FLIGHT),
+    asyncbench.SYNC_HANDLER: BurrowVariant(handler="benchmarks.handlers:sync_sleep_10ms"),
 }
 VARIANTS = ("reliable-prefetch16", "direct-prefetch16", "reliable-prefetch64", "direct-prefetch64", "reliable-classic-queue")
 BASELINE_QUEUE = "bench.baseline.rpc_queue"
 CEILING_QUEUE = "bench.ceiling"
 #: Seconds a child process may take to connect and say it is ready.
 READY_TIMEOUT = 60.0
+#: The repository root, on the consumers' import path so that they can load handlers of benchmarks/.
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,8 +234,9 @@ class BurrowConsumerProcess:
         self.config_path.write_text(to_toml(config))
         self.log_path = workdir / f"{name}-consumer.log"
         executable = shutil.which("burrow-consumer") or str(Path(sys.executable).parent / "burrow-consumer")
+        import_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([executable, "--config", str(self.config_path)],
+            self.process = subprocess.Popen([executable, "--config", str(self.config_path)], env={**os.environ, "PYTHONPATH": import_path},
                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         self.pid = self.process.pid
 
@@ -244,6 +253,16 @@ class BurrowConsumerProcess:
 
     def stop(self) -> None:
         clients.stop_gracefully(self.process)
+
+
+def variant_consumer(variant: BurrowVariant) -> ConsumerConfig:
+    """The ``[consumer]`` section of a burrow system: the defaults but what ``variant`` sets."""
+    changed: dict[str, Any] = {"prefetch": variant.prefetch}
+    if variant.handler:
+        changed["handler"] = variant.handler
+    if variant.concurrency:
+        changed["concurrency"] = variant.concurrency
+    return ConsumerConfig(**changed)
 
 
 def topology_for(system: str) -> TopologyConfig:
@@ -285,7 +304,7 @@ def start_system(name: str, broker: LocalBroker, workdir: Path) -> RunningSystem
         server = Child(f"{name}-server", clients.baseline_server_main, url, BASELINE_QUEUE)
     else:
         variant = BURROW_SYSTEMS[name]
-        server = BurrowConsumerProcess(workdir, name, url, topology_for(name), variant.prefetch)
+        server = BurrowConsumerProcess(workdir, name, url, topology_for(name), consumer=variant_consumer(variant))
     client: Child | PeerProcess | None = None
     try:
         server.wait_ready()
@@ -488,8 +507,8 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
             peers.peer_python(name)
     measured = RPC_SYSTEMS + (VARIANTS if variants else ()) + (PEER_SYSTEMS if with_peers else ())
     burrow_modes = (RELIABLE, DIRECT)
-    total_steps = (settings.rounds * (len(levels) * len(measured) + 2) + 2 * len(measured) + len(burrow_modes)
-                   + len(RPC_SYSTEMS) * 2 + 1)
+    total_steps = (settings.rounds * (len(levels) * len(measured) + 2 + len(asyncbench.SYSTEMS)) + 2 * len(measured)
+                   + len(burrow_modes) + len(RPC_SYSTEMS) * 2 + 1)
     progress = Progress(total_steps)
     profiler = Profiler(py_spy, out_dir)
     results: dict[str, Any] = {
@@ -559,6 +578,7 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
                 results["http_api"] = httpbench.measure_extras(
                     systems, lambda system, rate, in_flight: measure_rate(system, broker, rate, settings, in_flight), rss_kib)
                 progress.step(f"HTTP API extras: {httpbench.describe_extras(results['http_api'])}")
+            results["async_handlers"] = measure_async_handlers(broker, workdir, settings, progress)
             for name in RPC_SYSTEMS:
                 results["rss"][name] = measure_memory(name, broker, workdir, settings, progress)
         results["profiles"] = {label: profile_summary(path) for label, path in profiler.files.items() if path.exists()}
@@ -567,6 +587,23 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
     results["loadavg_after"] = os.getloadavg()
     results["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return results
+
+
+def measure_async_handlers(broker: LocalBroker, workdir: Path, settings: Settings, progress: Progress) -> dict[str, list[dict[str, Any]]]:
+    """The async and the sync handler of :mod:`benchmarks.asyncbench` at its fixed number in flight,
+    alternating in each round; their processes run only for this."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in asyncbench.SYSTEMS}
+    with running_systems(asyncbench.SYSTEMS, broker, workdir) as systems:
+        for system in systems.values():
+            system.client.command("closed", settings.warmup, 16, settings.max_seconds, timeout=settings.max_seconds + 120)
+        for round_number in range(1, settings.rounds + 1):
+            for name, system in systems.items():
+                result = measured_command(system, broker.os_pid(), "closed", settings.count, asyncbench.IN_FLIGHT,
+                                          settings.max_seconds, timeout=settings.max_seconds + 60)
+                result["round"] = round_number
+                runs[name].append(result)
+                progress.step(f"round {round_number} {name:<16} c={asyncbench.IN_FLIGHT:<4} {_describe(result)}")
+    return runs
 
 
 def measure_rate(system: RunningSystem, broker: LocalBroker, rate: float, settings: Settings,

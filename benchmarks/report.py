@@ -15,7 +15,7 @@ from typing import Any
 
 from burrow.tools.burst import percentile
 
-from benchmarks import httpbench, targets
+from benchmarks import asyncbench, httpbench, targets
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
         "target_rate": target_rate,
         "rss": raw["rss"],
         "http_api": _http_api_summary(raw.get("http_api")),
+        "async_handlers": asyncbench.summarise(raw.get("async_handlers")),
         "profiles": raw.get("profiles", {}),
     }
     summary["targets"] = targets.evaluate(summary)
@@ -187,6 +188,7 @@ def markdown(summary: dict[str, Any]) -> str:
             f"broker {cpu['broker']:.3f}.",
         ]
     lines += httpbench.markdown_lines(summary, LABELS)
+    lines += asyncbench.markdown_lines(summary)
     lines += ["", targets.table(summary["targets"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 

@@ -25,7 +25,7 @@ import logging
 import time
 from typing import Any, Callable, Generic
 
-from burrow import eventloop, metrics, tracing
+from burrow import eventloop, tracing
 from burrow.handlers import Handler
 from burrow.protocol import REJECT_STALE, Outcome, Rejection, headers_deadline
 from burrow.workers import J, failed, succeeded
@@ -138,7 +138,6 @@ class AsyncHandlerPool(Generic[J]):
         logger.warning("Handler %s: request %s; dead-lettering it as stale", self._handler_name, why,
                        extra={"CORRELATION_ID": job.context.correlation_id, "HANDLER": self._handler_name,
                               "TRACE_ID": job.context.trace_id, "REASON": REJECT_STALE})
-        metrics.dead_lettered(REJECT_STALE)
         job.outcome = Outcome.rejection(Rejection(REJECT_STALE, f"handler {why}"))
 
     def _blocked(self, job: J, held: float) -> None:

@@ -36,7 +36,7 @@ from burrow.amqp.replies import ReplyPublisher
 from burrow.amqp.setup import BrokerLink, RabbitMQSetup
 from burrow.config import BurrowConfig
 from burrow.handlers import Handler, RequestContext, load_handler
-from burrow.protocol import Outcome, Rejection, unroutable_reply, validate_request
+from burrow.protocol import REJECT_STALE, Outcome, Rejection, unroutable_reply, validate_request
 from burrow.services import served
 from burrow.serving import Delivery, ServedService
 from burrow.stats import ConsumerStats
@@ -121,9 +121,18 @@ class Consumer:
         return self._queue_stats.latest
 
     def _replies_put(self, delivery: Delivery) -> None:
-        """Worker thread: hand a finished request to the reply publisher (timed for the adaptive window)."""
+        """Worker thread or event loop: time a finished request (adaptive window), hand it to the reply
+        publisher; a pool's rejection (a coroutine cancelled at its deadline) counts as dead-lettered."""
         delivery.finished_at = time.monotonic()
+        if delivery.outcome is not None and (code := delivery.outcome.rejected) is not None:
+            self._io.call_soon(functools.partial(self._count_dead_letter, code))
         self._replies.put(delivery)
+
+    def _count_dead_letter(self, code: str) -> None:
+        """I/O thread: one request more dead-lettered for ``code`` in :meth:`stats` and the metrics."""
+        self._stats.dead_lettered += 1
+        self._stats.stale += code == REJECT_STALE
+        metrics.dead_lettered(code)
 
     @property
     def reconnects(self) -> int:
@@ -285,7 +294,6 @@ class Consumer:
                                  content_type=properties.content_type)
         delivery = Delivery(service, method.delivery_tag, self._generation, properties.reply_to, context, body)
         if rejection is not None:
-            self._stats.stale += rejection.stale
             self._dead_letter(channel, delivery, rejection)
             return
         self._in_flight += 1
@@ -300,8 +308,7 @@ class Consumer:
         :meth:`_settle`), so its caller learns the reason at once. Others (and, with
         ``tell_caller=False``, those whose reply address is gone) are rejected now.
         """
-        self._stats.dead_lettered += 1
-        metrics.dead_lettered(rejection.code)
+        self._count_dead_letter(rejection.code)
         logger.warning(
             "Dead-lettering request: %s", rejection.reason,
             extra={"CORRELATION_ID": delivery.correlation_id or "-", "MESSAGE_ID": delivery.context.message_id or "-",

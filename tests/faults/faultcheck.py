@@ -40,6 +40,7 @@ docs/reliability.md from them.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import logging
@@ -85,7 +86,8 @@ class Run:
 class HandlerLog:
     """Every handler invocation, from memory or from a record file.
 
-    In-process consumers use :meth:`handler` (optionally slowed by ``delay`` seconds); consumer
+    In-process consumers use :meth:`handler` or, for an ``async def`` handler, :meth:`async_handler`
+    (optionally slowed by ``delay`` seconds, awaited by the async one); consumer
     processes run ``burrow_test_handlers:record`` with ``BURROW_TEST_RECORD`` pointing at ``path``,
     which appends ``"<body> <0|1> <correlation id>"`` lines.
     """
@@ -99,11 +101,23 @@ class HandlerLog:
         def handle(body: bytes, context: RequestContext) -> bytes:
             if delay:
                 time.sleep(delay)
-            with self._lock:
-                self._runs.append(Run(body, context.redelivered, context.correlation_id))
+            self._record(body, context)
             return expected_reply(body)
 
         return handle
+
+    def async_handler(self, delay: float = 0.0) -> Callable[[bytes, RequestContext], Any]:
+        async def handle(body: bytes, context: RequestContext) -> bytes:
+            if delay:
+                await asyncio.sleep(delay)
+            self._record(body, context)
+            return expected_reply(body)
+
+        return handle
+
+    def _record(self, body: bytes, context: RequestContext) -> None:
+        with self._lock:
+            self._runs.append(Run(body, context.redelivered, context.correlation_id))
 
     def runs(self) -> list[Run]:
         with self._lock:

@@ -6,8 +6,9 @@ producer and consumer on the suite's own RabbitMQ node (one node for the whole s
 named per test), breaks one thing mid-load, lets it recover, and then requires every request
 answered with its own reply, and every handler run after a request's first explained by that
 request's ``redelivered`` flag or a recorded republish of it. The core scenarios also run with
-direct reply-to (``-direct``) and on a classic request queue (``-classic``). The tallies go to
-docs/reliability/ and from there to docs/reliability.md.
+direct reply-to (``-direct``) and on a classic request queue (``-classic``); the consumer SIGKILL and
+broker outage scenarios also with an ``async def`` handler on the consumer's event loop (``-async``).
+The tallies go to docs/reliability/ and from there to docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ MODES: dict[str, dict[str, dict[str, Any]]] = {
     "classic": {"topology": {"queue_type": "classic"}},
 }
 mode_param = pytest.mark.parametrize("mode", list(MODES))
+#: The quorum setup with an ``async def`` handler (its requests awaited on the consumer's event
+#: loop, not run in worker threads), for the scenarios that kill what holds requests in handlers.
+ASYNC = "async"
+handler_mode_param = pytest.mark.parametrize("mode", [*MODES, ASYNC])
 #: The count bound of a load that the test stops once it has seen enough after its fault.
 OPEN_ENDED = 20000
 
@@ -64,7 +69,7 @@ OPEN_ENDED = 20000
 def mode_config(make_config: Callable[..., BurrowConfig], mode: str, **sections: dict[str, Any]) -> BurrowConfig:
     """``make_config`` with the mode's overrides merged into the test's own sections."""
     merged = {name: dict(values) for name, values in sections.items()}
-    for name, values in MODES[mode].items():
+    for name, values in MODES.get(mode, {}).items():
         merged.setdefault(name, {}).update(values)
     return make_config(**merged)
 
@@ -74,17 +79,19 @@ def scenario_name(base: str, mode: str) -> str:
 
 
 def mode_title(title: str, mode: str) -> str:
-    return title + {"quorum": "", "direct": " (direct reply-to)", "classic": " (classic queue)"}[mode]
+    return title + {"quorum": "", "direct": " (direct reply-to)", "classic": " (classic queue)",
+                    ASYNC: " (async handler)"}[mode]
 
 
-@mode_param
+@handler_mode_param
 def test_consumer_sigkill_mid_load_restarted(request, mode, make_config, consumer_process, start_producer, republished, tmp_path, monkeypatch):
     run = begin_scenario(request, scenario_name("consumer-sigkill", mode),
                          mode_title("Consumer SIGKILL mid-load, restarted", mode))
     log = HandlerLog(tmp_path / "handled.txt")
     monkeypatch.setenv("BURROW_TEST_RECORD", str(log.path))
-    # The poison handler records and echoes like "record", and takes 0.3 s for "slow:" bodies.
-    config = mode_config(make_config, mode, consumer={"handler": "burrow_test_handlers:poison", "concurrency": 4})
+    # Both handlers record and echo like "record", and take 0.3 s for "slow:" bodies.
+    handler = "burrow_test_async_handlers:record_slow" if mode == ASYNC else "burrow_test_handlers:poison"
+    config = mode_config(make_config, mode, consumer={"handler": handler, "concurrency": 4})
     first = consumer_process(config, "first").start()
     first.wait_ready()
     producer = start_producer(config)
@@ -149,7 +156,7 @@ def test_three_consumers_two_killed_in_turn(request, make_config, consumer_proce
     assert runs_by_survivor >= 3000
 
 
-@mode_param
+@handler_mode_param
 @pytest.mark.parametrize("fault", ["restart", "crash"])
 def test_broker_outage_mid_load(request, fault, mode, make_config, local_broker, start_consumer, start_producer, republished):
     """``restart``: ``rabbitmqctl stop`` then start; ``crash``: SIGKILL of the node, then start on
@@ -158,7 +165,8 @@ def test_broker_outage_mid_load(request, fault, mode, make_config, local_broker,
     run = begin_scenario(request, scenario_name(f"broker-{fault}", mode), mode_title(title, mode))
     log = HandlerLog()
     config = mode_config(make_config, mode, rabbitmq={"heartbeat": 5})
-    consumer = start_consumer(config, handler=log.handler(delay=0.002))
+    handler = log.async_handler(delay=0.002) if mode == ASYNC else log.handler(delay=0.002)
+    consumer = start_consumer(config, handler=handler)
     producer = start_producer(config)
     # Runs until 300 answers after the outage (rabbitmqctl alone takes seconds on a busy host).
     load = Load(producer, OPEN_ENDED, prefix=fault, rate=300).start()

@@ -50,9 +50,10 @@ def test_async_handler_sees_the_redelivered_flag(make_config, start_consumer, st
 def test_coroutine_running_at_its_deadline_is_cancelled_and_dead_lettered_stale(make_config, start_consumer, amqp, caplog):
     """A request with 1 s left whose handler would await 30 s: at the deadline the coroutine is
     cancelled (it sees ``CancelledError``), the cancellation logged, the caller told ``stale``,
-    and the request is in the dead-letter queue, all well before the handler would have ended."""
+    and the request is in the dead-letter queue, all well before the handler would have ended; the
+    consumer's own stats count it as stale and dead-lettered, as they do a request that arrived stale."""
     config = make_config(consumer={"handler": "burrow_test_async_handlers:held"})
-    start_consumer(config)
+    consumer = start_consumer(config)
     replies = reply_queue(amqp, config, "deadline")
     body = f"30:{uuid.uuid4().hex}".encode()
     correlation_id = f"deadline-{uuid.uuid4().hex[:8]}"
@@ -72,6 +73,8 @@ def test_coroutine_running_at_its_deadline_is_cancelled_and_dead_lettered_stale(
     assert dead_props.correlation_id == correlation_id
     cancelled = [r for r in caplog.records if "still running at its deadline" in r.getMessage()]
     assert cancelled and getattr(cancelled[0], "CORRELATION_ID") == correlation_id, "the cancellation is not logged"
+    wait_for(lambda: (consumer.stats().stale, consumer.stats().dead_lettered) == (1, 1), 10,
+             f"stats() counting the cancelled request as stale and dead-lettered: {consumer.stats()}")
 
 
 def test_blocking_coroutine_is_logged_with_its_name_and_the_daemon_carries_on(make_config, start_consumer,

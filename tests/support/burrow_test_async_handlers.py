@@ -11,6 +11,8 @@ import time
 
 from burrow.handlers import RequestContext
 
+import burrow_test_handlers
+
 EVENTS_LOCK = threading.Lock()
 EVENTS: list[tuple[str, bytes]] = []
 
@@ -49,6 +51,14 @@ async def held(body: bytes) -> bytes:
         raise
     note("finished", body)
     return b"Consumer processed: " + body
+
+
+async def record_slow(body: bytes, context: RequestContext) -> bytes:
+    """Record and echo like ``burrow_test_handlers:record``, after awaiting 0.3 s for bodies that
+    start with b'slow:' (so that a consumer killed mid-load surely holds some awaiting)."""
+    if body.startswith(b"slow:"):
+        await asyncio.sleep(0.3)
+    return burrow_test_handlers.record(body, context)
 
 
 async def fail(body: bytes) -> bytes:

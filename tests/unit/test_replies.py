@@ -148,3 +148,53 @@ def test_a_publish_that_fails_keeps_the_reply_for_the_next_channel() -> None:
     publisher.on_channel_ready(fresh)  # type: ignore[arg-type]
     assert [p[2] for p in fresh.published] == [b"a"]
     io.ioloop.close()
+
+
+DEAD = "amq.rabbitmq.reply-to.dead.k1"
+LIVE = "amq.rabbitmq.reply-to.live.k2"
+
+
+def test_an_internal_error_drops_only_the_replies_to_the_one_address_unconfirmed() -> None:
+    """The failover-direct-producer-node failure: replies to the dead producer's address keep
+    coming from handler threads after the first INTERNAL_ERROR, next to replies to the producer's
+    new (live) address; only the dead address's replies may be dropped."""
+    io, publisher, confirmed, _ready = setup()
+    first = RecordingChannel()
+    publisher.on_channel_ready(first)  # type: ignore[arg-type]
+    publisher.put(reply("d1", reply_to=DEAD))
+    publisher.publish_waiting()
+    first.is_open = False
+    publisher.on_channel_lost("(541, 'INTERNAL_ERROR')")
+    publisher.put(reply("d2", reply_to=DEAD))
+    publisher.put(reply("l1", reply_to=LIVE))
+    fresh = RecordingChannel()
+    publisher.on_channel_ready(fresh)  # type: ignore[arg-type]
+    assert [p[1:3] for p in fresh.published] == [(LIVE, b"l1")]
+    assert sum(confirmed, []) == ["d1", "d2"]  # settled unsent
+    io.ioloop.close()
+
+
+def test_with_several_addresses_unconfirmed_nothing_is_dropped_until_one_is_named() -> None:
+    io, publisher, confirmed, _ready = setup()
+    first = RecordingChannel()
+    publisher.on_channel_ready(first)  # type: ignore[arg-type]
+    for name, address in (("l1", LIVE), ("d1", DEAD), ("l2", LIVE)):
+        publisher.put(reply(name, reply_to=address))
+    publisher.publish_waiting()
+    first.is_open = False
+    publisher.on_channel_lost("(541, 'INTERNAL_ERROR')")
+    assert confirmed == []  # the culprit is unknown: every reply goes out again
+    second = RecordingChannel()
+    publisher.on_channel_ready(second)  # type: ignore[arg-type]
+    assert [p[2] for p in second.published] == [b"l1", b"l2"]  # one address in flight at a time
+    publisher.on_confirm(frame(pika.spec.Basic.Ack(delivery_tag=2, multiple=True)))
+    assert [p[2] for p in second.published] == [b"l1", b"l2", b"d1"]
+    second.is_open = False
+    publisher.on_channel_lost("(541, 'INTERNAL_ERROR')")  # with only d1 in flight: DEAD is named
+    publisher.put(reply("l3", reply_to=LIVE))
+    publisher.put(reply("d2", reply_to=DEAD))
+    third = RecordingChannel()
+    publisher.on_channel_ready(third)  # type: ignore[arg-type]
+    assert [p[2] for p in third.published] == [b"l3"]
+    assert sum(confirmed, []) == ["l1", "l2", "d1", "d2"]
+    io.ioloop.close()

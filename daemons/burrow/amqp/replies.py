@@ -8,13 +8,14 @@ their requests), nacked ones are published again after :data:`REPLY_RETRY_DELAY`
 the broker returned as unroutable is marked ``returned`` before its confirm arrives so the owner
 dead-letters its request. ``on_acked``/``on_nacked`` tell the connection's keeper about confirms
 (a fresh channel whose first confirms are nacks is reopened, see ``burrow.amqp.setup``). When the channel is lost, every unconfirmed reply goes out again first
-on the next one. Lifecycle steps: ``on_channel_ready`` -> ``on_confirms_enabled`` -> the owner's
+on the next one, except direct replies to an address an INTERNAL_ERROR proved dead. Lifecycle steps: ``on_channel_ready`` -> ``on_confirms_enabled`` -> the owner's
 ``on_ready``; ``on_channel_lost`` forgets the channel.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Callable, Generic, Protocol, TypeVar
 
 import pika
@@ -31,6 +32,8 @@ from burrow.topology import DIRECT_REPLY_TO
 logger = logging.getLogger(__name__)
 
 REPLY_RETRY_DELAY = 1.0
+#: How many dead direct reply-to addresses are remembered, so late replies to them are not sent.
+DEAD_ADDRESSES_KEPT = 1024
 
 
 class PendingReply(Protocol):
@@ -72,6 +75,11 @@ class ReplyPublisher(Generic[R]):
         self._channel: Channel | None = None
         self._confirms: ConfirmTracker[R] = ConfirmTracker()
         self._waiting: Inbox[R] = Inbox(ioloop, self.publish_waiting)
+        # Direct reply-to addresses proven dead (oldest first), and the one-address-at-a-time
+        # mode entered when an INTERNAL_ERROR could not be pinned on one address.
+        self._dead: OrderedDict[str, None] = OrderedDict()
+        self._careful = False
+        self._probe: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -107,32 +115,59 @@ class ReplyPublisher(Generic[R]):
     def on_channel_lost(self, reason: str) -> None:
         self._channel = None
         if "INTERNAL_ERROR" in reason:
-            self._drop_direct_replies()
+            self._blame_direct_reply(self._confirms.reset())
 
-    def _drop_direct_replies(self) -> None:
+    def _blame_direct_reply(self, pending: list[R]) -> None:
         """RabbitMQ 3.10 closes a channel with INTERNAL_ERROR when it publishes to a direct
-        reply-to address whose connection lived on a node that is now down. Sending those replies
-        again would close every new channel the same way, so they are dropped and handed on as
-        settled (their requests are acked): the producer whose connection died republishes its
-        pending requests on its new connection anyway."""
-        pending = self._confirms.reset()
-        direct = [reply for reply in pending if reply.reply_to.startswith(DIRECT_REPLY_TO)]
-        self._waiting.put_back([reply for reply in pending if not reply.reply_to.startswith(DIRECT_REPLY_TO)])
-        if direct:
-            logger.warning("Dropping %d direct reply-to replies the broker could not deliver (their producer's "
-                           "connection is gone); those producers republish the requests", len(direct))
-            self._on_confirmed(direct)
+        reply-to address whose connection lived on a node that is now down, and discards whatever
+        the channel published after it. Every unconfirmed reply goes out again first on the next
+        channel, except those to an address proven dead: the only direct reply-to address with
+        replies unconfirmed when the channel died. Those are dropped and handed on as settled
+        (their requests are acked), because sending them again would close every new channel the
+        same way and their producer republishes its pending requests on its new connection. When
+        several addresses were unconfirmed the culprit is unknown, so none is dropped: direct
+        replies then go out one address at a time (see :meth:`publish_waiting`) until the next
+        INTERNAL_ERROR names the address in flight or every reply is through. A reply to a live
+        producer is never dropped for sharing a channel with one to a dead node."""
+        suspects = {reply.reply_to for reply in pending if reply.reply_to.startswith(DIRECT_REPLY_TO)}
+        culprit = self._probe if self._careful else (next(iter(suspects)) if len(suspects) == 1 else None)
+        self._probe = None
+        self._waiting.put_back(pending)
+        if culprit is None:
+            self._careful = self._careful or bool(suspects)
+            return
+        self._dead[culprit] = None
+        while len(self._dead) > DEAD_ADDRESSES_KEPT:
+            self._dead.popitem(last=False)
+
+    def _drop(self, dead: list[R]) -> None:
+        """Settle, unsent, replies to direct reply-to addresses proven dead."""
+        logger.warning("Dropping %d direct reply-to replies the broker could not deliver (their producer's "
+                       "connection is gone); those producers republish the requests", len(dead))
+        self._on_confirmed(dead)
 
     def publish_waiting(self) -> None:
         channel = self._channel
         if channel is None or not channel.is_open:
             return
+        held: list[R] = []
+        dead: list[R] = []
         while self._waiting:
             reply = self._waiting.pop()
             outcome = reply.outcome
             if outcome is None:
                 raise ValueError(f"reply {reply.correlation_id} has no outcome to publish")
             direct = reply.reply_to.startswith(DIRECT_REPLY_TO)
+            if direct and reply.reply_to in self._dead:
+                dead.append(reply)
+                continue
+            if direct and self._careful:
+                # One direct reply-to address in flight at a time, so an INTERNAL_ERROR names it.
+                if self._probe is None:
+                    self._probe = reply.reply_to
+                elif reply.reply_to != self._probe:
+                    held.append(reply)
+                    continue
             properties = reply_properties(reply.correlation_id, outcome, persistent=not direct,
                                           traceparent=reply.traceparent)
             try:
@@ -143,9 +178,22 @@ class ReplyPublisher(Generic[R]):
                                       properties, mandatory=not direct)
             except Exception as exc:
                 logger.warning("Reply publish failed (%s); retrying after reconnect", exc)
-                self._waiting.put_back([reply])
-                return
+                self._waiting.put_back([reply, *held])
+                break
             self._confirms.published(reply)
+        else:
+            self._waiting.put_back(held)
+        if dead:
+            self._drop(dead)
+
+    def _probe_confirmed(self) -> None:
+        """The address in flight is through: publish the next one, or leave one-at-a-time mode."""
+        if self._probe is None or any(reply.reply_to == self._probe for reply in self._confirms.pending()):
+            return
+        self._probe = None
+        if not any(reply.reply_to.startswith(DIRECT_REPLY_TO) for reply in self._waiting):
+            self._careful = False
+        self.publish_waiting()
 
     def on_returned(self, _channel: Channel, method: pika.spec.Basic.Return, properties: pika.BasicProperties, _body: bytes) -> None:
         """The reply had nowhere to go (reply queue deleted or never existed): mark it for the DLQ."""
@@ -163,6 +211,7 @@ class ReplyPublisher(Generic[R]):
             self._on_acked()
             if replies:
                 self._on_confirmed(replies)
+            self._probe_confirmed()
             return
         for reply in replies:
             logger.warning("Broker refused a reply (nack); retrying in %.0fs", REPLY_RETRY_DELAY,
