@@ -3,6 +3,7 @@ and it names everything burrow's code puts on the wire, so the document and the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -16,10 +17,10 @@ import yaml
 import pika
 
 from burrow import protocol, services, tracing
-from burrow.config import ConsumerConfig, TopologyConfig
+from burrow.config import ConsumerConfig, RabbitMQConfig, TopologyConfig
 from burrow.config.schema import SERVICE_NAME
 from burrow.protocol import Outcome, Rejection
-from burrow.topology import DIRECT_REPLY_TO
+from burrow.topology import DIRECT_REPLY_TO, reply_queue_name
 
 REPO = Path(__file__).resolve().parents[2]
 DOCUMENT = REPO / "docs" / "asyncapi.yaml"
@@ -204,3 +205,20 @@ def test_the_service_name_rule_is_the_codes(document):
         assert in_document == (SERVICE_NAME.problem(name) is None), name
     assert all(SERVICE_NAME.problem(name) is None for name in SERVICE_NAMES)
     assert not any(SERVICE_NAME.problem(name) is None for name in NOT_SERVICE_NAMES)
+
+
+def test_burrow_producers_reply_queue_names_are_the_documents(document):
+    """The reply queue a burrow producer declares, per type and with "auto" for one node and for
+    several, is the one the document's ``replyQueue`` parameter names."""
+    rule = document["components"]["parameters"]["replyQueue"]["x-burrow-reply-queues"]
+    topology = TopologyConfig()
+    one, several = RabbitMQConfig(host="h1"), RabbitMQConfig(hosts=("h1", "h2", "h3"))
+    for queue_type in ("classic", "quorum"):
+        made = reply_queue_name(dataclasses.replace(topology, reply_queue_type=queue_type), "billing-1")
+        assert made == rule[queue_type].format(prefix=topology.reply_queue_prefix, instanceId="billing-1")
+        assert made in document["components"]["parameters"]["replyQueue"]["examples"]
+    auto = dataclasses.replace(topology, reply_queue_type="auto")
+    assert reply_queue_name(auto, "p", one) == rule[rule["auto"]["oneNode"]].format(prefix=topology.reply_queue_prefix,
+                                                                                   instanceId="p")
+    assert reply_queue_name(auto, "p", several) == rule[rule["auto"]["severalNodes"]].format(
+        prefix=topology.reply_queue_prefix, instanceId="p")
