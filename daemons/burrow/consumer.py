@@ -4,15 +4,15 @@ confirmed its reply.
 
 Two connections share one I/O thread: one consumes requests, every served service
 (:mod:`burrow.services`) registered on its own queue through its own :class:`RequestWindow`; one
-publishes replies with publisher confirms (:class:`ReplyPublisher`). Each service's handlers run
-in its own :class:`HandlerPool` (:class:`~burrow.serving.ServedService`), so a handler that runs
-for minutes never starves heartbeats nor another service's requests; workers hand
-their :class:`Outcome` to the I/O thread and never touch a channel. Malformed or stale requests
-are rejected to the dead-letter queue with a logged reason (:meth:`Consumer._dead_letter`); when the
-request says where to answer, its caller first gets a rejection notice (confirmed by the broker
-before the request is rejected), so it fails at once instead of at its deadline. If the
-consuming channel is lost after a handler ran, the request is redelivered (flagged
-``redelivered``) and the producer drops the duplicate reply: at least once, nothing lost.
+publishes replies with publisher confirms (:class:`ReplyPublisher`). Each service's handlers run in
+its own :class:`HandlerPool` (:class:`~burrow.serving.ServedService`), so a handler that runs for
+minutes never starves heartbeats nor another service's requests; workers hand their :class:`Outcome`
+to the I/O thread and never touch a channel. Malformed or stale requests are rejected to the
+dead-letter queue with a logged reason (:meth:`Consumer._dead_letter`); when the request says where
+to answer, its caller first gets a rejection notice (confirmed by the broker before the request is
+rejected), so it fails at once instead of at its deadline. If the consuming channel is lost after a
+handler ran, the request is redelivered (flagged ``redelivered``) and the producer drops the
+duplicate reply: at least once, nothing lost.
 """
 
 from __future__ import annotations
