@@ -121,8 +121,7 @@ class Consumer:
         return self._queue_stats.latest
 
     def _replies_put(self, delivery: Delivery) -> None:
-        """Worker thread or event loop: time a finished request (adaptive window), hand it to the reply
-        publisher; a pool's rejection (a coroutine cancelled at its deadline) counts as dead-lettered."""
+        """Worker or loop thread: time the request (adaptive window), count a pool's rejection, reply."""
         delivery.finished_at = time.monotonic()
         if delivery.outcome is not None and (code := delivery.outcome.rejected) is not None:
             self._io.call_soon(functools.partial(self._count_dead_letter, code))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Iterator
@@ -18,6 +17,7 @@ from typing import Iterator
 import pytest
 
 from burrow.daemon.http import HttpApi
+from rawhttp import connect, exchange, post
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
@@ -39,26 +39,6 @@ def api(make_config, start_consumer, start_producer, tmp_path: Path) -> Iterator
         server.close()
 
 
-def connect(api: HttpApi) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(10)
-    sock.connect(api.address)
-    return sock
-
-
-def exchange(api: HttpApi, raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send ``raw`` on a fresh connection and parse the one response."""
-    with connect(api) as sock:
-        sock.sendall(raw)
-        response = http.client.HTTPResponse(sock)
-        response.begin()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-
-
-def post(body: bytes, extra: str = "") -> bytes:
-    return (f"POST /v1/requests HTTP/1.1\r\nHost: burrow\r\nContent-Length: {len(body)}\r\n{extra}\r\n").encode() + body
-
-
 BAD_REQUESTS = {
     "PUT on /v1/requests": (b"PUT /v1/requests HTTP/1.1\r\nHost: b\r\nContent-Length: 1\r\n\r\nx", 405, "method_not_allowed"),
     "DELETE on /v1/health": (b"DELETE /v1/health HTTP/1.1\r\nHost: b\r\n\r\n", 405, "method_not_allowed"),
@@ -69,10 +49,10 @@ BAD_REQUESTS = {
     "negative Content-Length": (b"POST /v1/requests HTTP/1.1\r\nHost: b\r\nContent-Length: -5\r\n\r\n", 400, "bad_request"),
     "huge Content-Length": (b"POST /v1/requests HTTP/1.1\r\nHost: b\r\nContent-Length: 999999999999\r\n\r\n", 413, "too_large"),
     "body over max_message_bytes": (post(b"x" * (MAX_BODY + 1)), 413, "too_large"),
-    "non-numeric X-Burrow-Timeout": (post(b"x", "X-Burrow-Timeout: soon\r\n"), 400, "bad_timeout"),
-    "negative X-Burrow-Timeout": (post(b"x", "X-Burrow-Timeout: -1\r\n"), 400, "bad_timeout"),
-    "NaN X-Burrow-Timeout": (post(b"x", "X-Burrow-Timeout: nan\r\n"), 400, "bad_timeout"),
-    "infinite X-Burrow-Timeout": (post(b"x", "X-Burrow-Timeout: 1e999\r\n"), 400, "bad_timeout"),
+    "non-numeric X-Burrow-Timeout": (post(b"x", b"X-Burrow-Timeout: soon\r\n"), 400, "bad_timeout"),
+    "negative X-Burrow-Timeout": (post(b"x", b"X-Burrow-Timeout: -1\r\n"), 400, "bad_timeout"),
+    "NaN X-Burrow-Timeout": (post(b"x", b"X-Burrow-Timeout: nan\r\n"), 400, "bad_timeout"),
+    "infinite X-Burrow-Timeout": (post(b"x", b"X-Burrow-Timeout: 1e999\r\n"), 400, "bad_timeout"),
     "unknown method": (b"BREW /v1/requests HTTP/1.1\r\nHost: b\r\n\r\n", 501, "not_implemented"),
     "two-word garbage request line": (b"HELLO THERE\r\n\r\n", 400, "bad_request"),
     "request line without a version": (b"POST /v1/requests\r\n\r\n", 400, "bad_request"),
@@ -83,16 +63,16 @@ BAD_REQUESTS = {
 @pytest.mark.parametrize("name", sorted(BAD_REQUESTS))
 def test_bad_request_gets_a_clear_error(api, name):
     raw, status, code = BAD_REQUESTS[name]
-    got, headers, body = exchange(api, raw)
+    got, headers, body = exchange(api.address, raw)
     assert got == status, body
     assert headers["content-type"] == "application/json"
     assert json.loads(body)["error"] == code
     # The daemon is unaffected: the next client gets its reply.
-    assert exchange(api, post(b"after"))[::2] == (200, b"Consumer processed: after")
+    assert exchange(api.address, post(b"after"))[::2] == (200, b"Consumer processed: after")
 
 
 def test_body_that_never_arrives_is_cut_off_with_408(api):
-    with connect(api) as sock:
+    with connect(api.address) as sock:
         started = time.monotonic()
         sock.sendall(b"POST /v1/requests HTTP/1.1\r\nHost: b\r\nContent-Length: 100\r\n\r\nonly-part")
         response = http.client.HTTPResponse(sock)

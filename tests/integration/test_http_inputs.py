@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from burrow.daemon.http.inputs import MAX_TIMEOUT
 from burrow.daemon.http.protocol import MAX_HEADER_BYTES, MAX_HEADERS, MAX_PIPELINED, MAX_REQUEST_TARGET
 from burrow.daemon.http.server import DEFAULT_READ_TIMEOUT
+from rawhttp import connect, exchange, post, read_response
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,16 +40,11 @@ class Api:
     path: str
 
     def connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(DEFAULT_READ_TIMEOUT + 10)
-        sock.connect(self.path)
-        return sock
+        return connect(self.path, DEFAULT_READ_TIMEOUT + 10)
 
     def exchange(self, raw: bytes) -> tuple[int, dict[str, str], bytes]:
         """Send ``raw`` on a fresh connection and read the one response."""
-        with self.connect() as sock:
-            sock.sendall(raw)
-            return read_response(sock)
+        return exchange(self.path, raw, DEFAULT_READ_TIMEOUT + 10)
 
     def serves(self, text: str = "still here") -> bool:
         status, _, body = self.exchange(post(text.encode()))
@@ -63,16 +59,6 @@ def daemon(make_config, start_consumer, consumer_process) -> Iterator[Api]:
     producer.wait_ready()
     yield Api(producer.socket_path)
     assert producer.running(), f"the daemon died:\n{producer.log()}"
-
-
-def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    response = http.client.HTTPResponse(sock)
-    response.begin()
-    return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-
-
-def post(body: bytes, head: bytes = b"") -> bytes:
-    return b"POST /v1/requests HTTP/1.1\r\nHost: burrow\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), head, body)
 
 
 def health(target: bytes = b"/v1/health", head: bytes = b"") -> bytes:
