@@ -26,6 +26,8 @@ from burrow.topology import reply_queue_name
 from broker_helpers import queue_depth
 from waiting import wait_for
 
+#: The reply-queue type these tests switch between: chosen from the node count.
+AUTO = {"reply_queue_type": "auto"}
 BEFORE = 120
 AFTER = 120
 
@@ -65,18 +67,17 @@ def class_names(config: BurrowConfig, instance_id: str) -> tuple[str, str]:
     return classic, quorum
 
 
-def test_the_default_reply_queue_is_classic_on_one_node_and_quorum_on_three(make_config):
+def test_the_auto_reply_queue_is_classic_on_one_node_and_quorum_on_three(make_config):
     from burrow.producer import Producer
 
-    config = make_config()
-    assert config.topology.reply_queue_type == "auto"
+    config = make_config(topology=AUTO)
     assert Producer(config).reply_queue_type == "classic"
     assert Producer(dataclasses.replace(config, rabbitmq=three_nodes(config.rabbitmq))).reply_queue_type == "quorum"
 
 
 def test_growing_from_one_node_to_three_switches_to_quorum_and_loses_no_reply(make_config, start_consumer, start_producer,
                                                                                 amqp):
-    config = make_config(producer={"request_timeout": 30.0}, consumer={"concurrency": 4})
+    config = make_config(producer={"request_timeout": 30.0}, consumer={"concurrency": 4}, topology=AUTO)
     handler = HeldHandler()
     consumer = start_consumer(config, handler=handler)
     producer = start_producer(config)
@@ -132,7 +133,7 @@ def health(socket_path: str) -> dict:
 
 def test_a_sighup_that_grows_the_host_list_moves_the_daemon_to_quorum_and_loses_no_reply(make_config, start_consumer,
                                                                                           consumer_process):
-    config = make_config()
+    config = make_config(topology=AUTO)
     handler = HeldHandler()
     start_consumer(config, handler=handler)
     daemon = consumer_process(config, "producer", role="producer").start()

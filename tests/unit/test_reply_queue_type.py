@@ -14,8 +14,7 @@ from burrow.topology import reply_queue_arguments, reply_queue_name, resolved_re
     ({"hosts": ["b1", "b2", "b3"]}, "quorum", ".quorum"),
 ])
 def test_auto_is_quorum_only_with_more_than_one_node(rabbitmq, expected, suffix) -> None:
-    config = parse_config({"rabbitmq": rabbitmq})
-    assert config.topology.reply_queue_type == "auto"
+    config = parse_config({"rabbitmq": rabbitmq, "topology": {"reply_queue_type": "auto"}})
     assert resolved_reply_queue_type(config.topology, config.rabbitmq) == expected
     topology = with_reply_queue_type(config.topology, config.rabbitmq)
     assert reply_queue_arguments(topology)["x-queue-type"] == expected
@@ -30,4 +29,4 @@ def test_an_explicit_type_wins_over_the_node_count() -> None:
 
 def test_auto_names_no_queue_without_the_nodes() -> None:
     with pytest.raises(ValueError, match="auto"):
-        reply_queue_name(parse_config({}).topology, "p1")
+        reply_queue_name(parse_config({"topology": {"reply_queue_type": "auto"}}).topology, "p1")
