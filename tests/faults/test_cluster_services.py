@@ -45,7 +45,7 @@ def config(cluster: LocalCluster, names: TopologyConfig, request: pytest.Fixture
     try:
         channel = connection.channel()
         for queue in (names.request_queue, names.dead_letter_queue, names.dead_letter_notice_queue,
-                      reply_queue_name(names, built.producer.instance_id),
+                      reply_queue_name(names, built.producer.instance_id, built.rabbitmq),
                       *(queue_name(names.request_queue, name) for name in SERVICES)):
             channel.queue_delete(queue=queue)
         for exchange in (names.request_exchange, names.reply_exchange, names.dead_letter_exchange):

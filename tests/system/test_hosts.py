@@ -271,7 +271,7 @@ def test_package_installs_with_units_disabled_user_and_private_configs(nspawn_ro
             assert host.run(f"{command} --help", check=False).returncode == 0
         # Byte code ships compiled, hash-checked, with installed paths.
         pyc = host.run(f"ls /opt/venvs/burrow/lib/python{python}/site-packages/burrow/__pycache__/").stdout
-        assert f"config.cpython-{python.replace('.', '')}.pyc" in pyc
+        assert f"consumer.cpython-{python.replace('.', '')}.pyc" in pyc
 
         user = host.run("getent passwd burrow").stdout.strip().split(":")
         assert user[0] == "burrow" and int(user[2]) < 1000 and user[6] in ("/usr/sbin/nologin", "/bin/false")
