@@ -35,7 +35,7 @@ demo: ## a throwaway broker and consumer, a burst of requests and its summary
 # The nspawn cluster scenarios (tests/system/test_cluster.py, alone `make test-cluster`) run in a
 # second pytest session beside the rest (scripts/test-all.sh): one after the other they would take
 # CI's whole 40 minutes. PYTEST_ARGS go to the session of the rest.
-test: system-test-deps ## the whole suite: unit, integration, faults, system (about 20 min, root)
+test: system-test-deps ## the whole suite: unit, integration, faults, system (about 30 min, root)
 	@scripts/test-all.sh $(PYTEST_ARGS)
 
 test-fast: ## the unit and integration tests only: no nspawn hosts, no faults (minutes)
