@@ -64,3 +64,15 @@ def set_option(host: Host, role: str, key: str, value: str, path: str | None = N
     pattern = re.compile(rf"^{key} = .*$", re.MULTILINE)
     assert pattern.search(text), f"{key} not in {path}"
     host.write_file(path, pattern.sub(f"{key} = {value}", text, count=1), 0o640, "root:burrow")
+
+
+def curl_request(host: Host, body: str, *headers: str) -> tuple[int, dict[str, str], str]:
+    """POST ``body`` to the producer's socket with curl; status, headers (lower-case), body."""
+    argv = ["curl", "-sS", "--max-time", "60", "--unix-socket", SOCKET, "-D", "/dev/stderr", "--data-binary", body]
+    for header in headers:
+        argv += ["-H", header]
+    result = host.run([*argv, "http://burrow/v1/requests"])
+    head = result.stderr.replace("\r", "").strip().split("\n\n")[-1].splitlines()
+    status = int(head[0].split()[1])
+    fields = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in head[1:])}
+    return status, fields, result.stdout

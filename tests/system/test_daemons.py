@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from .daemonhost import SOCKET, add_broker_users, set_option, show, wait_active
+from .daemonhost import SOCKET, add_broker_users, curl_request, set_option, show, wait_active
 from .nspawn import Host, Network, ensure_root, require_root_and_tools, wait_until
 
 logger = logging.getLogger(__name__)
@@ -103,18 +103,6 @@ def restart(host: Host, unit: str, *extra: str) -> None:
     """``systemctl restart``, clearing the start-rate counter first (tests restart a lot)."""
     host.systemctl("reset-failed", unit, check=False)
     host.systemctl("restart", *extra, unit)
-
-
-def curl_request(host: Host, body: str, *headers: str) -> tuple[int, dict[str, str], str]:
-    """POST ``body`` to the producer's socket with curl; status, headers (lower-case), body."""
-    argv = ["curl", "-sS", "--max-time", "60", "--unix-socket", SOCKET, "-D", "/dev/stderr", "--data-binary", body]
-    for header in headers:
-        argv += ["-H", header]
-    result = host.run([*argv, "http://burrow/v1/requests"])
-    head = result.stderr.replace("\r", "").strip().split("\n\n")[-1].splitlines()
-    status = int(head[0].split()[1])
-    fields = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in head[1:])}
-    return status, fields, result.stdout
 
 
 def burrow_send(host: Host, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

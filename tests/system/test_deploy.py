@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from .daemonhost import curl_request
 from .nspawn import DEFAULT_SUITE, RELEASES, REPO, Host, SSHKey, ensure_root, hosts, wait_until, write_inventory
 
 logger = logging.getLogger(__name__)
@@ -234,33 +235,6 @@ def send(producer: Host, body: str, timeout: float = 30) -> subprocess.Completed
     return producer.run(["burrow", "send", "--timeout", str(timeout), body], check=False, timeout=timeout + 30)
 
 
-def curl_request(producer: Host, body: str) -> dict[str, str]:
-    """POST one request with curl and return the response headers (lower-case names) and body."""
-    result = producer.run(
-        [
-            "curl",
-            "-sS",
-            "--max-time",
-            "30",
-            "--unix-socket",
-            "/run/burrow/producer.sock",
-            "-D",
-            "-",
-            "--data-binary",
-            body,
-            "http://burrow/v1/requests",
-        ]
-    )
-    head, _, reply = result.stdout.replace("\r\n", "\n").partition("\n\n")
-    headers = {
-        name.strip().lower(): value.strip()
-        for name, _, value in (line.partition(":") for line in head.splitlines()[1:])
-    }
-    headers["status"] = head.split()[1]
-    headers["body"] = reply
-    return headers
-
-
 def amqp_probe(deployment: Deployment, user: str, password: str, operation: str) -> dict[str, object]:
     """Run :data:`AMQP_PROBE` on the broker host, which also carries the package (single-host scenario)."""
     result = deployment.broker.run(
@@ -330,10 +304,9 @@ def test_burrow_send_hello_gets_the_consumers_reply(single: Deployment) -> None:
 
 
 def test_the_request_shows_in_the_consumer_journal(single: Deployment) -> None:
-    response = curl_request(single.producer, "journal probe")
-    assert response["status"] == "200", response
-    assert response["body"] == "Consumer processed: journal probe"
-    correlation_id = response["x-burrow-correlation-id"]
+    status, headers, body = curl_request(single.producer, "journal probe")
+    assert (status, body) == (200, "Consumer processed: journal probe"), headers
+    correlation_id = headers["x-burrow-correlation-id"]
 
     def logged() -> bool:
         command = ["journalctl", "--no-pager", "-u", "burrow-consumer", f"CORRELATION_ID={correlation_id}"]
