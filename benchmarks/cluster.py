@@ -32,12 +32,11 @@ from burrow.tools.localbroker import LocalBroker
 from burrow.tools.localcluster import LocalCluster
 
 from benchmarks import clients
-from benchmarks.rawfile import RawFile
+from benchmarks.rawfile import RawFile, results_folder, write_run
 from benchmarks.harness import BurrowConsumerProcess, Child, RunningSystem, cpu_seconds, machine_info
 
 logger = logging.getLogger(__name__)
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,17 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render(summarise(json.loads(args.render.read_text()))))
         return 0
     settings = Settings.quick() if args.quick else Settings.full()
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out_dir = args.out or RESULTS_DIR / f"{stamp}-cluster"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    raw = run(settings)
-    raw_file.write(out_dir / "raw.json", raw, indent=1)
-    summary = summarise(raw)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    text = render(summary)
-    (out_dir / "results.md").write_text(text)
-    print(text)
-    print(f"results: {out_dir}", file=sys.stderr)
+    out_dir = results_folder(args.out, "cluster")
+    write_run(raw_file, out_dir, run(settings), summarise, render)
     return 0
 
 

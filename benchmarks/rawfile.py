@@ -16,9 +16,11 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from provenance import git_revision
+
+from benchmarks import RESULTS_DIR
 
 
 def _now() -> str:
@@ -50,3 +52,24 @@ class RawFile:
         provenance = {**self.provenance, "finished": _now(), "load_after": _load()}
         path.write_text(json.dumps({"provenance": provenance, **data}, indent=indent) + "\n")
         return path
+
+
+def results_folder(chosen: Path | None, name: str) -> Path:
+    """``chosen``, or ``benchmarks/results/<UTC time>-<name>``; created either way."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    folder = chosen or RESULTS_DIR / f"{stamp}-{name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def write_run(raw_file: RawFile, folder: Path, raw: dict[str, Any], summarise: Callable[[dict[str, Any]], dict[str, Any]],
+              render: Callable[[dict[str, Any]], str]) -> None:
+    """One side benchmark's files in ``folder``: ``raw.json`` with its provenance, ``summary.json``
+    and ``results.md``; the table goes to stdout and the folder's path to stderr."""
+    raw_file.write(folder / "raw.json", raw, indent=1)
+    summary = summarise(raw)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+    text = render(summary)
+    (folder / "results.md").write_text(text)
+    print(text)
+    print(f"results: {folder}", file=sys.stderr)

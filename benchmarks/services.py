@@ -31,11 +31,10 @@ from burrow.tools.localbroker import LocalBroker
 from benchmarks import clients
 from benchmarks.cluster import Settings, load_averages, measure
 from benchmarks.harness import BurrowConsumerProcess, Child, RunningSystem, machine_info
-from benchmarks.rawfile import RawFile
+from benchmarks.rawfile import RawFile, results_folder, write_run
 
 logger = logging.getLogger(__name__)
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: Handler threads of each system's consumer, whatever its number of queues.
 THREADS = 8
 #: Unacked requests each system's consumer holds over all its queues (the default for 8 threads).
@@ -174,17 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     raw_file = RawFile("benchmarks.services", argv)
     settings = Settings.quick() if args.quick else Settings.full()
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out_dir = args.out or RESULTS_DIR / f"{stamp}-services"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    raw = run(settings)
-    raw_file.write(out_dir / "raw.json", raw, indent=1)
-    summary = summarise(raw)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    text = render(summary)
-    (out_dir / "results.md").write_text(text)
-    print(text)
-    print(f"results: {out_dir}", file=sys.stderr)
+    out_dir = results_folder(args.out, "services")
+    write_run(raw_file, out_dir, run(settings), summarise, render)
     return 0
 
 
