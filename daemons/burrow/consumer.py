@@ -68,6 +68,8 @@ class Consumer:
         handlers = {service_name: given.get(service_name) or load_handler(service.handler)
                     for service_name, service in services}
         self._services = serve(config.topology, self._settings, services, handlers, self._replies_put)
+        for service in self._services:
+            service.registrations.bind(functools.partial(self.on_request, service), self._release)
         self._pools = list({id(service.workers): service.workers for service in self._services}.values())
         self._queue_stats = QueueStats({service.label: service.queue for service in self._services})
         self._consume = RabbitMQSetup(
@@ -172,7 +174,7 @@ class Consumer:
                 if service.adaptive is not None:
                     service.adaptive.reset(service.configured_prefetch())
                 if not service.window.probation:
-                    self._resubscribe(service)
+                    self._apply_window(service)
                 logger.info("Service %s concurrency is now %d (prefetch %d)", service.name, workers, service.prefetch())
 
         self._io.call_soon(apply)
@@ -228,35 +230,17 @@ class Consumer:
         if channel is None or not channel.is_open or not self._replies.ready or self._draining:
             return
         for service in self._services:
-            if service.consumer_tag is None:
-                self._subscribe(channel, service, on_ok=functools.partial(self.on_consume_ok, service))
+            if not service.registrations.active:
+                service.registrations.resize(channel, service.window.size(), functools.partial(self.on_consume_ok, service))
         self._check_ready()
 
-    def _subscribe(self, channel: Channel, service: ServedService, on_ok: Callable[[], None]) -> None:
-        """basic.qos, then basic.consume: a per-consumer prefetch applies to consumers registered
-        after it (and quorum queues accept no other kind), so each service gets its own window on
-        the shared channel, and changing one means a new registration. pika sends the consume only
-        after the broker's qos-ok."""
-        channel.basic_qos(prefetch_count=service.window.size())
-        service.consumer_tag = channel.basic_consume(
-            queue=service.queue,
-            on_message_callback=functools.partial(self.on_request, service),
-            callback=lambda _f: on_ok(),
-        )
-
-    def _resubscribe(self, service: ServedService) -> None:
-        """Apply a new window: cancel this channel's registration and register again.
-
-        Requests the old registration delivered stay ours and are acked on this channel as usual
-        (the broker keeps them with the cancelled consumer). Any it was still sending when the
-        cancel arrived come back to the queue (pika rejects deliveries to a cancelled tag) and
-        are redelivered, flagged, to the new registration.
-        """
+    def _apply_window(self, service: ServedService) -> None:
+        """Move the service's window to its size now (:mod:`burrow.amqp.registrations`: by
+        registering or retiring consumers, so that no request goes back to the queue for it)."""
         channel = self._consume_channel
-        if channel is None or not channel.is_open or service.consumer_tag is None or self._draining:
+        if channel is None or not channel.is_open or not service.registrations.active or self._draining:
             return
-        channel.basic_cancel(service.consumer_tag)
-        self._subscribe(channel, service, on_ok=lambda: logger.debug(
+        service.registrations.resize(channel, service.window.size(), lambda: logger.debug(
             "Request window of service %s is now %d", service.name, service.prefetch()))
 
     def on_consume_ok(self, service: ServedService) -> None:
@@ -285,14 +269,16 @@ class Consumer:
         metrics.request_received()
         if method.redelivered:
             self._stats.redelivered += 1
+        service.registrations.delivered(channel, method.consumer_tag)
         if service.window.on_delivery(bool(method.redelivered)):
-            self._resubscribe(service)
+            self._apply_window(service)
         rejection = validate_request(properties, body, max_message_bytes=self._settings.max_message_bytes,
                                      content_types=self._settings.content_types, now=time.time())
         context = RequestContext(correlation_id=properties.correlation_id, message_id=properties.message_id,
                                  redelivered=bool(method.redelivered), headers=dict(properties.headers or {}),
                                  content_type=properties.content_type)
-        delivery = Delivery(service, method.delivery_tag, self._generation, properties.reply_to, context, body)
+        delivery = Delivery(service, method.delivery_tag, self._generation, properties.reply_to, context, body,
+                            consumer_tag=method.consumer_tag)
         if rejection is not None:
             self._dead_letter(channel, delivery, rejection)
             return
@@ -316,8 +302,11 @@ class Consumer:
                    "QUEUE": delivery.service.queue, "SERVICE": delivery.service.name, "REASON": rejection.code},
         )
         if not (tell_caller and delivery.reply_to and delivery.correlation_id):
-            if channel.is_open:
+            if channel.is_open and delivery.service.registrations.may_settle(delivery.consumer_tag, (delivery, True)):
+                self._acks.rejected(delivery.delivery_tag)
                 channel.basic_reject(delivery.delivery_tag, requeue=False)
+            elif channel.is_open:
+                self._acks.received(delivery.delivery_tag)  # no multiple ack may cover it meanwhile
             return
         delivery.outcome = Outcome.rejection(rejection)
         self._in_flight += 1
@@ -345,10 +334,10 @@ class Consumer:
                 logger.debug("Request's channel is gone; the broker redelivers it and the duplicate reply is dropped",
                              extra={"CORRELATION_ID": delivery.correlation_id})
             elif delivery.outcome is not None and delivery.outcome.rejected is not None:
-                self._acks.rejected(delivery.delivery_tag)
-                channel.basic_reject(delivery.delivery_tag, requeue=False)  # its caller has been told
+                if delivery.service.registrations.may_settle(delivery.consumer_tag, (delivery, True)):
+                    self._acks.rejected(delivery.delivery_tag)
+                    channel.basic_reject(delivery.delivery_tag, requeue=False)  # its caller has been told
             elif delivery.returned:
-                self._acks.rejected(delivery.delivery_tag)
                 topology = self._config.topology
                 rejection = unroutable_reply(delivery.reply_to, delivery.returned, reply_exchange=topology.reply_exchange,
                                              reply_queue_prefix=topology.reply_queue_prefix)
@@ -357,14 +346,22 @@ class Consumer:
                 logger.debug("Handled request", extra={"CORRELATION_ID": delivery.correlation_id,
                                                        "HANDLER": delivery.service.config.handler,
                                                        "TRACE_ID": delivery.context.trace_id})
-                acks.append(delivery.delivery_tag)
-        if acks:
-            self._stats.processed += len(acks)
-            plan = self._acks.settle(acks)
-            if plan.multiple is not None:
-                channel.basic_ack(plan.multiple, multiple=True)
-            for tag in plan.single:
-                channel.basic_ack(tag)
+                self._stats.processed += 1
+                if delivery.service.registrations.may_settle(delivery.consumer_tag, (delivery, False)):
+                    acks.append(delivery.delivery_tag)
+        self._acks.ack(channel, acks)
+        self._check_drained()
+
+    def _release(self, waiting: list[tuple[Delivery, bool]]) -> None:
+        """A retired consumer's cancel-ok: send the acks and rejections (True) that waited for it."""
+        channel = self._consume_channel
+        if channel is None or not channel.is_open:
+            return
+        for delivery, reject in waiting:
+            if reject:
+                self._acks.rejected(delivery.delivery_tag)
+                channel.basic_reject(delivery.delivery_tag, requeue=False)
+        self._acks.ack(channel, [delivery.delivery_tag for delivery, reject in waiting if not reject])
         self._check_drained()
 
     def _adapt(self, deliveries: list[Delivery]) -> None:
@@ -376,7 +373,7 @@ class Consumer:
                 delivery.service.adaptive.observe(now - delivery.finished_at, self._in_flight)
         for service in self._services:
             if service.adaptive is not None and service.adaptive.decide(now) is not None and not service.window.probation:
-                self._resubscribe(service)
+                self._apply_window(service)
 
     # ----------------------------------------------------------------- I/O thread: shutdown
 
@@ -386,13 +383,12 @@ class Consumer:
         self._ready.clear()
         channel = self._consume_channel
         for service in self._services:
-            if channel is not None and channel.is_open and service.consumer_tag is not None:
-                channel.basic_cancel(service.consumer_tag)
-            service.consumer_tag = None
+            for tag in service.registrations.tags if channel is not None and channel.is_open else []:
+                channel.basic_cancel(tag)
         self._check_drained()
 
     def _check_drained(self) -> None:
-        if self._draining and self._in_flight == 0:
+        if self._draining and self._in_flight == 0 and not any(s.registrations.waiting for s in self._services):
             self._drained.set()
 
     def _close_connections(self) -> None:

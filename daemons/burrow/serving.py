@@ -26,6 +26,7 @@ from burrow.handlers import Handler, RequestContext, is_coroutine_handler
 from burrow.partitions import partition_queues
 from burrow.protocol import Outcome
 from burrow.services import queue_name
+from burrow.amqp.registrations import Registrations
 from burrow.amqp.window import AdaptiveWindow, RequestWindow
 from burrow.workers import HandlerPool
 
@@ -60,7 +61,8 @@ class ServedService:
         self.adaptive = (AdaptiveWindow(self.configured_prefetch(), lambda: self.workers.workers)
                          if settings.window == "adaptive" else None)
         self.window = RequestWindow(self.prefetch)
-        self.consumer_tag: str | None = None
+        #: Its consumers on the consuming channel (the consumer binds its callbacks).
+        self.registrations = Registrations(self.queue)
         self.registered = False
 
     @property
@@ -79,7 +81,7 @@ class ServedService:
 
     def restart(self) -> None:
         """A new consuming channel: not registered, and back to the probation window."""
-        self.consumer_tag = None
+        self.registrations.reset()
         self.registered = False
         self.window.restart()
 
@@ -99,6 +101,7 @@ class Delivery:
     reply_to: str
     context: RequestContext
     body: bytes
+    consumer_tag: str = ""  # the registration that delivered it (amqp.registrations)
     outcome: Outcome | None = None
     returned: str | None = None
     finished_at: float = 0.0  # time.monotonic() when its handler ended (adaptive window)

@@ -57,6 +57,15 @@ class AckBatcher:
         return AckPlan(multiple=max(below) if below else None, single=[tag for tag in delivery_tags if tag > oldest])
 
 
+    def ack(self, channel: Channel, delivery_tags: list[int]) -> None:
+        """Settle ``delivery_tags`` and send the acks that cover them on ``channel``."""
+        plan = self.settle(delivery_tags)
+        if plan.multiple is not None:
+            channel.basic_ack(plan.multiple, multiple=True)
+        for tag in plan.single:
+            channel.basic_ack(tag)
+
+
 class ReplyAcks:
     """The producer's reply acks: every reply of one socket read acked with one ``multiple`` ack.
 

@@ -6,7 +6,7 @@ back redeliveries: a consumer that crashed returns every request it held, and on
 the request that crashed it. Taking those one at a time means only that request is unacked when it
 crashes the next consumer, so the quorum queue's delivery limit dead-letters it alone instead of
 every request delivered beside it. The first fresh (not redelivered) request opens the full window;
-the owner then registers again with the new prefetch (see ``Consumer._subscribe``).
+the owner then registers one consumer more for the rest of it (:mod:`burrow.amqp.registrations`).
 """
 
 from __future__ import annotations
