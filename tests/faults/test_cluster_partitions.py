@@ -24,6 +24,7 @@ from burrow.tools.localcluster import LocalCluster
 from burrow.topology import reply_queue_name
 
 from broker_helpers import queue_depth
+from replies import reply_or_error
 from waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -62,14 +63,6 @@ def config(cluster: LocalCluster, names: TopologyConfig, request: pytest.Fixture
         connection.close()
 
 
-def outcome(future) -> object:
-    """The reply, or the error the caller got instead."""
-    try:
-        return future.result(timeout=300)
-    except Exception as error:  # noqa: BLE001 - counted per request by the caller
-        return repr(error)
-
-
 def test_partitions_spread_their_leaders_and_share_a_burst_evenly(config, cluster, start_consumer, start_producer):
     queues = partition_queues(config.topology, SERVICE, PARTITIONS)
     start_consumer(config).stop(timeout=10)
@@ -97,7 +90,7 @@ def test_partitions_spread_their_leaders_and_share_a_burst_evenly(config, cluste
         wait_for(drained, 300, "every partition to be drained")
     finally:
         inspect.close()
-    outcomes = {i: outcome(future) for i, future in enumerate(futures)}
+    outcomes = {i: reply_or_error(future, 300) for i, future in enumerate(futures)}
     lost = {i: (futures[i].correlation_id, reply) for i, reply in outcomes.items()
             if reply != f"Consumer processed: b{i}".encode()}
     answered = BURST - len(lost)

@@ -12,6 +12,7 @@ from burrow.handlers import RequestContext
 from burrow.services import queue_name
 
 from broker_helpers import queue_depth
+from replies import reply_or_error
 from waiting import wait_for
 
 
@@ -108,14 +109,6 @@ def test_an_adaptive_window_answers_every_request_of_a_burst(make_config, start_
     assert sizes and all(2 <= size <= 32 for size in sizes), sizes
 
 
-def outcome(future) -> object:
-    """The reply, or the error the caller got instead."""
-    try:
-        return future.result(timeout=120)
-    except Exception as error:  # noqa: BLE001 - counted per request by the caller
-        return repr(error)
-
-
 def dead_letter_reasons(channel, queue: str) -> collections.Counter[str]:
     """How many dead letters wait in ``queue``, by the reason the broker gave (left in place)."""
     reasons: collections.Counter[str] = collections.Counter()
@@ -158,7 +151,7 @@ def test_moving_the_window_under_a_backlog_returns_no_request_to_the_queue(make_
         done = consumer.stats().processed
         consumer.set_concurrency(4 if changes % 2 else 2)
         wait_for(lambda: consumer.stats().processed >= min(done + 150, count), 30, "requests flowing after the change")
-    answers = {i: outcome(f) for i, f in futures.items()}
+    answers = {i: reply_or_error(f, 120) for i, f in futures.items()}
     assert dead_letter_reasons(amqp, config.topology.dead_letter_queue) == {}
     wrong = {i: reply for i, reply in answers.items() if reply != f"ok:r{i}".encode()}
     assert wrong == {}, f"{len(wrong)} of {count} not answered by the handler"
@@ -184,7 +177,7 @@ def test_a_consumer_starting_on_eight_backlogs_runs_every_request_once(make_conf
         wait_for(lambda: queue_depth(amqp, queue) == 40, 30, f"40 requests queued for {name}")
     tallies = {name: Tally(name.encode() + b":") for name in names}
     consumer = start_consumer(config, handlers=tallies)
-    answers = {key: outcome(f) for key, f in futures.items()}
+    answers = {key: reply_or_error(f, 120) for key, f in futures.items()}
     assert dead_letter_reasons(amqp, config.topology.dead_letter_queue) == {}
     wrong = {key: reply for key, reply in answers.items() if reply != f"{key[0]}:{key[0]}-{key[1]}".encode()}
     assert wrong == {}, f"{len(wrong)} of {len(answers)} not answered by their handler"
