@@ -257,8 +257,9 @@ class Consumer:
     def on_consume_lost(self, _reason: str) -> None:
         self._consume_channel = None
         for service in self._services:
-            service.restart()
+            service.restart()  # settlements waiting for a cancel-ok are void: the broker redelivers
         self._ready.clear()
+        self._check_drained()
 
     # ----------------------------------------------------------------- I/O thread: requests
 
