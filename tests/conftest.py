@@ -106,6 +106,9 @@ def amqp(broker: Broker, request: pytest.FixtureRequest) -> Iterator[pika.adapte
     """A plain blocking channel for inspecting and poking the broker directly."""
     params = pika.URLParameters(broker.amqp_url)
     params.client_properties = {"connection_name": f"test-inspect:{request.node.name}"}
+    # Nothing pumps this connection while a test waits on its own work: without heartbeats the
+    # broker keeps it however long the test takes (it reset it after minutes on a loaded machine).
+    params.heartbeat = 0
     connection = pika.BlockingConnection(params)
     try:
         yield connection.channel()
