@@ -16,7 +16,7 @@ import yaml
 
 import pika
 
-from burrow import protocol, services, tracing
+from burrow import partitions, protocol, services, tracing
 from burrow.config import ConsumerConfig, RabbitMQConfig, TopologyConfig
 from burrow.config.schema import SERVICE_NAME
 from burrow.protocol import Outcome, Rejection
@@ -175,6 +175,28 @@ def test_a_default_consumer_accepts_exactly_the_documented_content_types(documen
     for content_type in ("application/xml", "image/png", "application/x-www-form-urlencoded"):
         assert verdict(content_type) == protocol.REJECT_CONTENT_TYPE, content_type
     assert verdict(None) is None
+
+
+@pytest.mark.parametrize("prefix", [None, "t.prefixed"])
+def test_the_partition_rule_is_the_codes(document, prefix):
+    """The split service's exchange, hash header, bindings and queues the document names are the
+    ones burrow.partitions declares, and its routing key stays the service's."""
+    topology = TopologyConfig() if prefix is None else TopologyConfig.prefixed(prefix)
+    rule = service_rule(document)["partitioned"]
+    name = "fraud"
+    names = {"requestQueue": topology.request_queue, "requestExchange": topology.request_exchange, "name": name}
+    declare, bind = partitions.exchange_steps(topology, name)
+    assert declare[1]["exchange"] == rule["exchange"].format(**names) == partitions.hash_exchange(topology, name)
+    assert declare[1]["exchange_type"] == rule["exchangeType"]
+    assert declare[1]["arguments"] == {"hash-header": rule["hashHeader"]}
+    assert rule["hashHeader"] in fields(document, "header")
+    assert bind[1] == {"destination": rule["exchange"].format(**names), "source": topology.request_exchange,
+                       "routing_key": rule["routingKey"].format(**names)}
+    for index in range(3):
+        binding = partitions.partition_binding(topology, name, index)
+        assert binding["queue"] == rule["queue"].format(i=index, **names), index
+        assert binding["routing_key"] == rule["bindingKey"]
+    assert partitions.partition_queues(topology, name, 3) == [rule["queue"].format(i=i, **names) for i in range(3)]
 
 
 def service_rule(document: dict[str, Any]) -> dict[str, Any]:
