@@ -8,8 +8,9 @@
 //
 // --routing-key is the default service's (the request queue's name); --service NAME calls the
 // named service NAME instead, whose routing key is its name (parameter routingKey).
-// stdin: one request a line, {"id": "...", "body": "...", "timeout_ms": 5000, "service": "NAME"}
-// (timeout_ms and service optional; service "default" is the default service); stdout: one line
+// stdin: one request a line, {"id": "...", "body": "...", "timeout_ms": 5000, "service": "NAME",
+// "key": "KEY"} (timeout_ms, service and key optional; service "default" is the default service;
+// requests with one key go to one partition of a split service, in order); stdout: one line
 // per request once it ended, {"id", "correlationId", "status", "body", ...} where status is the
 // reply's (ok, error, rejected) or the caller's own: timeout (no reply by the deadline),
 // unroutable (no queue for the routing key: no such service), refused (the broker nacked it).
@@ -56,10 +57,11 @@ class Caller {
   }
 
   /**
-   * Send `body` (Buffer or string) to `service` (none: the default service); resolves to
+   * Send `body` (Buffer or string) to `service` (none: the default service) with `key` (none:
+   * the correlation id, as the partition key of a split service); resolves to
    * {correlationId, status, body, errorType?, reason?}, never rejects.
    */
-  call(body, { timeoutMs = 30000, contentType = C.CONTENT_TYPE, headers = {}, service } = {}) {
+  call(body, { timeoutMs = 30000, contentType = C.CONTENT_TYPE, headers = {}, service, key } = {}) {
     const correlationId = `${this.prefix}-${(++this.counter).toString(16)}`;
     const routingKey = C.routingKey(service, this.routingKey);
     return new Promise((resolve) => {
@@ -75,7 +77,9 @@ class Caller {
         mandatory: true,
         expiration: String(timeoutMs),
         timestamp: Math.floor(now / 1000),
-        headers: { [C.TRACEPARENT]: C.newTraceparent(), ...headers, [C.DEADLINE]: now + timeoutMs },
+        headers: {
+          [C.TRACEPARENT]: C.newTraceparent(), ...headers, [C.KEY]: key || correlationId, [C.DEADLINE]: now + timeoutMs,
+        },
       }, (err) => { if (err) this.settle(correlationId, { status: 'refused' }); });
     });
   }
@@ -125,7 +129,7 @@ async function main() {
     const request = JSON.parse(line);
     const timeoutMs = request.timeout_ms || Number(values['timeout-ms']);
     const service = request.service || values.service;
-    calls.push(caller.call(request.body, { timeoutMs, service }).then((result) => {
+    calls.push(caller.call(request.body, { timeoutMs, service, key: request.key }).then((result) => {
       process.stdout.write(`${JSON.stringify({ id: request.id, ...result })}\n`);
     }));
   }

@@ -19,6 +19,9 @@ module.exports = {
   ERROR_TYPE: 'x-burrow-error-type',
   REJECT_REASON: 'x-burrow-reject-reason',
   TRACEPARENT: 'traceparent',
+  // What a service split over several queues hashes to pick one (parameters.routingKey, rule
+  // partitioned): the caller's key, else the correlation id.
+  KEY: 'x-burrow-key',
 
   /** A new W3C traceparent (a new, sampled trace). */
   newTraceparent() {

@@ -23,14 +23,15 @@ import pika
 import pytest
 
 from burrow import tracing
-from burrow.config import BurrowConfig, MetricsConfig, ProducerConfig, RabbitMQConfig
+from burrow.config import BurrowConfig, MetricsConfig, ProducerConfig, RabbitMQConfig, ServiceConfig
 from burrow.deadletters import DeadLetterWatcher
 from burrow.errors import RemoteError, RequestTimeout
+from burrow.partitions import hash_exchange, partition_queues
 from burrow.protocol import CONTENT_TYPE, HEADER_DEADLINE, request_deadline, validate_request
 from burrow.services import DEFAULT_SERVICE
 from burrow.topology import service_queue_steps
 from burrow.tools.localbroker import free_port
-from broker_helpers import queue_depth, start_victims_until_dead_lettered
+from broker_helpers import partition_of_each_request, queue_depth, start_victims_until_dead_lettered
 from broker_permissions import permissions
 from waiting import wait_for
 
@@ -249,6 +250,59 @@ def test_node_caller_calls_named_services_and_the_default_one_of_one_daemon(repl
     assert not wrong, f"{len(wrong)} of {len(requests)} answered wrongly: {dict(list(wrong.items())[:5])}"
     assert len({answer["correlationId"] for answer in results.values()}) == len(requests)
     assert sum(1 for request in requests if request.get("service") == "upper") == 60
+
+
+def delete_partitions(broker, config: BurrowConfig, queues: list[str]) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    try:
+        channel = connection.channel()
+        for queue in queues:
+            channel.queue_delete(queue=queue)
+        channel.exchange_delete(exchange=hash_exchange(config.topology, "hot"))
+    finally:
+        connection.close()
+
+
+def test_node_caller_keys_keep_requests_on_one_partition_of_a_split_service(request, broker, make_config,
+                                                                          start_consumer, node_env, amqp):
+    """A service split over 4 queues: the Node caller publishes to it as to any service, with the
+    document's x-burrow-key; requests with one key all wait in one partition, those without one
+    spread, each in exactly one; then the service's consumer answers every one, counted by id."""
+    config = make_config()
+    config = dataclasses.replace(config, consumer=dataclasses.replace(
+        config.consumer, services={"hot": ServiceConfig(handler="burrow_test_handlers:upper", partitions=4)}))
+    queues = partition_queues(config.topology, "hot", 4)
+    request.addfinalizer(lambda: delete_partitions(broker, config, queues))
+    start_consumer(config).stop(timeout=10)  # its exchange and partitions exist; nobody serves them now
+    requests = [{"id": f"k{k}-{i}", "body": f"k{k}-{i}", "service": "hot", "key": f"customer-{k}"}
+                for i in range(10) for k in range(4)]
+    requests += [{"id": f"r{i}", "body": f"r{i}", "service": "hot"} for i in range(40)]
+    reply_queue = f"{config.topology.reply_queue_prefix}.node-{uuid.uuid4().hex[:6]}"
+    caller = start_caller(node_env, config, broker.amqp_url, requests, "--reply-queue", reply_queue,
+                          "--timeout-ms", "60000")
+    wait_for(lambda: sum(queue_depth(amqp, queue) for queue in queues) == len(requests), 30,
+             f"{len(requests)} requests in the partitions")
+    inspect = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    try:
+        found = partition_of_each_request(inspect.channel(), queues)
+    finally:
+        inspect.close()  # the requests go back to their partitions
+    start_consumer(config)
+    results = caller_results(caller)
+    amqp.queue_delete(reply_queue)
+
+    assert sorted(results) == sorted(request["id"] for request in requests), "a request had no result"
+    wrong = {rid: got for rid, got in results.items()
+             if (got["status"], got.get("body")) != ("ok", f"upper:{rid.upper()} {got['correlationId']}")}
+    assert not wrong, f"{len(wrong)} of {len(requests)} answered wrongly: {dict(list(wrong.items())[:5])}"
+    where = {rid: found[got["correlationId"]] for rid, got in results.items()}
+    assert {rid: places for rid, places in where.items() if len(places) != 1} == {}, "not in exactly one partition"
+    for rid, [(_partition, key)] in where.items():
+        request_key = f"customer-{rid[1]}" if rid.startswith("k") else results[rid]["correlationId"]
+        assert key == request_key, (rid, key)
+    partitions_of_key = {k: {where[f"k{k}-{i}"][0][0] for i in range(10)} for k in range(4)}
+    assert all(len(partitions) == 1 for partitions in partitions_of_key.values()), partitions_of_key
+    assert len({where[f"r{i}"][0][0] for i in range(40)}) > 1, "every request without a key in one partition"
 
 
 @pytest.mark.parametrize("reply_mode", ["queue", "direct"])

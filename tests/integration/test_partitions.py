@@ -11,9 +11,9 @@ import pika
 import pytest
 
 from burrow.config import BurrowConfig, ServiceConfig
-from burrow.partitions import HEADER_KEY, hash_exchange, partition_queues
+from burrow.partitions import hash_exchange, partition_queues
 
-from broker_helpers import queue_depth
+from broker_helpers import partition_of_each_request, queue_depth
 from waiting import wait_for
 
 SERVICE = "hot"
@@ -37,20 +37,6 @@ def partitioned(make_config, amqp) -> Iterator[BurrowConfig]:
     for queue in partition_queues(config.topology, SERVICE, PARTITIONS):
         amqp.queue_delete(queue=queue)
     amqp.exchange_delete(exchange=hash_exchange(config.topology, SERVICE))
-
-
-def partition_of_each_request(channel: pika.adapters.blocking_connection.BlockingChannel,
-                              queues: list[str]) -> dict[str, list[tuple[int, str]]]:
-    """``{correlation id: [(partition, key header), ...]}`` read from every partition queue; the
-    messages stay unacked and go back to their queues when the channel closes."""
-    found: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for index, queue in enumerate(queues):
-        while True:
-            method, properties, _body = channel.basic_get(queue=queue, auto_ack=False)
-            if method is None:
-                break
-            found[properties.correlation_id].append((index, (properties.headers or {}).get(HEADER_KEY)))
-    return found
 
 
 def test_four_partitions_share_20000_requests_and_keys_stay_on_one(partitioned, start_consumer, start_producer,

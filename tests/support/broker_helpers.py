@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any, Callable, Iterable
 
 import pika
 
 from burrow.config import BurrowConfig, TopologyConfig
+from burrow.partitions import HEADER_KEY
 from waiting import wait_for
 
 
@@ -59,3 +61,17 @@ def start_victims_until_dead_lettered(config: BurrowConfig, consumer_process: Ca
             return
         victim = consumer_process(config, f"victim{attempt}").start()
         wait_for(lambda: victim.process.poll() is not None or dead_letters() == 1, 60, "the poison to kill a consumer")
+
+
+def partition_of_each_request(channel: pika.adapters.blocking_connection.BlockingChannel,
+                              queues: list[str]) -> dict[str, list[tuple[int, str]]]:
+    """``{correlation id: [(partition, key header), ...]}`` read from every partition queue; the
+    messages stay unacked and go back to their queues when the channel closes."""
+    found: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for index, queue in enumerate(queues):
+        while True:
+            method, properties, _body = channel.basic_get(queue=queue, auto_ack=False)
+            if method is None:
+                break
+            found[properties.correlation_id].append((index, (properties.headers or {}).get(HEADER_KEY)))
+    return found
