@@ -56,7 +56,6 @@ class AckBatcher:
         below = [tag for tag in delivery_tags if tag < oldest]
         return AckPlan(multiple=max(below) if below else None, single=[tag for tag in delivery_tags if tag > oldest])
 
-
     def ack(self, channel: Channel, delivery_tags: list[int]) -> None:
         """Settle ``delivery_tags`` and send the acks that cover them on ``channel``."""
         plan = self.settle(delivery_tags)

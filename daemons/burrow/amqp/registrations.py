@@ -4,8 +4,8 @@ RabbitMQ applies a prefetch (``basic.qos``, per consumer) only to consumers regi
 and a quorum queue takes no other kind, so a window changes by registering or cancelling
 consumers. A cancel is where requests used to go back to the queue: the broker keeps delivering
 to a consumer until it has applied the cancel, pika rejects (with requeue) every delivery for a tag
-it has marked cancelled, and a quorum queue (RabbitMQ 3.10 to 4.2) itself returns any delivery that
-reaches the channel after the cancel (rabbitmq-server#3729). Each return counts towards the
+it has marked cancelled, and a quorum queue (RabbitMQ 3.10 and 4.0) itself returns any delivery
+that reaches the channel after the cancel (rabbitmq-server#3729). Each return counts towards the
 queue's delivery limit, so a request could be dead-lettered as ``delivery_limit`` without ever
 running: pika sends the cancel only after the other services' pending qos/consume, while acks go
 out at once, so the cancelled consumer got credit back, and the broker handed the same request
