@@ -2,14 +2,14 @@
 
 RabbitMQ applies a prefetch (``basic.qos``, per consumer) only to consumers registered after it,
 and a quorum queue takes no other kind, so a window changes by registering or cancelling
-consumers. A cancel is where requests used to go back to the queue: the broker keeps delivering
+consumers. A cancel is where requests can go back to the queue: the broker keeps delivering
 to a consumer until it has applied the cancel, pika rejects (with requeue) every delivery for a tag
 it has marked cancelled, and a quorum queue (RabbitMQ 3.10 and 4.0) itself returns any delivery
 that reaches the channel after the cancel (rabbitmq-server#3729). Each return counts towards the
-queue's delivery limit, so a request could be dead-lettered as ``delivery_limit`` without ever
-running: pika sends the cancel only after the other services' pending qos/consume, while acks go
-out at once, so the cancelled consumer got credit back, and the broker handed the same request
-to it again and again.
+queue's delivery limit, so a request can be dead-lettered as ``delivery_limit`` without ever
+running: pika sends a cancel only after the channel's pending qos/consume (other services still
+registering) while acks go out at once, so a consumer marked cancelled gets credit back, and the
+broker hands the same request to it again and again until the cancel arrives.
 
 So here a window widens by registering one consumer more for the difference, and narrows by
 retiring consumers. A retiring consumer is cancelled only once it holds as many requests as its
