@@ -3,7 +3,10 @@
 # of a Python virtualenv that has burrow (editable, from this checkout) and its test extras.
 #
 # The venv is cached under $BURROW_CACHE (default /var/cache/burrow-ci) keyed by a hash of
-# pyproject.toml, so a later run (or CI in a fresh clone) only re-points the editable install.
+# pyproject.toml, the interpreter and this checkout's path: the editable install points at one
+# checkout, so two checkouts on one machine (a CI clone beside a working tree, git worktrees) each
+# get their own venv instead of re-pointing a shared one under each other's running tests. A venv
+# not used for 7 days is removed; pip's own cache keeps a rebuild short.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +33,7 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
-key=$(cat "$here/pyproject.toml" /usr/bin/python3 2>/dev/null | sha256sum | cut -c1-16)
+key=$( { cat "$here/pyproject.toml" /usr/bin/python3; echo "$here"; } 2>/dev/null | sha256sum | cut -c1-16)
 venv="$cache/venv-$key"
 log="$cache/bootstrap.log"
 mkdir -p "$cache"
@@ -44,11 +47,9 @@ if [ ! -e "$venv/.complete" ]; then
         tail -n 30 "$log" >&2
         exit 1
     fi
-    touch "$venv/.complete"
 fi
-# Point the editable install at this checkout (CI clones into a new folder every run).
-if ! "$venv/bin/pip" install --no-deps -e "$here" >"$log" 2>&1; then
-    tail -n 30 "$log" >&2
-    exit 1
-fi
+touch "$venv/.complete"  # its time is this venv's last use
+for old in "$cache"/venv-*/.complete; do
+    [ -n "$(find "$old" -mtime +7)" ] && rm -rf "$(dirname "$old")"
+done
 echo "$venv"
