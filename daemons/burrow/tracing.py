@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import random
 import re
-import secrets
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -31,6 +31,10 @@ except ImportError:  # the API is optional: the parser below implements the same
 HEADER = "traceparent"
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+#: The form burrow writes (version 00, nothing around it). For such a value :func:`parse` and
+#: opentelemetry's propagator give the same answer, so :func:`extract` reads it with the former:
+#: the producer validates every request's traceparent, the HTTP API's own included.
+_CANONICAL = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}\Z")
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("burrow_trace_id", default=None)
 
 
@@ -56,13 +60,16 @@ def parse(value: object) -> tuple[str, str, str] | None:
 
 def extract(value: object) -> tuple[str, str, str] | None:
     """Like :func:`parse`, for a header from a client: through opentelemetry-api's W3C propagator
-    when it is installed (it is about four times slower, so only the producer's edge uses it)."""
+    when it is installed (it is about ten times slower, so only the producer's edge uses it, and
+    only for a value not in burrow's own form, where both agree)."""
     if TraceContextTextMapPropagator is None:
         return parse(value)
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
     if not isinstance(value, str):
         return None
+    if _CANONICAL.match(value):
+        return parse(value)
     context = TraceContextTextMapPropagator().extract({HEADER: value})
     span_context = _otel_trace.get_current_span(context).get_span_context()
     if not span_context.is_valid:
@@ -81,8 +88,17 @@ def child(value: object = None) -> str:
     tracing backend downstream that this trace is worth keeping.
     """
     parsed = extract(value)
-    trace_id, flags = (parsed[0], parsed[2]) if parsed else (secrets.token_hex(16), "01")
-    return f"00-{trace_id}-{secrets.token_hex(8)}-{flags}"
+    trace_id, flags = (parsed[0], parsed[2]) if parsed else (_random_id(128), "01")
+    return f"00-{trace_id}-{_random_id(64)}-{flags}"
+
+
+def _random_id(bits: int) -> str:
+    """A random non-zero id of ``bits`` bits in lower-case hex. Ids need to be unique, not secret
+    (opentelemetry's SDK makes its ids the same way): no system call per id."""
+    while True:
+        value = random.getrandbits(bits)
+        if value:
+            return f"{value:0{bits // 4}x}"
 
 
 def with_traceparent(headers: Mapping[str, Any] | None) -> dict[str, Any]:

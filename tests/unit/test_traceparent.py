@@ -13,6 +13,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry import trace as otel_trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from burrow import tracing
 from burrow.daemon.journal import StderrFormatter
@@ -76,6 +78,46 @@ def test_with_traceparent_keeps_a_valid_one_and_replaces_a_bad_one() -> None:
     replaced = tracing.with_traceparent({"traceparent": "garbage"})["traceparent"]
     assert FORMAT.fullmatch(replaced)
     assert FORMAT.fullmatch(tracing.with_traceparent(None)["traceparent"])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        VALID,
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 ",
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later-field",
+        "00-4bF92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ],
+)
+def test_extract_agrees_with_the_propagator(value: str) -> None:
+    """``extract`` reads burrow's own form with the module's parser, with or without the API
+    installed: it must answer what opentelemetry's propagator answers."""
+    context = TraceContextTextMapPropagator().extract({"traceparent": value})
+    span = otel_trace.get_current_span(context).get_span_context()
+    expected = (f"{span.trace_id:032x}", f"{span.span_id:016x}", f"{int(span.trace_flags):02x}") if span.is_valid else None
+    assert tracing.extract(value) == expected
+
+
+def test_burrows_own_traceparent_is_not_read_again_by_the_propagator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The producer checks every request's traceparent, the HTTP API's own included; for a value in
+    burrow's form the propagator (ten times slower than the parser) is not asked, for others it is."""
+    calls = []
+
+    class Counting(TraceContextTextMapPropagator):  # type: ignore[misc]
+        def extract(self, carrier, *args, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append(carrier)
+            return super().extract(carrier, *args, **kwargs)
+
+    monkeypatch.setattr(tracing, "TraceContextTextMapPropagator", Counting)
+    own = tracing.child(VALID)
+    assert tracing.with_traceparent({"traceparent": own})["traceparent"] == own
+    assert calls == []
+    assert tracing.extract(" " + VALID) == (TRACE, "00f067aa0ba902b7", "01")
+    assert calls == [{"traceparent": " " + VALID}]
 
 
 def test_propagate_copies_the_requests_traceparent_onto_the_reply() -> None:

@@ -129,3 +129,80 @@ def test_a_served_request_has_the_attributes_the_subclass_reads(loop: asyncio.Ab
     assert b"".join(transport.written).startswith(b"HTTP/1.1 204 ")
     assert protocol.timeout_keep_alive_task is not None, "on_response_complete no longer arms the keep-alive timer"
     protocol.timeout_keep_alive_task.cancel()
+
+
+#: What ``burrow.daemon.http.protocol.write_whole`` reads and sets on a request's cycle.
+WHOLE_ANSWER_ATTRIBUTES = (
+    "scope", "transport", "flow", "disconnected", "keep_alive", "response_started", "waiting_for_100_continue",
+    "response_complete", "message_event", "on_response",
+)
+
+
+def serve_one(loop: asyncio.AbstractEventLoop, head: bytes, answer: Any) -> tuple[bytes, Any, RecordingTransport, list[str]]:
+    """One request through uvicorn's own protocol; ``answer(cycle, send)`` runs as its application."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    events: list[str] = []
+    protocol: Any = None
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        cycle = protocol.cycle
+        for name in WHOLE_ANSWER_ATTRIBUTES:
+            require(cycle, name, "HttpToolsProtocol.cycle")
+        on_response = cycle.on_response
+        cycle.on_response = lambda: (events.append("response complete"), on_response())
+        await answer(cycle, send)
+
+    config = uvicorn.Config(app, http="httptools", ws="none", loop="none", lifespan="off", log_config=None)
+    config.load()
+    protocol = HttpToolsProtocol(config, ServerState(), {}, loop)
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(head)
+    cycle = protocol.cycle
+    loop.run_until_complete(asyncio.gather(*protocol.tasks))
+    if protocol.timeout_keep_alive_task is not None:
+        protocol.timeout_keep_alive_task.cancel()
+    return b"".join(transport.written), cycle, transport, events
+
+
+@pytest.mark.parametrize("close", [False, True])
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+def test_write_whole_writes_and_finishes_as_send_does(loop: asyncio.AbstractEventLoop, close: bool, version: bytes) -> None:
+    """The protocol's one-write answer leaves the same bytes and the same cycle state as
+    uvicorn's two ``send`` messages, with and without keep-alive."""
+    from burrow.daemon.http.protocol import write_whole
+
+    head = b"POST /v1/requests HTTP/" + version + b"\r\nHost: burrow\r\nContent-Length: 0\r\n\r\n"
+    headers = [(b"content-type", b"application/octet-stream"), (b"content-length", b"5"), (b"x-burrow-request-id", b"r1")]
+    if close:
+        headers.append((b"connection", b"close"))
+
+    async def by_send(cycle: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": list(headers)})
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    async def by_write_whole(cycle: Any, send: Any) -> None:
+        assert write_whole(cycle, 200, list(headers), b"hello")
+
+    served = [serve_one(loop, head, answer) for answer in (by_send, by_write_whole)]
+    (sent, sent_cycle, sent_transport, sent_events), (whole, whole_cycle, whole_transport, whole_events) = served
+    assert whole == sent and sent.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert sent_events == whole_events == ["response complete"]
+    for name in ("keep_alive", "response_started", "response_complete"):
+        assert getattr(whole_cycle, name) == getattr(sent_cycle, name), name
+    assert whole_cycle.message_event.is_set() and sent_cycle.message_event.is_set()
+    assert whole_transport.closing == sent_transport.closing == (close or version == b"1.0")
+
+
+def test_write_whole_leaves_head_requests_to_send(loop: asyncio.AbstractEventLoop) -> None:
+    from burrow.daemon.http.protocol import write_whole
+
+    async def answer(cycle: Any, send: Any) -> None:
+        assert not write_whole(cycle, 405, [(b"content-length", b"0")], b"")
+        await send({"type": "http.response.start", "status": 405, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    written, cycle, _transport, _events = serve_one(loop, b"HEAD /v1/requests HTTP/1.1\r\nHost: burrow\r\n\r\n", answer)
+    assert written.startswith(b"HTTP/1.1 405 ") and cycle.response_complete

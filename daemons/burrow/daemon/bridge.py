@@ -5,6 +5,7 @@
 ``call_soon_threadsafe``, i.e. one write to the loop's self-pipe, each). The bridge instead queues
 finished futures on a deque and wakes the loop only when the deque was empty, so a burst of
 replies that the I/O thread settles in one turn costs one wake-up, and no thread waits per request.
+A request's give-up timer is cancelled there too, without a done callback of its own.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ class FutureBridge:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._done: collections.deque[tuple[concurrent.futures.Future[object], asyncio.Future[object]]] = (
-            collections.deque()
-        )
+        self._done: collections.deque[
+            tuple[concurrent.futures.Future[object], asyncio.Future[object], asyncio.TimerHandle | None]
+        ] = collections.deque()
         self._lock = threading.Lock()
         self._wake_pending = False
 
@@ -39,13 +40,11 @@ class FutureBridge:
         ``future`` has not settled: one timer handle, cheaper than ``asyncio.timeout`` per request.
         """
         waiter: asyncio.Future[T] = self._loop.create_future()
-        if give_up is not None:
-            timer = self._loop.call_at(give_up, _expire, waiter)
-            waiter.add_done_callback(lambda _waiter: timer.cancel())
+        timer = None if give_up is None else self._loop.call_at(give_up, _expire, waiter)
 
         def finished(source: concurrent.futures.Future[T]) -> None:
             with self._lock:
-                self._done.append((source, waiter))  # type: ignore[arg-type]
+                self._done.append((source, waiter, timer))  # type: ignore[arg-type]
                 if self._wake_pending:
                     return
                 self._wake_pending = True
@@ -63,7 +62,9 @@ class FutureBridge:
             ready = self._done
             self._done = collections.deque()
             self._wake_pending = False
-        for source, waiter in ready:
+        for source, waiter, timer in ready:
+            if timer is not None:
+                timer.cancel()
             if waiter.done():
                 continue  # the request gave up already (its client left, or the grace ran out)
             if source.cancelled():

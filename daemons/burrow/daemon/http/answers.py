@@ -109,13 +109,22 @@ class Exchange:
         close: bool = False,
         extra: Mapping[str, str] | None = None,
     ) -> None:
-        """Send the whole answer; it closes the connection when asked to or while the server drains."""
+        """Send the whole answer; it closes the connection when asked to or while the server drains.
+
+        Without ``extra`` headers (their values may come from a consumer) every header is one
+        burrow made from checked values, and the protocol writes the answer at once
+        (``burrow.daemon.http.protocol.write_whole``); otherwise it goes through ``send``.
+        """
         headers = answer_headers(
             status, body, content_type, request_id=self.request_id, correlation_id=self.correlation_id,
             close=close or self.server.draining, extra=extra,
         )
         if self.traceparent:
             headers.append((b"traceparent", self.traceparent.encode()))
+        if not extra:
+            answer = self.scope["extensions"]["burrow"].get("answer")
+            if answer is not None and answer(status, headers, body):
+                return
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
 

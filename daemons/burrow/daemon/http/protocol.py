@@ -34,22 +34,26 @@ and not in production:
   ``on_response_complete``, ``timeout_keep_alive_handler`` and ``_unset_keepalive_if_required``;
 - its attributes ``loop``, ``transport``, ``connections``, ``parser``, ``cycle`` (with
   ``response_complete`` and ``more_body``), ``pipeline``, ``scope``, ``url``, ``headers``,
-  ``timeout_keep_alive`` and ``timeout_keep_alive_task``.
+  ``timeout_keep_alive`` and ``timeout_keep_alive_task``;
+- for :func:`write_whole`, the cycle's ``scope``, ``transport``, ``flow`` (``write_paused``),
+  ``disconnected``, ``keep_alive``, ``response_started``, ``waiting_for_100_continue``,
+  ``response_complete``, ``message_event`` and ``on_response``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from typing import Protocol
 
 import httptools
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
-from burrow.daemon.http.answers import raw_error
+from burrow.daemon.http.answers import Headers, raw_error
 from burrow.daemon.http.transport import CorkedTransport
 
 logger = logging.getLogger(__name__)
@@ -268,6 +272,9 @@ class BurrowProtocol(HttpToolsProtocol):
                           retry_after=True)
         self.host.busy_changed()
         super().on_headers_complete()
+        # The application answers this request through its own cycle (a pipelined one is not
+        # self.cycle by the time it runs): see write_whole.
+        self.scope["extensions"]["burrow"]["answer"] = functools.partial(write_whole, self.cycle)
 
     def on_response_complete(self) -> None:
         self.served += 1
@@ -306,6 +313,37 @@ class BurrowProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+def write_whole(cycle: RequestResponseCycle, status: int, headers: Headers, body: bytes) -> bool:
+    """Send a whole answer (status line, ``headers``, ``body``) in one write, as uvicorn's ``send``
+    would for its two messages; False (nothing done) when it must go through ``send`` after all.
+
+    The answers this is for (:meth:`~burrow.daemon.http.answers.Exchange.respond` without extra
+    headers) carry only headers burrow made from checked values, so uvicorn's per-header
+    checks, which cost as much as the rest of the answer, are skipped. HEAD (no body) and
+    paused writes (flow control waits) take uvicorn's path.
+    """
+    if cycle.response_started or cycle.flow.write_paused or cycle.scope["method"] == "HEAD":
+        return False
+    if cycle.disconnected:
+        return True  # uvicorn's send drops it too
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    lines = [STATUS_LINE[status], *[name + b": " + value + b"\r\n" for name, value in headers]]
+    if (b"connection", b"close") in headers:
+        cycle.keep_alive = False
+    elif not cycle.keep_alive:
+        lines.append(b"connection: close\r\n")
+    lines.append(b"\r\n")
+    lines.append(body)
+    cycle.transport.write(b"".join(lines))
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
+    return True
+
+
 __all__ = [
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
@@ -315,4 +353,5 @@ __all__ = [
     "SLOT_WAIT",
     "BurrowProtocol",
     "ConnectionHost",
+    "write_whole",
 ]
