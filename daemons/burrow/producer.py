@@ -256,8 +256,8 @@ class Producer:
             # Direct reply-to requires auto_ack. The durable reply queue must not use it: the broker
             # forgets an auto-acked reply once it leaves the queue, so replies still on their way
             # when the connection drops would be lost; unacked ones are redelivered after reconnect.
+            # Not exclusive: with single active consumer a consume beside our old connection waits.
             auto_ack=self.direct,
-            exclusive=not self.direct,
             callback=lambda _f: self.on_reply_consumer_ok(channel),
         )
 

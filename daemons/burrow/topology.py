@@ -13,14 +13,17 @@ Reply queues are quorum queues on a cluster and classic queues on one broker by 
 replies on their way to a producer survive the loss of any one node (a classic queue lives on one
 node, and while that node is down its replies are unreachable and the producer cannot even
 redeclare its queue elsewhere); on one broker a quorum queue replicates nothing and only adds
-latency. RabbitMQ refuses to redeclare a queue with another type (PRECONDITION_FAILED), so the
-quorum reply queue has its own name, ``<prefix>.<id>.quorum``, beside the classic ``<prefix>.<id>``:
-a producer whose type changed (a host list that grew from one node to three) drains the queue of
-the other type before it lets it go (:mod:`burrow.amqp.replydrain`). Quorum queues cannot be
-exclusive, and RabbitMQ 3.10 does not enforce the exclusive flag of a consume on them; single
-active consumer takes its place: a second producer with the same ``instance_id`` (or a new
-connection while the broker still holds the old one) waits as a standby and gets no reply until
-the first consumer is gone.
+latency. Both types have single active consumer, and the producer's consume is not exclusive: a
+second producer with the same ``instance_id``, or the producer's new connection while the broker
+still holds its old one (blocked by a memory alarm, or cut off until heartbeats notice), registers
+as a standby instead of being refused, and becomes the active consumer once the old one is gone;
+replies the broker had sent to the old connection and that were never acked go back to the queue
+and on to it. RabbitMQ refuses to redeclare a queue with other arguments (PRECONDITION_FAILED), so
+the name says what the queue is, ``<prefix>.<id>.classic`` or ``<prefix>.<id>.quorum``; earlier
+releases declared ``<prefix>.<id>`` as a classic queue without single active consumer. A producer
+drains every other queue its instance may have replied on (:func:`reply_queue_names`) before it
+lets it go (:mod:`burrow.amqp.replydrain`): the other type's after its host list changed the type,
+and an earlier release's after an upgrade.
 
 Each named service (:mod:`burrow.services`) has a request queue of its own, declared by the
 consumers that serve it (a producer declares none: a service nobody ever served has no queue, so
@@ -64,13 +67,9 @@ def with_reply_queue_type(topology: TopologyConfig, rabbitmq: RabbitMQConfig) ->
     return dataclasses.replace(topology, reply_queue_type=resolved_reply_queue_type(topology, rabbitmq))
 
 
-def other_reply_queue_type(queue_type: str) -> str:
-    """The reply queue type a producer may have used before a switch: classic for quorum and back."""
-    return "classic" if queue_type == "quorum" else "quorum"
-
-
 def reply_queue_name(topology: TopologyConfig, instance_id: str, rabbitmq: RabbitMQConfig | None = None) -> str:
-    """The durable reply queue of the producer instance ``instance_id`` (module docstring).
+    """The durable reply queue of the producer instance ``instance_id``: ``<prefix>.<id>.<type>``
+    (module docstring).
 
     An "auto" type is resolved for ``rabbitmq``'s nodes, so it needs ``rabbitmq``.
     """
@@ -79,19 +78,23 @@ def reply_queue_name(topology: TopologyConfig, instance_id: str, rabbitmq: Rabbi
         if rabbitmq is None:
             raise ValueError('topology.reply_queue_type "auto" names no queue without the rabbitmq nodes')
         queue_type = resolved_reply_queue_type(topology, rabbitmq)
-    suffix = ".quorum" if queue_type == "quorum" else ""
-    return f"{topology.reply_queue_prefix}.{instance_id}{suffix}"
+    return f"{topology.reply_queue_prefix}.{instance_id}.{queue_type}"
+
+
+def reply_queue_names(topology: TopologyConfig, instance_id: str) -> list[str]:
+    """Every reply queue the producer instance ``instance_id`` may have used: the classic one of
+    earlier releases (``<prefix>.<id>``, consumed exclusively), then the classic and the quorum one."""
+    base = f"{topology.reply_queue_prefix}.{instance_id}"
+    return [base, f"{base}.classic", f"{base}.quorum"]
 
 
 def reply_queue_arguments(topology: TopologyConfig) -> dict[str, Any]:
-    """Arguments of a reply queue: its type, its expiry and, for quorum, single active consumer."""
-    arguments: dict[str, Any] = {
+    """Arguments of a reply queue: its type, its expiry and single active consumer (module docstring)."""
+    return {
         "x-queue-type": topology.reply_queue_type,
         "x-expires": topology.reply_queue_expires * 1000,
+        "x-single-active-consumer": True,
     }
-    if topology.reply_queue_type == "quorum":
-        arguments["x-single-active-consumer"] = True
-    return arguments
 
 
 def request_queue_arguments(topology: TopologyConfig) -> dict[str, Any]:

@@ -167,6 +167,8 @@ def test_kill_the_producers_node_which_leads_its_reply_queue(request, cluster_co
     config = cluster_config(consumer={"concurrency": 8})
     consumer = start_consumer(config, handler=log.handler(delay=0.01))
     producer = start_producer(config)
+    # The default reply queue type ("auto") is quorum with every node listed.
+    assert (config.topology.reply_queue_type, producer.reply_queue_type) == ("auto", "quorum")
     reply_leader = healthy_cluster.queue_leader(producer.reply_queue)
     assert reply_leader is node_of(healthy_cluster, producer), "the reply queue's leader is not on the producer's node"
     tally, victim = run_kill_scenario(

@@ -1,12 +1,11 @@
 """The default reply queue type follows the broker nodes, and switching it loses no reply.
 
-``topology.reply_queue_type = "auto"``: classic with one node, quorum with several. A producer whose
-host list grows from one node to three (``Producer.use_brokers``, what a SIGHUP reload of
-``rabbitmq.hosts`` calls) replies on the quorum queue from then on, and drains the classic queue of
-the replies to the requests it published before. The three "nodes" are three addresses of the
-test's one broker (127.0.0.1, localhost and the IPv4-mapped ::ffff:127.0.0.1), so the test needs no
-cluster: what it checks is the switch, counted per request id.
-"""
+``topology.reply_queue_type = "auto"``, the default: classic with one node, quorum with several. A
+producer whose host list grows from one node to three (``Producer.use_brokers``, what a SIGHUP
+reload of ``rabbitmq.hosts`` calls) replies on the quorum queue from then on, and drains the
+classic queue of the replies to the requests it published before. The three "nodes" are three
+addresses of the test's one broker (127.0.0.1, localhost and the IPv4-mapped ::ffff:127.0.0.1), so
+the test needs no cluster: what it checks is the switch, counted per request id."""
 
 from __future__ import annotations
 
@@ -15,19 +14,16 @@ import json
 import signal
 import threading
 
-import pika
-import pika.exceptions
+import pytest
 
 from burrow.config import BurrowConfig, RabbitMQConfig, to_toml
 from burrow.handlers import RequestContext
 from burrow.tools.sendclient import UnixHTTPConnection
 from burrow.topology import reply_queue_name
 
-from broker_helpers import queue_depth
+from broker_helpers import queue_depth, queue_exists
 from waiting import wait_for
 
-#: The reply-queue type these tests switch between: chosen from the node count.
-AUTO = {"reply_queue_type": "auto"}
 BEFORE = 120
 AFTER = 120
 
@@ -36,17 +32,6 @@ def three_nodes(rabbitmq: RabbitMQConfig) -> RabbitMQConfig:
     """The same broker under three addresses: a host list of three nodes."""
     port = rabbitmq.port
     return dataclasses.replace(rabbitmq, hosts=(f"127.0.0.1:{port}", f"localhost:{port}", f"[::ffff:127.0.0.1]:{port}"))
-
-
-def queue_exists(amqp: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> bool:
-    channel = amqp.connection.channel()
-    try:
-        channel.queue_declare(queue, passive=True)
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        assert exc.reply_code == 404, exc
-        return False
-    channel.close()
-    return True
 
 
 class HeldHandler:
@@ -67,22 +52,32 @@ def class_names(config: BurrowConfig, instance_id: str) -> tuple[str, str]:
     return classic, quorum
 
 
-def test_the_auto_reply_queue_is_classic_on_one_node_and_quorum_on_three(make_config):
+def test_the_default_reply_queue_is_classic_on_one_node_and_quorum_on_three(make_config):
     from burrow.producer import Producer
 
-    config = make_config(topology=AUTO)
+    config = make_config()
+    assert config.topology.reply_queue_type == "auto"
     assert Producer(config).reply_queue_type == "classic"
     assert Producer(dataclasses.replace(config, rabbitmq=three_nodes(config.rabbitmq))).reply_queue_type == "quorum"
 
 
-def test_growing_from_one_node_to_three_switches_to_quorum_and_loses_no_reply(make_config, start_consumer, start_producer,
-                                                                                amqp):
-    config = make_config(producer={"request_timeout": 30.0}, consumer={"concurrency": 4}, topology=AUTO)
+@pytest.mark.parametrize("grow", [True, False], ids=["one-to-three", "three-to-one"])
+def test_switching_the_host_list_switches_the_reply_queue_type_and_loses_no_reply(grow, make_config, start_consumer,
+                                                                                  start_producer, amqp):
+    """One node to three moves the producer from its classic queue to its quorum queue; three to
+    one moves it back (and deletes the drained quorum queue, which refuses the if-unused and
+    if-empty deletes that a classic queue takes)."""
+    config = make_config(producer={"request_timeout": 30.0}, consumer={"concurrency": 4})
+    before_nodes, after_nodes = config.rabbitmq, three_nodes(config.rabbitmq)
+    if not grow:
+        before_nodes, after_nodes = after_nodes, before_nodes
+        config = dataclasses.replace(config, rabbitmq=before_nodes)
     handler = HeldHandler()
     consumer = start_consumer(config, handler=handler)
     producer = start_producer(config)
     classic, quorum = class_names(config, producer.instance_id)
-    assert (producer.reply_queue_type, producer.reply_queue) == ("classic", classic)
+    (old_type, old), (new_type, new) = (("classic", classic), ("quorum", quorum))[::1 if grow else -1]
+    assert (producer.reply_queue_type, producer.reply_queue) == (old_type, old)
 
     expected: dict[str, bytes] = {}
     futures = {}
@@ -91,17 +86,18 @@ def test_growing_from_one_node_to_three_switches_to_quorum_and_loses_no_reply(ma
         future = producer.submit(body)
         futures[future.correlation_id], expected[future.correlation_id] = future, b"Consumer processed: " + body
     # Published and in the broker's hands, held by the consumer or queued, every one with the
-    # classic queue as its reply_to.
+    # old queue as its reply_to.
     wait_for(lambda: consumer.in_flight >= 16 and queue_depth(amqp, config.topology.request_queue) + consumer.in_flight
              == BEFORE, 20, "the requests to be held or queued")
 
-    producer.use_brokers(three_nodes(config.rabbitmq))
+    producer.use_brokers(after_nodes)
     for i in range(AFTER):  # submitted while the producer moves to the new host list
         body = f"after-{i}".encode()
         future = producer.submit(body)
         futures[future.correlation_id], expected[future.correlation_id] = future, b"Consumer processed: " + body
-    wait_for(lambda: (producer.reply_queue_type, producer.reply_queue) == ("quorum", quorum) and queue_exists(amqp, quorum)
-             and producer.connected, 20, "the producer consuming its quorum queue")
+    wait_for(lambda: (producer.reply_queue_type, producer.reply_queue) == (new_type, new) and queue_exists(amqp, new)
+             and producer.connected, 20, f"the producer consuming its {new_type} queue")
+    reconnects = producer.reconnects
     handler.release.set()
 
     outcomes = {}
@@ -113,8 +109,9 @@ def test_growing_from_one_node_to_three_switches_to_quorum_and_loses_no_reply(ma
     lost = sorted(cid for cid in futures if outcomes[cid] != expected[cid])
     assert len(futures) == BEFORE + AFTER
     assert lost == [], f"{len(lost)} of {len(futures)} requests got no reply, e.g. {outcomes[lost[0]]}"
-    wait_for(lambda: not queue_exists(amqp, classic), 20, "the drained classic reply queue to be deleted")
+    wait_for(lambda: not queue_exists(amqp, old), 20, f"the drained {old_type} reply queue to be deleted")
     assert producer.stats().orphaned_replies == 0
+    assert producer.reconnects == reconnects, "the drain cost the producer its connection"
 
 
 def http(socket_path: str, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
@@ -133,7 +130,7 @@ def health(socket_path: str) -> dict:
 
 def test_a_sighup_that_grows_the_host_list_moves_the_daemon_to_quorum_and_loses_no_reply(make_config, start_consumer,
                                                                                           consumer_process):
-    config = make_config(topology=AUTO)
+    config = make_config()
     handler = HeldHandler()
     start_consumer(config, handler=handler)
     daemon = consumer_process(config, "producer", role="producer").start()

@@ -35,7 +35,7 @@ def test_running_daemons_are_up_then_down_once_stopped(make_config, consumer_pro
     result = status("--socket", str(socket_path), "--consumer-config", str(consumer.config_path))
     assert result.returncode == 0, result
     producer_line, consumer_line = result.stdout.splitlines()
-    assert producer_line.startswith(f"producer  {socket_path}") and " up: broker connected, 0 in flight, quorum reply queue, up " in producer_line
+    assert producer_line.startswith(f"producer  {socket_path}") and " up: broker connected, 0 in flight, classic reply queue, up " in producer_line
     assert "version " in producer_line and "0 reconnects" in producer_line, producer_line
     assert consumer_line.startswith(f"consumer  {consumer.config_path}") and " up: broker connected, version " in consumer_line
     assert consumer_line.endswith(f"http://127.0.0.1:{consumer_port}/metrics"), consumer_line

@@ -6,6 +6,7 @@ from collections import defaultdict
 from typing import Any, Callable, Iterable
 
 import pika
+import pika.exceptions
 
 from burrow.config import BurrowConfig, TopologyConfig
 from burrow.partitions import HEADER_KEY
@@ -15,6 +16,19 @@ from waiting import wait_for
 def queue_depth(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> int:
     """Ready messages in ``queue`` (passive declare)."""
     return channel.queue_declare(queue=queue, passive=True).method.message_count
+
+
+def queue_exists(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> bool:
+    """Whether ``queue`` exists, asked by a passive declare on a channel of its own (a missing
+    queue closes the channel it is asked on)."""
+    probe = channel.connection.channel()
+    try:
+        probe.queue_declare(queue, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        assert exc.reply_code == 404, exc
+        return False
+    probe.close()
+    return True
 
 
 def delete_topology(channel: pika.adapters.blocking_connection.BlockingChannel, topology: TopologyConfig,

@@ -275,8 +275,8 @@ class RabbitMQSetup:
             return
         if was_ready and time.monotonic() - self._ready_since >= STABLE_AFTER:
             # Only a connection that stayed up resets the backoff: one refused right after
-            # connecting (e.g. its exclusive reply queue still held by our old, blocked connection)
-            # must not turn into a reconnect loop at the initial delay.
+            # connecting (e.g. blocked again by a memory alarm that still lasts) must not turn into
+            # a reconnect loop at the initial delay.
             self._failures = 0
         self._failures += 1
         delay = self._backoff_delay()

@@ -152,10 +152,10 @@ class TopologyConfig:
     delivery_limit: int = setting(5, Between(1, 1000), "quorum only: deliveries before a request is dead-lettered")
     reply_exchange: str = setting("burrow.x.replies", NAME, "direct exchange consumers publish replies to")
     reply_queue_prefix: str = setting("burrow.replies", Text(max_bytes=100),
-                                      'reply queue "<prefix>.<producer.instance_id>", ".quorum" appended for quorum')
-    reply_queue_type: str = setting("quorum", OneOf(("auto", "quorum", "classic")),
-                                    "quorum (replies survive a node's loss), classic (one node) or auto "
-                                    "(quorum when rabbitmq.hosts names more than one node, else classic)")
+                                      'reply queue "<prefix>.<producer.instance_id>.<type>", type classic or quorum')
+    reply_queue_type: str = setting("auto", OneOf(("auto", "quorum", "classic")),
+                                    "auto (quorum when rabbitmq.hosts names more than one node, else classic), "
+                                    "quorum (replies survive a node's loss) or classic (one node)")
     reply_queue_expires: int = setting(3600, Between(1, MAX_SECONDS, "seconds"),
                                        "seconds an abandoned reply queue lives (x-expires)")
     dead_letter_exchange: str = setting("burrow.x.dead", NAME, "where the request queue dead-letters to")
