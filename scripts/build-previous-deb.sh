@@ -11,11 +11,12 @@
 # archive has no git to derive it from). Revisions from before Debian 13 support build for the
 # machine's own release only, so this runs on Debian 12 "bookworm", the machine `make test` runs on.
 #
-# The package is cached in $BURROW_CACHE/previous-debs/<key>/ (default /var/cache/burrow-ci), with
-# its lintian report and build log; <key> hashes the full commit id, the pins and this script, so each
-# revision is built once (about 3 minutes on a busy 2-core machine), then reused. Concurrent
-# callers take a lock per key; the build runs in a temporary folder beside its final place and is
-# renamed into it only when complete, so a crashed build never leaves half a package behind.
+# The package is cached in $BURROW_CI_CACHE/previous-debs/<key>/ (default /var/cache/burrow-ci; like
+# the nspawn roots, one copy for every checkout), with its lintian report and build log; <key>
+# hashes the full commit id, the pins and this script, so each revision is built once (3 to 5
+# minutes on a busy 2-core machine), then reused. Concurrent callers take a lock per key; the build
+# runs in a temporary folder beside its final place and is renamed into it only when complete, so a
+# crashed build never leaves half a package behind.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,7 +41,7 @@ base_version=$(git -C "$repo" show "$commit:pyproject.toml" \
 stamp=$(TZ=UTC git -C "$repo" log -1 --format=%cd --date=format-local:%Y%m%d%H%M%S "$commit")
 version="$base_version~git$stamp.${commit:0:7}"
 
-cache=${BURROW_CACHE:-/var/cache/burrow-ci}/previous-debs
+cache=${BURROW_CI_CACHE:-/var/cache/burrow-ci}/previous-debs
 pins=("${@:2}")
 key=$( { printf '%s\n' "$commit" "${pins[@]}"; cat "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-16)
 final="$cache/$key"
