@@ -92,6 +92,8 @@ HANDLER_DROPIN = f"""\
 [Service]
 # The operator's handler lives outside the package.
 Environment=PYTHONPATH={HANDLER_DIR}
+# Every run of the handler is counted from its journal lines: journald must not drop any.
+LogRateLimitIntervalSec=0
 """
 ANSWER = re.compile(r"^(?P<id>[a-z]+-\d+) pid=(?P<pid>\d+) redelivered=(?P<redelivered>[01])$")
 #: Each caller's X-Burrow-Timeout: a request not answered by then counts as lost.
