@@ -35,10 +35,10 @@ import json
 import logging
 import re
 import subprocess
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -229,16 +229,15 @@ def test_requests_queued_under_the_previous_release_are_all_answered_after_the_u
     # 3. The upgrade; the gate opens once postinst stops the old consumer.
     host.copy_in(new_deb, "/root/burrow-new.deb")
     started = time.monotonic()
-    upgrade: list[subprocess.CompletedProcess[str]] = []
-    installer = threading.Thread(target=lambda: upgrade.append(apt(host, *KEEP_CONFIG, "install", "/root/burrow-new.deb")))
-    installer.start()
-    try:
-        wait_until(lambda: show(host, CONSUMER, "ActiveState") == "deactivating", 240, "postinst to stop the old consumer")
-    finally:
-        host.run(["touch", GATE])  # also when the wait failed: no handler is left waiting
-        installer.join(300)
-    assert upgrade, "apt-get install did not return"
-    logger.info("upgrade took %.1f s; apt-get said:\n%s", time.monotonic() - started, upgrade[0].stdout[-1500:])
+    with ThreadPoolExecutor(1) as installer:
+        upgrade = installer.submit(apt, host, *KEEP_CONFIG, "install", "/root/burrow-new.deb")
+        try:
+            wait_until(lambda: upgrade.done() or show(host, CONSUMER, "ActiveState") == "deactivating", 240,
+                       "postinst to stop the old consumer")
+        finally:
+            host.run(["touch", GATE])  # also when the wait failed: no handler is left waiting
+        said = upgrade.result(300).stdout  # apt-get's failure, with its output, if it failed
+    logger.info("upgrade took %.1f s; apt-get said:\n%s", time.monotonic() - started, said[-1500:])
     answered_at_upgrade_end = len(flow.records())
     try:
         wait_until(lambda: len(flow.records()) >= answered_at_upgrade_end + 100, 120, "100 requests after the upgrade")
