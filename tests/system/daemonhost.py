@@ -1,22 +1,30 @@
 """What the daemon system tests share: a container's broker users, unit properties, config edits.
 
-test_daemons.py and test_upgrade.py both install the .deb into a container that runs its own
-RabbitMQ; these helpers give the two daemons their least-privilege broker users and root-only
-credential files, read unit properties and change one config key.
+test_daemons.py, test_upgrade.py and test_upgrade_release.py install a .deb into a container that
+runs its own RabbitMQ; these helpers install a package with apt-get, give the two daemons their
+least-privilege broker users and root-only credential files, read unit properties and change one
+config key.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import secrets
-from collections.abc import Iterator
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 from broker_permissions import permissions  # tests/support
 
 from .nspawn import Host, Network, ensure_root, require_root_and_tools, wait_until
 
+logger = logging.getLogger(__name__)
+
 SOCKET = "/run/burrow/producer.sock"
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 #: Least-privilege broker permissions (configure, write, read) per daemon's user, as the Ansible
 #: roles grant them (ansible/group_vars/brokers/burrow.yml), the dead-letter notice queue included.
 PERMISSIONS = {f"burrow-{role}": granted for role, granted in permissions().items()}
@@ -32,14 +40,30 @@ def broker_box(name: str, suite: str) -> Iterator[Host]:
         yield host
 
 
-def add_broker_users(host: Host) -> None:
+def deb_version(deb: Path) -> str:
+    """The Version field of a .deb."""
+    return subprocess.run(
+        ["dpkg-deb", "--field", str(deb), "Version"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def apt(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
+    """``apt-get -y ARGS`` in the container, logging how long it took."""
+    started = time.monotonic()
+    result = host.run(["apt-get", "-y", *args], env=APT_ENV, timeout=300)
+    logger.info("apt-get %s took %.1f s", " ".join(args), time.monotonic() - started)
+    return result
+
+
+def add_broker_users(host: Host, permissions: Mapping[str, tuple[str, str, str]] = PERMISSIONS) -> None:
     """Create each daemon's broker user with a random password, stored as its credential file (0600).
 
-    The container's RabbitMQ must be active. Passwords go over stdin, never argv: Debian's wrapper
-    runs rabbitmqctl through su, whose command line journald would record.
+    ``permissions`` maps each user to its (configure, write, read) regexes (default: what the roles
+    grant today). The container's RabbitMQ must be active. Passwords go over stdin, never argv:
+    Debian's wrapper runs rabbitmqctl through su, whose command line journald would record.
     """
     host.run(["mkdir", "-p", "-m", "0700", "/etc/burrow/credentials"])
-    for user, (configure, write, read) in PERMISSIONS.items():
+    for user, (configure, write, read) in permissions.items():
         password = secrets.token_urlsafe(18)
         host.run(["rabbitmqctl", "add_user", user], input=password + "\n", timeout=60)
         host.run(["rabbitmqctl", "set_permissions", "-p", "/", user, configure, write, read], timeout=60)

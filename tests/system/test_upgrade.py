@@ -15,99 +15,38 @@ purge`` remove what the package, the README and the Ansible roles put in /etc.
 from __future__ import annotations
 
 import filecmp
-import json
 import logging
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from .callers import Callers
 from .conftest import BUILD_DEB_SCRIPT
-from .daemonhost import add_broker_users, broker_box, set_option, show, wait_active
+from .daemonhost import add_broker_users, apt, broker_box, deb_version, set_option, show, wait_active
 from .nspawn import RELEASES, REPO, Host, wait_until
 
 logger = logging.getLogger(__name__)
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 
-APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 SERVICES = ("burrow-consumer.service", "burrow-consumer@2.service", "burrow-producer.service")
 SOCKET_UNIT = "burrow-producer.socket"
-LOAD_RESULTS = "/root/load.jsonl"
 LOAD_STOP = "/run/burrow-load-stop"
-#: Bounds of the load: requests in all, seconds, client threads.
+#: Bounds of the load (tests/system/callers.py): requests in all, seconds, client threads, and each
+#: request's X-Burrow-Timeout.
 LOAD_MAX_REQUESTS = 60000
 LOAD_MAX_SECONDS = 420
 LOAD_WORKERS = 6
-#: A client in the container (Debian's python3, standard library only, so that it does not run from
-#: the venv being replaced). Each worker sends ``upgrade-<n>`` on a new connection until the stop
-#: file appears or a bound is reached, and writes one JSON line per request when it has finished.
-LOAD_CLIENT = r'''
-import http.client, json, os, socket, sys, threading, time
-
-max_requests, max_seconds, workers, out_path, stop_path = (
-    int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])
-
-
-class UnixConnection(http.client.HTTPConnection):
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect("/run/burrow/producer.sock")
-
-
-lock = threading.Lock()
-numbers = iter(range(max_requests))
-deadline = time.monotonic() + max_seconds
-out = open(out_path, "w", encoding="utf-8")
-
-
-def work():
-    while not os.path.exists(stop_path) and time.monotonic() < deadline:
-        with lock:
-            number = next(numbers, None)
-        if number is None:
-            return
-        request_id = f"upgrade-{number}"
-        record = {"id": request_id, "start": time.time(), "status": None, "body": "", "error": None}
-        try:
-            connection = UnixConnection("burrow", timeout=90)
-            connection.request("POST", "/v1/requests", body=request_id.encode(),
-                               headers={"Connection": "close", "X-Burrow-Timeout": "60"})
-            response = connection.getresponse()
-            record["status"], record["body"] = response.status, response.read().decode(errors="replace")
-            connection.close()
-        except Exception as exc:
-            record["error"] = repr(exc)
-        record["end"] = time.time()
-        with lock:
-            out.write(json.dumps(record) + "\n")
-            out.flush()
-
-
-threads = [threading.Thread(target=work) for _ in range(workers)]
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join()
-out.close()
-'''
+LOAD_TIMEOUT = 60
 #: The files the Ansible roles write besides the package's (see ansible/roles/burrow_*/tasks).
 ROLE_DROPINS = tuple(
     f"/etc/systemd/system/{unit}.d/50-broker-firewall.conf"
     for unit in ("burrow-consumer.service", "burrow-consumer@.service", "burrow-producer.service")
 )
 OPERATOR_DROPIN = "/etc/systemd/system/burrow-producer.service.d/override.conf"
-
-
-def deb_version(deb: Path) -> str:
-    """The Version field of a .deb."""
-    return subprocess.run(
-        ["dpkg-deb", "--field", str(deb), "Version"], check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -135,20 +74,6 @@ def host(suite: str) -> Iterator[Host]:
     """A booted container of each Debian release with RabbitMQ running, on a network of its own."""
     with broker_box("upgrade", suite) as booted:
         yield booted
-
-
-def apt(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
-    """``apt-get -y ARGS`` in the container, logging how long it took."""
-    started = time.monotonic()
-    result = host.run(["apt-get", "-y", *args], env=APT_ENV, timeout=300)
-    logger.info("apt-get %s took %.1f s", " ".join(args), time.monotonic() - started)
-    return result
-
-
-def load_records(host: Host) -> list[dict[str, object]]:
-    """The load client's records so far, one per finished request."""
-    text = host.run(["cat", LOAD_RESULTS], check=False).stdout
-    return [json.loads(line) for line in text.splitlines() if line.endswith("}")]
 
 
 def test_latest_link_names_the_derived_build_not_the_older_one(suite: str, burrow_deb: Path, older_deb: Path) -> None:
@@ -188,35 +113,24 @@ def test_upgrade_under_load_restarts_every_running_daemon_without_a_failed_reque
     before = {unit: show(host, unit, "MainPID") for unit in SERVICES}
     socket_since = show(host, SOCKET_UNIT, "ActiveEnterTimestampMonotonic")
 
-    host.write_file("/root/load.py", LOAD_CLIENT)
-    outcome: list[subprocess.CompletedProcess[str]] = []
-    client = threading.Thread(
-        target=lambda: outcome.append(
-            host.run(
-                ["python3", "/root/load.py", str(LOAD_MAX_REQUESTS), str(LOAD_MAX_SECONDS), str(LOAD_WORKERS),
-                 LOAD_RESULTS, LOAD_STOP],
-                check=False,
-                timeout=LOAD_MAX_SECONDS + 120,
-            )
-        )
-    )
-    client.start()
+    load = Callers(host, "upgrade", LOAD_MAX_REQUESTS, LOAD_WORKERS, seconds=LOAD_MAX_SECONDS, timeout=LOAD_TIMEOUT,
+                   stop_path=LOAD_STOP)
     try:
-        wait_until(lambda: len(load_records(host)) >= 300, 120, "the load to get going")
+        wait_until(lambda: len(load.records()) >= 300, 120, "the load to get going")
         host.copy_in(burrow_deb, "/tmp/burrow-new.deb")
         upgrade_start = time.time()
         # The container shares the host's CLOCK_MONOTONIC, in which systemd stamps each start.
         upgrade_start_usec = time.monotonic_ns() // 1000
         upgrade = apt(host, "install", "/tmp/burrow-new.deb")
         upgrade_end = time.time()
-        assert client.is_alive(), "the load ended before the upgrade did: raise its bounds"
-        served_at_upgrade_end = len(load_records(host))
+        assert load.thread.is_alive(), "the load ended before the upgrade did: raise its bounds"
+        served_at_upgrade_end = len(load.records())
         # Keep the load on until the upgraded daemons have answered a good number more.
-        wait_until(lambda: len(load_records(host)) >= served_at_upgrade_end + 300, 120, "requests after the upgrade")
+        wait_until(lambda: len(load.records()) >= served_at_upgrade_end + 300, 120, "requests after the upgrade")
     finally:
         host.run(["touch", LOAD_STOP])
-        client.join(LOAD_MAX_SECONDS + 150)
-    assert outcome and outcome[0].returncode == 0, outcome[0].stderr if outcome else "the load client hung"
+        load.thread.join(load.limit + 30)
+    records = load.finish()
     logger.info("apt-get install output:\n%s", upgrade.stdout[-2000:])
 
     assert host.run(["dpkg-query", "-W", "-f=${Version}", "burrow"]).stdout == deb_version(burrow_deb)
@@ -229,7 +143,6 @@ def test_upgrade_under_load_restarts_every_running_daemon_without_a_failed_reque
     assert show(host, SOCKET_UNIT, "ActiveState") == "active"
     assert show(host, SOCKET_UNIT, "ActiveEnterTimestampMonotonic") == socket_since
 
-    records = load_records(host)
     ids = [str(record["id"]) for record in records]
     failed = [r for r in records if r["status"] != 200 or r["body"] != f"Consumer processed: {r['id']}"]
     during = [r for r in records if float(r["end"]) >= upgrade_start and float(r["start"]) <= upgrade_end]
