@@ -23,7 +23,7 @@ from burrow.partitions import hash_exchange, partition_queues
 from burrow.tools.localcluster import LocalCluster
 from burrow.topology import reply_queue_name
 
-from broker_helpers import queue_depth
+from broker_helpers import delete_topology, queue_depth
 from replies import reply_or_error
 from waiting import wait_for
 
@@ -52,13 +52,9 @@ def config(cluster: LocalCluster, names: TopologyConfig, request: pytest.Fixture
     connection = pika.BlockingConnection(pika.URLParameters(cluster.nodes[0].amqp_url))
     try:
         channel = connection.channel()
-        for queue in (names.request_queue, names.dead_letter_queue, names.dead_letter_notice_queue,
-                      reply_queue_name(names, built.producer.instance_id, built.rabbitmq),
-                      *partition_queues(names, SERVICE, PARTITIONS)):
-            channel.queue_delete(queue=queue)
-        for exchange in (hash_exchange(names, SERVICE), names.request_exchange, names.reply_exchange,
-                         names.dead_letter_exchange):
-            channel.exchange_delete(exchange=exchange)
+        delete_topology(channel, names, queues=(reply_queue_name(names, built.producer.instance_id, built.rabbitmq),
+                                                *partition_queues(names, SERVICE, PARTITIONS)))
+        channel.exchange_delete(exchange=hash_exchange(names, SERVICE))
     finally:
         connection.close()
 

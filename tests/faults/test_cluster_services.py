@@ -21,6 +21,8 @@ from burrow.services import queue_name
 from burrow.tools.localcluster import LocalCluster
 from burrow.topology import reply_queue_name
 
+from broker_helpers import delete_topology
+
 pytestmark = [pytest.mark.faults, pytest.mark.cluster, pytest.mark.timeout(300)]
 
 SERVICES = ("images", "pdf", "fraud")
@@ -44,12 +46,8 @@ def config(cluster: LocalCluster, names: TopologyConfig, request: pytest.Fixture
     connection = pika.BlockingConnection(pika.URLParameters(cluster.nodes[0].amqp_url))
     try:
         channel = connection.channel()
-        for queue in (names.request_queue, names.dead_letter_queue, names.dead_letter_notice_queue,
-                      reply_queue_name(names, built.producer.instance_id, built.rabbitmq),
-                      *(queue_name(names.request_queue, name) for name in SERVICES)):
-            channel.queue_delete(queue=queue)
-        for exchange in (names.request_exchange, names.reply_exchange, names.dead_letter_exchange):
-            channel.exchange_delete(exchange=exchange)
+        delete_topology(channel, names, queues=(reply_queue_name(names, built.producer.instance_id, built.rabbitmq),
+                                                *(queue_name(names.request_queue, name) for name in SERVICES)))
     finally:
         connection.close()
 
