@@ -21,19 +21,19 @@ mkdir -p build
 log=build/test-cluster.log
 cluster_tmp="${TMPDIR:-/tmp}/burrow-test-cluster"
 
-"$venv/bin/python" -m pytest -ra -p no:cacheprovider --basetemp="$cluster_tmp" -m system \
+"$venv/bin/python" -m pytest -ra --durations=15 -p no:cacheprovider --basetemp="$cluster_tmp" -m system \
     tests/system/test_cluster.py >"$log" 2>&1 &
 cluster=$!
 echo "test-all: the cluster scenarios run beside this session (pid $cluster, log $log)"
 
-"$venv/bin/python" -m pytest -ra --ignore=tests/system/test_cluster.py "$@"
+"$venv/bin/python" -m pytest -ra --durations=40 --ignore=tests/system/test_cluster.py "$@"
 suite=$?
 
 wait "$cluster"
 cluster_status=$?
 echo "=== tests/system/test_cluster.py: exit status $cluster_status (whole log: $log) ==="
 if [ "$cluster_status" -eq 0 ]; then
-    tail -n 3 "$log"
+    sed -n '/slowest [0-9]* durations/,$p' "$log" | tail -n 30
 else
     tail -n 150 "$log"
 fi

@@ -103,3 +103,23 @@ def test_an_old_exclusive_consumer_still_held_delays_the_drain_and_loses_nothing
     wait_for(lambda: orphaned(caplog) >= ids, 30, "every reply taken by the upgraded producer")
     wait_for(lambda: not queue_exists(amqp, old), 30, "the drained old queue to be deleted")
     assert orphaned(caplog) == ids and producer.reconnects == 0
+
+
+def test_a_producer_with_nothing_to_drain_starts_without_a_warning(make_config, start_consumer, start_producer,
+                                                                   caplog):
+    """On a fresh start neither an earlier release's queue nor the other type's is there: each
+    drain's passive declare is answered 404 and closes the drain's own channel. That is the normal
+    answer, logged by burrow at DEBUG; pika's warning for a channel the broker closed must not reach
+    the journal on every start (an operator would read it as a fault)."""
+    config = make_config()
+    start_consumer(config)
+    caplog.set_level(logging.WARNING)
+    caplog.set_level(logging.DEBUG, logger="burrow.amqp.replydrain")  # last: it sets the capture's level
+    producer = start_producer(config)
+    nothing = [f"{config.topology.reply_queue_prefix}.{config.producer.instance_id}",
+               producer.reply_queue.removesuffix(".classic") + ".quorum"]
+    wait_for(lambda: {name for name in nothing
+                      if any(record.getMessage() == f"No reply queue {name} to drain" for record in caplog.records)}
+             == set(nothing), 30, "both drains to find nothing")
+    assert producer.call(b"hello", timeout=10) == b"Consumer processed: hello"
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from collections.abc import Iterable
 from typing import Any, Callable
 
@@ -48,6 +49,7 @@ from burrow.topology import DIRECT_REPLY_TO, reply_queue_name, reply_queue_names
 
 logger = logging.getLogger(__name__)
 
+
 #: Seconds between two looks at the old queue's depth while draining it.
 CHECK_INTERVAL = 0.2
 #: Seconds before a drain starts over after the broker refused its consume.
@@ -57,6 +59,33 @@ ACCESS_REFUSED = 403
 NOT_FOUND = 404
 
 ReplyHandler = Callable[[pika.BasicProperties, bytes], None]
+
+
+class _ExpectedNotFound(logging.Filter):
+    """Drops pika's WARNING for a drain channel the broker closed with 404 NOT_FOUND.
+
+    pika logs every channel the broker closes as a warning. For a drain, "no such queue" is the
+    usual answer to its passive declare (there is nothing left to drain), so every producer start
+    would put two warnings in the journal for a normal event; :meth:`ReplyQueueDrain._on_channel_closed`
+    logs it at DEBUG instead. Any other close, and any close of another channel, still warns.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.channels: weakref.WeakSet[Channel] = weakref.WeakSet()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 3 and args[0] == NOT_FOUND:
+            try:
+                return args[2] not in self.channels
+            except TypeError:
+                return True
+        return True
+
+
+_EXPECTED_NOT_FOUND = _ExpectedNotFound()
+logging.getLogger("pika.channel").addFilter(_EXPECTED_NOT_FOUND)
 
 
 class ReplyQueueDrain:
@@ -96,6 +125,7 @@ class ReplyQueueDrain:
 
     def _on_channel_open(self, channel: Channel) -> None:
         self._channel = channel
+        _EXPECTED_NOT_FOUND.channels.add(channel)
         channel.add_on_close_callback(self._on_channel_closed)
         channel.queue_declare(self.queue, passive=True, callback=self._on_found)
 
