@@ -24,8 +24,10 @@ LABELS = {
     "burrow-direct": "burrow, direct reply-to",
     "baseline": "seed-style baseline",
     httpbench.HTTP_API: httpbench.LABEL,
-    "reliable-prefetch16": "variant: reliable, prefetch 16 (the old default)",
-    "direct-prefetch16": "variant: direct reply-to, prefetch 16 (the old default)",
+    "reliable-prefetch16": "variant: reliable, prefetch 16 (the default until 2026-11-28)",
+    "direct-prefetch16": "variant: direct reply-to, prefetch 16 (the default until 2026-11-28)",
+    "reliable-prefetch32": "variant: reliable, prefetch 32 (the default until 2026-12-02)",
+    "direct-prefetch32": "variant: direct reply-to, prefetch 32 (the default until 2026-12-02)",
     "reliable-prefetch64": "variant: reliable, prefetch 64",
     "direct-prefetch64": "variant: direct reply-to, prefetch 64",
     "reliable-classic-queue": "variant: reliable, classic request queue",
@@ -204,6 +206,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     colours = {"burrow-reliable": "tab:blue", "burrow-direct": "tab:green", "baseline": "tab:red",
                "celery": "tab:orange", "nameko": "tab:gray", "aio-pika": "gold", httpbench.HTTP_API: "magenta",
                "reliable-prefetch16": "tab:cyan", "direct-prefetch16": "tab:pink",
+               "reliable-prefetch32": "darkviolet", "direct-prefetch32": "darkkhaki",
                "reliable-prefetch64": "tab:purple", "direct-prefetch64": "tab:olive", "reliable-classic-queue": "tab:brown"}
     for name, per_level in summary["throughput"].items():
         levels = sorted(per_level, key=int)

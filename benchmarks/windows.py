@@ -1,6 +1,6 @@
 """``python -m benchmarks.windows [--tiny] [--out DIR]``: the consumer's request window, measured.
 
-Issue 26 asks which default window to ship: 32 (4 per worker, today's), 64, or the adaptive window
+Issue 26 asks which default window to ship: 32 (4 per worker, the default until this scenario ran), 64, or the adaptive window
 (``consumer.window = "adaptive"``). This scenario measures the three on one and on three
 ``burrow-consumer`` processes (8 workers each, the defaults otherwise) with a slow handler mix: one
 request in ``SLOW_EVERY`` sleeps ``SLOW_SECONDS`` in its handler (:mod:`benchmarks.handlers`), the rest

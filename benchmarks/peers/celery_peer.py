@@ -3,7 +3,7 @@
 Configured as Celery's documentation recommends for not losing tasks: late acks (after the task
 ran), ``task_reject_on_worker_lost``, publisher confirms on the broker connection, persistent task
 and result messages; the worker runs 8 threads (``-P threads -c 8``) with the default prefetch
-multiplier of 4, the same window of 32 as burrow's defaults. The ``rpc://`` backend's result
+multiplier of 4: a window of 32 (burrow's default is 64, 8 per worker). The ``rpc://`` backend's result
 consumer is not thread-safe, so each client thread has its own app (connection and reply queue).
 """
 

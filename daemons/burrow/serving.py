@@ -71,7 +71,7 @@ class ServedService:
         return self.config.concurrency == 0
 
     def configured_prefetch(self) -> int:
-        """The service's ``prefetch``, else ``[consumer] prefetch``, else 4 per worker."""
+        """The service's ``prefetch``, else ``[consumer] prefetch``, else 8 per worker."""
         return self.config.prefetch or self._settings.effective_prefetch(self.workers.workers)
 
     def prefetch(self) -> int:

@@ -474,7 +474,7 @@ def test_poison_message_kills_every_consumer_until_dead_lettered(request, make_c
     run = begin_scenario(request, "poison", f"Poison request that kills the consumer process (delivery limit {limit})")
     log = HandlerLog(tmp_path / "handled.txt")
     monkeypatch.setenv("BURROW_TEST_RECORD", str(log.path))
-    # The default window (4 x 4 workers): a crash raises the delivery count of every request the
+    # The default window (8 x 4 workers): a crash raises the delivery count of every request the
     # consumer held, but the next consumer takes redeliveries one at a time, so only the poison's
     # count keeps growing and the requests delivered beside it are answered.
     config = make_config(consumer={"handler": "burrow_test_handlers:poison", "concurrency": 4},

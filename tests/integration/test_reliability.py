@@ -87,7 +87,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(make_config, consumer_
 def test_poison_message_reaches_dead_letter_queue_alone_after_delivery_limit(make_config, consumer_process, start_producer, amqp, tmp_path, monkeypatch):
     record = tmp_path / "record.txt"
     monkeypatch.setenv("BURROW_TEST_RECORD", str(record))
-    # The default window (4 x 4 workers): the poison arrives beside slow innocent requests, which
+    # The default window (8 x 4 workers): the poison arrives beside slow innocent requests, which
     # are still unacked when it kills the consumer, so every crash in a full window would raise
     # their delivery count too. Redeliveries are taken one at a time, so only the poison's grows.
     config = make_config(consumer={"handler": "burrow_test_handlers:poison", "concurrency": 4},

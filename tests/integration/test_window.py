@@ -41,7 +41,7 @@ class Gate:
                 self._running -= 1
 
 
-def test_window_holds_four_requests_per_worker_and_follows_a_concurrency_change(make_config, start_consumer, start_producer, amqp):
+def test_window_holds_eight_requests_per_worker_and_follows_a_concurrency_change(make_config, start_consumer, start_producer, amqp):
     gate = Gate()
     config = make_config(consumer={"concurrency": 2})
     consumer = start_consumer(config, handler=gate)
@@ -50,13 +50,13 @@ def test_window_holds_four_requests_per_worker_and_follows_a_concurrency_change(
         # The first fresh request opens the window; it is answered at once, so it holds no slot.
         assert producer.call(b"first", timeout=10) == b"Consumer processed: first"
         futures = [producer.submit(f"hold{i}".encode(), timeout=60) for i in range(30)]
-        wait_for(lambda: consumer.in_flight == 8, 10, "the default window (4 x 2 workers) to fill")
-        wait_for(lambda: queue_depth(amqp, config.topology.request_queue) == 22, 10, "the other 22 to wait in the queue")
+        wait_for(lambda: consumer.in_flight == 16, 10, "the default window (8 x 2 workers) to fill")
+        wait_for(lambda: queue_depth(amqp, config.topology.request_queue) == 14, 10, "the other 14 to wait in the queue")
         consumer.set_concurrency(3)
-        # The window widens by one registration more on the queue for the 4 missing requests
-        # (quorum queues take no other prefetch change); the 8 held count in the new window.
-        wait_for(lambda: consumer.in_flight == 12, 10, "a window of 4 x 3 workers")
-        wait_for(lambda: queue_depth(amqp, config.topology.request_queue) == 18, 10, "18 left in the queue")
+        # The window widens by one registration more on the queue for the 8 missing requests
+        # (quorum queues take no other prefetch change); the 16 held count in the new window.
+        wait_for(lambda: consumer.in_flight == 24, 10, "a window of 8 x 3 workers")
+        wait_for(lambda: queue_depth(amqp, config.topology.request_queue) == 6, 10, "6 left in the queue")
     finally:
         gate.open.set()
     assert [f.result(timeout=30) for f in futures] == [f"Consumer processed: hold{i}".encode() for i in range(30)]

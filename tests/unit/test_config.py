@@ -44,7 +44,7 @@ reply_mode = "direct"
     config = load_config(path)
     assert (config.rabbitmq.host, config.rabbitmq.port, config.rabbitmq.virtual_host) == ("mq.example", 5673, "burrow")
     assert config.rabbitmq.password == "s3cret"
-    assert config.consumer.concurrency == 3 and config.consumer.effective_prefetch(3) == 12
+    assert config.consumer.concurrency == 3 and config.consumer.effective_prefetch(3) == 24
     assert config.producer.request_timeout == 2.5 and config.producer.reply_mode == "direct"
 
 

@@ -206,13 +206,14 @@ class ProducerConfig:
         return self.instance_id or socket.gethostname()
 
 
-#: Requests the consumer holds per worker when ``consumer.prefetch`` is 0 (Celery's default
-#: prefetch multiplier too). Benchmarked in benchmarks/RESULTS.md: with 8 workers, 2 per worker
-#: reached 54-57 % of pika's RPC ceiling and 4 per worker 72 %, because bigger batches of
-#: deliveries, confirms and acks cost less CPU per request. More per worker would add little on
-#: one consumer and, with several, leave a burst's last requests queued behind slow handlers on
-#: one consumer while another idles.
-PREFETCH_PER_WORKER = 4
+#: Requests the consumer holds per worker when ``consumer.prefetch`` is 0. Chosen by
+#: ``make bench-windows`` (benchmarks/RESULTS.md, "32, 64 or adaptive"): with 8 workers and a slow
+#: handler mix, a window of 64 carried 1.19x (one consumer) and 1.13x (three) the requests of 32,
+#: and a burst's last answer came sooner with no worse tail against its median; the adaptive
+#: window did no better than 64. Bigger batches of deliveries, confirms and acks cost less CPU per
+#: request; a poison request no longer takes its neighbours with it (redeliveries are taken one at
+#: a time).
+PREFETCH_PER_WORKER = 8
 #: The most handler threads; with :data:`PREFETCH_PER_WORKER` the default window stays far below
 #: AMQP's 16-bit prefetch count.
 MAX_CONCURRENCY = 1024
@@ -273,7 +274,7 @@ class ConsumerConfig:
                            "takes the body (and a context) and returns bytes")
     concurrency: int = setting(8, Between(1, MAX_CONCURRENCY), "handler worker threads, or for an async def "
                                "handler the requests awaited at once on the daemon's one event loop")
-    prefetch: int = setting(0, Between(0, 65535), "unacked requests held; 0 means 4 x concurrency; after a "
+    prefetch: int = setting(0, Between(0, 65535), "unacked requests held; 0 means 8 x concurrency; after a "
                             "(re)start redeliveries are taken one at a time, then the full window opens")
     window: str = setting("fixed", OneOf(("fixed", "adaptive")), "fixed: the window is prefetch; adaptive: it "
                           "starts there and moves between 1 and 16 requests per worker, growing while the replies' "
