@@ -6,7 +6,8 @@ and 12, the three-host one on Debian 13, writes an inventory for them and
 runs the playbook over SSH twice: the first run must succeed and end with its own smoke tests, the
 second must change nothing. Then the deployment is checked from outside: a request through the
 producer's socket, the consumer's journal, the broker's users and permissions, a broker restart with
-requests queued, and a reboot of every host.
+requests queued, the policies that keep a dead letter through any number of reads, and a reboot of
+every host.
 
 Scenarios, in file order: one host carrying all three roles, then broker, producer and consumer on
 three hosts in their own network namespaces (the daemons reach the broker through the IP firewall
@@ -61,6 +62,9 @@ try:
     elif operation == "publish-request":
         channel.confirm_delivery()
         channel.basic_publish("burrow.x.requests", "burrow.requests", b"probe", mandatory=True)
+    elif operation == "publish-dead-letter":
+        channel.confirm_delivery()
+        channel.basic_publish("burrow.x.dead", "", b"dead probe", pika.BasicProperties(correlation_id="dead-probe"))
     connection.close()
 except pika.exceptions.ChannelClosedByBroker as exc:
     result["error"] = {"code": exc.reply_code, "text": exc.reply_text}
@@ -369,6 +373,65 @@ def test_broker_restart_with_requests_queued_loses_nothing(single: Deployment) -
     assert f"{count} requests, 0 failed" in result.stdout
     wait_until(lambda: queue_depths(broker).get("burrow.requests") == 0, 30, "the request queue to drain")
     assert queue_depths(broker).get("burrow.dead", 0) == 0
+
+
+#: Runs of ``burrow dead list`` a dead letter must survive: RabbitMQ 4.0's default delivery limit
+#: of 20 drops it after the 21st.
+DEAD_LETTER_READS = 25
+
+
+def policies(broker: Host) -> dict[str, dict[str, object]]:
+    """Policy name -> definition in the burrow vhost."""
+    output = broker.run(["rabbitmqctl", "--quiet", "list_policies", "-p", VHOST, "--formatter", "json"]).stdout
+    return {entry["name"]: entry["definition"] if isinstance(entry["definition"], dict)
+            else json.loads(entry["definition"]) for entry in json.loads(output)}
+
+
+def test_policies_lift_the_delivery_limit_only_where_rabbitmq_sets_one(single: Deployment, suite: str) -> None:
+    """On RabbitMQ 4.0 (Debian 13) the policies of the queues whose messages are read and given back
+    lift the delivery limit (-1); on 3.10 (Debian 12), which has no default limit and refuses -1,
+    they name none, and the reply queues' policy, with nothing else to set, is not there."""
+    broker = single.broker
+    unlimited = {"delivery-limit": -1} if RELEASES[suite][0] >= 13 else {}
+    expected = {
+        "burrow-dead": {"max-length": 100000, "overflow": "reject-publish", **unlimited},
+        "burrow-dead-notices": {"max-length": 10000, "overflow": "drop-head", **unlimited},
+    }
+    if unlimited:
+        expected["burrow-replies"] = unlimited
+    assert {name: definition for name, definition in policies(broker).items() if name != "burrow-requests"} == expected
+    output = broker.run(
+        ["rabbitmqctl", "--quiet", "list_queues", "-p", VHOST, "name", "policy", "--formatter", "json"]).stdout
+    applied = {entry["name"]: entry["policy"] for entry in json.loads(output)}
+    assert (applied["burrow.dead"], applied["burrow.dead.notices"]) == ("burrow-dead", "burrow-dead-notices")
+
+
+def test_a_dead_letter_survives_repeated_reads_by_burrow_dead_list(single: Deployment) -> None:
+    """Each ``burrow dead list`` gives every dead letter back, which counts as a delivery."""
+    broker = single.broker
+    # An operator's user as the role creates it (burrow_operator_rabbitmq_username), for this test only.
+    operator, password = "burrow-dead-reader", secrets.token_urlsafe(24)
+    broker.run(["rabbitmqctl", "add_user", operator], input=password)
+    try:
+        broker.run(["rabbitmqctl", "set_permissions", "-p", VHOST, operator,
+                    "^$", r"^burrow\.x\.requests$", r"^burrow\.dead$"])
+        broker.write_file("/root/dead-reader-password", password, mode=0o600)
+        broker.write_file("/root/dead-reader.toml", f'[rabbitmq]\nvirtual_host = "{VHOST}"\nusername = "{operator}"\n'
+                          'password_file = "/root/dead-reader-password"\n')
+        probe = amqp_probe(single, CONSUMER_USER, single.passwords[CONSUMER_USER], "publish-dead-letter")
+        assert probe == {"connected": True, "error": None}, probe
+        wait_until(lambda: queue_depths(broker).get("burrow.dead") == 1, 30, "the dead letter in burrow.dead")
+        listed = []
+        for _ in range(DEAD_LETTER_READS):
+            result = broker.run(["burrow", "dead", "list", "--config", "/root/dead-reader.toml"], timeout=60)
+            listed.append("dead-probe" in result.stdout)
+        last = max((n + 1 for n, seen in enumerate(listed) if seen), default=0)
+        assert listed == [True] * DEAD_LETTER_READS, (
+            f"the dead letter was listed by {sum(listed)} of {DEAD_LETTER_READS} reads, the last of them read {last}")
+    finally:
+        broker.run(["rabbitmqctl", "delete_user", operator], check=False)
+        broker.run(["rabbitmqctl", "--quiet", "purge_queue", "-p", VHOST, "burrow.dead"], check=False)
+        broker.run(["rm", "-f", "/root/dead-reader-password", "/root/dead-reader.toml"], check=False)
 
 
 def test_all_units_are_active_after_a_reboot(single: Deployment) -> None:
