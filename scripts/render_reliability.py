@@ -77,8 +77,9 @@ mid-load, lets it recover, and counts by request from outside the code under tes
 - **503** / **504**: callers that got a clear refusal (broker unreachable, busy) or a timeout, each
   explained for its own request id: a 503 inside a window in which the producer's own log says it
   had no broker connection, a 504 at or after the request's deadline and, when the request never
-  ran in a handler, found in the dead-letter queue by its correlation id with the broker's reason
-  (each tally lists its non-answers, with times and the explanation, under `non_answers`);
+  ran in a handler, found in the dead-letter queue by its correlation id with the broker's reason,
+  or never confirmed by the broker, as its caller was told (`"confirmed": false`); each tally lists
+  its non-answers, with times and the explanation, under `non_answers`;
 - **lost**: callers that got nothing, an error nobody should see, or a 503/504 that could not be
   explained that way;
 - **refused**: HTTP clients whose connection the producer daemon's socket refused (no scenario

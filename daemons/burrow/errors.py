@@ -30,7 +30,19 @@ class HandlerLoadError(BurrowError):
 
 
 class RequestTimeout(BurrowError, TimeoutError):
-    """No reply arrived before the request's deadline; the request will not be processed later."""
+    """No reply arrived before the request's deadline; the request will not be processed later.
+
+    ``confirmed`` says whether the broker had confirmed the request's publish by then. ``True``:
+    the broker had taken it, so it may have run and its reply been lost, or it waits to be
+    dead-lettered as ``stale``. ``False``: the broker never confirmed it (it was never published,
+    or a broker that could not take it, such as a cluster node cut off from the others or one with
+    a memory alarm, held it unconfirmed); the message says so. ``None``: not known, as when the
+    producer daemon's HTTP API stops waiting for a producer that never answered.
+    """
+
+    def __init__(self, message: str, *, confirmed: bool | None = None) -> None:
+        self.confirmed = confirmed
+        super().__init__(f"{message}: the broker never confirmed it" if confirmed is False else message)
 
 
 class RemoteError(BurrowError):

@@ -10,6 +10,7 @@ the last one.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import Future
@@ -21,6 +22,8 @@ from burrow.errors import Rejected, RemoteError, RequestTimeout
 from burrow.partitions import keyed_headers
 from burrow.protocol import request_headers
 from burrow.stats import ProducerStats
+
+logger = logging.getLogger(__name__)
 
 
 class RequestFuture(Future):  # type: ignore[type-arg]
@@ -42,6 +45,7 @@ class Request:
     future: RequestFuture
     submitted: float = field(default_factory=time.monotonic)
     published: bool = False
+    confirmed: bool = False  # the broker acked a publish of it (on this channel or an earlier one)
     service: str | None = None  # None: the default service
 
     @classmethod
@@ -116,7 +120,8 @@ class InFlight:
 def resolve(request: Request, stats: ProducerStats, *, result: bytes | None = None, error: BaseException | None = None) -> None:
     """Settle ``request``'s future with its reply or error and count the outcome in ``stats`` and the
     metrics; a future its caller cancelled is only counted. Called once per request, by whoever took
-    it out of :class:`InFlight`."""
+    it out of :class:`InFlight`, so a confirm or reply arriving after this changes no count. A
+    timeout the broker never confirmed is also logged (INFO, with its ``CORRELATION_ID``)."""
     elapsed = time.monotonic() - request.submitted
     if not request.future.set_running_or_notify_cancel():  # its caller cancelled it
         stats.cancelled += 1
@@ -136,6 +141,12 @@ def resolve(request: Request, stats: ProducerStats, *, result: bytes | None = No
     elif isinstance(error, RequestTimeout):
         stats.timeouts += 1
         metrics.reply_received(elapsed, "timeout")
+        if error.confirmed is False:
+            # Per id, so that a caller's 504 can be told from a request the broker took and lost.
+            stats.unconfirmed_timeouts += 1
+            metrics.timeout_unconfirmed()
+            logger.info("Request timed out before the broker confirmed it",
+                        extra={"CORRELATION_ID": request.correlation_id})
     else:
         stats.failed += 1
         metrics.request_failed(error)

@@ -40,6 +40,10 @@ class Recorder(Protocol):
     def service_request_finished(self, service: str, outcome: str) -> None:
         """The consumer's handler of ``service`` (a configured name) ended with ``outcome``."""
 
+    def timeout_unconfirmed(self) -> None:
+        """A producer request's deadline passed before the broker confirmed its publish (its
+        ``timeout`` outcome is reported too)."""
+
     def dead_lettered(self, reason: str) -> None:
         """The consumer rejected a request to the dead-letter exchange for ``reason``."""
 
@@ -95,6 +99,13 @@ def handler_finished(seconds: float, outcome: str, service: str = "default") -> 
     if recorder is not None:
         recorder.request_finished(outcome, seconds)
         recorder.service_request_finished(service, outcome)
+
+
+def timeout_unconfirmed() -> None:
+    """Producer: a request timed out that the broker never confirmed."""
+    recorder = _recorder
+    if recorder is not None:
+        recorder.timeout_unconfirmed()
 
 
 def request_failed(error: BaseException) -> None:
@@ -172,4 +183,5 @@ __all__ = [
     "request_failed",
     "request_received",
     "request_sent",
+    "timeout_unconfirmed",
 ]

@@ -32,7 +32,7 @@ from burrow.amqp.iothread import IOThread
 from burrow.amqp.replydrain import ReplyQueues
 from burrow.amqp.setup import BrokerLink, RabbitMQSetup
 from burrow.config import BurrowConfig, RabbitMQConfig
-from burrow.deadlines import Deadlines
+from burrow.deadlines import RequestDeadlines
 from burrow.errors import (
     Backpressure,
     BrokerUnavailable,
@@ -80,7 +80,7 @@ class Producer:
         self._outbox: Inbox[Request] = Inbox(self._io.ioloop, self._flush)
         # I/O-thread state: never touched by caller threads.
         self._confirms: ConfirmTracker[Request] = ConfirmTracker()
-        self._deadlines = Deadlines()
+        self._deadlines = RequestDeadlines(self._in_flight)
         # Correlation ids are "<random prefix>-<counter>": unique without a uuid4() per request,
         # and a reply carrying this prefix whose request is no longer pending is a late or
         # duplicate one (answered, failed or timed out before), with no set of past ids to keep.
@@ -119,7 +119,7 @@ class Producer:
         return [self._setup.link()]
 
     def stats(self) -> ProducerStats:
-        return dataclasses.replace(self._stats, submitted=self._in_flight.added)
+        return dataclasses.replace(self._stats, submitted=self._in_flight.added, awaiting_confirm=len(self._confirms))
 
     def start(self, wait: float | None = None) -> "Producer":
         """Start the I/O thread; with ``wait``, block up to that many seconds for the first connect.
@@ -308,11 +308,12 @@ class Producer:
                 continue
             remaining_ms = int((request.wall_deadline - now_wall) * 1000)
             if remaining_ms <= 0:
-                self._finish(request.correlation_id, error=RequestTimeout("the request's deadline passed before it could be published"))
+                why = "the request's deadline passed before it could be published"
+                self._finish(request.correlation_id, error=RequestTimeout(why, confirmed=request.confirmed))
                 continue
             if not request.published:
                 request.published = True
-                self._deadlines.add(request.deadline, request.correlation_id)
+                self._deadlines.published(request)
             properties = request_properties(request.correlation_id, self.reply_queue, request.headers, remaining_ms, now_wall)
             try:
                 key = request_queue if request.service is None else routing_key(request_queue, request.service)
@@ -334,11 +335,14 @@ class Producer:
         if isinstance(method, pika.spec.Basic.Nack) and self._setup.publish_nacked():
             return  # reconnecting: they stay unconfirmed and are republished
         requests = self._confirms.confirmed(method.delivery_tag, method.multiple)
-        if not isinstance(method, pika.spec.Basic.Nack):
-            self._setup.publish_acked()
-        else:
+        if isinstance(method, pika.spec.Basic.Nack):
             for request in requests:
                 self._finish(request.correlation_id, error=PublishError("the broker refused the request (nack): the request queue is full or unavailable"))
+            return
+        self._setup.publish_acked()
+        for request in requests:
+            # Also one whose deadline passed before this late ack: failed and counted then, marking it changes neither.
+            request.confirmed = True
 
     def on_return(self, _channel: Channel, method: pika.spec.Basic.Return, properties: pika.BasicProperties, _body: bytes) -> None:
         """A ``mandatory`` request no queue took: fail it now with the broker's reason (for a named
@@ -378,16 +382,11 @@ class Producer:
             self._finish(correlation_id, error=value)
 
     def _expire_deadlines(self) -> None:
-        now = time.monotonic()
-        if len(self._deadlines) > 4 * len(self._in_flight) + 1024:
-            self._deadlines.rebuild((r.deadline, r.correlation_id) for r in self._in_flight.snapshot() if r.published)
-        for correlation_id in self._deadlines.expired(now):
-            self._finish(correlation_id, error=RequestTimeout(f"no reply within the request's deadline (correlation id {correlation_id})"))
-        if self._outbox and self._channel is None:
-            # Not connected: requests never published still time out on their own deadline.
-            for request in list(self._outbox):
-                if request.deadline <= now:
-                    self._finish(request.correlation_id, error=RequestTimeout("broker unreachable until the request's deadline"))
+        """Fail every request whose deadline passed; without a connection, those waiting to be
+        published too, which would otherwise wait for the next connection."""
+        unsent = list(self._outbox) if self._channel is None else []
+        for request, error in self._deadlines.expired(time.monotonic(), unsent):
+            self._finish(request.correlation_id, error=error)
 
     def _finish(self, correlation_id: str | None, *, result: bytes | None = None, error: BaseException | None = None) -> None:
         """Resolve one request's future exactly once (unless its caller cancelled it) and free its slot."""

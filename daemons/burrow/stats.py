@@ -7,15 +7,19 @@ from dataclasses import dataclass
 
 @dataclass(slots=True)
 class ProducerStats:
-    """Requests by outcome, and replies that matched no waiting request."""
+    """Requests by outcome, replies that matched no waiting request, and publishes the broker has
+    not confirmed yet (``awaiting_confirm``, a gauge: timed-out requests stay in it until their late
+    confirm or the channel's end)."""
 
     submitted: int = 0
     published: int = 0
     republished: int = 0
+    awaiting_confirm: int = 0
     answered: int = 0
     remote_errors: int = 0
     rejected: int = 0
     timeouts: int = 0
+    unconfirmed_timeouts: int = 0  # of ``timeouts``: the broker had not confirmed the publish by the deadline
     cancelled: int = 0
     failed: int = 0
     orphaned_replies: int = 0

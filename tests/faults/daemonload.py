@@ -5,9 +5,10 @@ start the daemons with :class:`processes.Daemon` (tests/support/processes.py). :
 is a set of HTTP clients that each hold one request open at a time on the producer's Unix socket
 (``POST /v1/requests``, the documented contract) and keep, per request id, what came back: the
 status, the body, whether anything followed the first answer on the connection (a second answer),
-when it was sent and answered, and the correlation id the producer gave it (what explain.py needs
-to explain a 503 or a 504). A connection the kernel refused, or a socket that is gone, is
-``refused``: the producer daemon is not there. Neither user needs pytest.
+when it was sent and answered, the correlation id the producer gave it and, for a 504, the
+answer's ``"confirmed"`` (what explain.py needs to explain a 503 or a 504). A connection the
+kernel refused, or a socket that is gone, is ``refused``: the producer daemon is not there.
+Neither user needs pytest.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import io
+import json
 import logging
 import socket
 import threading
@@ -35,6 +37,17 @@ def health(path: str) -> int | None:
     except OSError:
         return None
     return status
+
+
+def said_confirmed(reply: bytes) -> bool | None:
+    """A 504's ``"confirmed"``: whether the broker had confirmed the request (None: not said, as in
+    a dead-lettered ``stale`` answer or one that is not JSON)."""
+    try:
+        document = json.loads(reply)
+    except ValueError:
+        return None
+    confirmed = document.get("confirmed") if isinstance(document, dict) else None
+    return confirmed if isinstance(confirmed, bool) else None
 
 
 class _KeptOpen(io.BytesIO):
@@ -140,7 +153,8 @@ class HttpLoad:
                 result = "answered" if reply == expected_reply(body) else "unexpected"
                 outcome = Outcome(body, result, answers, f"got {reply[:60]!r}")
             elif status in (503, 504):
-                outcome = Outcome(body, str(status), answers, reply[:100].decode(errors="replace"))
+                outcome = Outcome(body, str(status), answers, reply[:100].decode(errors="replace"),
+                                  confirmed=said_confirmed(reply) if status == 504 else None)
             else:
                 outcome = Outcome(body, "lost", answers, f"HTTP {status}: {reply[:100]!r}")
         outcome = dataclasses.replace(outcome, sent_at=sent_at, done_at=time.time(), timeout=self.timeout,

@@ -11,7 +11,10 @@ checked for that one request:
 - **504** (its deadline passed): the answer must come at or after the request's deadline. A 504
   whose request never ran in any handler must moreover be found in the dead-letter queue by its
   correlation id (:func:`dead_letters`), with the broker's reason (``expired``, ``rejected``,
-  ``delivery_limit``); one that is nowhere is a request the broker or the producer dropped.
+  ``delivery_limit``), or say that the broker never confirmed it (``RequestTimeout.confirmed``,
+  the HTTP answer's ``"confirmed": false``): a broker that could not take it, such as a node cut
+  off from its cluster, never accepted it. One the broker confirmed that is nowhere is a request
+  the broker or the producer dropped.
 
 A **refused** connection (nothing listening on the producer's socket) is never explained here:
 no scenario through the HTTP API breaks the producer daemon, so a refused request there means
@@ -159,6 +162,10 @@ def _explain_504(outcome: Any, ran: bool, dead: dict[str, str] | None) -> tuple[
     if dead is not None and outcome.correlation_id and outcome.correlation_id in dead:
         return outcome, (f"504 after {waited:.3f}s (deadline {outcome.timeout:g}s); never ran, dead-lettered "
                          f"as {dead[outcome.correlation_id]}")
+    if outcome.confirmed is False:
+        return outcome, (f"504 after {waited:.3f}s (deadline {outcome.timeout:g}s); never confirmed by the broker, "
+                         "never ran")
     where = "the dead-letter queue was not read" if dead is None else "not in the dead-letter queue"
+    confirmed = "; the broker had confirmed it" if outcome.confirmed else ""
     return _lost(outcome, f"504 after {waited:.3f}s; never ran, {where} "
-                          f"(correlation id {outcome.correlation_id or 'unknown'})")
+                          f"(correlation id {outcome.correlation_id or 'unknown'}){confirmed}")

@@ -24,7 +24,7 @@ each other run is an **unexplained duplicate**, named in ``problems``. A request
 - ``refused``: the caller's connection to the producer daemon was refused or its socket was gone;
 - ``lost``: the caller got nothing, or an error nobody should see, or a 503/504 that
   explain.py could not explain for that request (outside every outage window, before its
-  deadline, or never run and not dead-lettered);
+  deadline, or never run, not dead-lettered and confirmed by the broker);
 - ``unexpected``: the caller got a reply that is not its own, or a reply no handler made;
 - ``recovered_from_queue`` / ``died_with_caller`` (producer-restart only): the caller was killed;
   its reply waited in the old instance's reply queue, or the broker never confirmed its request.
@@ -184,7 +184,8 @@ class Outcome:
     """What one caller got for one request: ``answered``, ``503``, ``504``, ``refused``, ``lost``,
     ``unexpected`` (or, in producer-restart, ``recovered`` and ``died-with-caller``); ``answers``
     counts the answers it received (an HTTP client reads on to EOF). The times (UNIX seconds),
-    the request's own timeout and the correlation id the producer gave it are what explain.py
+    the request's own timeout, the correlation id the producer gave it and, for a 504, whether
+    the broker had confirmed the request (``confirmed``; None: not said) are what explain.py
     needs to explain a 503 or 504."""
 
     body: bytes
@@ -195,6 +196,7 @@ class Outcome:
     done_at: float | None = None
     timeout: float | None = None
     correlation_id: str = ""
+    confirmed: bool | None = None
 
 
 def future_outcome(body: bytes, future: Future) -> Outcome:
@@ -208,7 +210,7 @@ def future_outcome(body: bytes, future: Future) -> Outcome:
             return Outcome(body, "answered")
         return Outcome(body, "unexpected", detail=f"got {reply[:60]!r}")
     if isinstance(error, RequestTimeout):
-        return Outcome(body, "504", detail=str(error))
+        return Outcome(body, "504", detail=str(error), confirmed=error.confirmed)
     if isinstance(error, REFUSALS):
         return Outcome(body, "503", detail=f"{type(error).__name__}: {error}")
     return Outcome(body, "lost", detail=f"{type(error).__name__}: {error}")

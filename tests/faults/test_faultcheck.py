@@ -5,14 +5,18 @@ the report judges by the counts and keeps failures."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
-from daemonload import HttpLoad
+from burrow.errors import RequestTimeout
+
+from daemonload import HttpLoad, said_confirmed
 from explain import Window, explain, outage_windows
-from faultcheck import Outcome, Run, Tally, count, expected_reply
+from faultcheck import Outcome, Run, Tally, count, expected_reply, future_outcome
 from render_reliability import checks_from_junit, load_history, load_tallies, passed, render
 
 pytestmark = pytest.mark.faults
@@ -104,6 +108,31 @@ def test_a_504_whose_request_never_ran_is_lost_unless_dead_lettered_by_its_id() 
     assert "not in the dead-letter queue" in records[2]["why"] and records[2]["correlation_id"] == "c-nowhere"
     # Without reading the dead-letter queue, a 504 that never ran is not explained.
     assert explain([request(b"dead", "504", 0.0, 31.0, "c-dead")], set(), [], None)[0][0].result == "lost"
+
+
+def test_a_504_the_broker_never_confirmed_is_explained_and_a_confirmed_one_nowhere_is_lost() -> None:
+    """Issue 23: a request the broker never confirmed before its deadline (a cut-off leader could not
+    take it) never ran and is in no queue: explained. One it confirmed and that is nowhere: lost."""
+    unconfirmed = dataclasses.replace(request(b"unconfirmed", "504", 0.0, 31.0, "c-1"), confirmed=False)
+    confirmed = dataclasses.replace(request(b"confirmed", "504", 0.0, 31.0, "c-2"), confirmed=True)
+    outcomes, records = explain([unconfirmed, confirmed], set(), [], {})
+    assert [outcome.result for outcome in outcomes] == ["504", "lost"]
+    assert records[0]["why"] == "504 after 31.000s (deadline 30s); never confirmed by the broker, never ran"
+    assert records[1]["why"].endswith("not in the dead-letter queue (correlation id c-2); the broker had confirmed it")
+    # Before its deadline it is lost all the same.
+    early = dataclasses.replace(request(b"early", "504", 0.0, 20.0, "c-3"), confirmed=False)
+    assert explain([early], set(), [], {})[0][0].result == "lost"
+
+
+def test_the_504_answer_and_the_library_error_say_whether_the_broker_confirmed() -> None:
+    """What reaches explain.py: the HTTP answer's ``"confirmed"`` and ``RequestTimeout.confirmed``."""
+    assert said_confirmed(b'{"error": "timeout", "message": "m", "confirmed": false}\n') is False
+    assert said_confirmed(b'{"error": "timeout", "message": "m", "confirmed": true}\n') is True
+    for unsaid in (b'{"error": "timeout", "confirmed": null}', b'{"error": "rejected", "reason": "stale"}', b"<html>"):
+        assert said_confirmed(unsaid) is None
+    future: Future = Future()
+    future.set_exception(RequestTimeout("late", confirmed=False))
+    assert future_outcome(b"x", future).confirmed is False
 
 
 def test_the_outage_windows_come_from_the_producers_own_log() -> None:

@@ -2,7 +2,8 @@
 
 The fake (the one allowed in unit tests) resolves each request from its body, so every status code
 the API can answer is reachable: anything else is echoed as ``reply:<body>``; ``timeout``,
-``remote``, ``publish`` and ``unavailable`` fail that way; ``slow:<seconds>`` answers late.
+``remote``, ``publish`` and ``unavailable`` fail that way (``timeout:unconfirmed``: a timeout the
+broker never confirmed); ``slow:<seconds>`` answers late.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ class FakeProducer:
                 future.set_result(b"done")
 
             threading.Timer(float(body[5:]), finish).start()
-        elif body == b"timeout":
-            future.set_exception(RequestTimeout("no reply within 0.1 s"))
+        elif body.startswith(b"timeout"):
+            future.set_exception(RequestTimeout("no reply within 0.1 s", confirmed=body != b"timeout:unconfirmed"))
         elif body == b"remote":
             future.set_exception(RemoteError("ValueError", "bad input"))
         elif service == "nosuch":
@@ -222,6 +223,14 @@ def test_dead_lettered_request_answers_its_reason_at_once(api: HttpApi, body: by
         assert document["delivery_count"] == 6
 
 
+@pytest.mark.parametrize(("body", "confirmed"), [(b"timeout", True), (b"timeout:unconfirmed", False)])
+def test_a_504_says_whether_the_broker_confirmed_the_request(api: HttpApi, body: bytes, confirmed: bool) -> None:
+    status, _, data = call(api, "POST", "/v1/requests", body)
+    document = json.loads(data)
+    assert (status, document["error"], document["confirmed"]) == (504, "timeout", confirmed)
+    assert ("the broker never confirmed it" in document["message"]) is not confirmed
+
+
 def test_remote_error_carries_type_and_message(api: HttpApi) -> None:
     _, headers, data = call(api, "POST", "/v1/requests", b"remote")
     document = json.loads(data)
@@ -257,7 +266,9 @@ def test_future_never_resolving_gives_504(api: HttpApi, monkeypatch: pytest.Monk
     """Belt and braces: even if the producer never fails the future, the client gets 504."""
     monkeypatch.setattr("burrow.daemon.http.app.RESULT_GRACE", 0.0)
     status, _, data = call(api, "POST", "/v1/requests", b"slow:3", {"X-Burrow-Timeout": "0.2"})
-    assert (status, json.loads(data)["error"]) == (504, "timeout")
+    document = json.loads(data)
+    # The producer never said whether the broker confirmed it: not known, never a guess.
+    assert (status, document["error"], document["confirmed"]) == (504, "timeout", None)
 
 
 def test_too_large_is_413(api: HttpApi, producer: FakeProducer) -> None:

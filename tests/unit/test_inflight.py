@@ -1,11 +1,17 @@
-"""InFlight: the producer's bounded table of requests, each taken out exactly once."""
+"""InFlight: the producer's bounded table of requests, each taken out exactly once; resolve: each
+outcome counted once, a timeout the broker never confirmed apart."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
-from burrow.inflight import InFlight, Request
+import pytest
+
+from burrow.errors import RequestTimeout
+from burrow.inflight import InFlight, Request, resolve
+from burrow.stats import ProducerStats
 from burrow.protocol import HEADER_DEADLINE, HEADER_KEY
 
 
@@ -65,3 +71,24 @@ def test_wait_empty_gives_up_at_the_deadline_or_when_the_io_thread_is_gone() -> 
     table.wait_empty(started + 0.05, lambda: True)
     table.wait_empty(started + 60, lambda: False)
     assert len(table) == 1 and time.monotonic() - started < 5
+
+
+def test_a_timeout_the_broker_never_confirmed_is_counted_and_logged_by_id(caplog: pytest.LogCaptureFixture) -> None:
+    stats = ProducerStats()
+    unconfirmed, confirmed = Request.create("p-1", b"", 5, None), Request.create("p-2", b"", 5, None)
+    with caplog.at_level(logging.INFO, logger="burrow.inflight"):
+        resolve(unconfirmed, stats, error=RequestTimeout("late", confirmed=False))
+        resolve(confirmed, stats, error=RequestTimeout("late", confirmed=True))
+    assert (stats.timeouts, stats.unconfirmed_timeouts) == (2, 1)
+    assert unconfirmed.future.exception().confirmed is False  # type: ignore[union-attr]
+    ((record,),) = [[r for r in caplog.records if r.name == "burrow.inflight"]]
+    assert (record.levelno, record.getMessage()) == (logging.INFO, "Request timed out before the broker confirmed it")
+    assert getattr(record, "CORRELATION_ID") == "p-1"
+
+
+def test_a_cancelled_request_counts_as_cancelled_only() -> None:
+    stats = ProducerStats()
+    request = Request.create("p-1", b"", 5, None)
+    request.future.cancel()
+    resolve(request, stats, error=RequestTimeout("late", confirmed=False))
+    assert (stats.cancelled, stats.timeouts, stats.unconfirmed_timeouts) == (1, 0, 0)

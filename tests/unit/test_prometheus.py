@@ -118,6 +118,16 @@ def test_failures_get_stable_outcome_values(producer_metrics: prometheus.Metrics
     assert outcome in metrics.PRODUCER_OUTCOMES
 
 
+def test_timeouts_the_broker_never_confirmed_have_their_own_counter(producer_metrics: prometheus.Metrics) -> None:
+    metrics.reply_received(1.0, "timeout")
+    metrics.reply_received(1.0, "timeout")
+    metrics.timeout_unconfirmed()
+    text = producer_metrics.exposition().decode()
+    assert 'burrow_producer_requests_total{outcome="timeout"} 2.0' in text
+    assert "burrow_producer_unconfirmed_timeouts_total 1.0" in text
+    assert "unconfirmed" not in prometheus.Metrics("consumer").exposition().decode()
+
+
 def test_http_answers_by_status_code(producer_metrics: prometheus.Metrics) -> None:
     for status in (200, 200, 504):
         prometheus.http_answered(status)

@@ -11,7 +11,8 @@ Every series is named after the process that produces it, so a name never means 
 - both: ``burrow_info{role,version}``, ``burrow_broker_connected``, ``burrow_reconnects_total``,
   and the standard ``process_*`` and ``python_*`` series;
 - producer: ``burrow_producer_requests_published_total``,
-  ``burrow_producer_requests_total{outcome}``, ``burrow_producer_request_duration_seconds``
+  ``burrow_producer_requests_total{outcome}``, ``burrow_producer_unconfirmed_timeouts_total``,
+  ``burrow_producer_request_duration_seconds``
   (submit to reply, answered requests only), ``burrow_producer_in_flight_requests``,
   ``burrow_producer_http_responses_total{code}``;
 - consumer: ``burrow_consumer_requests_received_total``, ``burrow_consumer_requests_total{outcome}``,
@@ -182,6 +183,7 @@ class Metrics:
         for outcome in series.outcomes:
             self.finished.labels(outcome=outcome)
         self.http: Counter | None = None
+        self.unconfirmed: Counter | None = None
         self.dead_letters: Counter | None = None
         self.notices: Counter | None = None
         self.service_queues: ServiceQueues | None = None
@@ -192,6 +194,11 @@ class Metrics:
             )
             for code in HTTP_CODES:
                 self.http.labels(code=str(code))
+            self.unconfirmed = Counter(
+                "burrow_producer_unconfirmed_timeouts",
+                "Requests whose deadline passed before the broker confirmed their publish (also outcome timeout).",
+                registry=registry,
+            )
         else:
             self.dead_letters = Counter(
                 "burrow_consumer_dead_lettered", "Requests rejected to the dead-letter exchange, by reason.", ["reason"],
@@ -228,6 +235,10 @@ class Metrics:
     def service_request_finished(self, service: str, outcome: str) -> None:
         if self.service_finished is not None:
             self.service_finished.labels(service=service, outcome=outcome).inc()
+
+    def timeout_unconfirmed(self) -> None:
+        if self.unconfirmed is not None:
+            self.unconfirmed.inc()
 
     def declare_services(self, services: list[str]) -> None:
         """Create each service's series at zero, so that rates exist before its first request."""

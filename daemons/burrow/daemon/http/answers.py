@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from burrow.daemon import prometheus
-from burrow.errors import DeliveryLimitExceeded, Rejected
+from burrow.errors import DeliveryLimitExceeded, Rejected, RequestTimeout
 
 Headers = list[tuple[bytes, bytes]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -139,10 +139,12 @@ class Exchange:
         allow: tuple[str, ...] | None = None,
         remote_type: str | None = None,
         rejected: Rejected | None = None,
+        timed_out: RequestTimeout | None = None,
         header: str | None = None,
     ) -> None:
-        """Answer an error document; a rejection and a remote error also say why in headers, and
-        an unusable request header is named in the document's ``header``."""
+        """Answer an error document; a rejection and a remote error also say why in headers, an
+        unusable request header is named in the document's ``header``, and a timeout says in
+        ``confirmed`` whether the broker had confirmed the request (``null``: not known)."""
         extra: dict[str, str] = {}
         fields: dict[str, Any] = {}
         if header is not None:
@@ -152,6 +154,8 @@ class Exchange:
             extra["X-Burrow-Reject-Reason"] = rejected.reason
             if isinstance(rejected, DeliveryLimitExceeded):
                 fields["delivery_count"] = rejected.delivery_count
+        if timed_out is not None:
+            fields["confirmed"] = timed_out.confirmed
         if remote_type is not None:
             fields["type"] = remote_type
             extra["X-Burrow-Error-Type"] = remote_type

@@ -10,7 +10,8 @@ Endpoints:
 - ``POST /v1/requests``: body = request body (``Content-Length`` required, at most
   ``producer.max_message_bytes``); optional ``X-Burrow-Timeout: <seconds>`` overrides
   ``producer.request_timeout``; optional ``X-Burrow-Request-Id`` (else one is made up). Answers
-  ``200`` with the reply body, ``504`` when the deadline passed, ``502`` with the remote error when the
+  ``200`` with the reply body, ``504`` when the deadline passed (its ``"confirmed"`` says whether the
+  broker had confirmed the request by then), ``502`` with the remote error when the
   handler raised, ``503`` while the broker is unreachable (after waiting up to
   ``producer.unavailable_wait`` for the connection to come back) or the producer refuses work, ``413`` over
   the size limit, ``411`` without ``Content-Length``, ``400`` for a bad ``X-Burrow-Timeout``. A
@@ -285,6 +286,8 @@ class App:
         exchange.correlation_id = str(getattr(future, "correlation_id", "") or "")
         try:
             return await self.bridge.wrap(future, give_up)
+        except RequestTimeout:
+            raise  # the producer's own, which says whether the broker had confirmed the request
         except TimeoutError:
             raise RequestTimeout(f"no reply within {timeout:g} s") from None
 
@@ -318,7 +321,7 @@ class App:
                      "TRACE_ID": tracing.trace_id({tracing.HEADER: exchange.traceparent})}
         if isinstance(exc, RequestTimeout):
             logger.info("Request %s timed out: %s", request_id, exc, extra=log_extra)
-            await exchange.error(504, "timeout", str(exc) or "no reply before the deadline")
+            await exchange.error(504, "timeout", str(exc) or "no reply before the deadline", timed_out=exc)
         elif isinstance(exc, RemoteError):
             logger.info("Request %s failed remotely: %s", request_id, exc, extra=log_extra)
             await exchange.error(502, "remote_error", exc.message, remote_type=exc.type_name)
