@@ -16,7 +16,7 @@ BENCH_SERVICES_ARGS ?=
 BENCH_WINDOWS_ARGS ?=
 PY_SPY_VERSION ?= 0.4.3
 BENCH_PATH := PYTHONPATH=tests/support
-PY_SPY_VENV = $${BURROW_CACHE:-/var/cache/burrow-ci}/py-spy-$(PY_SPY_VERSION)
+PY_SPY_VENV = $${BURROW_CI_CACHE:-/var/cache/burrow-ci}/py-spy-$(PY_SPY_VERSION)
 
 .PHONY: bench bench-quick bench-peers bench-profile bench-cluster bench-services bench-http-stacks bench-windows bench-targets
 

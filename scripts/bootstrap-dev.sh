@@ -2,7 +2,7 @@
 # Install what `make demo` and `make test` need on a fresh Debian 12 machine, then print the path
 # of a Python virtualenv that has burrow (editable, from this checkout) and its test extras.
 #
-# The venv is cached under $BURROW_CACHE (default /var/cache/burrow-ci) keyed by a hash of
+# The venv is cached under $BURROW_CI_CACHE (default /var/cache/burrow-ci) keyed by a hash of
 # pyproject.toml, the interpreter and this checkout's path: the editable install points at one
 # checkout, so two checkouts on one machine (a CI clone beside a working tree, git worktrees) each
 # get their own venv instead of re-pointing a shared one under each other's running tests. A venv
@@ -10,7 +10,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-cache=${BURROW_CACHE:-/var/cache/burrow-ci}
+cache=${BURROW_CI_CACHE:-/var/cache/burrow-ci}
 # git: the package version comes from it (scripts/build-deb.sh), and tests check that derivation.
 apt_packages=(rabbitmq-server python3-venv python3-dev build-essential git)
 # Node.js: the interop tests run examples/node (the npm packages come from scripts/node-deps.sh).

@@ -2,7 +2,7 @@
 # Install the pinned npm packages of examples/node (amqplib; @asyncapi/parser, which validates
 # docs/asyncapi.yaml) and print the node_modules folder to put on NODE_PATH.
 #
-# `npm ci` from examples/node/package-lock.json runs once into $BURROW_CACHE/node-<key> (default
+# `npm ci` from examples/node/package-lock.json runs once into $BURROW_CI_CACHE/node-<key> (default
 # /var/cache/burrow-ci), keyed by the lock file and node's major version, so later runs and fresh
 # clones reuse it. Install scripts are skipped: none of the packages needs one, and one of the
 # parser's dependencies would phone home from its postinstall. Node and npm themselves come from
@@ -11,7 +11,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 examples="$here/examples/node"
-cache=${BURROW_CACHE:-/var/cache/burrow-ci}
+cache=${BURROW_CI_CACHE:-/var/cache/burrow-ci}
 for tool in node npm; do
     if ! command -v "$tool" >/dev/null; then
         echo "node-deps: $tool is not installed: run scripts/bootstrap-dev.sh (it installs Debian's nodejs and npm)" >&2
