@@ -98,7 +98,9 @@ def test_redelivered_requests_are_taken_one_at_a_time_before_the_window_opens(re
 
 def test_an_adaptive_window_answers_every_request_of_a_burst(make_config, start_consumer, start_producer, caplog):
     config = make_config(consumer={"concurrency": 2, "window": "adaptive"})
-    start_consumer(config)
+    # 2 ms of work per request: the burst lasts at least 3 s however fast the machine, so the
+    # window, which looks once a second, has several looks while a backlog fills it.
+    start_consumer(config, handler=Gate(work_seconds=0.002))
     producer = start_producer(config)
     with caplog.at_level("INFO", logger="burrow.amqp.window"):
         futures = {i: producer.submit(f"a{i}".encode(), timeout=60) for i in range(3000)}
