@@ -13,6 +13,7 @@ import concurrent.futures
 import inspect
 import itertools
 import json
+import logging
 import os
 import re
 import signal
@@ -224,11 +225,17 @@ def test_dead_lettered_request_answers_its_reason_at_once(api: HttpApi, body: by
 
 
 @pytest.mark.parametrize(("body", "confirmed"), [(b"timeout", True), (b"timeout:unconfirmed", False)])
-def test_a_504_says_whether_the_broker_confirmed_the_request(api: HttpApi, body: bytes, confirmed: bool) -> None:
-    status, _, data = call(api, "POST", "/v1/requests", body)
+def test_a_504_says_whether_the_broker_confirmed_the_request(
+    api: HttpApi, body: bytes, confirmed: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        status, headers, data = call(api, "POST", "/v1/requests", body)
     document = json.loads(data)
     assert (status, document["error"], document["confirmed"]) == (504, "timeout", confirmed)
     assert ("the broker never confirmed it" in document["message"]) is not confirmed
+    # One INFO line per 504, naming the request and saying what the caller was told.
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and "timed out" in r.getMessage()]
+    assert headers["x-burrow-request-id"] in line and ("the broker never confirmed it" in line) is not confirmed
 
 
 def test_remote_error_carries_type_and_message(api: HttpApi) -> None:

@@ -76,13 +76,13 @@ def test_wait_empty_gives_up_at_the_deadline_or_when_the_io_thread_is_gone() -> 
 def test_a_timeout_the_broker_never_confirmed_is_counted_and_logged_by_id(caplog: pytest.LogCaptureFixture) -> None:
     stats = ProducerStats()
     unconfirmed, confirmed = Request.create("p-1", b"", 5, None), Request.create("p-2", b"", 5, None)
-    with caplog.at_level(logging.INFO, logger="burrow.inflight"):
+    with caplog.at_level(logging.DEBUG, logger="burrow.inflight"):
         resolve(unconfirmed, stats, error=RequestTimeout("late", confirmed=False))
         resolve(confirmed, stats, error=RequestTimeout("late", confirmed=True))
     assert (stats.timeouts, stats.unconfirmed_timeouts) == (2, 1)
     assert unconfirmed.future.exception().confirmed is False  # type: ignore[union-attr]
     ((record,),) = [[r for r in caplog.records if r.name == "burrow.inflight"]]
-    assert (record.levelno, record.getMessage()) == (logging.INFO, "Request timed out before the broker confirmed it")
+    assert (record.levelno, record.getMessage()) == (logging.DEBUG, "Request timed out before the broker confirmed it")
     assert getattr(record, "CORRELATION_ID") == "p-1"
 
 
