@@ -25,10 +25,10 @@ bench: ## burrow vs baseline and broker ceiling; then bench-cluster, bench-servi
 	@$(MAKE) --no-print-directory bench-cluster
 	@$(MAKE) --no-print-directory bench-services
 
-bench-services: ## one broker: 1 service vs 4 services vs 4 partitions (about 2 min)
+bench-services: ## one broker: 1 service vs 4 services vs 4 partitions (about 1 min)
 	@$(VENV) $(BENCH_PATH) python -m benchmarks.services $(BENCH_SERVICES_ARGS)
 
-bench-cluster: ## burrow on a throwaway 3-node cluster vs one node (about 5 min)
+bench-cluster: ## burrow on a throwaway 3-node cluster vs one node (about 2 min)
 	@$(VENV) $(BENCH_PATH) python -m benchmarks.cluster $(BENCH_CLUSTER_ARGS)
 
 bench-windows: ## request window 32, 64 or adaptive on 1 and 3 consumers, slow handler mix
