@@ -81,6 +81,7 @@ class Consumer:
         self._replies: ReplyPublisher[Delivery] = ReplyPublisher(
             self._io.ioloop, config.topology.reply_exchange, on_ready=self._maybe_start_consuming, on_confirmed=self._settle,
             on_acked=lambda: self._publish.publish_acked(), on_nacked=lambda: self._publish.publish_nacked(),
+            reply_queue_prefix=config.topology.reply_queue_prefix,
         )
         self._publish = RabbitMQSetup(
             config.rabbitmq, config.topology, self._io.ioloop,

@@ -24,7 +24,7 @@ from burrow.config.schema import ConsumerConfig, ServiceConfig, TopologyConfig
 from burrow.asyncworkers import AsyncHandlerPool
 from burrow.handlers import Handler, RequestContext, is_coroutine_handler
 from burrow.partitions import partition_queues
-from burrow.protocol import Outcome
+from burrow.protocol import Outcome, headers_deadline
 from burrow.services import queue_name
 from burrow.amqp.registrations import Registrations
 from burrow.amqp.window import AdaptiveWindow, RequestWindow
@@ -104,11 +104,17 @@ class Delivery:
     consumer_tag: str = ""  # the registration that delivered it (amqp.registrations)
     outcome: Outcome | None = None
     returned: str | None = None
+    unroutable_retries: int = 0  # times its reply was published again after coming back unroutable
     finished_at: float = 0.0  # time.monotonic() when its handler ended (adaptive window)
 
     @property
     def correlation_id(self) -> str:
         return self.context.correlation_id
+
+    @property
+    def deadline(self) -> float | None:
+        """The request's deadline (UNIX seconds) from its headers, if it has one."""
+        return headers_deadline(self.context.headers)
 
     @property
     def traceparent(self) -> str | None:

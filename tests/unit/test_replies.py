@@ -7,13 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import time
+
 import pika
 import pika.exceptions
 import pika.frame
 import pika.spec
 
 from burrow.amqp.iothread import IOThread
-from burrow.amqp.replies import ReplyPublisher
+from burrow.amqp.replies import UNROUTABLE_RETRIES, ReplyPublisher
 from burrow.protocol import Outcome
 
 
@@ -24,6 +26,8 @@ class Finished:
     outcome: Outcome | None = None
     returned: str | None = None
     traceparent: str | None = None
+    deadline: float | None = None
+    unroutable_retries: int = 0
 
 
 class RecordingChannel:
@@ -58,13 +62,14 @@ def frame(method: Any) -> pika.frame.Method:
     return pika.frame.Method(1, method)
 
 
-def setup() -> tuple[IOThread, ReplyPublisher[Finished], list[list[str]], list[str]]:
+def setup(reply_queue_prefix: str | None = None) -> tuple[IOThread, ReplyPublisher[Finished], list[list[str]], list[str]]:
     io = IOThread("test-io")
     confirmed: list[list[str]] = []
     ready: list[str] = []
     publisher: ReplyPublisher[Finished] = ReplyPublisher(
         io.ioloop, "burrow.x.replies", on_ready=lambda: ready.append("ready"),
         on_confirmed=lambda batch: confirmed.append([r.correlation_id for r in batch]),
+        reply_queue_prefix=reply_queue_prefix,
     )
     return io, publisher, confirmed, ready
 
@@ -112,6 +117,62 @@ def test_a_returned_reply_is_marked_before_its_confirm() -> None:
     publisher.on_confirm(frame(pika.spec.Basic.Ack(delivery_tag=1)))
     assert confirmed == [["g"]]
     assert gone.returned == "reply unroutable: no queue 'burrow.replies.gone' (NO_ROUTE)"
+    io.ioloop.close()
+
+
+def returned(channel: RecordingChannel, correlation_id: str, queue: str) -> None:
+    assert channel.on_return is not None
+    channel.on_return(channel, pika.spec.Basic.Return(312, "NO_ROUTE", "burrow.x.replies", queue),
+                      pika.BasicProperties(correlation_id=correlation_id), b"")
+
+
+def run_loop_until(io: IOThread, done: Callable[[], bool], limit: float = 5.0) -> None:
+    """Run the I/O loop on this thread until ``done()`` (looked at every 10 ms) or ``limit`` s."""
+    give_up = time.monotonic() + limit
+
+    def look() -> None:
+        if done() or time.monotonic() > give_up:
+            io.ioloop.stop()
+        else:
+            io.ioloop.call_later(0.01, look)
+
+    io.ioloop.call_later(0.01, look)
+    io.ioloop.start()
+
+
+def test_a_reply_returned_from_a_burrow_reply_queue_goes_out_again_while_it_has_time() -> None:
+    io, publisher, confirmed, _ready = setup(reply_queue_prefix="burrow.replies")
+    channel = RecordingChannel()
+    publisher.on_channel_ready(channel)  # type: ignore[arg-type]
+    back = reply("b", reply_to="burrow.replies.p", deadline=time.time() + 30)
+    publisher.put(back)
+    publisher.publish_waiting()
+    returned(channel, "b", "burrow.replies.p")
+    publisher.on_confirm(frame(pika.spec.Basic.Ack(delivery_tag=1)))
+    # Not handed on (its request is neither acked nor dead-lettered yet), published again shortly.
+    assert confirmed == [] and back.returned is None
+    run_loop_until(io, lambda: len(channel.published) == 2)
+    assert [p[1] for p in channel.published] == ["burrow.replies.p", "burrow.replies.p"]
+    publisher.on_confirm(frame(pika.spec.Basic.Ack(delivery_tag=2)))
+    assert confirmed == [["b"]] and back.returned is None and back.unroutable_retries == 1
+    io.ioloop.close()
+
+
+def test_a_returned_reply_without_time_retries_or_a_burrow_queue_is_handed_on_at_once() -> None:
+    io, publisher, confirmed, _ready = setup(reply_queue_prefix="burrow.replies")
+    channel = RecordingChannel()
+    publisher.on_channel_ready(channel)  # type: ignore[arg-type]
+    late = reply("late", reply_to="burrow.replies.p", deadline=time.time() + 0.1)
+    spent = reply("spent", reply_to="burrow.replies.p", unroutable_retries=UNROUTABLE_RETRIES)
+    foreign = reply("foreign", reply_to="callers.own.queue")
+    for one in (late, spent, foreign):
+        publisher.put(one)
+    publisher.publish_waiting()
+    for one in (late, spent, foreign):
+        returned(channel, one.correlation_id, one.reply_to)
+    publisher.on_confirm(frame(pika.spec.Basic.Ack(delivery_tag=3, multiple=True)))
+    assert confirmed == [["late", "spent", "foreign"]]
+    assert all(one.returned for one in (late, spent, foreign))
     io.ioloop.close()
 
 

@@ -5,8 +5,12 @@ Handler threads :meth:`~ReplyPublisher.put` finished requests (anything with a `
 order, persistent to the reply exchange or transient to a direct reply-to address. The broker's
 confirms decide what happens next: acked replies go to the owner's ``on_confirmed`` (which acks
 their requests), nacked ones are published again after :data:`REPLY_RETRY_DELAY`, and a reply
-the broker returned as unroutable is marked ``returned`` before its confirm arrives so the owner
-dead-letters its request. ``on_acked``/``on_nacked`` tell the connection's keeper about confirms
+the broker returned as unroutable is marked ``returned`` before its confirm arrives. One returned
+from a burrow reply queue (under ``reply_queue_prefix``) goes out again every
+:data:`UNROUTABLE_RETRY_DELAY`, up to :data:`UNROUTABLE_RETRIES` times and not past its request's
+deadline, before the owner dead-letters its request: after a broker restart a consumer can
+reconnect before the reply queue's binding is back, or before the producer has declared its queue
+again. ``on_acked``/``on_nacked`` tell the connection's keeper about confirms
 (a fresh channel whose first confirms are nacks is reopened, see ``burrow.amqp.setup``). When the channel is lost, every unconfirmed reply goes out again first
 on the next one, except direct replies to an address an INTERNAL_ERROR proved dead. Lifecycle steps: ``on_channel_ready`` -> ``on_confirms_enabled`` -> the owner's
 ``on_ready``; ``on_channel_lost`` forgets the channel.
@@ -15,6 +19,7 @@ on the next one, except direct replies to an address an INTERNAL_ERROR proved de
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from typing import Callable, Generic, Protocol, TypeVar
 
@@ -32,6 +37,11 @@ from burrow.topology import DIRECT_REPLY_TO
 logger = logging.getLogger(__name__)
 
 REPLY_RETRY_DELAY = 1.0
+#: A reply returned unroutable from a burrow reply queue is published again after this many
+#: seconds, at most :data:`UNROUTABLE_RETRIES` times (5 s in all, module docstring). Seen once in
+#: 50 broker SIGKILLs: the broker routed nothing to a reply queue it had recovered, for a moment.
+UNROUTABLE_RETRY_DELAY = 0.5
+UNROUTABLE_RETRIES = 10
 #: How many dead direct reply-to addresses are remembered, so late replies to them are not sent.
 DEAD_ADDRESSES_KEPT = 1024
 
@@ -45,9 +55,13 @@ class PendingReply(Protocol):
     @property
     def traceparent(self) -> str | None: ...
 
+    @property
+    def deadline(self) -> float | None: ...
+
     reply_to: str
     outcome: Outcome | None
     returned: str | None
+    unroutable_retries: int
 
 
 R = TypeVar("R", bound=PendingReply)
@@ -65,9 +79,11 @@ class ReplyPublisher(Generic[R]):
         on_confirmed: Callable[[list[R]], None],
         on_acked: Callable[[], None] = lambda: None,
         on_nacked: Callable[[], bool] = lambda: False,
+        reply_queue_prefix: str | None = None,
     ) -> None:
         self._ioloop = ioloop
         self._reply_exchange = reply_exchange
+        self._reply_queue_prefix = None if reply_queue_prefix is None else f"{reply_queue_prefix}."
         self._on_ready = on_ready
         self._on_confirmed = on_confirmed
         self._on_acked = on_acked
@@ -209,6 +225,7 @@ class ReplyPublisher(Generic[R]):
         replies = self._confirms.confirmed(method.delivery_tag, method.multiple)
         if not isinstance(method, pika.spec.Basic.Nack):
             self._on_acked()
+            replies = self._publish_returned_again(replies)
             if replies:
                 self._on_confirmed(replies)
             self._probe_confirmed()
@@ -217,6 +234,27 @@ class ReplyPublisher(Generic[R]):
             logger.warning("Broker refused a reply (nack); retrying in %.0fs", REPLY_RETRY_DELAY,
                            extra={"CORRELATION_ID": reply.correlation_id})
             self._ioloop.call_later(REPLY_RETRY_DELAY, lambda r=reply: self._retry(r))
+
+    def _publish_returned_again(self, replies: list[R]) -> list[R]:
+        """Those of ``replies`` that are settled now; each one returned from a burrow reply queue
+        with retries and time left goes out again after :data:`UNROUTABLE_RETRY_DELAY` instead."""
+        prefix = self._reply_queue_prefix
+        if prefix is None or not any(reply.returned for reply in replies):
+            return replies
+        settled: list[R] = []
+        latest = time.time() + UNROUTABLE_RETRY_DELAY
+        for reply in replies:
+            deadline = reply.deadline
+            if (reply.returned is None or not reply.reply_to.startswith(prefix)
+                    or reply.unroutable_retries >= UNROUTABLE_RETRIES or (deadline is not None and deadline <= latest)):
+                settled.append(reply)
+                continue
+            logger.debug("%s; publishing it again in %.1fs", reply.returned, UNROUTABLE_RETRY_DELAY,
+                         extra={"CORRELATION_ID": reply.correlation_id})
+            reply.returned = None
+            reply.unroutable_retries += 1
+            self._ioloop.call_later(UNROUTABLE_RETRY_DELAY, lambda r=reply: self._retry(r))
+        return settled
 
     def _retry(self, reply: R) -> None:
         self._waiting.put_back([reply])
