@@ -140,14 +140,22 @@ def run_loop_until(io: IOThread, done: Callable[[], bool], limit: float = 5.0) -
     io.ioloop.start()
 
 
-def test_a_reply_returned_from_a_burrow_reply_queue_goes_out_again_while_it_has_time() -> None:
+def publish_and_bounce(*replies: Finished) -> tuple[IOThread, ReplyPublisher[Finished], list[list[str]], RecordingChannel]:
+    """A publisher that knows burrow's reply queues, ``replies`` published and each returned."""
     io, publisher, confirmed, _ready = setup(reply_queue_prefix="burrow.replies")
     channel = RecordingChannel()
     publisher.on_channel_ready(channel)  # type: ignore[arg-type]
-    back = reply("b", reply_to="burrow.replies.p", deadline=time.time() + 30)
-    publisher.put(back)
+    for one in replies:
+        publisher.put(one)
     publisher.publish_waiting()
-    returned(channel, "b", "burrow.replies.p")
+    for one in replies:
+        returned(channel, one.correlation_id, one.reply_to)
+    return io, publisher, confirmed, channel
+
+
+def test_a_reply_returned_from_a_burrow_reply_queue_goes_out_again_while_it_has_time() -> None:
+    back = reply("b", reply_to="burrow.replies.p", deadline=time.time() + 30)
+    io, publisher, confirmed, channel = publish_and_bounce(back)
     publisher.on_confirm(frame(pika.spec.Basic.Ack(delivery_tag=1)))
     # Not handed on (its request is neither acked nor dead-lettered yet), published again shortly.
     assert confirmed == [] and back.returned is None
@@ -159,17 +167,10 @@ def test_a_reply_returned_from_a_burrow_reply_queue_goes_out_again_while_it_has_
 
 
 def test_a_returned_reply_without_time_retries_or_a_burrow_queue_is_handed_on_at_once() -> None:
-    io, publisher, confirmed, _ready = setup(reply_queue_prefix="burrow.replies")
-    channel = RecordingChannel()
-    publisher.on_channel_ready(channel)  # type: ignore[arg-type]
     late = reply("late", reply_to="burrow.replies.p", deadline=time.time() + 0.1)
     spent = reply("spent", reply_to="burrow.replies.p", unroutable_retries=UNROUTABLE_RETRIES)
     foreign = reply("foreign", reply_to="callers.own.queue")
-    for one in (late, spent, foreign):
-        publisher.put(one)
-    publisher.publish_waiting()
-    for one in (late, spent, foreign):
-        returned(channel, one.correlation_id, one.reply_to)
+    io, publisher, confirmed, _channel = publish_and_bounce(late, spent, foreign)
     publisher.on_confirm(frame(pika.spec.Basic.Ack(delivery_tag=3, multiple=True)))
     assert confirmed == [["late", "spent", "foreign"]]
     assert all(one.returned for one in (late, spent, foreign))
