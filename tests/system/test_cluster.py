@@ -323,6 +323,8 @@ class Load:
         self.out = f"/root/load-{scenario}.jsonl"
         self.stop_file = f"/root/load-{scenario}.stop"
         self.stdout = cluster.tmp / f"load-{scenario}.out"
+        #: What the fault saw, for the tally's notes (e.g. whose connections the victim held).
+        self.notes: dict[str, object] = {}
         self.started = time.monotonic()
         with open(self.stdout, "wb") as output:
             self.process = cluster.producer.popen(
@@ -435,7 +437,7 @@ def tally(cluster: Cluster, load: Load, run: ScenarioRun, planned: bool) -> dict
         "rate_per_s": RATE,
         "request_timeout_s": REQUEST_TIMEOUT,
         "load_average": os.getloadavg()[0],
-        "notes": {**{f"failed {reason}": count for reason, count in sorted(reasons.items())},
+        "notes": {**load.notes, **{f"failed {reason}": count for reason, count in sorted(reasons.items())},
                   **{f"explained {kind}": count for kind, count in explained["explained"].items()
                      if kind not in ("lost", "refused")}},
         "outage_windows": explained["outage_windows"],
@@ -530,6 +532,19 @@ def sees_majority(broker: Host, others: list[Host]) -> bool:
     return all(f"rabbit@{other.name}" in running for other in others)
 
 
+def connections_by_user(broker: Host) -> dict[str, int] | str:
+    """The client connections on ``broker``'s own node, by user (the daemons connect as theirs), for
+    a note: what the query said instead when it failed."""
+    result = broker.run(["rabbitmqctl", "--quiet", "list_connections", "user", "node", "--formatter", "json"],
+                        check=False, timeout=60)
+    try:
+        listed = json.loads(result.stdout)
+        return dict(collections.Counter(str(entry["user"]) for entry in listed
+                                        if entry["node"] == f"rabbit@{broker.name}"))
+    except (ValueError, KeyError, TypeError):
+        return f"unknown: {(result.stdout + result.stderr)[-200:]}"
+
+
 def declared_down(observer: Host, victim: Host) -> bool:
     """True once ``observer`` no longer lists the victim's node as running.
 
@@ -549,6 +564,8 @@ def test_broker_cut_off_then_healed(cluster: Cluster, request: pytest.FixtureReq
     def fault(load: Load) -> None:
         load.wait_done(100)
         victim = queue_leader(cluster)
+        # Only requests on their way to a consumer connected to the cut-off node can end in 504.
+        load.notes.update(victim=victim.name, victim_connections=connections_by_user(victim))
         victim.set_link(up=False)
         try:
             others = [broker for broker in cluster.brokers if broker is not victim]
