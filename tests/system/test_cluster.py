@@ -535,14 +535,16 @@ def sees_majority(broker: Host, others: list[Host]) -> bool:
 def connections_by_user(broker: Host) -> dict[str, int] | str:
     """The client connections on ``broker``'s own node, by user (the daemons connect as theirs), for
     a note: what the query said instead when it failed."""
-    result = broker.run(["rabbitmqctl", "--quiet", "list_connections", "user", "node", "--formatter", "json"],
+    # list_connections lists the whole cluster's and has no node column on RabbitMQ 4.0; ``host`` is
+    # the address the client connected to (a name only with reverse DNS lookups on).
+    result = broker.run(["rabbitmqctl", "--quiet", "list_connections", "user", "host", "--formatter", "json"],
                         check=False, timeout=60)
     try:
         listed = json.loads(result.stdout)
         return dict(collections.Counter(str(entry["user"]) for entry in listed
-                                        if entry["node"] == f"rabbit@{broker.name}"))
+                                        if entry["host"] in (broker.address, broker.name)))
     except (ValueError, KeyError, TypeError):
-        return f"unknown: {(result.stdout + result.stderr)[-200:]}"
+        return "unknown: " + " ".join((result.stdout + result.stderr).split())[-200:]
 
 
 def declared_down(observer: Host, victim: Host) -> bool:
