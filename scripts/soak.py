@@ -9,7 +9,7 @@ minutes, with a consumer SIGKILL and a broker restart in the middle.
    systemd's ``Restart=`` would), at two thirds stop and restart the broker on the same data.
    Every 10 s sample RSS, file descriptors and threads of both daemons.
 4. Count per request id from the clients' side (tests/faults/faultcheck.py: answered, 503, 504,
-   refused, lost, answered twice; each 503/504 explained by tests/faults/explain.py from the
+   refused, lost, answered twice; each 503/504 explained by tests/support/explain.py from the
    producer's outage windows in its log and the dead-letter queue, or lost; duplicates explained
    by the redelivered flag or a logged republish, or unexplained) and write ``soak.json`` (the
    tally, with the resource samples; written marked failed, with the reason, even when the soak

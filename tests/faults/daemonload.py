@@ -16,12 +16,12 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import io
-import json
 import logging
 import socket
 import threading
 import time
 
+from explain import said_confirmed
 from faultcheck import Outcome, expected_reply, wait_for, watch
 
 logger = logging.getLogger(__name__)
@@ -37,17 +37,6 @@ def health(path: str) -> int | None:
     except OSError:
         return None
     return status
-
-
-def said_confirmed(reply: bytes) -> bool | None:
-    """A 504's ``"confirmed"``: whether the broker had confirmed the request (None: not said, as in
-    a dead-lettered ``stale`` answer or one that is not JSON)."""
-    try:
-        document = json.loads(reply)
-    except ValueError:
-        return None
-    confirmed = document.get("confirmed") if isinstance(document, dict) else None
-    return confirmed if isinstance(confirmed, bool) else None
 
 
 class _KeptOpen(io.BytesIO):

@@ -57,6 +57,7 @@ from burrow.errors import Backpressure, BrokerUnavailable, PublishError, Request
 from burrow.handlers import RequestContext
 from burrow.producer import REPUBLISHED_MESSAGE
 from burrow.tools.localbroker import LocalBroker
+from explain import Outcome  # tests/support
 from tallies import ScenarioRun  # tests/support
 from waiting import wait_for
 
@@ -177,26 +178,6 @@ class RepublishLog(logging.Handler):
 def republished() -> Iterator[RepublishLog]:
     """Record every request the in-process producers republish during the test."""
     yield from RepublishLog.attach()
-
-
-@dataclasses.dataclass
-class Outcome:
-    """What one caller got for one request: ``answered``, ``503``, ``504``, ``refused``, ``lost``,
-    ``unexpected`` (or, in producer-restart, ``recovered`` and ``died-with-caller``); ``answers``
-    counts the answers it received (an HTTP client reads on to EOF). The times (UNIX seconds),
-    the request's own timeout, the correlation id the producer gave it and, for a 504, whether
-    the broker had confirmed the request (``confirmed``; None: not said) are what explain.py
-    needs to explain a 503 or 504."""
-
-    body: bytes
-    result: str
-    answers: int = 1
-    detail: str = ""
-    sent_at: float | None = None
-    done_at: float | None = None
-    timeout: float | None = None
-    correlation_id: str = ""
-    confirmed: bool | None = None
 
 
 def future_outcome(body: bytes, future: Future) -> Outcome:

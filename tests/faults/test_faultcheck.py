@@ -14,8 +14,8 @@ import pytest
 
 from burrow.errors import RequestTimeout
 
-from daemonload import HttpLoad, said_confirmed
-from explain import Window, explain, outage_windows
+from daemonload import HttpLoad
+from explain import Window, explain, outage_windows, said_confirmed
 from faultcheck import Outcome, Run, Tally, count, expected_reply, future_outcome
 from render_reliability import checks_from_junit, load_history, load_tallies, passed, render
 

@@ -3,10 +3,12 @@
 ``python3 cluster_load.py --count N --rate R --concurrency C --timeout T --prefix P --out FILE [--stop-file S]``
 sends N requests (fewer if the file S appears: it stops handing out new ids then, and prints how
 many it handed out), at most R per second from C threads, to ``POST /v1/requests`` on the producer's
-Unix socket, each with its own id (``P-000001``...) as body and ``X-Burrow-Timeout: T``. Every
-request's outcome is appended to FILE as one JSON line as soon as it is known (id, HTTP status or
-the client error, whether the reply was the expected one, start and end time), so the test can
-follow progress and count by id after the run. Standard library only: it runs with Debian's
+Unix socket, each with its own id (``P-000001``...) as body and ``X-Burrow-Request-Id``, and
+``X-Burrow-Timeout: T``. Every request's outcome is appended to FILE as one JSON line as soon as it
+is known (id, HTTP status or the client error, whether the reply was the expected one, start and
+end time, its timeout, the correlation id the daemon gave it (``X-Burrow-Correlation-Id``) and the
+body of any other answer than the expected reply: a 504's says whether the broker had confirmed the
+request), so the test can follow progress and explain each non-answer by id after the run. Standard library only: it runs with Debian's
 python3, outside the system under test. Bounded: N requests, and each waits at most T + 15 s.
 """
 
@@ -45,18 +47,20 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 def send(request_id: str, timeout: float) -> dict[str, object]:
     """POST one request and return its outcome; a client-side failure becomes ``error``."""
     started = time.time()
-    outcome: dict[str, object] = {"id": request_id, "start": started}
+    outcome: dict[str, object] = {"id": request_id, "start": started, "timeout": timeout}
     connection = UnixHTTPConnection(SOCKET, timeout + 15)
     try:
         connection.request(
-            "POST", "/v1/requests", body=request_id.encode(), headers={"X-Burrow-Timeout": str(timeout)}
+            "POST", "/v1/requests", body=request_id.encode(),
+            headers={"X-Burrow-Timeout": str(timeout), "X-Burrow-Request-Id": request_id},
         )
         response = connection.getresponse()
         body = response.read().decode(errors="replace")
         outcome["status"] = response.status
+        outcome["correlation_id"] = response.getheader("X-Burrow-Correlation-Id") or ""
         outcome["ok"] = response.status == 200 and body == REPLY_PREFIX + request_id
         if not outcome["ok"]:
-            outcome["body"] = body[:200]
+            outcome["body"] = body[:1000]
     except OSError as exc:
         outcome["status"] = None
         outcome["ok"] = False
