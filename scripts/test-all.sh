@@ -6,7 +6,8 @@
 # - the cluster scenarios (tests/system/test_cluster.py: six nspawn hosts deployed by site.yml, five
 #   faults under load, a fourth broker; about 20 minutes, most of it waiting for Ansible, for Raft
 #   elections and for Erlang to declare a node gone), then tests/system/test_inter_node_tls.py (two
-#   brokers switched to inter-node TLS, a few minutes), output in build/test-cluster.log;
+#   brokers switched to inter-node TLS on each Debian release, about 6 minutes each), output in
+#   build/test-cluster.log;
 # - everything else (unit, integration, faults, system), with the given pytest arguments.
 #
 # Side by side because one after the other they take about 40 minutes on a 2-core machine, CI's
