@@ -73,7 +73,8 @@ def _ca(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
     return cert, key
 
 
-def _leaf(common_name: str, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, *, server: bool
+def _leaf(common_name: str, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, *,
+          usages: list[x509.ObjectIdentifier], alt_names: list[x509.GeneralName]
           ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = _key()
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -86,15 +87,11 @@ def _leaf(common_name: str, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivat
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
-                       critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
+    if alt_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
@@ -104,9 +101,11 @@ def make_pki(folder: Path) -> Pki:
     folder.chmod(0o755)
     ca, ca_key = _ca("burrow test CA")
     other_ca, other_key = _ca("some other CA")
-    server, server_key = _leaf("localhost", ca, ca_key, server=True)
-    client, client_key = _leaf("burrow-client", ca, ca_key, server=False)
-    stranger, stranger_key = _leaf("burrow-client", other_ca, other_key, server=False)
+    local = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    server, server_key = _leaf("localhost", ca, ca_key, usages=[ExtendedKeyUsageOID.SERVER_AUTH], alt_names=local)
+    client, client_key = _leaf("burrow-client", ca, ca_key, usages=[ExtendedKeyUsageOID.CLIENT_AUTH], alt_names=[])
+    stranger, stranger_key = _leaf("burrow-client", other_ca, other_key, usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+                                   alt_names=[])
     pki = Pki(*(folder / name for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key",
                                             "other-ca.pem", "other-client.pem", "other-client.key")))
     _write_cert(pki.ca, ca)
@@ -122,3 +121,24 @@ def make_pki(folder: Path) -> Pki:
         for path in (pki.ca, pki.server_cert, pki.server_key):
             os.chown(path, rabbitmq.pw_uid, rabbitmq.pw_gid)
     return pki
+
+
+def make_node_pki(folder: Path, hosts: list[str], strangers: list[str]) -> dict[str, tuple[Path, Path]]:
+    """Write ``ca.pem`` (the cluster's CA), ``other-ca.pem`` (an unrelated one) and, per host, its
+    ``<host>.pem`` / ``<host>.key``: signed by the cluster's CA for ``hosts``, by the other CA for
+    ``strangers``. Returns {host: (certificate, key)}. The files are for Ansible to copy: no chown."""
+    folder.mkdir(parents=True, exist_ok=True)
+    authorities = {"ca.pem": _ca("burrow test CA"), "other-ca.pem": _ca("some other CA")}
+    for filename, (cert, _) in authorities.items():
+        _write_cert(folder / filename, cert)
+    files = {}
+    for host in [*hosts, *strangers]:
+        ca, ca_key = authorities["other-ca.pem" if host in strangers else "ca.pem"]
+        # Each node is a TLS server to some peers and a client of others, and the dialling side
+        # checks the host of the node name (rabbit@<host>) against the DNS names.
+        cert, key = _leaf(host, ca, ca_key, usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+                          alt_names=[x509.DNSName(host)])
+        files[host] = (folder / f"{host}.pem", folder / f"{host}.key")
+        _write_cert(files[host][0], cert)
+        _write_key(files[host][1], key)
+    return files
