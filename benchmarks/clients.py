@@ -421,9 +421,12 @@ def ceiling_consumer_main(conn: Connection, amqp_url: str, queue: str, count: in
 
     channel.basic_consume(queue=queue, on_message_callback=on_message, auto_ack=True)
     conn.send({"ready": True})
+    cpu = time.process_time()
     deadline = time.monotonic() + max_seconds
     while state["received"] < count and time.monotonic() < deadline:
         connection.process_data_events(time_limit=0.2)
+    # CPU seconds from ready to the last message (waiting for the first one costs next to none).
+    state["cpu"] = time.process_time() - cpu
     connection.close()
     conn.send(dict(state))
 
@@ -435,14 +438,16 @@ def ceiling_publisher_main(conn: Connection, amqp_url: str, queue: str, count: i
     channel = connection.channel()
     properties = pika.BasicProperties()
     started = time.monotonic()
+    cpu = time.process_time()
     deadline = started + max_seconds
     sent = 0
     while sent < count and time.monotonic() < deadline:
         channel.basic_publish(exchange="", routing_key=queue, body=BODY, properties=properties)
         sent += 1
     published = time.monotonic()
+    cpu = time.process_time() - cpu
     connection.close()
-    conn.send({"started": started, "published": published, "sent": sent})
+    conn.send({"started": started, "published": published, "sent": sent, "cpu": cpu})
 
 
 # --------------------------------------------------------------------------- command loop

@@ -341,28 +341,51 @@ def running_systems(names: tuple[str, ...], broker: LocalBroker, workdir: Path) 
 
 
 def measure_ceiling(broker: LocalBroker, count: int, max_seconds: float) -> dict[str, Any]:
-    """One-way msg/s: a pika publisher process and an auto-ack consumer process, transient, no confirms."""
+    """One-way msg/s: a pika publisher process and an auto-ack consumer process, transient, no
+    confirms; with the CPU milliseconds per message of each and of the broker, as for the systems."""
     consumer = Child("ceiling-consumer", clients.ceiling_consumer_main, broker.amqp_url, CEILING_QUEUE, count, max_seconds)
     try:
         consumer.wait_ready()
+        broker_cpu = cpu_seconds(broker.os_pid())
         publisher = Child("ceiling-publisher", clients.ceiling_publisher_main, broker.amqp_url, CEILING_QUEUE, count, max_seconds)
         try:
             sent = publisher.receive(max_seconds + READY_TIMEOUT)
         finally:
             publisher.process.join(10)
         received = consumer.receive(max_seconds + READY_TIMEOUT)
+        broker_cpu = cpu_seconds(broker.os_pid()) - broker_cpu
     finally:
         consumer.process.join(10)
         if consumer.process.is_alive():
             consumer.process.terminate()
     elapsed = received["last"] - sent["started"]
+    messages = max(1, received["received"])
     return {
         "sent": sent["sent"],
         "received": received["received"],
         "elapsed": elapsed,
         "publish_rate": sent["sent"] / (sent["published"] - sent["started"]),
         "rate": received["received"] / elapsed if elapsed > 0 else 0.0,
+        "cpu_ms_per_message": {role: round(seconds * 1000 / messages, 4) for role, seconds in
+                               (("publisher", sent["cpu"]), ("consumer", received["cpu"]), ("broker", broker_cpu))},
     }
+
+
+def speed_probe() -> float:
+    """Milliseconds a fixed pure-Python loop takes in this process, best of three.
+
+    Taken between measurements, when burrow's processes are idle: on a virtual machine the host
+    can lend fewer cycles at one moment than another, which a load average does not show; the
+    spread of these probes over a run says how far the machine's own speed moved.
+    """
+    best = float("inf")
+    for _ in range(3):
+        begin = time.perf_counter()
+        total = 0
+        for number in range(300_000):
+            total += number * number % 7
+        best = min(best, time.perf_counter() - begin)
+    return round(best * 1000, 2)
 
 
 def measure_floor(broker: LocalBroker, settings: Settings) -> dict[str, Any]:
@@ -523,6 +546,7 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
         "same_rate": {},
         "target_rate": {},
         "rss": {},
+        "speed_probe_ms": [],
     }
     workdir = Path(tempfile.mkdtemp(prefix="burrow-bench-"))
     try:
@@ -538,6 +562,7 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
                     system.client.command("closed", max(settings.warmup, warm), warm, settings.max_seconds,
                                           timeout=settings.max_seconds + 120)
                 for round_number in range(1, settings.rounds + 1):
+                    results["speed_probe_ms"].append(speed_probe())
                     for concurrency in levels:
                         for name, system in systems.items():
                             profiling = py_spy is not None and round_number == 1 and concurrency == max(levels)
@@ -581,6 +606,7 @@ def run_benchmark(settings: Settings, out_dir: Path, py_spy: str | None = None, 
             results["async_handlers"] = measure_async_handlers(broker, workdir, settings, progress)
             for name in RPC_SYSTEMS:
                 results["rss"][name] = measure_memory(name, broker, workdir, settings, progress)
+            results["speed_probe_ms"].append(speed_probe())
         results["profiles"] = {label: profile_summary(path) for label, path in profiler.files.items() if path.exists()}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

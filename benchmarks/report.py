@@ -74,6 +74,9 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
         "rounds_msgs_per_s": [round(rate, 1) for rate in ceiling_rates],
         "rpc_ceiling_rps": round(statistics.median(ceiling_rates) / 2, 1),
     }
+    if all("cpu_ms_per_message" in c for c in raw["ceiling"]):
+        ceiling["cpu_ms_per_message"] = {role: round(statistics.median(c["cpu_ms_per_message"][role] for c in raw["ceiling"]), 4)
+                                         for role in raw["ceiling"][0]["cpu_ms_per_message"]}
     floor_runs = raw.get("floor", [])
     floor = None
     if floor_runs:
@@ -98,6 +101,7 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
         "settings": raw["settings"],
         "loadavg_before": raw["loadavg_before"],
         "loadavg_after": raw.get("loadavg_after"),
+        "speed_probe_ms": raw.get("speed_probe_ms"),
         "throughput": throughput,
         "peak_rps": peaks,
         "ceiling": ceiling,

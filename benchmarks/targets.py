@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from benchmarks import costs
+
 logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
@@ -229,11 +231,22 @@ def block(path: Path) -> str:
     load = f"{before[0]:.2f} before, {after[0]:.2f} after" if before and after else "n/a"
     lines = [
         f"From [`{path.name}`]({path.name}): started {summary['started']}, revision {provenance.get('revision', 'n/a')}, "
-        f"command `{provenance.get('command', 'n/a')}`, load average (1 min) {load}. Bounds as of this revision of "
-        "benchmarks/targets.py; a target the run did not measure says n/a.",
+        f"command `{provenance.get('command', 'n/a')}`, load average (1 min) {load}, {speed(summary)}. Bounds as of "
+        "this revision of benchmarks/targets.py; a target the run did not measure says n/a.",
         "",
     ]
-    return "\n".join(lines) + "\n" + table(evaluate(summary))
+    return "\n".join(lines) + "\n" + table(evaluate(summary)) + "\n" + costs.block(summary)
+
+
+def speed(summary: dict[str, Any]) -> str:
+    """The run's speed probes (``harness.speed_probe``) in a few words: how far the machine's own
+    speed moved during the run."""
+    probes = summary.get("speed_probe_ms")
+    if not probes:
+        return "speed probe n/a"
+    low, high = min(probes), max(probes)
+    return (f"speed probe {low:.1f}-{high:.1f} ms over {len(probes)} probes "
+            f"(the slowest {100 * (high / low - 1):.0f} % slower than the fastest)")
 
 
 def with_block(text: str, generated: str) -> str:
