@@ -148,6 +148,12 @@ def validate_request(
     return None
 
 
+def is_burrow_reply_queue(reply_to: str, reply_queue_prefix: str) -> bool:
+    """Whether ``reply_to`` names a burrow producer's reply queue (``topology.reply_queue_prefix``
+    followed by a dot), as opposed to a queue of a caller outside burrow."""
+    return reply_to.startswith(f"{reply_queue_prefix}.")
+
+
 def unroutable_reply(reply_to: str, returned: str, *, reply_exchange: str, reply_queue_prefix: str) -> Rejection:
     """Why a request whose reply the broker returned as unroutable (``returned``) is dead-lettered.
 
@@ -158,7 +164,7 @@ def unroutable_reply(reply_to: str, returned: str, *, reply_exchange: str, reply
     reach every queue of the virtual host). That caller cannot be told, so the reason, which the
     consumer logs and counts, names the pattern and the two reply paths that work.
     """
-    if reply_to.startswith(f"{reply_queue_prefix}."):
+    if is_burrow_reply_queue(reply_to, reply_queue_prefix):
         return Rejection(REJECT_REPLY_UNROUTABLE, returned)
     return Rejection(
         REJECT_REPLY_DEFAULT_EXCHANGE,

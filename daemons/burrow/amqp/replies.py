@@ -31,7 +31,7 @@ from pika.channel import Channel
 
 from burrow.amqp.confirms import ConfirmTracker
 from burrow.amqp.inbox import Inbox
-from burrow.protocol import Outcome, reply_properties
+from burrow.protocol import Outcome, is_burrow_reply_queue, reply_properties
 from burrow.topology import DIRECT_REPLY_TO
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class ReplyPublisher(Generic[R]):
     ) -> None:
         self._ioloop = ioloop
         self._reply_exchange = reply_exchange
-        self._reply_queue_prefix = None if reply_queue_prefix is None else f"{reply_queue_prefix}."
+        self._reply_queue_prefix = reply_queue_prefix
         self._on_ready = on_ready
         self._on_confirmed = on_confirmed
         self._on_acked = on_acked
@@ -245,7 +245,7 @@ class ReplyPublisher(Generic[R]):
         latest = time.time() + UNROUTABLE_RETRY_DELAY
         for reply in replies:
             deadline = reply.deadline
-            if (reply.returned is None or not reply.reply_to.startswith(prefix)
+            if (reply.returned is None or not is_burrow_reply_queue(reply.reply_to, prefix)
                     or reply.unroutable_retries >= UNROUTABLE_RETRIES or (deadline is not None and deadline <= latest)):
                 settled.append(reply)
                 continue
