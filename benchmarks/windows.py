@@ -1,7 +1,8 @@
 """``python -m benchmarks.windows [--tiny] [--out DIR]``: the consumer's request window, measured.
 
-Issue 26 asks which default window to ship: 32 (4 per worker, the default until this scenario ran), 64, or the adaptive window
-(``consumer.window = "adaptive"``). This scenario measures the three on one and on three
+Issue 26 asks which default window to ship: 32 (4 per worker, the default until this scenario ran), 64 (the
+default since), 128, or the adaptive window (``consumer.window = "adaptive"``). This scenario measures
+the four on one and on three
 ``burrow-consumer`` processes (8 workers each, the defaults otherwise) with a slow handler mix: one
 request in ``SLOW_EVERY`` sleeps ``SLOW_SECONDS`` in its handler (:mod:`benchmarks.handlers`), the rest
 echo at once.
@@ -47,6 +48,7 @@ from benchmarks.rawfile import RawFile
 WINDOWS = {
     "32": {"prefetch": 32},
     "64": {"prefetch": 64},
+    "128": {"prefetch": 128},
     "adaptive": {"prefetch": 0, "window": "adaptive"},
 }
 CONSUMER_COUNTS = (1, 3)
