@@ -17,20 +17,27 @@ from __future__ import annotations
 
 from typing import Any
 
-#: (label, system, in-flight level) of each measured row, in table order.
-ROWS = (
-    ("library at 64 in flight", "burrow-reliable", "64"),
-    ("HTTP API at 64 connections", "burrow-http-api", "64"),
-    ("library at 256 in flight", "burrow-reliable", "256"),
-    ("HTTP API at 256 connections", "burrow-http-api", "256"),
-)
+from benchmarks.targets import CEILING_LEVEL, EQUAL_IN_FLIGHT, HTTP_API, LIBRARY
+
+
+def _library(level: int | str) -> str:
+    return f"library at {level} in flight"
+
+
+def _api(level: int | str) -> str:
+    return f"HTTP API at {level} connections"
+
+
+CEILING_ROW = "RPC ceiling (2 one-way messages)"
+#: (label, system, in-flight level) of each measured row, in table order: the levels at which the
+#: targets hold the API against the library.
+ROWS = tuple(row for level in EQUAL_IN_FLIGHT
+             for row in ((_library(level), LIBRARY, str(level)), (_api(level), HTTP_API, str(level))))
 #: The ratios the targets compare, as (what, row, reference row).
 RATIOS = (
-    ("HTTP API / library at 64", "HTTP API at 64 connections", "library at 64 in flight"),
-    ("HTTP API / library at 256", "HTTP API at 256 connections", "library at 256 in flight"),
-    ("reliable at 256 / RPC ceiling", "library at 256 in flight", "RPC ceiling (2 one-way messages)"),
+    *((f"HTTP API / library at {level}", _api(level), _library(level)) for level in EQUAL_IN_FLIGHT),
+    (f"reliable at {CEILING_LEVEL} / RPC ceiling", _library(CEILING_LEVEL), CEILING_ROW),
 )
-CEILING_ROW = "RPC ceiling (2 one-way messages)"
 
 
 def rows(summary: dict[str, Any]) -> dict[str, dict[str, Any] | None]:

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks import costs
-
 logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
@@ -235,6 +233,8 @@ def block(path: Path) -> str:
         "this revision of benchmarks/targets.py; a target the run did not measure says n/a.",
         "",
     ]
+    from benchmarks import costs  # here, not at the top: costs reads this module's constants
+
     return "\n".join(lines) + "\n" + table(evaluate(summary)) + "\n" + costs.block(summary)
 
 
