@@ -31,7 +31,7 @@ bench-services: ## one broker: 1 service vs 4 services vs 4 partitions (about 1 
 bench-cluster: ## burrow on a throwaway 3-node cluster vs one node (about 2 min)
 	@$(VENV) $(BENCH_PATH) python -m benchmarks.cluster $(BENCH_CLUSTER_ARGS)
 
-bench-windows: ## request window 32, 64, 128 or adaptive on 1 and 3 consumers, slow handler mix
+bench-windows: ## window 32, 64, 128 or adaptive on 1 and 3 consumers, slow handler mix
 	@$(VENV) $(BENCH_PATH) python -m benchmarks.windows $(BENCH_WINDOWS_ARGS)
 
 bench-targets: ## RESULTS.md's target table from the newest benchmarks/results-*.json
