@@ -6,8 +6,8 @@ round, every concurrency level of every system in turn (A B C A B C ...), so tha
 of this shared machine hits all systems alike instead of one. The floor and the RPC ceiling, the
 bounds of two targets, are measured in each round right after the level they bound. Then it
 measures latency at a fixed rate of half each system's peak, and finally, with fresh processes,
-each system's memory after the first and the last requests of a long run. :mod:`benchmarks.report` turns the collected
-dictionary into JSON, a markdown table and a PNG.
+each system's memory after the first and the last requests of a long run. :mod:`benchmarks.report`
+turns the collected dictionary into JSON, a markdown table and a PNG.
 """
 
 from __future__ import annotations

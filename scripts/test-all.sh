@@ -17,7 +17,8 @@
 # The Prometheus test runs in the cluster session because that session ended 9 minutes before the
 # other one (2026-12-03, 28 against 37 minutes). The sessions share nothing they could trip over:
 # each host, bridge and broker has its own name, subnet or port, the nspawn roots and the .deb are
-# built under locks, and each session deploys its own copy of the .deb. The exit status is the first failing session's.
+# built under locks, and each session deploys its own copy of the .deb. The exit status is the
+# first failing session's.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,21 +27,21 @@ export PATH="$venv/bin:$PATH"
 mkdir -p build
 log=build/test-cluster.log
 cluster_tmp="${TMPDIR:-/tmp}/burrow-test-cluster"
+# One list: the main session ignores exactly what the cluster session runs.
+cluster_files=(tests/system/test_cluster.py tests/system/test_inter_node_tls.py tests/system/test_prometheus_server.py)
 
 "$venv/bin/python" -m pytest -ra --durations=15 -p no:cacheprovider --basetemp="$cluster_tmp" -m system \
-    -k "not bookworm" tests/system/test_cluster.py tests/system/test_inter_node_tls.py \
-    tests/system/test_prometheus_server.py >"$log" 2>&1 &
+    -k "not bookworm" "${cluster_files[@]}" >"$log" 2>&1 &
 cluster=$!
-echo "test-all: the cluster scenarios run beside this session (pid $cluster, log $log)"
+echo "test-all: the cluster session runs beside this one (pid $cluster, log $log): ${cluster_files[*]}"
 
-"$venv/bin/python" -m pytest -ra --durations=40 --ignore=tests/system/test_cluster.py \
-    --ignore=tests/system/test_migrate_blue_green.py --ignore=tests/system/test_inter_node_tls.py \
-    --ignore=tests/system/test_prometheus_server.py "$@"
+"$venv/bin/python" -m pytest -ra --durations=40 "${cluster_files[@]/#/--ignore=}" \
+    --ignore=tests/system/test_migrate_blue_green.py "$@"
 suite=$?
 
 wait "$cluster"
 cluster_status=$?
-echo "=== the cluster session (test_cluster, test_inter_node_tls, test_prometheus_server): exit status $cluster_status (whole log: $log) ==="
+echo "=== the cluster session (${cluster_files[*]}): exit status $cluster_status (whole log: $log) ==="
 if [ "$cluster_status" -eq 0 ]; then
     sed -n '/slowest [0-9]* durations/,$p' "$log" | tail -n 30
 else
